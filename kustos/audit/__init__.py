@@ -1,0 +1,1 @@
+"""kustos.audit (see docs/architecture.md)."""

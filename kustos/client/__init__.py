@@ -1,0 +1,1 @@
+"""kustos.client (see docs/architecture.md)."""

@@ -1,0 +1,77 @@
+"""Settings of the long-running roles, as frozen dataclasses.
+
+Settings are built once, in ``main()`` of a role (from CLI flags, environment
+variables and ``--dev`` defaults), and passed down explicitly: nothing in
+Kustos reads the environment or a file at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "KeyProviderConfig",
+    "ServerConfig",
+    "StorageConfig",
+]
+
+DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
+"""Largest accepted request body for one secret write (1 MiB, like a Kubernetes Secret)."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the server keeps its data.
+
+    ``url`` is ``sqlite:///path/to/kustos.db`` (the embedded default) or a
+    PostgreSQL conninfo / URL (``postgresql://user@host:5432/db``).
+    """
+
+    url: str
+    pool_min: int = 1
+    pool_max: int = 10
+
+    @property
+    def kind(self) -> Literal["sqlite", "postgresql"]:
+        if self.url.startswith("sqlite:"):
+            return "sqlite"
+        if self.url.startswith(("postgresql:", "postgres:")) or "host=" in self.url:
+            return "postgresql"
+        raise ValueError(f"unsupported storage URL scheme: {self.url.split(':', 1)[0]!r}")
+
+
+@dataclass(frozen=True)
+class KeyProviderConfig:
+    """Which key provider protects the server's keyring, and its options.
+
+    ``kind`` is one of ``local`` (``key_file``), ``shamir`` (shares given at
+    unseal time) or ``pkcs11`` (``pkcs11_module``, ``pkcs11_token_label``,
+    ``pkcs11_pin``, ``pkcs11_key_label``).
+    """
+
+    kind: Literal["local", "shamir", "pkcs11"] = "local"
+    key_file: Path | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+    pkcs11_key_label: str = "kustos-root"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``kustos server`` needs to start."""
+
+    storage: StorageConfig
+    keys: KeyProviderConfig
+    host: str = "127.0.0.1"
+    port: int = 8200
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    data_dir: Path = Path(".kustos")
+    dev: bool = False
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    log_level: str = "info"
+    access_log: bool = False

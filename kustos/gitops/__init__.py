@@ -1,0 +1,1 @@
+"""kustos.gitops (see docs/architecture.md)."""

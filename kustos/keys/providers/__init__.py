@@ -1,0 +1,1 @@
+"""Key provider implementations, one module each."""

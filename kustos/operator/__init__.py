@@ -1,0 +1,1 @@
+"""kustos.operator (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""kustos.policy (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""kustos.server (see docs/architecture.md)."""

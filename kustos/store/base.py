@@ -1,0 +1,64 @@
+"""The ``StorageBackend`` protocol: an ordered key-value store with transactions.
+
+Keys are ``/``-separated strings (``kv/<mount-uuid>/data/app/db/3``); values
+are opaque bytes. ``list(prefix)`` answers like Vault's physical backends: the
+direct children of ``prefix`` (which ends in ``/`` or is empty), with a
+trailing ``/`` on a child that has entries below it (a "folder"), sorted.
+
+Durability: when a transaction's ``async with`` block exits without an error,
+the data is on disk (SQLite: WAL + ``synchronous=FULL``; PostgreSQL: commit).
+Concurrency: ``get(key, for_update=True)`` inside a transaction locks ``key``
+(even when it does not exist yet) until the transaction ends, across processes
+sharing one database, so read-modify-write (check-and-set) is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+__all__ = ["StorageBackend", "Transaction"]
+
+
+class Transaction(Protocol):
+    """Reads and writes that commit together, or not at all."""
+
+    async def get(self, key: str, *, for_update: bool = False) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; return how many."""
+        ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+
+class StorageBackend(Protocol):
+    """An ordered key-value store; see the module docstring for the contract."""
+
+    @property
+    def name(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+    def scan(self, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Every (key, value) whose key starts with ``prefix``, in key order (for rewrap, export)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def schema_version(self) -> int: ...

@@ -1,0 +1,1 @@
+"""Shared test fixtures. Integration fixtures start real components on loopback."""
