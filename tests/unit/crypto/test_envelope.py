@@ -260,7 +260,7 @@ def test_keyring_is_immutable_and_not_picklable() -> None:
 
     ring = Keyring.generate(now=T0)
     with pytest.raises(AttributeError):
-        ring._active = 5  # type: ignore[misc]
+        ring._active = 5
     with pytest.raises(TypeError):
         pickle.dumps(ring)
 

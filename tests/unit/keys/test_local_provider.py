@@ -81,7 +81,7 @@ def test_refuses_a_key_file_without_a_32_byte_key(tmp_path: Path, content: bytes
 
 def test_refuses_a_directory_or_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "dir.key").mkdir(mode=0o700)
-    with pytest.raises(ConfigError, match="dir.key is not a regular file"):
+    with pytest.raises(ConfigError, match=r"dir\.key is not a regular file"):
         LocalKeyProvider(tmp_path / "dir.key")
     target = tmp_path / "real.key"
     LocalKeyProvider(target)
