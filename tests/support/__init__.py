@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (throwaway servers and the like)."""
