@@ -177,7 +177,9 @@ class Keyring:
     # -- construction and serialization -------------------------------------------------
 
     @classmethod
-    def generate(cls, *, now: datetime | None = None, randbytes: RandBytes = secrets.token_bytes) -> Keyring:
+    def generate(
+        cls, *, now: datetime | None = None, randbytes: RandBytes = secrets.token_bytes
+    ) -> Keyring:
         """Return a keyring with one fresh 256-bit KEK, version 1, active."""
         kek = _Kek(1, now or _utcnow(), False, aead.generate_key(randbytes=randbytes))
         return cls([kek], active=1)
@@ -236,7 +238,9 @@ class Keyring:
         """Every KEK version, oldest first, without key material."""
         return [KeyVersionInfo(k.version, k.created, k.disabled) for k in self._keks]
 
-    def rotate(self, *, now: datetime | None = None, randbytes: RandBytes = secrets.token_bytes) -> Keyring:
+    def rotate(
+        self, *, now: datetime | None = None, randbytes: RandBytes = secrets.token_bytes
+    ) -> Keyring:
         """Return a keyring with a new KEK (highest version + 1) that becomes active."""
         version = self._keks[-1].version + 1
         kek = _Kek(version, now or _utcnow(), False, aead.generate_key(randbytes=randbytes))
@@ -249,7 +253,9 @@ class Keyring:
         unknown versions with :class:`InvalidRequestError`.
         """
         if version == self._active:
-            raise InvalidRequestError(f"cannot disable the active key version {version}; rotate first")
+            raise InvalidRequestError(
+                f"cannot disable the active key version {version}; rotate first"
+            )
         if not any(k.version == version for k in self._keks):
             raise InvalidRequestError(f"no key version {version} in the keyring")
         return Keyring(
@@ -259,7 +265,9 @@ class Keyring:
 
     # -- encryption -------------------------------------------------------------------------
 
-    def encrypt(self, plaintext: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes) -> bytes:
+    def encrypt(
+        self, plaintext: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes
+    ) -> bytes:
         """Encrypt ``plaintext`` under a fresh DEK wrapped by the active KEK, bound to ``context``.
 
         ``randbytes`` is called three times: DEK (32), wrap nonce (12), data
@@ -279,7 +287,9 @@ class Keyring:
         _, dek, data = self._open(blob, context)
         return aead.unseal(dek, data, aad=_data_aad(context))
 
-    def rewrap(self, blob: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes) -> bytes:
+    def rewrap(
+        self, blob: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes
+    ) -> bytes:
         """Re-wrap the DEK of ``blob`` under the active KEK, after verifying the whole blob.
 
         The data nonce and ciphertext stay byte for byte the same. A blob that
@@ -292,7 +302,9 @@ class Keyring:
             return blob
         kek = self._kek(self._active)
         header = _header(kek.version)
-        wrapped = aead.seal(kek.key, dek, aad=_dek_aad(header, context), nonce=randbytes(aead.NONCE_SIZE))
+        wrapped = aead.seal(
+            kek.key, dek, aad=_dek_aad(header, context), nonce=randbytes(aead.NONCE_SIZE)
+        )
         return header + wrapped + data
 
     @staticmethod

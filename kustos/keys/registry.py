@@ -39,7 +39,11 @@ def open_provider(config: KeyProviderConfig) -> KeyProvider:
         if not module or not token or not pin:
             missing = [
                 name
-                for name, value in (("pkcs11_module", module), ("pkcs11_token_label", token), ("pkcs11_pin", pin))
+                for name, value in (
+                    ("pkcs11_module", module),
+                    ("pkcs11_token_label", token),
+                    ("pkcs11_pin", pin),
+                )
                 if not value
             ]
             raise ConfigError(f"the pkcs11 key provider needs {', '.join(missing)}")
@@ -47,4 +51,6 @@ def open_provider(config: KeyProviderConfig) -> KeyProvider:
         from kustos.sensitive import Sensitive
 
         return Pkcs11KeyProvider(module, token, Sensitive(pin), config.pkcs11_key_label)
-    raise ConfigError(f"unknown key provider {config.kind!r}; expected one of {', '.join(PROVIDER_KINDS)}")
+    raise ConfigError(
+        f"unknown key provider {config.kind!r}; expected one of {', '.join(PROVIDER_KINDS)}"
+    )

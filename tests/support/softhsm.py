@@ -41,14 +41,28 @@ def softhsm_missing() -> str | None:
     return None
 
 
-def create_token(directory: Path, *, label: str = "kustos-test", pin: str = "1234", so_pin: str = "5678") -> SoftHsmToken:
+def create_token(
+    directory: Path, *, label: str = "kustos-test", pin: str = "1234", so_pin: str = "5678"
+) -> SoftHsmToken:
     """Create a config file and one initialized token under ``directory``."""
     tokens = directory / "tokens"
     tokens.mkdir(parents=True, mode=0o700)
     conf = directory / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    conf.write_text(
+        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
     subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", so_pin],
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            so_pin,
+        ],
         check=True,
         capture_output=True,
         env={"SOFTHSM2_CONF": str(conf), "PATH": "/usr/bin:/bin:/usr/local/bin"},

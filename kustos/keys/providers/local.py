@@ -41,9 +41,13 @@ class LocalKeyProvider:
     the server at start with a clear :class:`ConfigError`.
     """
 
-    def __init__(self, key_file: Path, *, randbytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+    def __init__(
+        self, key_file: Path, *, randbytes: Callable[[int], bytes] = secrets.token_bytes
+    ) -> None:
         self._path = Path(key_file)
-        self._key: Sensitive[bytes] | None = Sensitive(_load_or_create(self._path, randbytes=randbytes))
+        self._key: Sensitive[bytes] | None = Sensitive(
+            _load_or_create(self._path, randbytes=randbytes)
+        )
 
     @property
     def name(self) -> str:
@@ -85,7 +89,9 @@ def _load_or_create(path: Path, *, randbytes: Callable[[int], bytes]) -> bytes:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = aead.generate_key(randbytes=randbytes)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
         try:
             os.write(fd, base64.b64encode(key) + b"\n")
             os.fsync(fd)

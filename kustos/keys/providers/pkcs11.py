@@ -101,7 +101,11 @@ class Pkcs11KeyProvider:
         nonce = self._randbytes(_NONCE_SIZE)
         params = GCMParams(nonce, context(_LABEL, _FORMAT, aad), _TAG_BITS)
         try:
-            sealed = self._call(lambda key: key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=params))
+            sealed = self._call(
+                lambda key: key.encrypt(
+                    plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=params
+                )
+            )
         except p11err.PKCS11Error as exc:
             raise KeyProviderError(f"HSM could not encrypt: {type(exc).__name__}") from None
         return _FORMAT + nonce + bytes(sealed)
@@ -112,7 +116,9 @@ class Pkcs11KeyProvider:
         nonce, sealed = blob[1 : 1 + _NONCE_SIZE], blob[1 + _NONCE_SIZE :]
         params = GCMParams(nonce, context(_LABEL, _FORMAT, aad), _TAG_BITS)
         try:
-            plain = self._call(lambda key: key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=params))
+            plain = self._call(
+                lambda key: key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+            )
         except _OUTAGES as exc:
             raise KeyProviderError(f"HSM unavailable: {type(exc).__name__}") from None
         except p11err.PKCS11Error:
@@ -147,9 +153,13 @@ class Pkcs11KeyProvider:
         try:
             token = library.get_token(token_label=self._token_label)
         except p11err.NoSuchToken:
-            raise ConfigError(f"no PKCS#11 token labelled {self._token_label!r} in {self._module_path}") from None
+            raise ConfigError(
+                f"no PKCS#11 token labelled {self._token_label!r} in {self._module_path}"
+            ) from None
         except p11err.MultipleTokensReturned:
-            raise ConfigError(f"several PKCS#11 tokens are labelled {self._token_label!r}") from None
+            raise ConfigError(
+                f"several PKCS#11 tokens are labelled {self._token_label!r}"
+            ) from None
         except p11err.PKCS11Error as exc:
             raise KeyProviderError(f"PKCS#11 token lookup failed: {type(exc).__name__}") from None
         try:
@@ -159,11 +169,17 @@ class Pkcs11KeyProvider:
                 # PKCS#11 login is per process: another session (another provider) logged in already
                 session = token.open(rw=True)
         except (p11err.PinIncorrect, p11err.PinInvalid, p11err.PinLenRange):
-            raise ConfigError(f"the PIN for PKCS#11 token {self._token_label!r} was rejected") from None
+            raise ConfigError(
+                f"the PIN for PKCS#11 token {self._token_label!r} was rejected"
+            ) from None
         except p11err.PinLocked:
-            raise ConfigError(f"the PIN for PKCS#11 token {self._token_label!r} is locked") from None
+            raise ConfigError(
+                f"the PIN for PKCS#11 token {self._token_label!r} is locked"
+            ) from None
         except p11err.PKCS11Error as exc:
-            raise KeyProviderError(f"cannot open a session on token {self._token_label!r}: {type(exc).__name__}") from None
+            raise KeyProviderError(
+                f"cannot open a session on token {self._token_label!r}: {type(exc).__name__}"
+            ) from None
         try:
             key = self._find_or_create_key(session)
         except BaseException:
@@ -176,7 +192,9 @@ class Pkcs11KeyProvider:
         try:
             key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=self._key_label)
         except p11err.MultipleObjectsReturned:
-            raise ConfigError(f"several secret keys are labelled {self._key_label!r} in token {self._token_label!r}") from None
+            raise ConfigError(
+                f"several secret keys are labelled {self._key_label!r} in token {self._token_label!r}"
+            ) from None
         except p11err.NoSuchKey:
             if not self._create_key:
                 raise ConfigError(f"{where} does not exist") from None
@@ -209,11 +227,15 @@ class Pkcs11KeyProvider:
             key_type, length = key[Attribute.KEY_TYPE], key[Attribute.VALUE_LEN]
             sensitive, extractable = key[Attribute.SENSITIVE], key[Attribute.EXTRACTABLE]
         except p11err.PKCS11Error as exc:
-            raise KeyProviderError(f"cannot read the attributes of {where}: {type(exc).__name__}") from None
+            raise KeyProviderError(
+                f"cannot read the attributes of {where}: {type(exc).__name__}"
+            ) from None
         if key_type != KeyType.AES or length != 32:
             raise ConfigError(f"{where} is not an AES-256 key")
         if not sensitive or extractable:
-            raise ConfigError(f"{where} is extractable or not sensitive; refusing a key that can leave the HSM")
+            raise ConfigError(
+                f"{where} is extractable or not sensitive; refusing a key that can leave the HSM"
+            )
         return key
 
     def _disconnect(self) -> None:

@@ -195,7 +195,9 @@ class ShamirKeyProvider:
             salt = self._randbytes(_SALT_SIZE)
             verifiers.append(ShareVerifier(salt=salt, digest=hashlib.sha256(salt + part).digest()))
         key_check = aead.seal(key, b"", aad=_CHECK_LABEL, nonce=self._randbytes(aead.NONCE_SIZE))
-        config = ShamirConfig(shares=shares, threshold=threshold, verifiers=tuple(verifiers), key_check=key_check)
+        config = ShamirConfig(
+            shares=shares, threshold=threshold, verifiers=tuple(verifiers), key_check=key_check
+        )
         with self._lock:
             self._key = Sensitive(key)
             self._pending = []
@@ -232,7 +234,9 @@ class ShamirKeyProvider:
             try:
                 aead.unseal(key, config.key_check, aad=_CHECK_LABEL)
             except DecryptionError:
-                raise KeyProviderError("the rebuilt root key does not match the stored key check") from None
+                raise KeyProviderError(
+                    "the rebuilt root key does not match the stored key check"
+                ) from None
             self._key = Sensitive(key)
             return UnsealProgress(False, 0, config.threshold, config.shares)
 
@@ -278,11 +282,17 @@ def _check_counts(*, shares: int, threshold: int) -> None:
     if isinstance(shares, bool) or isinstance(threshold, bool):
         raise InvalidRequestError("secret_shares and secret_threshold must be integers")
     if not 1 <= shares <= _MAX_SHARES:
-        raise InvalidRequestError(f"secret_shares must be between 1 and {_MAX_SHARES}, got {shares}")
+        raise InvalidRequestError(
+            f"secret_shares must be between 1 and {_MAX_SHARES}, got {shares}"
+        )
     if not 1 <= threshold <= shares:
-        raise InvalidRequestError(f"secret_threshold must be between 1 and secret_shares ({shares}), got {threshold}")
+        raise InvalidRequestError(
+            f"secret_threshold must be between 1 and secret_shares ({shares}), got {threshold}"
+        )
     if threshold == 1 and shares > 1:
-        raise InvalidRequestError("secret_threshold must be greater than one when there are several shares")
+        raise InvalidRequestError(
+            "secret_threshold must be greater than one when there are several shares"
+        )
 
 
 def _decode_share(text: str) -> bytes:
@@ -297,7 +307,9 @@ def _decode_share(text: str) -> bytes:
         except ValueError:
             raise InvalidRequestError("malformed unseal share: neither base64 nor hex") from None
     if len(share) != _SHARE_SIZE:
-        raise InvalidRequestError(f"malformed unseal share: expected {_SHARE_SIZE} bytes, got {len(share)}")
+        raise InvalidRequestError(
+            f"malformed unseal share: expected {_SHARE_SIZE} bytes, got {len(share)}"
+        )
     return share
 
 

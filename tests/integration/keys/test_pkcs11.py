@@ -34,7 +34,9 @@ def user_session(token: SoftHsmToken) -> pkcs11.Session:
 
 
 def make(token: SoftHsmToken, key_label: str, **kwargs: object) -> Pkcs11KeyProvider:
-    return Pkcs11KeyProvider(token.module, token.token_label, Sensitive(token.pin), key_label, **kwargs)  # type: ignore[arg-type]
+    return Pkcs11KeyProvider(
+        token.module, token.token_label, Sensitive(token.pin), key_label, **kwargs
+    )  # type: ignore[arg-type]
 
 
 class TestPkcs11Contract(KeyProviderContract):
@@ -51,14 +53,18 @@ class TestPkcs11Contract(KeyProviderContract):
         p.close()
 
 
-def test_key_is_generated_in_the_token_non_extractable_and_reused(softhsm_token: SoftHsmToken) -> None:
+def test_key_is_generated_in_the_token_non_extractable_and_reused(
+    softhsm_token: SoftHsmToken,
+) -> None:
     label = new_label()
     first = make(softhsm_token, label)
     blob = first.wrap(KEYRING, aad=AAD)
     first.close()
     # inspect the token with python-pkcs11 directly
     with user_session(softhsm_token) as session:
-        keys = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+        keys = list(
+            session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})
+        )
         assert len(keys) == 1
         key = keys[0]
         assert key[Attribute.KEY_TYPE] == KeyType.AES and key[Attribute.VALUE_LEN] == 32
@@ -95,7 +101,10 @@ def test_extractable_key_is_refused(softhsm_token: SoftHsmToken) -> None:
     label = new_label()
     with user_session(softhsm_token) as session:
         session.generate_key(
-            KeyType.AES, 256, label=label, store=True,
+            KeyType.AES,
+            256,
+            label=label,
+            store=True,
             template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
         )
     with pytest.raises(ConfigError, match="extractable or not sensitive"):
@@ -109,7 +118,9 @@ def test_unknown_token_and_module(softhsm_token: SoftHsmToken) -> None:
 
 def test_wrong_pin_is_a_config_error_and_pin_never_shown(softhsm_token: SoftHsmToken) -> None:
     # No other session is open here, so the token is logged out and checks the PIN.
-    with pytest.raises(ConfigError, match="PIN for PKCS#11 token 'kustos-test' was rejected") as info:
+    with pytest.raises(
+        ConfigError, match="PIN for PKCS#11 token 'kustos-test' was rejected"
+    ) as info:
         Pkcs11KeyProvider(softhsm_token.module, softhsm_token.token_label, "999999", new_label())
     assert "999999" not in str(info.value)
     provider = make(softhsm_token, new_label())

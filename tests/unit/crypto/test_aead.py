@@ -22,7 +22,10 @@ def test_round_trip_and_layout() -> None:
 
 def test_fixed_vector_matches_plain_aesgcm() -> None:
     blob = aead.seal(KEY, b"kustos", aad=b"ad", nonce=NONCE)
-    assert blob.hex() == "c0c1c2c3c4c5c6c7c8c9cacb" + AESGCM(KEY).encrypt(NONCE, b"kustos", b"ad").hex()
+    assert (
+        blob.hex()
+        == "c0c1c2c3c4c5c6c7c8c9cacb" + AESGCM(KEY).encrypt(NONCE, b"kustos", b"ad").hex()
+    )
     assert AESGCM(KEY).decrypt(blob[:12], blob[12:], b"ad") == b"kustos"
 
 

@@ -25,7 +25,8 @@ VECTOR_WRAP_NONCE = bytes(range(0xA0, 0xAC))
 VECTOR_DATA_NONCE = bytes(range(0xB0, 0xBC))
 VECTOR_CTX_HEX = "020000000e33663063316238652d6d6f756e7402000000066170702f6462030000000133"
 VECTOR_BLOB_HEX = (
-    "4b534501" "00000001"
+    "4b534501"
+    "00000001"
     "a0a1a2a3a4a5a6a7a8a9aaab"
     "a6593e6e018e44f82a2ccd984b378e9120fd0b43c6e2143bc4577cdd23f62b5e"
     "a60bb157fd1dc830d1736639805d0000"
@@ -51,7 +52,12 @@ def keyring_with(kek: bytes, *, version: int = 1) -> Keyring:
         "kustos_keyring": 1,
         "active": version,
         "keys": [
-            {"version": version, "created": T0.isoformat(), "disabled": False, "key": base64.b64encode(kek).decode()}
+            {
+                "version": version,
+                "created": T0.isoformat(),
+                "disabled": False,
+                "key": base64.b64encode(kek).decode(),
+            }
         ],
     }
     return Keyring.from_bytes(json.dumps(doc).encode())
@@ -271,7 +277,9 @@ def test_keyring_is_immutable_and_not_picklable() -> None:
 def test_fixed_vector_is_reproduced_exactly() -> None:
     assert CTX.hex() == VECTOR_CTX_HEX
     ring = keyring_with(VECTOR_KEK)
-    blob = ring.encrypt(PLAINTEXT, context=CTX, randbytes=fixed(VECTOR_DEK, VECTOR_WRAP_NONCE, VECTOR_DATA_NONCE))
+    blob = ring.encrypt(
+        PLAINTEXT, context=CTX, randbytes=fixed(VECTOR_DEK, VECTOR_WRAP_NONCE, VECTOR_DATA_NONCE)
+    )
     assert blob.hex() == VECTOR_BLOB_HEX
     assert ring.decrypt(bytes.fromhex(VECTOR_BLOB_HEX), context=CTX) == PLAINTEXT
 
@@ -298,7 +306,9 @@ def test_independent_encryption_is_accepted() -> None:
         VECTOR_WRAP_NONCE, VECTOR_DEK, independent_context(b"kustos/envelope/dek", header, ctx)
     )
     data = VECTOR_DATA_NONCE + AESGCM(VECTOR_DEK).encrypt(
-        VECTOR_DATA_NONCE, b"independent", independent_context(b"kustos/envelope/data", header[:4], ctx)
+        VECTOR_DATA_NONCE,
+        b"independent",
+        independent_context(b"kustos/envelope/data", header[:4], ctx),
     )
     assert keyring_with(VECTOR_KEK).decrypt(header + wrapped + data, context=ctx) == b"independent"
 

@@ -51,7 +51,9 @@ class KeyProviderContract:
             with pytest.raises(DecryptionError):
                 provider.unwrap(bad, aad=AAD)
 
-    def test_another_key_cannot_unwrap(self, provider: KeyProvider, other_provider: KeyProvider) -> None:
+    def test_another_key_cannot_unwrap(
+        self, provider: KeyProvider, other_provider: KeyProvider
+    ) -> None:
         blob = provider.wrap(KEYRING, aad=AAD)
         with pytest.raises(DecryptionError):
             other_provider.unwrap(blob, aad=AAD)

@@ -42,7 +42,9 @@ def test_creates_the_key_file_once_with_mode_0600(tmp_path: Path) -> None:
     second = LocalKeyProvider(path)  # a restart reads the same key
     assert path.read_bytes() == content
     assert second.unwrap(blob, aad=AAD) == KEYRING
-    assert [p.name for p in tmp_path.joinpath("data").iterdir()] == ["root.key"]  # no temp files left
+    assert [p.name for p in tmp_path.joinpath("data").iterdir()] == [
+        "root.key"
+    ]  # no temp files left
 
 
 def test_injected_randomness_gives_the_documented_file(tmp_path: Path) -> None:
@@ -66,11 +68,15 @@ def test_refuses_a_key_file_open_to_group_or_others(tmp_path: Path, mode: int) -
     path = tmp_path / "root.key"
     LocalKeyProvider(path)
     path.chmod(mode)
-    with pytest.raises(ConfigError, match=rf"accessible by group or others \(mode {mode:04o}\).*chmod 600"):
+    with pytest.raises(
+        ConfigError, match=rf"accessible by group or others \(mode {mode:04o}\).*chmod 600"
+    ):
         LocalKeyProvider(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"not base64!!\n", base64.b64encode(b"short") + b"\n", b"A" * 2000])
+@pytest.mark.parametrize(
+    "content", [b"", b"not base64!!\n", base64.b64encode(b"short") + b"\n", b"A" * 2000]
+)
 def test_refuses_a_key_file_without_a_32_byte_key(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "root.key"
     path.write_bytes(content)

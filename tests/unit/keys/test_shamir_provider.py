@@ -71,19 +71,27 @@ def test_three_of_five_two_leave_it_sealed_the_third_unseals(
 ) -> None:
     shares, config, blob = initialized
     provider = ShamirKeyProvider()  # a restarted process
-    assert provider.submit(shares[4], config) == UnsealProgress(sealed=True, progress=1, threshold=3, shares=5)
-    assert provider.submit(shares[1], config) == UnsealProgress(sealed=True, progress=2, threshold=3, shares=5)
+    assert provider.submit(shares[4], config) == UnsealProgress(
+        sealed=True, progress=1, threshold=3, shares=5
+    )
+    assert provider.submit(shares[1], config) == UnsealProgress(
+        sealed=True, progress=2, threshold=3, shares=5
+    )
     assert provider.sealed is True
     with pytest.raises(SealedError):
         provider.unwrap(blob, aad=AAD)
-    assert provider.submit(shares[2], config) == UnsealProgress(sealed=False, progress=0, threshold=3, shares=5)
+    assert provider.submit(shares[2], config) == UnsealProgress(
+        sealed=False, progress=0, threshold=3, shares=5
+    )
     assert provider.sealed is False
     assert provider.unwrap(blob, aad=AAD) == KEYRING
     # already unsealed: another share changes nothing
     assert provider.submit(shares[0], config).sealed is False
 
 
-def test_every_three_share_subset_unseals(initialized: tuple[list[str], ShamirConfig, bytes]) -> None:
+def test_every_three_share_subset_unseals(
+    initialized: tuple[list[str], ShamirConfig, bytes],
+) -> None:
     import itertools
 
     shares, config, blob = initialized
@@ -95,7 +103,9 @@ def test_every_three_share_subset_unseals(initialized: tuple[list[str], ShamirCo
         assert provider.unwrap(blob, aad=AAD) == KEYRING
 
 
-def test_wrong_share_is_rejected_and_not_counted(initialized: tuple[list[str], ShamirConfig, bytes]) -> None:
+def test_wrong_share_is_rejected_and_not_counted(
+    initialized: tuple[list[str], ShamirConfig, bytes],
+) -> None:
     shares, config, blob = initialized
     foreign, _ = ShamirKeyProvider().initialize(shares=5, threshold=3)
     provider = ShamirKeyProvider()
