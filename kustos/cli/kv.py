@@ -1,11 +1,771 @@
-"""CLI area `kv` (placeholder until its commands land)."""
+"""``kustos kv``: read and write versioned secrets in a KV v2 mount, like ``vault kv``.
+
+Paths name the mount first: ``secret/app/db`` is path ``app/db`` in mount
+``secret`` (or pass ``--mount`` and a path inside it). Data for ``put`` and
+``patch`` comes as ``key=value`` pairs, ``key=@file``, ``key=-`` (stdin), a
+JSON object from stdin (``-``) or a file (``@data.json`` or ``--file``).
+
+The parsing helpers (:func:`parse_data_args`, :func:`split_path`,
+:func:`parse_versions`) are pure functions, tested on their own. Secret values
+reach stdout only when a command is asked to print them (``get``).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Annotated, Any
+
 import typer
 
-__all__ = ["register"]
+from kustos.cli.connection import (
+    EXIT_BAD_INPUT,
+    AddressOption,
+    CaCertOption,
+    TlsSkipVerifyOption,
+    TokenOption,
+    open_client,
+)
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.client import KustosClient, SecretMetadata
+from kustos.errors import InvalidRequestError, NotFoundError
+
+__all__ = [
+    "DataArgumentError",
+    "history_rows",
+    "parse_data_args",
+    "parse_pairs",
+    "parse_versions",
+    "register",
+    "split_path",
+]
+
+kv_app = typer.Typer(
+    name="kv",
+    help="Read and write versioned secrets (KV version 2), like `vault kv`.",
+    no_args_is_help=True,
+)
+metadata_app = typer.Typer(
+    name="metadata",
+    help="Read and change a secret's settings and version history.",
+    no_args_is_help=True,
+)
+kv_app.add_typer(metadata_app)
+
+_STANDARD_VERSION_FIELDS = ("created_time", "deletion_time", "destroyed")
+
+
+class DataArgumentError(ValueError):
+    """A ``key=value`` argument, a file or stdin could not be turned into secret data."""
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def split_path(path: str, *, mount: str | None, allow_mount_only: bool = False) -> tuple[str, str]:
+    """Split ``secret/app/db`` into ``("secret", "app/db")``; with ``mount``, the whole path is inside it."""
+    cleaned = path.strip().strip("/")
+    if mount is not None:
+        mount_name = mount.strip().strip("/")
+        if not mount_name:
+            raise DataArgumentError("--mount must not be empty")
+        if not cleaned and not allow_mount_only:
+            raise DataArgumentError("a secret path is required")
+        return mount_name, cleaned
+    if not cleaned:
+        raise DataArgumentError(
+            "a path is required, like secret/app/db (the first segment is the mount)"
+        )
+    mount_name, _, rest = cleaned.partition("/")
+    if not rest and not allow_mount_only:
+        raise DataArgumentError(
+            f"{path!r} names only a mount: give the secret's path too, like {mount_name}/app/db, "
+            "or pass --mount and a path"
+        )
+    if any(seg in {"", ".", ".."} for seg in rest.split("/")) and rest:
+        raise DataArgumentError(
+            f"invalid path {path!r}: empty, '.' or '..' segments are not allowed"
+        )
+    return mount_name, rest
+
+
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataArgumentError(f"file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise DataArgumentError(f"file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise DataArgumentError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _json_object(text: str, *, source: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataArgumentError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise DataArgumentError(f"{source} must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
+class _Stdin:
+    """Stdin that may be consumed once, by one argument."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._used_by: str | None = None
+
+    def read(self, *, by: str) -> str:
+        if self._used_by is not None:
+            raise DataArgumentError(
+                f"stdin can be read only once: both {self._used_by!r} and {by!r} ask for it"
+            )
+        self._used_by = by
+        return self._stream.read()
+
+
+def parse_data_args(
+    args: Sequence[str], *, stdin: IO[str], file: str | None = None
+) -> dict[str, Any]:
+    """Turn ``put``/``patch`` arguments into the secret's data.
+
+    * ``key=value``: a string value (the first ``=`` splits; the value may contain more);
+    * ``key=@path``: the value is the file's text, unchanged (trailing newline kept, like Vault);
+    * ``key=-``: the value is all of stdin;
+    * ``-``: stdin holds a JSON object, merged in;
+    * ``@path`` or ``file``: the file holds a JSON object, merged in (``-`` means stdin).
+
+    Later arguments override earlier ones. Raises :class:`DataArgumentError`
+    naming the argument at fault; the message never contains a value.
+    """
+    reader = _Stdin(stdin)
+    data: dict[str, Any] = {}
+    if file is not None:
+        text = reader.read(by="--file -") if file == "-" else _read_file(file)
+        data.update(_json_object(text, source="stdin" if file == "-" else file))
+    for position, arg in enumerate(args, start=1):
+        if arg == "-":
+            data.update(_json_object(reader.read(by="-"), source="stdin"))
+            continue
+        if arg.startswith("@"):
+            data.update(_json_object(_read_file(arg[1:]), source=arg[1:]))
+            continue
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise DataArgumentError(
+                f"data argument {position} is not key=value, key=@file, key=-, - or @file.json "
+                "(its text is not shown: it may be a secret)"
+            )
+        if not key:
+            raise DataArgumentError("an argument has an empty key before '='")
+        if value == "-":
+            data[key] = reader.read(by=f"{key}=-")
+        elif value.startswith("@"):
+            data[key] = _read_file(value[1:])
+        else:
+            data[key] = value
+    if not data:
+        raise DataArgumentError(
+            "no data given: pass key=value pairs, '-' for JSON on stdin, or --file"
+        )
+    return data
+
+
+def parse_pairs(pairs: Sequence[str], *, option: str) -> dict[str, str]:
+    """Parse repeated ``k=v`` option values (``--custom-metadata``, ``--meta``)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DataArgumentError(f"{option} expects key=value, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def parse_versions(text: str | None, *, required: bool) -> list[int]:
+    """Parse ``--versions 1,2,5`` into ``[1, 2, 5]``."""
+    if text is None or not text.strip():
+        if required:
+            raise DataArgumentError("--versions is required, like --versions 1,2")
+        return []
+    versions: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise DataArgumentError(
+                f"--versions expects positive integers separated by commas, got {part!r}"
+            )
+        versions.append(int(part))
+    return versions
+
+
+def history_rows(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per version (newest first) from a secret's metadata, with any extra fields the server keeps."""
+    versions = metadata.get("versions") or {}
+    current = metadata.get("current_version")
+    rows: list[dict[str, Any]] = []
+    for key in sorted(versions, key=lambda v: int(v), reverse=True):
+        info = versions[key] or {}
+        deleted = info.get("deletion_time") or ""
+        row: dict[str, Any] = {
+            "version": int(key),
+            "created": info.get("created_time", ""),
+            "deleted": deleted,
+            "destroyed": bool(info.get("destroyed", False)),
+            "current": int(key) == current,
+        }
+        for extra, value in info.items():
+            if extra not in _STANDARD_VERSION_FIELDS:
+                row[extra] = value
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- commands
+
+PathArg = Annotated[
+    str,
+    typer.Argument(
+        help="Secret path; the first segment is the mount (secret/app/db).", show_default=False
+    ),
+]
+MountOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mount", help="Mount of the secret; the path is then inside it.", show_default=False
+    ),
+]
+
+
+def _split(path: str, mount: str | None, *, allow_mount_only: bool = False) -> tuple[str, str]:
+    try:
+        return split_path(path, mount=mount, allow_mount_only=allow_mount_only)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+
+
+def _show_write(result: Mapping[str, Any], fmt: OutputFormat, *, where: str, verb: str) -> None:
+    if fmt is OutputFormat.table:
+        stderr.print(f"{verb} {where}, version {result.get('version')}", highlight=False)
+    render(dict(result), fmt)
+
+
+def _display(mount: str, path: str) -> str:
+    return f"{mount}/{path}" if path else f"{mount}/"
+
+
+def _not_found(client: KustosClient, mount: str, path: str, version: int | None) -> str:
+    """Explain a 404 on a data read: missing, or a deleted/destroyed version."""
+    where = _display(mount, path)
+    try:
+        meta = client.kv_v2.read_metadata(path, mount_point=mount)
+    except NotFoundError:
+        return f"no secret at {where}"
+    wanted = version if version is not None else meta.get("current_version")
+    info = (meta.get("versions") or {}).get(str(wanted), {})
+    if info.get("destroyed"):
+        return f"version {wanted} of {where} was destroyed and cannot be recovered"
+    if info.get("deletion_time"):
+        return f"version {wanted} of {where} was deleted at {info['deletion_time']}; restore it with `kustos kv undelete --versions {wanted} {where}`"
+    return f"{where} has no version {wanted}"
+
+
+@kv_app.command("put")
+def put(
+    path: PathArg,
+    data: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key=value, key=@file, key=- (stdin), - (JSON on stdin) or @file.json.",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Read the data as a JSON object from this file ('-' for stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    cas: Annotated[
+        int | None,
+        typer.Option(
+            "--cas",
+            help="Write only if the current version is this one (0: only if absent).",
+            show_default=False,
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="Why this change is made (kept in the history).", show_default=False
+        ),
+    ] = None,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Write a new version of a secret (replacing all its keys)."""
+    mount_name, secret = _split(path, mount)
+    try:
+        values = parse_data_args(data or [], stdin=sys.stdin, file=file)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            result = client.kv_v2.create_or_update_secret(
+                secret, values, cas=cas, reason=reason, mount_point=mount_name
+            )
+        except InvalidRequestError as exc:
+            fail(f"cannot write {_display(mount_name, secret)}: {exc}")
+    _show_write(result, output, where=_display(mount_name, secret), verb="Wrote")
+
+
+@kv_app.command("patch")
+def patch(
+    path: PathArg,
+    data: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key=value, key=@file, key=- (stdin), - (JSON on stdin) or @file.json.",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Read the changes as a JSON object from this file ('-' for stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    cas: Annotated[
+        int | None,
+        typer.Option(
+            "--cas", help="Patch only if the current version is this one.", show_default=False
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="Why this change is made (kept in the history).", show_default=False
+        ),
+    ] = None,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Write a new version that changes only the given keys (JSON merge patch; null removes a key)."""
+    mount_name, secret = _split(path, mount)
+    try:
+        values = parse_data_args(data or [], stdin=sys.stdin, file=file)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            result = client.kv_v2.patch(
+                secret, values, cas=cas, reason=reason, mount_point=mount_name
+            )
+        except NotFoundError:
+            fail(
+                f"no secret at {_display(mount_name, secret)} to patch; create it with `kustos kv put`"
+            )
+    _show_write(result, output, where=_display(mount_name, secret), verb="Patched")
+
+
+@kv_app.command("get")
+def get(
+    path: PathArg,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version", help="Read this version instead of the latest.", show_default=False
+        ),
+    ] = None,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            "--field", help="Print only this key's value, unformatted.", show_default=False
+        ),
+    ] = None,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Read a secret (the latest version, or --version N) and print its data."""
+    mount_name, secret = _split(path, mount)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            result = client.kv_v2.read_secret_version(
+                secret, version=version, mount_point=mount_name
+            )
+        except NotFoundError:
+            fail(_not_found(client, mount_name, secret, version))
+    values = result.get("data") or {}
+    if field is not None:
+        if field not in values:
+            fail(
+                f"{_display(mount_name, secret)} has no key {field!r} (keys: {', '.join(sorted(values)) or 'none'})"
+            )
+        value = values[field]
+        sys.stdout.write((value if isinstance(value, str) else json.dumps(value)) + "\n")
+        return
+    if output is OutputFormat.table:
+        render(
+            dict(result.get("metadata") or {}),
+            output,
+            title=f"{_display(mount_name, secret)} (metadata)",
+        )
+        render(values, output, title="Data")
+        return
+    render({"data": values, "metadata": result.get("metadata")}, output)
+
+
+@kv_app.command("list")
+def list_(
+    path: PathArg,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """List the secrets and folders (ending in /) below a path, like `secret/` or `secret/app`."""
+    mount_name, prefix = _split(path, mount, allow_mount_only=True)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            keys = client.kv_v2.list_secrets(prefix, mount_point=mount_name)
+        except NotFoundError:
+            fail(f"nothing below {_display(mount_name, prefix)}")
+    render(keys, output, columns=["Keys"])
+
+
+@kv_app.command("delete")
+def delete(
+    path: PathArg,
+    versions: Annotated[
+        str | None,
+        typer.Option(
+            "--versions",
+            help="Comma-separated versions to delete (default: the latest).",
+            show_default=False,
+        ),
+    ] = None,
+    mount: MountOption = None,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Soft-delete the latest version, or the given ones (`kv undelete` restores them)."""
+    mount_name, secret = _split(path, mount)
+    try:
+        wanted = parse_versions(versions, required=False)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        if wanted:
+            client.kv_v2.delete_versions(secret, wanted, mount_point=mount_name)
+        else:
+            client.kv_v2.delete_latest_version(secret, mount_point=mount_name)
+    what = f"versions {', '.join(map(str, wanted))}" if wanted else "the latest version"
+    stderr.print(f"Deleted {what} of {_display(mount_name, secret)}", highlight=False)
+
+
+@kv_app.command("undelete")
+def undelete(
+    path: PathArg,
+    versions: Annotated[
+        str | None,
+        typer.Option("--versions", help="Comma-separated versions to restore.", show_default=False),
+    ] = None,
+    mount: MountOption = None,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Restore soft-deleted versions."""
+    mount_name, secret = _split(path, mount)
+    try:
+        wanted = parse_versions(versions, required=True)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.kv_v2.undelete_versions(secret, wanted, mount_point=mount_name)
+    stderr.print(
+        f"Restored versions {', '.join(map(str, wanted))} of {_display(mount_name, secret)}",
+        highlight=False,
+    )
+
+
+@kv_app.command("destroy")
+def destroy(
+    path: PathArg,
+    versions: Annotated[
+        str | None,
+        typer.Option(
+            "--versions", help="Comma-separated versions to erase for good.", show_default=False
+        ),
+    ] = None,
+    mount: MountOption = None,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Erase the given versions permanently (they cannot be undeleted)."""
+    mount_name, secret = _split(path, mount)
+    try:
+        wanted = parse_versions(versions, required=True)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.kv_v2.destroy_versions(secret, wanted, mount_point=mount_name)
+    stderr.print(
+        f"Destroyed versions {', '.join(map(str, wanted))} of {_display(mount_name, secret)}",
+        highlight=False,
+    )
+
+
+@kv_app.command("rollback")
+def rollback(
+    path: PathArg,
+    version: Annotated[
+        int,
+        typer.Option(
+            "--version",
+            help="The version whose data becomes the new latest version.",
+            show_default=False,
+        ),
+    ],
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="Why (default: 'rollback to version N').", show_default=False
+        ),
+    ] = None,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Write the data of an older version as a new version (check-and-set against the current one)."""
+    mount_name, secret = _split(path, mount)
+    where = _display(mount_name, secret)
+    if version < 1:
+        fail(f"--version must be 1 or more, got {version}", code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
+        except NotFoundError:
+            fail(f"no secret at {where}")
+        current = int(meta.get("current_version") or 0)
+        if version == current:
+            fail(
+                f"version {version} is already the current version of {where}", code=EXIT_BAD_INPUT
+            )
+        try:
+            old = client.kv_v2.read_secret_version(secret, version=version, mount_point=mount_name)
+        except NotFoundError:
+            fail(f"cannot roll back: {_not_found(client, mount_name, secret, version)}")
+        if old.get("data") is None:
+            fail(
+                f"cannot roll back: version {version} of {where} has no data (deleted or destroyed)"
+            )
+        result = client.kv_v2.create_or_update_secret(
+            secret,
+            old["data"] or {},
+            cas=current,
+            reason=reason if reason is not None else f"rollback to version {version}",
+            mount_point=mount_name,
+        )
+    _show_write(result, output, where=where, verb=f"Rolled back to the data of version {version}:")
+
+
+@kv_app.command("history")
+def history(
+    path: PathArg,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Show every version of a secret: when it was written, deleted or destroyed (and by whom and why, if kept)."""
+    mount_name, secret = _split(path, mount)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
+        except NotFoundError:
+            fail(f"no secret at {_display(mount_name, secret)}")
+    render(history_rows(meta), output, title=f"History of {_display(mount_name, secret)}")
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def _settings_of(meta: SecretMetadata) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k != "versions"}
+
+
+@metadata_app.command("get")
+def metadata_get(
+    path: PathArg,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Show a secret's settings, custom metadata and versions."""
+    mount_name, secret = _split(path, mount)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
+        except NotFoundError:
+            fail(f"no secret at {_display(mount_name, secret)}")
+    if output is OutputFormat.table:
+        render(_settings_of(meta), output, title=f"{_display(mount_name, secret)} (metadata)")
+        render(history_rows(meta), output, title="Versions")
+        return
+    render(dict(meta), output)
+
+
+@metadata_app.command("put")
+def metadata_put(
+    path: PathArg,
+    max_versions: Annotated[
+        int | None,
+        typer.Option(
+            "--max-versions", help="Versions to keep (0: the mount's setting).", show_default=False
+        ),
+    ] = None,
+    cas_required: Annotated[
+        bool | None,
+        typer.Option(
+            "--cas-required/--no-cas-required",
+            help="Require --cas on every write.",
+            show_default=False,
+        ),
+    ] = None,
+    delete_version_after: Annotated[
+        str | None,
+        typer.Option(
+            "--delete-version-after",
+            help="Soft-delete versions this long after they are written (e.g. 720h; 0s: never).",
+            show_default=False,
+        ),
+    ] = None,
+    custom_metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--custom-metadata",
+            help="key=value, repeatable; replaces the whole custom metadata.",
+            show_default=False,
+        ),
+    ] = None,
+    mount: MountOption = None,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Change a secret's settings (only the options given) and its custom metadata."""
+    mount_name, secret = _split(path, mount)
+    if max_versions is not None and max_versions < 0:
+        fail(f"--max-versions must be 0 or more, got {max_versions}", code=EXIT_BAD_INPUT)
+    try:
+        custom = (
+            parse_pairs(custom_metadata, option="--custom-metadata") if custom_metadata else None
+        )
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+    if (
+        max_versions is None
+        and cas_required is None
+        and delete_version_after is None
+        and custom is None
+    ):
+        fail(
+            "nothing to change: pass --max-versions, --cas-required, --delete-version-after or --custom-metadata",
+            code=EXIT_BAD_INPUT,
+        )
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.kv_v2.update_metadata(
+            secret,
+            max_versions=max_versions,
+            cas_required=cas_required,
+            delete_version_after=delete_version_after,
+            custom_metadata=custom,
+            mount_point=mount_name,
+        )
+    stderr.print(f"Updated the metadata of {_display(mount_name, secret)}", highlight=False)
+
+
+@metadata_app.command("delete")
+def metadata_delete(
+    path: PathArg,
+    mount: MountOption = None,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Delete a secret entirely: its metadata and every version, for good."""
+    mount_name, secret = _split(path, mount)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.kv_v2.delete_metadata_and_all_versions(secret, mount_point=mount_name)
+    stderr.print(f"Deleted {_display(mount_name, secret)} and all its versions", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the root app."""
+    """Add ``kustos kv ...`` to the root app."""
+    app.add_typer(kv_app)

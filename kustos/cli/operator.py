@@ -1,11 +1,264 @@
-"""CLI area `operator` (placeholder until its commands land)."""
+"""``kustos operator``: initialise, unseal, seal and re-key a server, like ``vault operator``.
+
+These commands act on the server's keys, not on secrets: ``init`` creates the
+root key and splits it into Shamir shares (printed once), ``unseal`` submits
+shares until the threshold, ``seal`` drops the keys from memory, ``rotate-key``
+adds a new key-encryption-key term and ``rewrap`` moves every stored data key to it.
+"""
 
 from __future__ import annotations
 
-import typer
+import sys
+import threading
+from typing import Annotated, Any
 
-__all__ = ["register"]
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from kustos.cli.connection import (
+    EXIT_BAD_INPUT,
+    AddressOption,
+    CaCertOption,
+    TlsSkipVerifyOption,
+    TokenOption,
+    open_client,
+)
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.client import SealStatus
+from kustos.errors import KustosError
+
+__all__ = ["register", "seal_progress_line"]
+
+operator_app = typer.Typer(
+    name="operator",
+    help="Initialise, unseal, seal and re-key the server (like `vault operator`).",
+    no_args_is_help=True,
+)
+
+
+def seal_progress_line(status: SealStatus) -> str:
+    """One human line for a seal status: sealed with progress ``p/t``, or unsealed."""
+    if not status.get("initialized", True):
+        return "Not initialised: run `kustos operator init`"
+    if status.get("sealed"):
+        return (
+            f"Sealed: unseal progress {status.get('progress', 0)}/{status.get('t', '?')} key shares"
+        )
+    return "Unsealed"
+
+
+@operator_app.command("init")
+def init(
+    key_shares: Annotated[
+        int, typer.Option("--key-shares", help="Number of unseal key shares to create.")
+    ] = 5,
+    key_threshold: Annotated[
+        int, typer.Option("--key-threshold", help="Shares needed to unseal.")
+    ] = 3,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Initialise a new server: print the unseal key shares and the root token, ONCE."""
+    if key_shares < 1 or key_shares > 255:
+        fail(f"--key-shares must be between 1 and 255, got {key_shares}", code=EXIT_BAD_INPUT)
+    if key_threshold < 1 or key_threshold > key_shares:
+        fail(
+            f"--key-threshold must be between 1 and --key-shares ({key_shares}), got {key_threshold}",
+            code=EXIT_BAD_INPUT,
+        )
+    if key_threshold == 1 and key_shares > 1:
+        fail(
+            "--key-threshold 1 with several shares lets any single share unseal; use a threshold of 2 or more",
+            code=EXIT_BAD_INPUT,
+        )
+    with open_client(
+        address=address,
+        token=None,
+        tls_skip_verify=tls_skip_verify,
+        ca_cert=ca_cert,
+        require_token=False,
+    ) as client:
+        result = client.sys.initialize(secret_shares=key_shares, secret_threshold=key_threshold)
+    keys = result.get("keys") or []
+    if output is OutputFormat.table:
+        rows: dict[str, Any] = {f"Unseal Key {i}": key for i, key in enumerate(keys, start=1)}
+        rows["Initial Root Token"] = result.get("root_token", "")
+        render(rows, output, title="Kustos initialised")
+    else:
+        render(dict(result), output)
+    stderr.print(
+        f"[bold yellow]WARNING:[/] these {len(keys)} key shares and the root token are shown only this once.\n"
+        f"Store each share with a different person or in a different safe place; any {key_threshold} of them "
+        "unseal the server after every restart (`kustos operator unseal`). Whoever holds "
+        f"{key_threshold} shares can read everything. Revoke the root token once other tokens exist.",
+        highlight=False,
+    )
+
+
+@operator_app.command("unseal")
+def unseal(
+    key: Annotated[
+        str | None,
+        typer.Argument(
+            help="One unseal key share ('-' reads it from stdin; omitted: prompt without echo).",
+            show_default=False,
+        ),
+    ] = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Discard the shares submitted so far.")
+    ] = False,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Submit one unseal key share; repeat until the threshold is reached."""
+    share: str | None = None
+    if not reset:
+        if key == "-":
+            share = sys.stdin.readline().strip()
+        elif key is not None:
+            share = key.strip()
+        else:
+            share = typer.prompt(
+                "Unseal key share (input hidden)", hide_input=True, err=True
+            ).strip()
+        if not share:
+            fail("an unseal key share is required", code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address,
+        token=None,
+        tls_skip_verify=tls_skip_verify,
+        ca_cert=ca_cert,
+        require_token=False,
+    ) as client:
+        status = client.sys.submit_unseal_key(share, reset=reset)
+    stderr.print(seal_progress_line(status), highlight=False)
+    render(dict(status), output)
+
+
+@operator_app.command("status")
+def status(
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Show whether the server is initialised and sealed, and the unseal progress."""
+    with open_client(
+        address=address,
+        token=None,
+        tls_skip_verify=tls_skip_verify,
+        ca_cert=ca_cert,
+        require_token=False,
+    ) as client:
+        result = client.sys.read_seal_status()
+    stderr.print(seal_progress_line(result), highlight=False)
+    render(dict(result), output)
+
+
+@operator_app.command("seal")
+def seal(
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Seal the server: its keys leave memory and data requests answer 503 until unsealed."""
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.sys.seal()
+    stderr.print("Sealed. Unseal with `kustos operator unseal`.", highlight=False)
+
+
+@operator_app.command("key-status")
+def key_status(
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Show the current key-encryption-key term and when it was installed."""
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        result = client.sys.read_key_status()
+    render(dict(result), output)
+
+
+@operator_app.command("rotate-key")
+def rotate_key(
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Add a new key-encryption-key term; new writes use it (run `rewrap` to move old data)."""
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.sys.rotate_key()
+        result = client.sys.read_key_status()
+    stderr.print(
+        f"Rotated: new writes use key term {result.get('term')}. Run `kustos operator rewrap` to re-wrap stored data.",
+        highlight=False,
+    )
+    render(dict(result), output)
+
+
+@operator_app.command("rewrap")
+def rewrap(
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Re-wrap every stored data key with the newest key term (shows progress on stderr)."""
+    outcome: dict[str, Any] = {}
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        # The server answers once, with totals: show a spinner while it works.
+        def work() -> None:
+            try:
+                outcome["result"] = client.sys.rewrap()
+            except KustosError as exc:
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="kustos-rewrap", daemon=True)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+        ) as progress:
+            progress.add_task("Re-wrapping stored data keys with the newest key term", total=None)
+            worker.start()
+            while worker.is_alive():
+                worker.join(timeout=0.1)
+        if "error" in outcome:
+            raise outcome["error"]
+    result: dict[str, Any] = outcome.get("result") or {}
+    stderr.print(f"Rewrap done: {_rewrap_summary(result)}", highlight=False)
+    render(result, output)
+
+
+def _rewrap_summary(result: dict[str, Any]) -> str:
+    parts = [
+        f"{key.replace('_', ' ')} {value}"
+        for key, value in result.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    ]
+    return ", ".join(parts) if parts else "complete"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the root app."""
+    """Add ``kustos operator ...`` to the root app."""
+    app.add_typer(operator_app)

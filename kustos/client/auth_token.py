@@ -1,0 +1,95 @@
+"""The token auth method, ``/v1/auth/token/*``: create tokens and look up, renew or revoke one's own.
+
+One method per endpoint, named verb_object; each docstring names the HTTP
+method and path. Tokens come back in plain dicts (``client_token``); the
+caller decides where they go and never logs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict, cast
+
+from kustos.client._http import Adapter, JSONObject
+from kustos.errors import KustosError
+
+__all__ = ["AuthToken", "TokenAuth"]
+
+
+class TokenAuth(TypedDict, total=False):
+    """The ``auth`` member of a token create/renew answer."""
+
+    client_token: str
+    accessor: str
+    policies: list[str]
+    token_policies: list[str]
+    metadata: dict[str, str] | None
+    lease_duration: int
+    renewable: bool
+    orphan: bool
+
+
+def _auth(body: JSONObject | None, *, what: str) -> TokenAuth:
+    if body is None or not isinstance(body.get("auth"), dict):
+        raise KustosError(f"{what}: the server's answer has no 'auth' object")
+    return cast(TokenAuth, body["auth"])
+
+
+class AuthToken:
+    """Endpoints under ``/v1/auth/token/``. Reach it as ``client.auth_token``."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self._adapter = adapter
+
+    def create(
+        self,
+        *,
+        policies: Sequence[str] | None = None,
+        ttl: str | None = None,
+        display_name: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        renewable: bool | None = None,
+        no_parent: bool = False,
+        no_default_policy: bool = False,
+        num_uses: int | None = None,
+    ) -> TokenAuth:
+        """``POST /v1/auth/token/create``: mint a child token (an orphan with ``no_parent``)."""
+        payload: dict[str, Any] = {}
+        if policies is not None:
+            payload["policies"] = list(policies)
+        if ttl is not None:
+            payload["ttl"] = ttl
+        if display_name is not None:
+            payload["display_name"] = display_name
+        if meta is not None:
+            payload["meta"] = dict(meta)
+        if renewable is not None:
+            payload["renewable"] = renewable
+        if no_parent:
+            payload["no_parent"] = True
+        if no_default_policy:
+            payload["no_default_policy"] = True
+        if num_uses is not None:
+            payload["num_uses"] = num_uses
+        return _auth(
+            self._adapter.request("POST", "auth/token/create", json=payload), what="token create"
+        )
+
+    def lookup_self(self) -> JSONObject:
+        """``GET /v1/auth/token/lookup-self``: the calling token's policies, TTL, metadata."""
+        body = self._adapter.request("GET", "auth/token/lookup-self")
+        if body is None or not isinstance(body.get("data"), dict):
+            raise KustosError("token lookup-self: the server's answer has no 'data' object")
+        return cast(JSONObject, body["data"])
+
+    def renew_self(self, *, increment: str | None = None) -> TokenAuth:
+        """``POST /v1/auth/token/renew-self``: extend the calling token's TTL."""
+        payload = {"increment": increment} if increment is not None else {}
+        return _auth(
+            self._adapter.request("POST", "auth/token/renew-self", json=payload),
+            what="token renew-self",
+        )
+
+    def revoke_self(self) -> None:
+        """``POST /v1/auth/token/revoke-self``: revoke the calling token (and its children)."""
+        self._adapter.request("POST", "auth/token/revoke-self")
