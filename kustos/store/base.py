@@ -56,9 +56,18 @@ class StorageBackend(Protocol):
     async def list(self, prefix: str) -> list[str]: ...
 
     def scan(self, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
-        """Every (key, value) whose key starts with ``prefix``, in key order (for rewrap, export)."""
+        """Every (key, value) whose key starts with ``prefix``, in key order (for rewrap, export).
+
+        Read in batches: each batch is consistent, the whole scan is not a snapshot.
+        """
         ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Commit when the ``async with`` block exits normally, roll back on any exception.
+
+        Do not nest transactions on one backend (SQLite serializes writers, so
+        an inner transaction would wait for the outer one forever).
+        """
+        ...
 
     async def schema_version(self) -> int: ...

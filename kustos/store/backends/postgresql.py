@@ -1,0 +1,303 @@
+"""The shared storage backend: PostgreSQL through psycopg 3 and a connection pool.
+
+Use it when several server processes serve one data set: they all point at
+the same database. A write is durable when its transaction commits (with the
+server's default ``synchronous_commit=on``).
+
+Check-and-set across processes: ``get(key, for_update=True)`` takes a
+transaction-scoped advisory lock on a 64-bit hash of the key *before* reading
+it, so it serializes writers of that key even when no row exists yet (a row
+lock could not). The lock is released at commit or rollback. A hash collision
+only makes two unrelated keys wait for each other, never corrupts anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Final
+
+import psycopg
+import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
+
+from kustos.errors import StorageError
+from kustos.store import migrations
+from kustos.store._keyspace import child_name, list_children_sql, prefix_end
+from kustos.store.base import Transaction
+
+__all__ = ["PostgresBackend"]
+
+_SCAN_BATCH: Final = 256
+_SQL_GET: Final = "SELECT value FROM entries WHERE key = %s"
+_SQL_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+_SQL_PUT: Final = (
+    "INSERT INTO entries (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
+_SQL_DELETE: Final = "DELETE FROM entries WHERE key = %s"
+_MIGRATION_LOCK: Final = "kustos:schema_migrations"
+
+
+@contextlib.contextmanager
+def _errors(operation: str) -> Iterator[None]:
+    """Turn psycopg failures into StorageError whose message never carries a value.
+
+    Connection-level errors keep libpq's first line (hosts and ports, never
+    data); every other error is named by its class and SQLSTATE only.
+    """
+    try:
+        yield
+    except psycopg_pool.PoolTimeout as exc:
+        raise StorageError(
+            f"postgresql: {operation} failed: no database connection available"
+        ) from exc
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"postgresql: {operation} failed: {first_line}") from exc
+    except psycopg.Error as exc:
+        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        raise StorageError(f"postgresql: {operation} failed: {type(exc).__name__}{state}") from exc
+
+
+def _range(prefix: str) -> tuple[str, tuple[str, ...]]:
+    end = prefix_end(prefix)
+    if end is None:
+        return "key >= %s", (prefix,)
+    return "key >= %s AND key < %s", (prefix, end)
+
+
+def _describe(conninfo: str) -> str:
+    """Where a conninfo points, without its password (for repr and logs)."""
+    try:
+        parts = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "<unparsable conninfo>"
+    host = parts.get("host", "localhost")
+    port = parts.get("port", "5432")
+    dbname = parts.get("dbname", parts.get("user", ""))
+    return f"{host}:{port}/{dbname}"
+
+
+class PostgresBackend:
+    """A :class:`~kustos.store.base.StorageBackend` on a PostgreSQL database.
+
+    ``conninfo`` is a libpq URL or key/value string. The pool keeps between
+    ``pool_min`` and ``pool_max`` connections; ``connect_timeout`` (seconds)
+    bounds :meth:`open` and the wait for a free connection.
+    """
+
+    def __init__(
+        self, conninfo: str, *, pool_min: int = 1, pool_max: int = 10, connect_timeout: float = 10.0
+    ) -> None:
+        if pool_min < 0 or pool_max < max(pool_min, 1):
+            raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
+        self._conninfo = conninfo
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._timeout = connect_timeout
+        self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({_describe(self._conninfo)})"
+
+    @property
+    def name(self) -> str:
+        """Always ``postgresql``."""
+        return "postgresql"
+
+    async def __aenter__(self) -> PostgresBackend:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Fill the pool and apply pending migrations (serialized across processes)."""
+        if self._pool is not None:
+            return
+        pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
+            psycopg_pool.AsyncConnectionPool(
+                self._conninfo,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                kwargs={"autocommit": True},
+                open=False,
+                timeout=self._timeout,
+                name="kustos-store",
+            )
+        )
+        try:
+            with _errors("open"):
+                await pool.open(wait=True, timeout=self._timeout)
+                async with pool.connection() as conn, conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_MIGRATION_LOCK,)
+                    )
+                    await conn.execute(migrations.bookkeeping_ddl("postgresql"))
+                    for step in migrations.pending_migrations(await self._version(conn)):
+                        for statement in step.statements("postgresql"):
+                            await conn.execute(statement)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                            (step.version, step.description),
+                        )
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close every pooled connection. Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _require_pool(self) -> psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise StorageError("postgresql: the backend is not open")
+        return self._pool
+
+    @staticmethod
+    async def _version(conn: psycopg.AsyncConnection[Any]) -> int:
+        cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        row = await cur.fetchone()
+        if row is None or not row[0]:
+            return 0
+        cur = await conn.execute("SELECT max(version) FROM schema_migrations")
+        row = await cur.fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    # -- StorageBackend -----------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        """The value stored at ``key``, or ``None``."""
+        pool = self._require_pool()
+        with _errors("get"):
+            async with pool.connection() as conn:
+                return await _get(conn, key)
+
+    async def list(self, prefix: str) -> list[str]:
+        """Direct children of ``prefix``, folders with a trailing ``/``, sorted."""
+        pool = self._require_pool()
+        with _errors("list"):
+            async with pool.connection() as conn:
+                return await _list(conn, prefix)
+
+    async def scan(self, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Every (key, value) under ``prefix`` in key order, read in batches.
+
+        Each batch is consistent; the whole scan is not a snapshot.
+        """
+        pool = self._require_pool()
+        clause, params = _range(prefix)
+        after: str | None = None
+        while True:
+            sql, args = clause, params
+            if after is not None:
+                sql, args = f"{clause} AND key > %s", (*params, after)
+            with _errors("scan"):
+                async with pool.connection() as conn:
+                    cur = await conn.execute(
+                        f"SELECT key, value FROM entries WHERE {sql} ORDER BY key LIMIT {_SCAN_BATCH}",  # noqa: S608 - fixed fragments only
+                        args,
+                    )
+                    batch = [(str(k), bytes(v)) for k, v in await cur.fetchall()]
+            for item in batch:
+                yield item
+            if len(batch) < _SCAN_BATCH:
+                return
+            after = batch[-1][0]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``async with backend.transaction() as tx:`` commits on success, rolls back on error."""
+        pool = self._require_pool()
+        async with contextlib.AsyncExitStack() as stack:
+            with _errors("begin"):
+                conn = await stack.enter_async_context(pool.connection())
+                await conn.execute("BEGIN")
+            tx = _PostgresTransaction(conn)
+            try:
+                yield tx
+            except BaseException:
+                tx.active = False
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("ROLLBACK")
+                raise
+            tx.active = False
+            with _errors("commit"):
+                await conn.execute("COMMIT")
+
+    async def schema_version(self) -> int:
+        """The highest migration applied to this database (0 when none)."""
+        pool = self._require_pool()
+        with _errors("schema_version"):
+            async with pool.connection() as conn:
+                return await self._version(conn)
+
+
+async def _get(conn: psycopg.AsyncConnection[Any], key: str) -> bytes | None:
+    cur = await conn.execute(_SQL_GET, (key,))
+    row = await cur.fetchone()
+    return None if row is None else bytes(row[0])
+
+
+async def _list(conn: psycopg.AsyncConnection[Any], prefix: str) -> list[str]:
+    end = prefix_end(prefix)
+    params: dict[str, object] = {"prefix": prefix, "n": len(prefix)}
+    if end is not None:
+        params["end"] = end
+    sql = list_children_sql(dialect="postgresql", bounded=end is not None)
+    cur = await conn.execute(sql, params)
+    return sorted({child_name(str(row[0]), len(prefix)) for row in await cur.fetchall()})
+
+
+class _PostgresTransaction:
+    """Statements of one transaction, all on one pooled connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+        self.active = True
+
+    def _check(self) -> psycopg.AsyncConnection[Any]:
+        if not self.active:
+            raise StorageError("postgresql: the transaction has already ended")
+        return self._conn
+
+    async def get(self, key: str, *, for_update: bool = False) -> bytes | None:
+        """Read ``key``; with ``for_update``, first lock it until the transaction ends."""
+        conn = self._check()
+        with _errors("get"):
+            if for_update:
+                # A separate statement: under READ COMMITTED the SELECT below
+                # then takes its snapshot after the lock is granted.
+                await conn.execute(_SQL_LOCK, (key,))
+            return await _get(conn, key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Insert or replace the value at ``key``."""
+        conn = self._check()
+        with _errors("put"):
+            await conn.execute(_SQL_PUT, (key, bytes(value)))
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (no error if it is absent)."""
+        conn = self._check()
+        with _errors("delete"):
+            await conn.execute(_SQL_DELETE, (key,))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; return how many."""
+        conn = self._check()
+        clause, params = _range(prefix)
+        with _errors("delete_prefix"):
+            cur = await conn.execute(f"DELETE FROM entries WHERE {clause}", params)  # noqa: S608 - fixed fragments only
+            return max(cur.rowcount, 0)
+
+    async def list(self, prefix: str) -> list[str]:
+        """Like :meth:`PostgresBackend.list`, seeing this transaction's writes."""
+        conn = self._check()
+        with _errors("list"):
+            return await _list(conn, prefix)
