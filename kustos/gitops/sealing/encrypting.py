@@ -163,7 +163,7 @@ def seal_secret(
     """
     name = name or secret.name
     namespace = namespace or secret.namespace
-    what = f"Secret {namespace}/{name}" if namespace else f"Secret {name or '<unnamed>'}"
+    what = f"Secret {namespace}/{name or '<unnamed>'}" if namespace else f"Secret {name or '<unnamed>'}"
     if not secret.data and not allow_empty_data:
         raise InvalidRequestError(
             f"{what}: data and stringData are empty; assuming this is an error (use --allow-empty-data to seal it anyway)"
