@@ -110,7 +110,7 @@ def _to_python(node: Node) -> Any:
     return _scalar_value(node)
 
 
-_PLAIN_SAFE: Final = re.compile(r"^[A-Za-z_/$][-A-Za-z0-9_./@$+ =]*$")
+_PLAIN_SAFE: Final = re.compile(r"^[A-Za-z0-9_/$][-A-Za-z0-9_./@$+ =]*$")
 _YAML11_WORDS: Final = frozenset(
     {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 )
@@ -134,6 +134,8 @@ def _resolves_to_str(text: str) -> bool:
 
 def yaml_scalar(value: Any, *, flow: bool, indent: int) -> str:
     """One value as YAML scalar text; multi-line strings as literal blocks outside flow context."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -192,6 +194,8 @@ def dump_block(data: Mapping[str, Any], *, indent: int = 0, literal_offset: int 
                 lines.append(f"{pad}{key}: " + literal.rstrip("\n"))
             else:
                 lines.append(f'{pad}{key}: "{value}"')
+        elif is_encrypted_value(value):
+            lines.append(f"{pad}{key}: {value}")
         else:
             lines.append(f"{pad}{key}: {yaml_scalar(value, flow=False, indent=indent + 4)}")
     return "\n".join(lines) + "\n"
@@ -384,6 +388,8 @@ def _dump_plain(value: Any, *, indent: int) -> str:
         if not value:
             return "{}\n"
         return dump_block({str(k): v for k, v in value.items()}, indent=indent)
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False, default=str) + "\n"
     return yaml_scalar(value, flow=False, indent=indent) + "\n"
 
 
