@@ -1,0 +1,370 @@
+"""Audit devices: where entries are written, and the broker that refuses to go on without them.
+
+:class:`FileAuditDevice` appends one JSON line per entry to a file and keeps
+the hash chain going. The first line of a new file is a *genesis* entry with
+a random device id and a fingerprint of the HMAC key; every later entry links
+to the one before. Reopening a file (after a restart) reads the first line to
+check the key and the last line to continue the chain, so the caller only has
+to keep the key (:func:`generate_hmac_key`) somewhere safe.
+
+:class:`AuditBroker` writes each entry to every enabled device and raises
+:class:`AuditWriteError` when none of them could record it: the server must
+then refuse the request (fail closed). With no device enabled it records
+nothing and lets requests through, as Vault does.
+
+One process per file: two writers appending to the same file would fork the
+chain, and ``kustos audit verify`` would report it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import orjson
+
+from kustos.audit.entries import (
+    AuditAuth,
+    AuditRequest,
+    AuditResponse,
+    EntryType,
+    format_entry,
+    format_time,
+)
+from kustos.audit.hashing import (
+    GENESIS_PREV_HASH,
+    canonical_json,
+    chain_mac,
+    entry_hash,
+    hash_value,
+    key_check,
+)
+from kustos.errors import KustosError
+from kustos.sensitive import Sensitive
+
+__all__ = [
+    "AuditBroker",
+    "AuditDevice",
+    "AuditWriteError",
+    "FileAuditDevice",
+    "generate_hmac_key",
+]
+
+_TAIL_CHUNK: Final = 64 * 1024
+HMAC_KEY_BYTES: Final = 32
+
+
+class AuditWriteError(KustosError):
+    """No audit record could be written; the request it was for must not proceed.
+
+    The server maps it to 503. The message names the device and the OS error,
+    never an entry's content.
+    """
+
+
+def generate_hmac_key(*, random: Callable[[int], bytes] = secrets.token_bytes) -> Sensitive[bytes]:
+    """A new 256-bit device key. Store it (encrypted) with the device's configuration."""
+    return Sensitive(random(HMAC_KEY_BYTES))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditDevice(Protocol):
+    """What the broker needs from a device."""
+
+    def hash_value(self, value: str) -> str: ...
+
+    def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str: ...
+
+    def log_response(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def _read_first_line(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, _TAIL_CHUNK, offset)
+        if not chunk:
+            break
+        newline = chunk.find(b"\n")
+        if newline != -1:
+            chunks.append(chunk[: newline + 1])
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_last_line(fd: int, size: int) -> bytes:
+    """Return the file's last line, with its newline if it has one, reading backwards in chunks."""
+    end = size
+    buffer = b""
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        buffer = os.pread(fd, end - start, start) + buffer
+        end = start
+        newline = buffer.rfind(b"\n", 0, len(buffer) - 1)
+        if newline != -1:
+            return buffer[newline + 1 :]
+    return buffer
+
+
+def _parse_chained(line: bytes) -> dict[str, Any] | None:
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str) or not isinstance(entry.get("seq"), int):
+        return None
+    if canonical_json(entry) + b"\n" != line or entry_hash(entry) != entry["hash"]:
+        return None
+    return entry
+
+
+class FileAuditDevice:
+    """Appends hash-chained, HMAC'd JSON lines to one file.
+
+    ``FileAuditDevice(path, hmac_key=key)`` creates the file (mode 0600) with a
+    genesis entry, or continues the chain of an existing one. Raises
+    :class:`AuditWriteError` if the file cannot be opened or written, if its
+    last line is damaged, or if it was started with another key. With
+    ``fsync=True`` each entry is on disk before :meth:`log_request` returns.
+    ``clear_request_keys``/``clear_response_keys`` name body keys whose values
+    are written without HMAC (Vault's ``audit_non_hmac_*_keys``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        hmac_key: Sensitive[bytes],
+        fsync: bool = False,
+        mode: int = 0o600,
+        clock: Callable[[], datetime] = _utcnow,
+        random: Callable[[int], bytes] = secrets.token_bytes,
+        clear_request_keys: Collection[str] = (),
+        clear_response_keys: Collection[str] = (),
+    ) -> None:
+        self.path = Path(path)
+        self._key = hmac_key
+        self._fsync = fsync
+        self._clock = clock
+        self._clear_request = frozenset(clear_request_keys)
+        self._clear_response = frozenset(clear_response_keys)
+        self._lock = threading.Lock()
+        self._broken: str | None = None
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        except OSError as exc:
+            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be opened: {exc.strerror}") from None
+        try:
+            self._resume(random)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def _resume(self, random: Callable[[int], bytes]) -> None:
+        try:
+            with open(self.path, "rb") as reader:
+                fd = reader.fileno()
+                size = os.fstat(fd).st_size
+                first = _read_first_line(fd, size) if size else b""
+                last = _read_last_line(fd, size) if size else b""
+        except OSError as exc:
+            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be read: {exc.strerror}") from None
+        if size == 0:
+            self.device_id = random(16).hex()
+            genesis = {
+                "type": "genesis",
+                "time": format_time(self._clock()),
+                "device": {"id": self.device_id, "key_check": key_check(self._key), "format": 1},
+                "seq": 0,
+                "prev_hash": GENESIS_PREV_HASH,
+            }
+            self.head = GENESIS_PREV_HASH
+            self.seq = -1
+            self._append(genesis)
+            return
+        where = f"audit file {str(self.path)!r}"
+        if not last.endswith(b"\n"):
+            raise AuditWriteError(f"{where} ends with an incomplete line; run `kustos audit verify` before reusing it")
+        head = _parse_chained(first)
+        if head is None or head.get("type") != "genesis" or not isinstance(head.get("device"), dict):
+            raise AuditWriteError(f"{where} does not start with a valid genesis entry; run `kustos audit verify`")
+        if head["device"].get("key_check") != key_check(self._key):
+            raise AuditWriteError(f"{where} was started with a different HMAC key")
+        tail = _parse_chained(last)
+        if tail is None:
+            raise AuditWriteError(f"{where} ends with a damaged entry; run `kustos audit verify` before reusing it")
+        self.device_id = str(head["device"].get("id", ""))
+        self.head = str(tail["hash"])
+        self.seq = int(tail["seq"])
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def _append(self, body: dict[str, Any]) -> str:
+        if self._fd is None:
+            raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
+        if self._broken is not None:
+            raise AuditWriteError(self._broken)
+        body["seq"] = self.seq + 1
+        body["prev_hash"] = self.head
+        digest = entry_hash(body)
+        body["hash"] = digest
+        body["mac"] = chain_mac(self._key, digest)
+        line = canonical_json(body) + b"\n"
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be written: {exc.strerror}") from None
+        if written != len(line):
+            self._remove_partial(self._fd, written)
+            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be written: short write (disk full?)")
+        if self._fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._broken = f"audit file {str(self.path)!r} cannot be synced: {exc.strerror}"
+                raise AuditWriteError(self._broken) from None
+        self.head = digest
+        self.seq += 1
+        return digest
+
+    def _remove_partial(self, fd: int, written: int) -> None:
+        # Cut the half-written line off so the chain stays valid and a later write can succeed.
+        try:
+            size = os.fstat(fd).st_size
+            os.ftruncate(fd, size - written)
+        except OSError as exc:
+            self._broken = (
+                f"audit file {str(self.path)!r} holds a partial entry that could not be removed"
+                f" ({exc.strerror}); it needs an operator"
+            )
+
+    def _log(
+        self,
+        entry_type: EntryType,
+        *,
+        auth: AuditAuth,
+        request: AuditRequest,
+        response: AuditResponse | None,
+        error: str,
+    ) -> str:
+        with self._lock:
+            body = format_entry(
+                self._key,
+                entry_type=entry_type,
+                time=self._clock(),
+                auth=auth,
+                request=request,
+                response=response,
+                error=error,
+                clear_request_keys=self._clear_request,
+                clear_response_keys=self._clear_response,
+            )
+            return self._append(body)
+
+    def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str:
+        """Append the request entry; return its chain hash. Raises :class:`AuditWriteError`."""
+        return self._log("request", auth=auth, request=request, response=None, error=error)
+
+    def log_response(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> str:
+        """Append the response entry; return its chain hash. Raises :class:`AuditWriteError`."""
+        return self._log("response", auth=auth, request=request, response=response, error=error)
+
+    def hash_value(self, value: str) -> str:
+        """The HMAC this device writes for ``value`` (``sys/audit-hash``)."""
+        return hash_value(self._key, value)
+
+    def close(self) -> None:
+        """Close the file; later writes raise :class:`AuditWriteError`."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> FileAuditDevice:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FileAuditDevice(path={str(self.path)!r}, seq={self.seq})"
+
+
+class AuditBroker:
+    """Sends each entry to every enabled device; fails closed when none can record it."""
+
+    def __init__(self, devices: Mapping[str, AuditDevice] | None = None) -> None:
+        self._devices: dict[str, AuditDevice] = dict(devices or {})
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._devices)
+
+    def enable(self, name: str, device: AuditDevice) -> None:
+        """Add a device under ``name`` (the ``sys/audit/<name>`` path)."""
+        with self._lock:
+            if name in self._devices:
+                raise KeyError(name)
+            self._devices[name] = device
+
+    def disable(self, name: str) -> None:
+        """Remove and close the device called ``name``."""
+        with self._lock:
+            device = self._devices.pop(name)
+        device.close()
+
+    def hash_value(self, name: str, value: str) -> str:
+        """``sys/audit-hash/<name>``: the HMAC device ``name`` writes for ``value``."""
+        return self._devices[name].hash_value(value)
+
+    def _each(self, write: Callable[[AuditDevice], str]) -> int:
+        devices = list(self._devices.items())
+        if not devices:
+            return 0
+        written = 0
+        failures: list[str] = []
+        for name, device in devices:
+            try:
+                write(device)
+                written += 1
+            except AuditWriteError as exc:
+                failures.append(f"{name}: {exc}")
+        if written == 0:
+            raise AuditWriteError("no audit device could record the request; refusing it (" + "; ".join(failures) + ")")
+        return written
+
+    def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> int:
+        """Record the request on every device; return how many did. Raises if devices exist and none did."""
+        return self._each(lambda d: d.log_request(auth=auth, request=request, error=error))
+
+    def log_response(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> int:
+        """Record the response on every device; return how many did. Raises if devices exist and none did."""
+        return self._each(lambda d: d.log_response(auth=auth, request=request, response=response, error=error))
+
+    def close(self) -> None:
+        with self._lock:
+            devices = list(self._devices.values())
+            self._devices.clear()
+        for device in devices:
+            device.close()

@@ -1,0 +1,204 @@
+"""What one audit entry says, and how a request or response becomes one.
+
+The server describes each API call with :class:`AuditAuth` (who),
+:class:`AuditRequest` (what was asked) and :class:`AuditResponse` (what was
+answered). :func:`format_entry` turns them into the JSON object written on
+one line, in Vault's audit shape::
+
+    {"type": "request" | "response", "time": ..., "auth": {...}, "request": {...},
+     "response": {...}, "error": "", "seq": N, "prev_hash": ..., "hash": ..., "mac": ...}
+
+Left readable, as in Vault: times, ids, operation, mount type and point, path,
+remote address and port, token accessor, display name, policy names, auth
+metadata (role, service account name and namespace), entity id, token type and
+TTL, HTTP status, error and warnings, and the change reason.
+HMAC'd with the device key: the client token wherever it appears, every
+string and number inside request and response ``data``, header values, and
+the token a login response hands out (its accessor stays readable). The chain fields are added by the
+device (:mod:`kustos.audit.devices`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypedDict
+
+from kustos.audit.hashing import hash_structure, hash_value
+from kustos.sensitive import Sensitive
+
+__all__ = [
+    "AuditAuth",
+    "AuditRequest",
+    "AuditResponse",
+    "AuthPayload",
+    "EntryType",
+    "RequestPayload",
+    "ResponsePayload",
+    "format_entry",
+    "format_time",
+]
+
+EntryType = Literal["request", "response"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditAuth:
+    """Who made the call: the token's properties (the token itself only as :class:`Sensitive`)."""
+
+    client_token: Sensitive[str] | None = None
+    accessor: str = ""
+    display_name: str = ""
+    policies: tuple[str, ...] = ()
+    token_policies: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    entity_id: str = ""
+    token_type: str = ""
+    token_ttl: int = 0
+    token_issue_time: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRequest:
+    """What was asked. ``data`` is the body (or query parameters); it will be HMAC'd."""
+
+    id: str
+    operation: str
+    path: str
+    mount_type: str = ""
+    mount_point: str = ""
+    remote_address: str = ""
+    remote_port: int = 0
+    client_token: Sensitive[str] | None = None
+    client_token_accessor: str = ""
+    data: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditResponse:
+    """What was answered. ``auth`` is set when the call created a token (a login)."""
+
+    status: int
+    data: Mapping[str, Any] | None = None
+    auth: AuditAuth | None = None
+    mount_type: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+class AuthPayload(TypedDict):
+    client_token: str
+    accessor: str
+    display_name: str
+    policies: list[str]
+    token_policies: list[str]
+    metadata: dict[str, str]
+    entity_id: str
+    token_type: str
+    token_ttl: int
+    token_issue_time: str
+
+
+class RequestPayload(TypedDict):
+    id: str
+    operation: str
+    mount_type: str
+    mount_point: str
+    path: str
+    remote_address: str
+    remote_port: int
+    client_token: str
+    client_token_accessor: str
+    data: Any
+    headers: dict[str, str]
+    reason: str
+
+
+class ResponsePayload(TypedDict, total=False):
+    status: int
+    mount_type: str
+    data: Any
+    auth: AuthPayload
+    warnings: list[str]
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, as Vault writes it: ``2024-05-01T12:00:00.000000Z``."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _token(key: Sensitive[bytes], token: Sensitive[str] | None) -> str:
+    return "" if token is None or not token.reveal() else hash_value(key, token.reveal())
+
+
+def _auth(key: Sensitive[bytes], auth: AuditAuth) -> AuthPayload:
+    return {
+        "client_token": _token(key, auth.client_token),
+        "accessor": auth.accessor,
+        "display_name": auth.display_name,
+        "policies": list(auth.policies),
+        "token_policies": list(auth.token_policies),
+        "metadata": {str(k): str(v) for k, v in auth.metadata.items()},
+        "entity_id": auth.entity_id,
+        "token_type": auth.token_type,
+        "token_ttl": auth.token_ttl,
+        "token_issue_time": auth.token_issue_time,
+    }
+
+
+def _request(key: Sensitive[bytes], request: AuditRequest, clear_keys: Collection[str]) -> RequestPayload:
+    return {
+        "id": request.id,
+        "operation": request.operation,
+        "mount_type": request.mount_type,
+        "mount_point": request.mount_point,
+        "path": request.path,
+        "remote_address": request.remote_address,
+        "remote_port": request.remote_port,
+        "client_token": _token(key, request.client_token),
+        "client_token_accessor": request.client_token_accessor,
+        "data": None if request.data is None else hash_structure(key, request.data, clear_keys=clear_keys),
+        "headers": {str(k).lower(): hash_value(key, str(v)) for k, v in request.headers.items()},
+        "reason": request.reason,
+    }
+
+
+def _response(key: Sensitive[bytes], response: AuditResponse, clear_keys: Collection[str]) -> ResponsePayload:
+    payload: ResponsePayload = {
+        "status": response.status,
+        "mount_type": response.mount_type,
+        "data": None if response.data is None else hash_structure(key, response.data, clear_keys=clear_keys),
+        "warnings": list(response.warnings),
+    }
+    if response.auth is not None:
+        payload["auth"] = _auth(key, response.auth)
+    return payload
+
+
+def format_entry(
+    key: Sensitive[bytes],
+    *,
+    entry_type: EntryType,
+    time: datetime,
+    auth: AuditAuth,
+    request: AuditRequest,
+    response: AuditResponse | None = None,
+    error: str = "",
+    clear_request_keys: Collection[str] = (),
+    clear_response_keys: Collection[str] = (),
+) -> dict[str, Any]:
+    """Build the entry body (without chain fields) with every sensitive value HMAC'd."""
+    entry: dict[str, Any] = {
+        "type": entry_type,
+        "time": format_time(time),
+        "auth": _auth(key, auth),
+        "request": _request(key, request, clear_request_keys),
+        "error": error,
+    }
+    if entry_type == "response":
+        entry["response"] = _response(key, response or AuditResponse(status=0), clear_response_keys)
+    return entry

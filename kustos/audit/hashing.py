@@ -1,0 +1,102 @@
+"""The two kinds of hashing in an audit entry: HMAC of values, and the hash chain between entries.
+
+* **Values** in request and response bodies are replaced by
+  ``hmac-sha256:<hex>``, keyed with the device's secret key, so the file never
+  holds a secret, yet an operator who knows a value can find it: ask the
+  server for its HMAC (``sys/audit-hash``, :func:`hash_value`) and grep.
+* **Entries** are chained: each carries ``prev_hash`` (the hash of the entry
+  before it) and ``hash``, the SHA-256 of its own canonical JSON without
+  ``hash`` and ``mac``. ``mac`` is an HMAC of ``hash`` with the device key, so
+  whoever holds the key can also detect a file rewritten from scratch.
+
+Canonical JSON is orjson with sorted keys and no whitespace; the writer emits
+exactly these bytes, and the verifier insists on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Collection, Mapping
+from typing import Any, Final
+
+import orjson
+
+from kustos.sensitive import Sensitive
+
+__all__ = [
+    "CHAIN_PREFIX",
+    "GENESIS_PREV_HASH",
+    "HMAC_PREFIX",
+    "canonical_json",
+    "chain_mac",
+    "entry_hash",
+    "hash_structure",
+    "hash_value",
+    "key_check",
+]
+
+HMAC_PREFIX: Final = "hmac-sha256:"
+CHAIN_PREFIX: Final = "sha256:"
+#: ``prev_hash`` of the genesis entry that opens every audit file.
+GENESIS_PREV_HASH: Final = CHAIN_PREFIX + "0" * 64
+
+_CHAIN_MAC_CONTEXT: Final = b"kustos-audit-chain\x00"
+_KEY_CHECK_VALUE: Final = "kustos-audit-key-check"
+
+
+def hash_value(key: Sensitive[bytes], value: str | bytes) -> str:
+    """Return ``hmac-sha256:<hex>`` of ``value`` (UTF-8) under ``key``: what ``sys/audit-hash`` answers."""
+    data = value.encode() if isinstance(value, str) else value
+    return HMAC_PREFIX + hmac.new(key.reveal(), data, hashlib.sha256).hexdigest()
+
+
+def key_check(key: Sensitive[bytes]) -> str:
+    """A fingerprint of ``key`` stored in the genesis entry, to refuse reopening a file with another key."""
+    return hash_value(key, _KEY_CHECK_VALUE)
+
+
+def _scalar_text(value: int | float) -> str:
+    return orjson.dumps(value).decode()
+
+
+def hash_structure(key: Sensitive[bytes], value: Any, *, clear_keys: Collection[str] = ()) -> Any:
+    """Return a copy of ``value`` with every string and number replaced by its HMAC.
+
+    Mapping keys stay readable (as in Vault); so do booleans and ``null``.
+    Numbers are hashed too (as their JSON text), unlike Vault, because a PIN
+    or port sent as a number is still a secret. Values under a key listed in
+    ``clear_keys`` (at any depth) are kept as they are.
+    """
+    if isinstance(value, Sensitive):
+        return hash_value(key, value.reveal())
+    if isinstance(value, str | bytes):
+        return hash_value(key, value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return hash_value(key, _scalar_text(value))
+    if isinstance(value, Mapping):
+        return {
+            str(k): (v if str(k) in clear_keys and not isinstance(v, Sensitive) else hash_structure(key, v, clear_keys=clear_keys))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [hash_structure(key, v, clear_keys=clear_keys) for v in value]
+    return hash_value(key, str(value))
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte form of an entry: sorted keys, no whitespace, UTF-8."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of the entry's canonical JSON without its ``hash`` and ``mac`` fields."""
+    body = {k: v for k, v in entry.items() if k not in {"hash", "mac"}}
+    return CHAIN_PREFIX + hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def chain_mac(key: Sensitive[bytes], chained_hash: str) -> str:
+    """HMAC of an entry's ``hash`` under the device key (domain-separated from value HMACs)."""
+    return HMAC_PREFIX + hmac.new(key.reveal(), _CHAIN_MAC_CONTEXT + chained_hash.encode(), hashlib.sha256).hexdigest()
