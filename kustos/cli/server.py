@@ -1,11 +1,142 @@
-"""CLI area `server` (placeholder until its commands land)."""
+"""``kustos server``: run the Kustos server (``--dev`` for a ready-to-use local one).
+
+Builds a :class:`~kustos.config.ServerConfig` from the flags and hands it to
+:func:`kustos.server.serve`. ``--dev`` means: 127.0.0.1:8200, SQLite and a
+local key file under ``./.kustos/``, initialized on first start with a
+``secret/`` kv-v2 mount, the root token printed and written to
+``~/.kustos/token`` (mode 0600), like Vault's dev mode writes ``~/.vault-token``.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
 import typer
 
-__all__ = ["register"]
+from kustos.cli.output import fail, stderr
+from kustos.config import DEFAULT_MAX_VALUE_BYTES, KeyProviderConfig, ServerConfig, StorageConfig
+from kustos.errors import KustosError
+
+__all__ = ["register", "token_file"]
+
+_PROVIDERS = ("local", "shamir", "pkcs11")
+
+
+def token_file() -> Path:
+    """Where the CLI keeps the current token: ``~/.kustos/token``."""
+    return Path.home() / ".kustos" / "token"
+
+
+def _write_token(token: str) -> Path:
+    path = token_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, token.encode("utf-8") + b"\n")
+    finally:
+        os.close(fd)
+    return path
+
+
+def server(
+    dev: Annotated[bool, typer.Option("--dev", help="Dev mode: 127.0.0.1:8200, SQLite + local key under ./.kustos, auto-init, prints the root token.")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8200,
+    storage: Annotated[str | None, typer.Option(help="Storage URL: sqlite:///path/kustos.db or postgresql://... (default: SQLite in --data-dir).")] = None,
+    key_provider: Annotated[str, typer.Option("--key-provider", help="What protects the keyring: local, shamir or pkcs11.")] = "local",
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="Key file of the local provider (default: <data-dir>/kustos.key).")] = None,
+    pkcs11_module: Annotated[str | None, typer.Option("--pkcs11-module", help="Path of the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so).")] = None,
+    pkcs11_token_label: Annotated[str | None, typer.Option("--pkcs11-token-label", help="Label of the PKCS#11 token.")] = None,
+    pkcs11_pin: Annotated[str | None, typer.Option("--pkcs11-pin", envvar="KUSTOS_PKCS11_PIN", help="User PIN of the token (prefer the KUSTOS_PKCS11_PIN environment variable).", show_default=False)] = None,
+    pkcs11_key_label: Annotated[str, typer.Option("--pkcs11-key-label", help="Label of the AES key in the token.")] = "kustos-root",
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="TLS certificate (PEM); serve HTTPS with --tls-key.")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Directory for the SQLite file and the local key.")] = Path(".kustos"),
+    max_value_bytes: Annotated[int, typer.Option("--max-value-bytes", help="Largest secret (JSON-encoded data) accepted in one write.")] = DEFAULT_MAX_VALUE_BYTES,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log one JSON line per request (no values, no tokens).")] = False,
+    cache_entries: Annotated[int | None, typer.Option("--cache-entries", help="Records kept in the in-memory read cache (default: 50000 on SQLite, 0 on PostgreSQL).")] = None,
+    dev_root_token_id: Annotated[str | None, typer.Option("--dev-root-token-id", envvar="KUSTOS_DEV_ROOT_TOKEN_ID", help="Dev mode: use this root token instead of a random one.")] = None,
+) -> None:
+    """Run the Kustos server (Vault-compatible API on /v1, metrics on /metrics)."""
+    from kustos.server import serve
+
+    if key_provider not in _PROVIDERS:
+        fail(f"--key-provider must be one of {', '.join(_PROVIDERS)}, not {key_provider!r}")
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together: give both or neither")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not path.is_file():
+            fail(f"{flag}: no such file: {path}")
+    if dev and key_provider == "shamir":
+        fail("--dev needs a key provider that unseals by itself: use local (the default) or pkcs11")
+    if dev_root_token_id is not None and not dev:
+        fail("--dev-root-token-id only applies with --dev")
+    if max_value_bytes < 1:
+        fail("--max-value-bytes must be positive")
+    if cache_entries is not None and cache_entries < 0:
+        fail("--cache-entries must be 0 (off) or more")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--data-dir: cannot create {data_dir}: {exc.strerror}")
+    storage_url = storage or f"sqlite:{data_dir / 'kustos.db'}"
+    config = ServerConfig(
+        storage=StorageConfig(url=storage_url),
+        keys=KeyProviderConfig(
+            kind=cast(Literal["local", "shamir", "pkcs11"], key_provider),
+            key_file=key_file or data_dir / "kustos.key",
+            pkcs11_module=pkcs11_module,
+            pkcs11_token_label=pkcs11_token_label,
+            pkcs11_pin=pkcs11_pin,
+            pkcs11_key_label=pkcs11_key_label,
+        ),
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        data_dir=data_dir,
+        dev=dev,
+        max_value_bytes=max_value_bytes,
+        log_level=log_level,
+        access_log=access_log,
+    )
+    scheme = "https" if tls_cert is not None else "http"
+    address = f"{scheme}://{host}:{port}"
+
+    def announce(core: object, boot: object) -> None:
+        from kustos.server.core import DevBootstrap
+
+        lines = [f"Kustos server listening on {address}", f"    Storage:      {storage_url}", f"    Key provider: {key_provider}"]
+        if isinstance(boot, DevBootstrap):
+            lines.insert(0, "Kustos dev server (do not use in production)")
+            if boot.root_token is not None:
+                token = boot.root_token.reveal()
+                where = _write_token(token)
+                lines += [
+                    f"    Root Token:   {token}",
+                    "    Mount:        secret/ (kv version 2)",
+                    f"The root token was written to {where} (mode 0600).",
+                ]
+            else:
+                lines.append(
+                    f"Already initialized: the root token from the first start is in {token_file()} "
+                    "(or pass --dev-root-token-id)."
+                )
+            lines.append(f"    export KUSTOS_ADDR={address}")
+        typer.echo("\n".join(lines), err=False)
+
+    try:
+        serve(config, dev_root_token_id=dev_root_token_id, cache_entries=cache_entries, on_ready=announce)
+    except KustosError as exc:
+        fail(f"cannot start the server: {exc}")
+    except KeyboardInterrupt:
+        stderr.print("stopped")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the root app."""
+    """Add ``kustos server`` to the root app."""
+    app.command("server")(server)

@@ -1,0 +1,313 @@
+"""The ASGI application: Vault's URL space under ``/v1/``, plus ``/metrics``.
+
+:func:`create_app` builds a Starlette app with two routes. ``/v1/{path}`` is
+one lean ASGI callable (:class:`_Api`) that does, per request: validate the
+path, pick the handler (``sys/*``, ``auth/token/*``, or the engine of the
+mount with the longest matching prefix), refuse data paths while sealed,
+look up the token, read the body within the size limit, run the handler
+and answer with Vault's envelope or ``{"errors": [...]}``. Statuses come
+from the one table in :mod:`kustos.server.errors`. Every request gets a
+request id (``X-Request-Id``, echoed; generated when absent), is counted in
+the metrics by route *template* (never the secret path) and, with the
+access log on, logged as one JSON line without values or tokens.
+
+Vault clients send ``LIST``; ``GET ?list=true`` means the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from kustos.config import ServerConfig
+from kustos.errors import (
+    ConfigError,
+    DecryptionError,
+    KeyProviderError,
+    KustosError,
+    NotFoundError,
+    PermissionDeniedError,
+    SealedError,
+    StorageError,
+)
+from kustos.sensitive import Sensitive
+from kustos.server.access import Authorizer, authorize
+from kustos.server.calls import Call, Reply, envelope, validate_api_path
+from kustos.server.core import Core
+from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
+from kustos.server.observability import METRICS_CONTENT_TYPE
+from kustos.server.routes.system import SystemApi
+from kustos.server.routes.tokens import TokenApi
+from kustos.server.times import Clock
+
+__all__ = ["BODY_SLACK", "create_app"]
+
+BODY_SLACK: Final = 64 * 1024
+"""Bytes a request body may exceed ``max_value_bytes`` by (JSON framing, options)."""
+
+_log = logging.getLogger("kustos.server.http")
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BODYLESS: Final = frozenset({"GET", "HEAD", "LIST"})
+_JSON: Final = b"application/json"
+
+
+class _ClientGoneError(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+@dataclass
+class _Holder:
+    core: Core | None = None
+
+
+class _Api:
+    """The ``/v1/{path}`` endpoint as a plain ASGI callable (no per-request Request/Response objects)."""
+
+    def __init__(self, holder: _Holder, *, access_log: bool, max_body: int) -> None:
+        self._holder = holder
+        self._access_log = access_log
+        self._max_body = max_body
+        self._system: SystemApi | None = None
+        self._tokens: TokenApi | None = None
+
+    def _apis(self, core: Core) -> tuple[SystemApi, TokenApi]:
+        if self._system is None or self._tokens is None:
+            self._system, self._tokens = SystemApi(core), TokenApi(core)
+        return self._system, self._tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        core = self._holder.core
+        method: str = scope["method"]
+        path: str = scope["path_params"]["path"]
+        token_text: str | None = None
+        content_type = ""
+        content_length: int | None = None
+        request_id: str | None = None
+        reason: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-vault-token":
+                token_text = value.decode("latin-1").strip()
+            elif name == b"authorization":
+                if token_text is None and value[:7].lower() == b"bearer ":
+                    token_text = value[7:].decode("latin-1").strip()
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError:
+                    content_length = None
+            elif name == b"x-request-id":
+                text = value.decode("latin-1")
+                if _REQUEST_ID.fullmatch(text):
+                    request_id = text
+            elif name == b"x-kustos-reason":
+                reason = value.decode("utf-8", "replace").strip() or None
+        if request_id is None:
+            request_id = str(uuid.uuid4())
+        raw_query: bytes = scope["query_string"]
+        query: dict[str, str] = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
+        if method == "GET" and query.get("list") in ("true", "1"):
+            method = "LIST"
+
+        route = "unknown"
+        status = 500
+        body = b""
+        if core is None:
+            status, body = 503, error_body("server is starting")
+        else:
+            system, tokens = self._apis(core)
+            try:
+                if path.startswith("sys/"):
+                    route = system.route(path)
+                    unauthenticated = not system.needs_unsealed(path)
+                    handler: Callable[[Call], Any] = system.handle
+                elif path.startswith("auth/token/"):
+                    route = tokens.route(path)
+                    unauthenticated = False
+                    handler = tokens.handle
+                else:
+                    unauthenticated = False
+                    handler = self._engine_handler(core, path)
+                    route = getattr(handler, "route", "unknown")
+                validate_api_path(path)
+                if not unauthenticated and (core.barrier.sealed or not core.barrier.initialized):
+                    raise SealedError()
+                entry = None
+                if token_text and not unauthenticated:
+                    entry = await core.tokens.lookup(token_text)
+                    if entry is None:
+                        raise PermissionDeniedError("permission denied")
+                payload = b""
+                if method not in _BODYLESS or content_length:
+                    payload = await self._read_body(receive, content_length)
+                call = Call(
+                    method=method,
+                    path=path,
+                    query=query,
+                    body=payload,
+                    content_type=content_type,
+                    request_id=request_id,
+                    token=entry,
+                    reason=reason,
+                    raw_token=Sensitive(token_text) if token_text else None,
+                )
+                reply: Reply = await handler(call)
+                status = reply.status
+                body = envelope(reply, request_id=request_id)
+            except KustosError as exc:
+                status = status_for(exc)
+                message = public_message(exc)
+                body = error_body(message) if message else error_body()
+                self._note_error(core, exc, route=route, method=method, path=path, request_id=request_id)
+            except _ClientGoneError:
+                status, body = 400, error_body("client disconnected")
+            except Exception:
+                status = 500
+                body = error_body(f"internal error; see the server log for request id {request_id}")
+                _log.exception(
+                    "unexpected error", extra={"request_id": request_id, "route": route, "method": method}
+                )
+        headers = [
+            (b"x-request-id", request_id.encode("latin-1")),
+            (b"cache-control", b"no-store"),
+        ]
+        if status != 204:
+            headers.append((b"content-type", _JSON))
+            headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" or status == 204 else body})
+        elapsed = time.perf_counter() - started
+        if core is not None:
+            core.metrics.observe_request(route=route, method=method, status=status, seconds=elapsed)
+        if self._access_log:
+            _log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+    def _engine_handler(self, core: Core, path: str) -> _EngineCall:
+        resolved = core.mounts.resolve(path)
+        if resolved is None:
+            return _EngineCall(core, path)
+        mount, rest = resolved
+        return _EngineCall(core, path, mount=mount, rest=rest)
+
+    async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
+        limit = self._max_body
+        if content_length is not None and content_length > limit:
+            raise RequestTooLargeError(f"request body is larger than the maximum of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGoneError()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLargeError(f"request body is larger than the maximum of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    def _note_error(core: Core, exc: KustosError, *, route: str, method: str, path: str, request_id: str) -> None:
+        fields = {"request_id": request_id, "route": route, "method": method}
+        if isinstance(exc, DecryptionError):
+            core.metrics.integrity_error()
+            _log.warning("integrity check failed for a stored record", extra={**fields, "path": path})
+        elif isinstance(exc, StorageError):
+            core.metrics.storage_error(route=route)
+            _log.error("storage failure", extra={**fields, "error": str(exc)})
+        elif isinstance(exc, KeyProviderError | ConfigError):
+            _log.error("key provider or configuration failure", extra={**fields, "error": str(exc)})
+
+
+class _EngineCall:
+    """Dispatch to the engine of a resolved mount (or a 404 when nothing is mounted there)."""
+
+    __slots__ = ("_core", "_mount", "_path", "_rest", "route")
+
+    def __init__(self, core: Core, path: str, *, mount: Any = None, rest: str = "") -> None:
+        self._core = core
+        self._path = path
+        self._mount = mount
+        self._rest = rest
+        self.route = core.kv.route("", rest) if mount is not None and mount.type == "kv" else "unknown"
+
+    async def __call__(self, call: Call) -> Reply:
+        mount, rest = self._mount, self._rest
+        if mount is None:
+            if await self._core.mounts.reload_if_stale():
+                resolved = self._core.mounts.resolve(self._path)
+                if resolved is not None:
+                    mount, rest = resolved
+        if mount is None or mount.type != "kv":
+            raise NotFoundError(f"no handler for route \"{self._path}\". route entry not found.")
+        return await self._core.kv.handle(call, mount, rest)
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    core: Core | None = None,
+    clock: Clock = time.time,
+    authorizer: Authorizer = authorize,
+    cache_entries: int | None = None,
+) -> Starlette:
+    """Build the ASGI app for ``config``.
+
+    Pass an opened ``core`` (``await Core.open(config)``) to share it, as
+    :func:`kustos.server.running.serve` and tests do; otherwise the app
+    opens its own core on lifespan startup and closes it on shutdown.
+    """
+    holder = _Holder(core=core)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = holder.core is None
+        if owned:
+            holder.core = await Core.open(config, clock=clock, authorizer=authorizer, cache_entries=cache_entries)
+        try:
+            yield
+        finally:
+            if owned and holder.core is not None:
+                await holder.core.close()
+                holder.core = None
+
+    async def metrics(request: Request) -> Response:
+        current = holder.core
+        if current is None:
+            return Response(b"", status_code=503)
+        current.refresh_seal_metrics()
+        return Response(current.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    api = _Api(holder, access_log=config.access_log, max_body=config.max_value_bytes + BODY_SLACK)
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/v1/{path:path}", api),
+        ],
+        lifespan=lifespan,
+    )

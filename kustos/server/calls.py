@@ -1,0 +1,149 @@
+"""One API request as handlers see it (:class:`Call`), and what they answer (:class:`Reply`).
+
+The dispatcher in :mod:`kustos.server.app` validates the path, reads the body
+within the size limit and authenticates the token; handlers get a
+:class:`Call` and return a :class:`Reply`, which is turned into Vault's
+response envelope (``request_id``, ``lease_id``, ``data``, ``auth``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from kustos.errors import InvalidRequestError, PermissionDeniedError, UnsupportedOperationError
+from kustos.sensitive import Sensitive
+from kustos.server.errors import UnsupportedMediaTypeError
+from kustos.server.tokens import TokenEntry
+
+__all__ = [
+    "MAX_PATH_LENGTH",
+    "MERGE_PATCH",
+    "Call",
+    "Reply",
+    "envelope",
+    "json_object",
+    "unsupported",
+    "validate_api_path",
+]
+
+MAX_PATH_LENGTH: Final = 1024
+MERGE_PATCH: Final = "application/merge-patch+json"
+
+
+def validate_api_path(path: str) -> None:
+    """Refuse ``..``/``.`` and empty segments, a leading ``/``, NUL and control characters, over-long paths.
+
+    A trailing ``/`` is allowed (Vault lists ``secret/metadata/app/``).
+    """
+    if len(path) > MAX_PATH_LENGTH:
+        raise InvalidRequestError(f"request path is longer than {MAX_PATH_LENGTH} characters")
+    if "\x00" in path:
+        raise InvalidRequestError("request path contains a NUL character")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        raise InvalidRequestError("request path contains a control character")
+    if path.startswith("/"):
+        raise InvalidRequestError("request path has an empty segment: it starts with '//' after /v1")
+    segments = path.split("/")
+    if segments and segments[-1] == "":
+        segments.pop()
+    for segment in segments:
+        if segment == "":
+            raise InvalidRequestError("request path has an empty segment ('//')")
+        if segment in ("..", "."):
+            raise InvalidRequestError(f"request path contains a '{segment}' segment")
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object (empty body: ``{}``)."""
+    if not body.strip():
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"failed to parse JSON input: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequestError("failed to parse JSON input: the body must be a JSON object")
+    return doc
+
+
+@dataclass(slots=True)
+class Call:
+    """One authenticated API request, after routing."""
+
+    method: str
+    """``GET``, ``LIST``, ``POST``, ``PUT``, ``PATCH``, ``DELETE`` or ``HEAD``."""
+    path: str
+    """The API path after ``/v1/``."""
+    query: Mapping[str, str]
+    body: bytes
+    content_type: str
+    request_id: str
+    token: TokenEntry | None = None
+    reason: str | None = None
+    raw_token: Sensitive[str] | None = field(default=None, repr=False)
+    """The token as presented (``lookup-self`` echoes it, like Vault)."""
+    _json: dict[str, Any] | None = field(default=None, repr=False)
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object (parsed once)."""
+        if self._json is None:
+            self._json = json_object(self.body)
+        return self._json
+
+    def require_token(self) -> TokenEntry:
+        if self.token is None:
+            raise PermissionDeniedError("permission denied")
+        return self.token
+
+    def require_merge_patch(self) -> None:
+        if self.content_type.split(";", 1)[0].strip().lower() != MERGE_PATCH:
+            raise UnsupportedMediaTypeError(f"PATCH requires Content-Type: {MERGE_PATCH}")
+
+
+def unsupported(call: Call) -> UnsupportedOperationError:
+    return UnsupportedOperationError(f"unsupported operation: {call.method} is not allowed on {call.path}")
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a handler answers: a status and either envelope parts or a raw JSON body."""
+
+    status: int = 200
+    data: Any = None
+    auth: Any = None
+    warnings: list[str] | None = None
+    raw: Any = None
+    """A document sent as is instead of the envelope (``sys/health``, ``sys/seal-status``)."""
+    mount_type: str = ""
+    top: dict[str, Any] | None = None
+    """Extra top-level fields next to the envelope (``sys/mounts`` lists mounts there too)."""
+
+    @classmethod
+    def no_content(cls) -> Reply:
+        return cls(status=204)
+
+
+def envelope(reply: Reply, *, request_id: str) -> bytes:
+    """The JSON body for ``reply`` (``b""`` for 204)."""
+    if reply.status == 204:
+        return b""
+    if reply.raw is not None:
+        return orjson.dumps(reply.raw)
+    doc = {
+        "request_id": request_id,
+        "lease_id": "",
+        "renewable": False,
+        "lease_duration": 0,
+        "data": reply.data,
+        "wrap_info": None,
+        "warnings": reply.warnings,
+        "auth": reply.auth,
+        "mount_type": reply.mount_type,
+    }
+    if reply.top:
+        doc = {**reply.top, **doc}
+    return orjson.dumps(doc)

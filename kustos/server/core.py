@@ -1,0 +1,181 @@
+"""The server's state in one object: storage, barrier, tokens, mounts, engines, metrics.
+
+:meth:`Core.open` connects storage, builds the key provider, reads the
+keyring (auto-unsealing when the provider allows) and the mount table.
+:meth:`Core.initialize` is ``sys/init``: keyring, Shamir shares and the root
+token, in one transaction. :meth:`Core.dev_bootstrap` is what
+``kustos server --dev`` does on start: initialize on first start, mount
+``secret/`` (kv v2), and make sure a requested dev root token exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from kustos.config import ServerConfig
+from kustos.errors import InvalidRequestError
+from kustos.keys import open_provider
+from kustos.keys.base import KeyProvider
+from kustos.sensitive import Sensitive
+from kustos.server.access import Authorizer, authorize
+from kustos.server.barrier import Barrier, CiphertextFamily
+from kustos.server.caching import RecordCache
+from kustos.server.engines.kv import KvEngine
+from kustos.server.mounts import MountTable
+from kustos.server.observability import Metrics
+from kustos.server.times import Clock
+from kustos.server.tokens import TokenStore, hash_token
+from kustos.store import open_backend
+from kustos.store.base import StorageBackend, Transaction
+
+__all__ = ["DEFAULT_CACHE_ENTRIES", "Core", "DevBootstrap", "InitResult"]
+
+DEFAULT_CACHE_ENTRIES: Final = 50_000
+"""Records kept in the read cache when the server owns its storage (SQLite)."""
+
+_log = logging.getLogger("kustos.server")
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``sys/init`` returns once: the unseal shares and the root token."""
+
+    shares: list[Sensitive[str]]
+    root_token: Sensitive[str]
+
+
+@dataclass(frozen=True)
+class DevBootstrap:
+    """What ``--dev`` did on start. ``root_token`` is set only when it was just created."""
+
+    initialized_now: bool
+    root_token: Sensitive[str] | None
+
+
+class Core:
+    """Everything a request handler needs, opened once per server process."""
+
+    def __init__(
+        self,
+        *,
+        config: ServerConfig,
+        storage: StorageBackend,
+        provider: KeyProvider,
+        clock: Clock,
+        authorizer: Authorizer,
+        cache_entries: int,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.clock = clock
+        self.authorizer = authorizer
+        self.metrics = Metrics()
+        self.barrier = Barrier(storage=storage, provider=provider, clock=clock)
+        self.cache = RecordCache(storage=storage, max_entries=cache_entries)
+        self.tokens = TokenStore(storage=storage, clock=clock, cache=cache_entries > 0)
+        self.mounts = MountTable(storage=storage, clock=clock)
+        self.kv = KvEngine(
+            storage=storage,
+            barrier=self.barrier,
+            cache=self.cache,
+            clock=clock,
+            authorizer=authorizer,
+            max_value_bytes=config.max_value_bytes,
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        config: ServerConfig,
+        *,
+        storage: StorageBackend | None = None,
+        provider: KeyProvider | None = None,
+        clock: Clock = time.time,
+        authorizer: Authorizer = authorize,
+        cache_entries: int | None = None,
+    ) -> Core:
+        """Connect storage, build the key provider, load keyring and mounts.
+
+        ``cache_entries`` defaults to :data:`DEFAULT_CACHE_ENTRIES` for SQLite
+        and 0 (no cache) for PostgreSQL, which other replicas may share.
+        """
+        backend = storage if storage is not None else open_backend(config.storage)
+        await backend.open()
+        try:
+            key_provider = provider if provider is not None else open_provider(config.keys)
+            if cache_entries is None:
+                cache_entries = DEFAULT_CACHE_ENTRIES if backend.name == "sqlite" else 0
+            core = cls(
+                config=config,
+                storage=backend,
+                provider=key_provider,
+                clock=clock,
+                authorizer=authorizer,
+                cache_entries=cache_entries,
+            )
+            await core.barrier.load()
+            await core.mounts.load()
+        except BaseException:
+            await backend.close()
+            raise
+        core.refresh_seal_metrics()
+        return core
+
+    async def close(self) -> None:
+        self.barrier.close()
+        await self.storage.close()
+
+    def refresh_seal_metrics(self) -> None:
+        self.metrics.set_seal_state(initialized=self.barrier.initialized, sealed=self.barrier.sealed)
+
+    def ciphertext_families(self) -> list[CiphertextFamily]:
+        """Every place a ciphertext is stored (for rewrap and key-version checks)."""
+        return [KvEngine.ciphertext_family(m) for m in self.mounts.entries() if m.type == "kv"]
+
+    async def initialize(
+        self,
+        *,
+        secret_shares: int,
+        secret_threshold: int,
+        root_token_id: str | None = None,
+    ) -> InitResult:
+        """``sys/init``: create the keyring (and shares) and the root token, once."""
+        created: list[Sensitive[str]] = []
+
+        async def write_root(tx: Transaction) -> None:
+            token, _ = await self.tokens.create(
+                policies=["root"],
+                display_name=None,
+                display_prefix="root",
+                token_id=root_token_id,
+                path="auth/token/root",
+                tx=tx,
+            )
+            created.append(token)
+
+        shares = await self.barrier.initialize(
+            secret_shares=secret_shares, secret_threshold=secret_threshold, extra=write_root
+        )
+        self.refresh_seal_metrics()
+        _log.info(f"server initialized (key provider: {self.barrier.seal_type})")
+        return InitResult(shares=[Sensitive(s) for s in shares], root_token=created[0])
+
+    async def dev_bootstrap(self, *, root_token_id: str | None = None) -> DevBootstrap:
+        """Initialize on first start (with a ``secret/`` kv-v2 mount); ensure the dev root token."""
+        if not self.barrier.initialized:
+            result = await self.initialize(secret_shares=1, secret_threshold=1, root_token_id=root_token_id)
+            if self.barrier.sealed:
+                raise InvalidRequestError("dev mode needs an auto-unseal key provider (local or pkcs11)")
+            if self.mounts.get("secret/") is None:
+                await self.mounts.enable("secret/", type="kv", description="key/value secret storage", options={"version": "2"})
+            return DevBootstrap(initialized_now=True, root_token=result.root_token)
+        if root_token_id is not None and await self.tokens.lookup(root_token_id) is None:
+            if await self.storage.get(f"auth/token/id/{hash_token(root_token_id)}") is None:
+                token, _ = await self.tokens.create(
+                    policies=["root"], display_prefix="root", token_id=root_token_id, path="auth/token/root"
+                )
+                return DevBootstrap(initialized_now=False, root_token=token)
+        return DevBootstrap(initialized_now=False, root_token=None)

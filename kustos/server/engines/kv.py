@@ -1,0 +1,664 @@
+"""The KV version 2 secrets engine, with Vault's paths, semantics and response shapes.
+
+Under a mount (``secret/``)::
+
+    data/<path>       GET (?version=N), POST/PUT (options.cas), PATCH (merge patch), DELETE (latest)
+    delete/<path>     POST {"versions": [..]}    soft delete
+    undelete/<path>   POST {"versions": [..]}
+    destroy/<path>    POST/PUT {"versions": [..]}  erase the ciphertexts
+    metadata/<path>   GET, POST/PUT, PATCH, DELETE (everything), LIST (folders end in /)
+    subkeys/<path>    GET (?version=, ?depth=)
+    config            GET, POST (max_versions, cas_required, delete_version_after)
+
+Storage, under the mount's ``logical/<uuid>/``: ``config`` (JSON),
+``meta/<path>`` (JSON: versions, times, settings, custom metadata; never a
+value) and ``ver/<path>@<version>`` (the value, envelope-encrypted by the
+barrier with context ``("kustos/kv", mount uuid, path, version)``, so a
+ciphertext copied to another path, version or mount does not decrypt).
+
+Every change happens in one storage transaction that locks the metadata
+record, so check-and-set is safe across requests and processes; input is
+validated before the transaction, so bad input changes nothing. Each version
+records who wrote it (the token's display name) and why (``X-Kustos-Reason``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from kustos.crypto.envelope import context
+from kustos.errors import CheckAndSetError, DecryptionError, InvalidRequestError, NotFoundError
+from kustos.server.access import Authorizer, require
+from kustos.server.barrier import Barrier, CiphertextFamily
+from kustos.server.caching import RecordCache
+from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.errors import RequestTooLargeError
+from kustos.server.mounts import MountEntry
+from kustos.server.params import bool_param, int_param
+from kustos.server.times import Clock, format_duration, parse_duration, rfc3339
+from kustos.store.base import StorageBackend, Transaction
+
+__all__ = [
+    "DEFAULT_MAX_VERSIONS",
+    "KvEngine",
+    "merge_patch",
+    "subkeys",
+]
+
+DEFAULT_MAX_VERSIONS: Final = 10
+"""Versions kept per secret when neither the secret nor the mount sets ``max_versions`` (Vault's default)."""
+
+_CONTEXT_LABEL: Final = "kustos/kv"
+_MAX_CUSTOM_KEYS: Final = 64
+_MAX_CUSTOM_KEY_LEN: Final = 128
+_MAX_CUSTOM_VALUE_LEN: Final = 512
+_MAX_REASON_LEN: Final = 512
+_OPERATIONS: Final = ("data", "metadata", "delete", "undelete", "destroy", "subkeys")
+
+Meta = dict[str, Any]
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge recursively, ``null`` removes a key."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def subkeys(data: Mapping[str, Any], *, depth: int = 0, _level: int = 1) -> dict[str, Any]:
+    """The structure of ``data`` without values: leaves become ``null``; ``depth`` 0 = unlimited."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and (depth == 0 or _level < depth):
+            out[key] = subkeys(value, depth=depth, _level=_level + 1)
+        else:
+            out[key] = None
+    return out
+
+
+def _custom_metadata(value: object, *, allow_null_values: bool = False) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequestError("custom_metadata must be a JSON object of string values")
+    if len(value) > _MAX_CUSTOM_KEYS:
+        raise InvalidRequestError(f"custom_metadata has more than {_MAX_CUSTOM_KEYS} keys")
+    for key, item in value.items():
+        if not key or len(key) > _MAX_CUSTOM_KEY_LEN:
+            raise InvalidRequestError(f"custom_metadata keys must be 1-{_MAX_CUSTOM_KEY_LEN} characters")
+        if item is None and allow_null_values:
+            continue
+        if not isinstance(item, str):
+            raise InvalidRequestError(f"custom_metadata[{key!r}] must be a string")
+        if len(item) > _MAX_CUSTOM_VALUE_LEN:
+            raise InvalidRequestError(
+                f"custom_metadata[{key!r}] is longer than {_MAX_CUSTOM_VALUE_LEN} characters"
+            )
+    return value
+
+
+def _versions_param(body: Mapping[str, Any]) -> list[int]:
+    raw = body.get("versions")
+    if raw is None or raw == [] or raw == "":
+        raise InvalidRequestError("no version number provided")
+    if isinstance(raw, str):
+        items: list[object] = [p for p in raw.split(",") if p.strip()]
+    elif isinstance(raw, list):
+        items = list(raw)
+    else:
+        items = [raw]
+    return [int_param(v, field="versions", minimum=1) for v in items]
+
+
+def _secret_path(rest: str, *, operation: str) -> str:
+    if not rest:
+        raise InvalidRequestError(f"missing secret path after {operation}/")
+    if rest.endswith("/"):
+        raise InvalidRequestError("secret path must not end with '/'")
+    return rest
+
+
+def _deleted(vm: Mapping[str, Any], now: float) -> bool:
+    ts = vm.get("deletion_ts")
+    return ts is not None and ts <= now
+
+
+def _version_metadata(meta: Meta, version: int, vm: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "created_time": vm["created_time"],
+        "custom_metadata": meta.get("custom_metadata"),
+        "deletion_time": vm["deletion_time"],
+        "destroyed": vm["destroyed"],
+        "version": version,
+    }
+
+
+def _parse_meta(raw: bytes) -> Meta:
+    doc: Meta = orjson.loads(raw)
+    return doc
+
+
+class KvEngine:
+    """Serves every KV v2 mount; one instance per server."""
+
+    mount_type: Final = "kv"
+
+    def __init__(
+        self,
+        *,
+        storage: StorageBackend,
+        barrier: Barrier,
+        cache: RecordCache,
+        clock: Clock,
+        authorizer: Authorizer,
+        max_value_bytes: int,
+    ) -> None:
+        self._storage = storage
+        self._barrier = barrier
+        self._cache = cache
+        self._clock = clock
+        self._authorizer = authorizer
+        self._max_value_bytes = max_value_bytes
+
+    # -- storage layout ---------------------------------------------------------------------
+
+    @staticmethod
+    def _meta_key(mount: MountEntry, path: str) -> str:
+        return f"{mount.storage_prefix}meta/{path}"
+
+    @staticmethod
+    def _version_key(mount: MountEntry, path: str, version: int) -> str:
+        return f"{mount.storage_prefix}ver/{path}@{version}"
+
+    @staticmethod
+    def _config_key(mount: MountEntry) -> str:
+        return f"{mount.storage_prefix}config"
+
+    @staticmethod
+    def _context(mount: MountEntry, path: str, version: int) -> bytes:
+        return context(_CONTEXT_LABEL, mount.uuid, path, version)
+
+    @classmethod
+    def ciphertext_family(cls, mount: MountEntry) -> CiphertextFamily:
+        """Where this mount's ciphertexts are, for rewrap and key-version checks."""
+        prefix = f"{mount.storage_prefix}ver/"
+
+        def context_for(key: str) -> bytes | None:
+            rest = key[len(prefix) :]
+            path, sep, version = rest.rpartition("@")
+            if not sep or not path or not version.isdigit():
+                return None
+            return cls._context(mount, path, int(version))
+
+        return CiphertextFamily(prefix=prefix, context_for=context_for)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    @staticmethod
+    def route(method: str, rest: str) -> str:
+        """The route template for metrics and logs (never the secret path)."""
+        operation = rest.split("/", 1)[0]
+        if operation not in _OPERATIONS and operation != "config":
+            operation = "unknown"
+        return f"kv:{operation}"
+
+    async def handle(self, call: Call, mount: MountEntry, rest: str) -> Reply:
+        """Answer one request under ``mount``; ``rest`` is the path inside the mount."""
+        operation, _, path = rest.partition("/")
+        method = call.method
+        if operation == "data":
+            path = _secret_path(path, operation=operation)
+            if method == "GET":
+                return await self._read(call, mount, path, subkeys_depth=None)
+            if method in ("POST", "PUT"):
+                return await self._write(call, mount, path)
+            if method == "PATCH":
+                return await self._patch(call, mount, path)
+            if method == "DELETE":
+                return await self._delete_latest(call, mount, path)
+        elif operation == "metadata":
+            if method == "LIST":
+                return await self._list(call, mount, path)
+            path = _secret_path(path, operation=operation)
+            if method == "GET":
+                return await self._read_metadata(call, mount, path)
+            if method in ("POST", "PUT"):
+                return await self._write_metadata(call, mount, path, patch=False)
+            if method == "PATCH":
+                return await self._write_metadata(call, mount, path, patch=True)
+            if method == "DELETE":
+                return await self._delete_metadata(call, mount, path)
+        elif operation in ("delete", "undelete", "destroy"):
+            path = _secret_path(path, operation=operation)
+            if method in ("POST", "PUT"):
+                return await self._change_versions(call, mount, path, operation=operation)
+        elif operation == "subkeys":
+            path = _secret_path(path, operation=operation)
+            if method == "GET":
+                depth = int_param(call.query.get("depth", "0"), field="depth")
+                return await self._read(call, mount, path, subkeys_depth=depth)
+        elif operation == "config" and not path:
+            if method == "GET":
+                return await self._read_config(call, mount)
+            if method in ("POST", "PUT"):
+                return await self._write_config(call, mount)
+        else:
+            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise unsupported(call)
+
+    def _require(self, call: Call, capability: str) -> None:
+        require(self._authorizer, call.require_token(), call.path, capability)
+
+    def _reply(self, data: Any, *, status: int = 200) -> Reply:
+        return Reply(status=status, data=data, mount_type="kv")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def _read(self, call: Call, mount: MountEntry, path: str, *, subkeys_depth: int | None) -> Reply:
+        self._require(call, "read")
+        raw_version = call.query.get("version")
+        version = 0 if raw_version in (None, "") else int_param(raw_version, field="version")
+        meta = await self._cache.get(self._meta_key(mount, path), _parse_meta)
+        if meta is None:
+            raise NotFoundError("")
+        if version == 0:
+            version = meta["current_version"]
+        vm = meta["versions"].get(str(version))
+        if vm is None:
+            raise NotFoundError("")
+        metadata = _version_metadata(meta, version, vm)
+        if vm["destroyed"] or _deleted(vm, self._clock()):
+            if subkeys_depth is not None:
+                return self._reply({"subkeys": None, "metadata": metadata}, status=404)
+            return self._reply({"data": None, "metadata": metadata}, status=404)
+        blob = await self._cache.get(self._version_key(mount, path, version), bytes)
+        if blob is None:
+            raise DecryptionError()  # a live version without its ciphertext: storage was tampered with
+        plaintext = await self._barrier.decrypt(blob, context=self._context(mount, path, version))
+        if subkeys_depth is not None:
+            value = orjson.loads(plaintext)
+            if not isinstance(value, dict):
+                raise DecryptionError()
+            return self._reply({"subkeys": subkeys(value, depth=subkeys_depth), "metadata": metadata})
+        return self._reply({"data": orjson.Fragment(plaintext), "metadata": metadata})
+
+    async def _read_metadata(self, call: Call, mount: MountEntry, path: str) -> Reply:
+        self._require(call, "read")
+        meta = await self._cache.get(self._meta_key(mount, path), _parse_meta)
+        if meta is None:
+            raise NotFoundError("")
+        versions = {
+            key: {
+                "created_time": vm["created_time"],
+                "deletion_time": vm["deletion_time"],
+                "destroyed": vm["destroyed"],
+                "created_by": vm.get("created_by", ""),
+                "reason": vm.get("reason"),
+            }
+            for key, vm in meta["versions"].items()
+        }
+        return self._reply(
+            {
+                "cas_required": meta["cas_required"],
+                "created_time": meta["created_time"],
+                "current_version": meta["current_version"],
+                "custom_metadata": meta.get("custom_metadata"),
+                "delete_version_after": format_duration(meta["delete_version_after"]),
+                "max_versions": meta["max_versions"],
+                "oldest_version": meta["oldest_version"],
+                "updated_time": meta["updated_time"],
+                "versions": versions,
+            }
+        )
+
+    async def _list(self, call: Call, mount: MountEntry, prefix: str) -> Reply:
+        self._require(call, "list")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        keys = await self._storage.list(f"{mount.storage_prefix}meta/{prefix}")
+        if not keys:
+            raise NotFoundError("")
+        return self._reply({"keys": keys})
+
+    async def _read_config(self, call: Call, mount: MountEntry) -> Reply:
+        self._require(call, "read")
+        raw = await self._storage.get(self._config_key(mount))
+        config = self._parse_config(raw)
+        return self._reply(
+            {
+                "cas_required": config["cas_required"],
+                "delete_version_after": format_duration(config["delete_version_after"]),
+                "max_versions": config["max_versions"],
+            }
+        )
+
+    @staticmethod
+    def _parse_config(raw: bytes | None) -> dict[str, Any]:
+        config: dict[str, Any] = {"max_versions": 0, "cas_required": False, "delete_version_after": 0.0}
+        if raw is not None:
+            config.update(orjson.loads(raw))
+        return config
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def _secret_bytes(self, data: Any) -> bytes:
+        if data is None:
+            raise InvalidRequestError("no data provided")
+        if not isinstance(data, dict):
+            raise InvalidRequestError("'data' must be a JSON object of key/value pairs")
+        plaintext = orjson.dumps(data)
+        if len(plaintext) > self._max_value_bytes:
+            raise RequestTooLargeError(
+                f"secret data is {len(plaintext)} bytes, more than the maximum of {self._max_value_bytes} bytes"
+            )
+        return plaintext
+
+    @staticmethod
+    def _cas_option(body: Mapping[str, Any]) -> int | None:
+        options = body.get("options")
+        if options is None:
+            return None
+        if not isinstance(options, dict):
+            raise InvalidRequestError("'options' must be a JSON object")
+        cas = options.get("cas")
+        return None if cas is None else int_param(cas, field="options.cas")
+
+    def _reason(self, call: Call) -> str | None:
+        reason = call.reason
+        if reason is not None and len(reason) > _MAX_REASON_LEN:
+            raise InvalidRequestError(f"X-Kustos-Reason is longer than {_MAX_REASON_LEN} characters")
+        return reason
+
+    def _new_meta(self, now_text: str) -> Meta:
+        return {
+            "v": 1,
+            "created_time": now_text,
+            "updated_time": now_text,
+            "current_version": 0,
+            "oldest_version": 0,
+            "max_versions": 0,
+            "cas_required": False,
+            "delete_version_after": 0.0,
+            "custom_metadata": None,
+            "versions": {},
+        }
+
+    async def _load_meta(self, tx: Transaction, mount: MountEntry, path: str) -> Meta | None:
+        raw = await tx.get(self._meta_key(mount, path), for_update=True)
+        return None if raw is None else _parse_meta(raw)
+
+    @staticmethod
+    def _check_cas(meta: Meta | None, config: Mapping[str, Any], cas: int | None) -> None:
+        required = bool(config["cas_required"]) or bool(meta and meta["cas_required"])
+        if required and cas is None:
+            raise InvalidRequestError("check-and-set parameter required for this call")
+        current = meta["current_version"] if meta else 0
+        if cas is not None and cas != current:
+            raise CheckAndSetError("check-and-set parameter did not match the current version")
+
+    async def _append_version(
+        self,
+        tx: Transaction,
+        touched: list[str],
+        *,
+        call: Call,
+        mount: MountEntry,
+        path: str,
+        meta: Meta,
+        config: Mapping[str, Any],
+        plaintext: bytes,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        now = self._clock()
+        now_text = rfc3339(now)
+        version = int(meta["current_version"]) + 1
+        blob = self._barrier.encrypt(plaintext, context=self._context(mount, path, version))
+        key = self._version_key(mount, path, version)
+        await tx.put(key, blob)
+        touched.append(key)
+        dva = _effective(meta["delete_version_after"], config["delete_version_after"])
+        deletion_ts = now + dva if dva > 0 else None
+        token = call.token
+        vm = {
+            "created_time": now_text,
+            "deletion_time": rfc3339(deletion_ts) if deletion_ts is not None else "",
+            "deletion_ts": deletion_ts,
+            "destroyed": False,
+            "created_by": token.display_name if token is not None else "",
+            "reason": reason,
+        }
+        meta["versions"][str(version)] = vm
+        meta["current_version"] = version
+        meta["updated_time"] = now_text
+        await self._prune(tx, touched, mount, path, meta, config)
+        await self._put_meta(tx, touched, mount, path, meta)
+        return _version_metadata(meta, version, vm)
+
+    async def _prune(
+        self,
+        tx: Transaction,
+        touched: list[str],
+        mount: MountEntry,
+        path: str,
+        meta: Meta,
+        config: Mapping[str, Any],
+    ) -> None:
+        keep = int(meta["max_versions"]) or int(config["max_versions"]) or DEFAULT_MAX_VERSIONS
+        versions: dict[str, Any] = meta["versions"]
+        if len(versions) <= keep:
+            return
+        ordered = sorted(int(v) for v in versions)
+        for old in ordered[: len(ordered) - keep]:
+            del versions[str(old)]
+            key = self._version_key(mount, path, old)
+            await tx.delete(key)
+            touched.append(key)
+        meta["oldest_version"] = min(int(v) for v in versions)
+
+    async def _put_meta(self, tx: Transaction, touched: list[str], mount: MountEntry, path: str, meta: Meta) -> None:
+        key = self._meta_key(mount, path)
+        await tx.put(key, orjson.dumps(meta))
+        touched.append(key)
+
+    async def _config_in(self, tx: Transaction, mount: MountEntry) -> dict[str, Any]:
+        return self._parse_config(await tx.get(self._config_key(mount)))
+
+    async def _write(self, call: Call, mount: MountEntry, path: str) -> Reply:
+        body = call.json()
+        plaintext = self._secret_bytes(body.get("data"))
+        cas = self._cas_option(body)
+        reason = self._reason(call)
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            config = await self._config_in(tx, mount)
+            meta = await self._load_meta(tx, mount, path)
+            self._require(call, "create" if meta is None else "update")
+            self._check_cas(meta, config, cas)
+            if meta is None:
+                meta = self._new_meta(rfc3339(self._clock()))
+            result = await self._append_version(
+                tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
+                plaintext=plaintext, reason=reason,
+            )
+        return self._reply(result)
+
+    async def _patch(self, call: Call, mount: MountEntry, path: str) -> Reply:
+        call.require_merge_patch()
+        body = call.json()
+        patch = body.get("data")
+        if patch is None:
+            raise InvalidRequestError("no data provided")
+        if not isinstance(patch, dict):
+            raise InvalidRequestError("'data' must be a JSON object of key/value pairs")
+        cas = self._cas_option(body)
+        reason = self._reason(call)
+        not_found: Reply | None = None
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            self._require(call, "patch")
+            config = await self._config_in(tx, mount)
+            meta = await self._load_meta(tx, mount, path)
+            if meta is None or meta["current_version"] == 0:
+                raise NotFoundError("")
+            version = int(meta["current_version"])
+            vm = meta["versions"][str(version)]
+            if vm["destroyed"] or _deleted(vm, self._clock()):
+                not_found = self._reply({"data": None, "metadata": _version_metadata(meta, version, vm)}, status=404)
+            else:
+                if cas is not None and cas != version:
+                    raise CheckAndSetError("check-and-set parameter did not match the current version")
+                blob = await tx.get(self._version_key(mount, path, version))
+                if blob is None:
+                    raise DecryptionError()
+                current = orjson.loads(
+                    await self._barrier.decrypt(blob, context=self._context(mount, path, version))
+                )
+                plaintext = self._secret_bytes(merge_patch(current, patch))
+                result = await self._append_version(
+                    tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
+                    plaintext=plaintext, reason=reason,
+                )
+        if not_found is not None:
+            return not_found
+        return self._reply(result)
+
+    async def _delete_latest(self, call: Call, mount: MountEntry, path: str) -> Reply:
+        self._require(call, "delete")
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            meta = await self._load_meta(tx, mount, path)
+            if meta is None or meta["current_version"] == 0:
+                return Reply.no_content()
+            vm = meta["versions"].get(str(meta["current_version"]))
+            now = self._clock()
+            if vm is not None and not vm["destroyed"] and not _deleted(vm, now):
+                vm["deletion_time"] = rfc3339(now)
+                vm["deletion_ts"] = now
+                meta["updated_time"] = rfc3339(now)
+                await self._put_meta(tx, touched, mount, path, meta)
+        return Reply.no_content()
+
+    async def _change_versions(self, call: Call, mount: MountEntry, path: str, *, operation: str) -> Reply:
+        versions = _versions_param(call.json())
+        self._require(call, "update")
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            meta = await self._load_meta(tx, mount, path)
+            if meta is None:
+                return Reply.no_content()
+            now = self._clock()
+            changed = False
+            for version in versions:
+                vm = meta["versions"].get(str(version))
+                if vm is None:
+                    continue
+                if operation == "delete" and not vm["destroyed"] and not _deleted(vm, now):
+                    vm["deletion_time"], vm["deletion_ts"] = rfc3339(now), now
+                    changed = True
+                elif operation == "undelete" and not vm["destroyed"] and vm["deletion_ts"] is not None:
+                    vm["deletion_time"], vm["deletion_ts"] = "", None
+                    changed = True
+                elif operation == "destroy" and not vm["destroyed"]:
+                    vm["destroyed"] = True
+                    key = self._version_key(mount, path, version)
+                    await tx.delete(key)
+                    touched.append(key)
+                    changed = True
+            if changed:
+                meta["updated_time"] = rfc3339(now)
+                await self._put_meta(tx, touched, mount, path, meta)
+        return Reply.no_content()
+
+    async def _write_metadata(self, call: Call, mount: MountEntry, path: str, *, patch: bool) -> Reply:
+        if patch:
+            call.require_merge_patch()
+        body = call.json()
+        changes = self._metadata_changes(body, patch=patch)
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            config = await self._config_in(tx, mount)
+            meta = await self._load_meta(tx, mount, path)
+            if patch:
+                self._require(call, "patch")
+                if meta is None:
+                    raise NotFoundError("")
+            else:
+                self._require(call, "create" if meta is None else "update")
+            now_text = rfc3339(self._clock())
+            if meta is None:
+                meta = self._new_meta(now_text)
+            for name, value in changes.items():
+                if name == "custom_metadata" and patch:
+                    merged = merge_patch(meta.get("custom_metadata") or {}, value)
+                    meta["custom_metadata"] = merged or None
+                elif name == "custom_metadata":
+                    meta["custom_metadata"] = value or None
+                else:
+                    meta[name] = value
+            meta["updated_time"] = now_text
+            await self._prune(tx, touched, mount, path, meta, config)
+            await self._put_meta(tx, touched, mount, path, meta)
+        return Reply.no_content()
+
+    @staticmethod
+    def _metadata_changes(body: Mapping[str, Any], *, patch: bool) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        if body.get("max_versions") is not None:
+            changes["max_versions"] = int_param(body["max_versions"], field="max_versions")
+        if body.get("cas_required") is not None:
+            changes["cas_required"] = bool_param(body["cas_required"], field="cas_required")
+        if body.get("delete_version_after") is not None:
+            changes["delete_version_after"] = parse_duration(
+                body["delete_version_after"], field="delete_version_after"
+            )
+        if body.get("custom_metadata") is not None:
+            changes["custom_metadata"] = _custom_metadata(body["custom_metadata"], allow_null_values=patch)
+        unknown = sorted(set(body) - {"max_versions", "cas_required", "delete_version_after", "custom_metadata"})
+        if unknown:
+            raise InvalidRequestError(f"unknown metadata field(s): {', '.join(unknown)}")
+        return changes
+
+    async def _delete_metadata(self, call: Call, mount: MountEntry, path: str) -> Reply:
+        self._require(call, "delete")
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            meta = await self._load_meta(tx, mount, path)
+            if meta is None:
+                return Reply.no_content()
+            for version in meta["versions"]:
+                key = self._version_key(mount, path, int(version))
+                await tx.delete(key)
+                touched.append(key)
+            meta_key = self._meta_key(mount, path)
+            await tx.delete(meta_key)
+            touched.append(meta_key)
+        return Reply.no_content()
+
+    async def _write_config(self, call: Call, mount: MountEntry) -> Reply:
+        self._require(call, "update")
+        body = call.json()
+        changes: dict[str, Any] = {}
+        if body.get("max_versions") is not None:
+            changes["max_versions"] = int_param(body["max_versions"], field="max_versions")
+        if body.get("cas_required") is not None:
+            changes["cas_required"] = bool_param(body["cas_required"], field="cas_required")
+        if body.get("delete_version_after") is not None:
+            changes["delete_version_after"] = parse_duration(
+                body["delete_version_after"], field="delete_version_after"
+            )
+        async with self._storage.transaction() as tx:
+            config = self._parse_config(await tx.get(self._config_key(mount), for_update=True))
+            config.update(changes)
+            await tx.put(self._config_key(mount), orjson.dumps(config))
+        return Reply.no_content()
+
+
+def _effective(secret_value: float, mount_value: float) -> float:
+    """Vault's rule for delete_version_after: the smaller of the non-zero settings."""
+    values = [v for v in (float(secret_value), float(mount_value)) if v > 0]
+    return min(values) if values else 0.0
+

@@ -1,0 +1,148 @@
+"""Metrics and structured logs of the server: what operators watch, never what they protect.
+
+:class:`Metrics` owns one Prometheus ``CollectorRegistry`` per app (no global
+registry, so several apps can live in one test process): request counts and
+latencies by *route template* (``kv:data:read``, ``sys/health``; never the
+secret path), HTTP method and status; the seal state; storage errors.
+
+:func:`configure_logging` installs a JSON-lines formatter on the ``kustos``
+logger. Log records carry a request id, method, route template, status and
+duration, passed through ``extra=``; nothing logs a secret value or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, ClassVar, Final, TextIO
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = [
+    "METRICS_CONTENT_TYPE",
+    "JsonFormatter",
+    "Metrics",
+    "configure_logging",
+]
+
+METRICS_CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "kustos_http_requests_total",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "kustos_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self._sealed = Gauge(
+            "kustos_sealed",
+            "1 while the server is sealed (or not initialized), 0 when it serves data.",
+            registry=self.registry,
+        )
+        self._initialized = Gauge(
+            "kustos_initialized", "1 once the server has been initialized.", registry=self.registry
+        )
+        self._storage_errors = Counter(
+            "kustos_storage_errors_total",
+            "Storage backend failures seen while answering requests, by route template.",
+            ["route"],
+            registry=self.registry,
+        )
+        self._integrity_errors = Counter(
+            "kustos_integrity_errors_total",
+            "Stored records that failed to decrypt or verify.",
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._sealed.set(1)
+
+    def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and record how long it took."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            code = str(status)
+            children = (
+                self._requests.labels(route, method, code),
+                self._latency.labels(route, method, code),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def set_seal_state(self, *, initialized: bool, sealed: bool) -> None:
+        self._initialized.set(1 if initialized else 0)
+        self._sealed.set(1 if sealed else 0)
+
+    def storage_error(self, *, route: str) -> None:
+        self._storage_errors.labels(route).inc()
+
+    def integrity_error(self) -> None:
+        self._integrity_errors.inc()
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the fields given in ``extra``."""
+
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "mount",
+        "path",
+        "error",
+        "addr",
+    )
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in self._FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                doc[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode("utf-8")
+
+
+def configure_logging(*, level: str = "info", stream: TextIO | None = None) -> None:
+    """Send ``kustos`` (and uvicorn's error) logs as JSON lines to ``stream`` (stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    for name in ("kustos", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(numeric)
+        logger.propagate = False

@@ -1,0 +1,238 @@
+"""``auth/token/*``: Vault's token auth method (create, lookup, renew, revoke).
+
+Shapes follow Vault: creation and renewal answer in ``auth`` (the new
+token in ``client_token``, shown once), lookups in ``data``. A non-root
+token can only give its children a subset of its own policies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from kustos.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from kustos.sensitive import Sensitive
+from kustos.server.access import require
+from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.core import Core
+from kustos.server.params import bool_param, str_list_param
+from kustos.server.times import parse_duration, rfc3339
+from kustos.server.tokens import TokenEntry
+
+__all__ = ["TokenApi"]
+
+_Handler = Callable[[Call], Awaitable[Reply]]
+_ROUTES: Final = (
+    "create",
+    "create-orphan",
+    "lookup",
+    "lookup-self",
+    "lookup-accessor",
+    "renew-self",
+    "revoke",
+    "revoke-self",
+    "revoke-accessor",
+)
+
+
+def _auth(token: Sensitive[str], entry: TokenEntry, now: float) -> dict[str, Any]:
+    policies = list(entry.policies)
+    return {
+        "client_token": token.reveal(),
+        "accessor": entry.accessor,
+        "policies": policies,
+        "token_policies": policies,
+        "identity_policies": None,
+        "metadata": dict(entry.meta) or None,
+        "lease_duration": entry.remaining(now),
+        "renewable": entry.renewable,
+        "entity_id": "",
+        "token_type": "service",
+        "orphan": entry.orphan,
+        "mfa_requirement": None,
+        "num_uses": 0,
+    }
+
+
+def _lookup(entry: TokenEntry, now: float, *, token: Sensitive[str] | None) -> dict[str, Any]:
+    return {
+        "accessor": entry.accessor,
+        "creation_time": int(entry.creation_time),
+        "creation_ttl": int(entry.ttl),
+        "display_name": entry.display_name,
+        "entity_id": "",
+        "expire_time": rfc3339(entry.expire_time) if entry.expire_time is not None else None,
+        "explicit_max_ttl": int(entry.explicit_max_ttl),
+        "id": token.reveal() if token is not None else "",
+        "issue_time": rfc3339(entry.creation_time),
+        "meta": dict(entry.meta) or None,
+        "num_uses": 0,
+        "orphan": entry.orphan,
+        "path": entry.path,
+        "policies": list(entry.policies),
+        "renewable": entry.renewable,
+        "ttl": entry.remaining(now),
+        "type": "service",
+    }
+
+
+class TokenApi:
+    """Answers ``auth/token/*``."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._handlers: dict[str, _Handler] = {
+            "create": self._create,
+            "create-orphan": self._create,
+            "lookup": self._lookup_other,
+            "lookup-self": self._lookup_self,
+            "lookup-accessor": self._lookup_accessor,
+            "renew-self": self._renew_self,
+            "revoke": self._revoke_other,
+            "revoke-self": self._revoke_self,
+            "revoke-accessor": self._revoke_accessor,
+        }
+
+    @staticmethod
+    def route(path: str) -> str:
+        name = path[len("auth/token/") :].rstrip("/")
+        return f"auth/token/{name}" if name in _ROUTES else "auth/unknown"
+
+    async def handle(self, call: Call) -> Reply:
+        name = call.path[len("auth/token/") :].rstrip("/")
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        return await handler(call)
+
+    def _require(self, call: Call, capability: str) -> TokenEntry:
+        token = call.require_token()
+        require(self._core.authorizer, token, call.path.rstrip("/"), capability)
+        return token
+
+    async def _create(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        parent = self._require(call, "update")
+        body = call.json()
+        orphan = call.path.rstrip("/").endswith("create-orphan")
+        if body.get("no_parent") is not None and bool_param(body["no_parent"], field="no_parent"):
+            if not parent.is_root:
+                raise PermissionDeniedError("root or sudo privileges required to create an orphan token")
+            orphan = True
+        requested = str_list_param(body.get("policies"), field="policies")
+        policies = requested or [p for p in parent.policies if p != "default"] or list(parent.policies)
+        if not parent.is_root and not set(policies) <= set(parent.policies) | {"default"}:
+            raise PermissionDeniedError("child policies must be subset of parent")
+        no_default = body.get("no_default_policy") is not None and bool_param(
+            body["no_default_policy"], field="no_default_policy"
+        )
+        if not no_default and "root" not in policies and "default" not in policies:
+            policies.append("default")
+        ttl = None if body.get("ttl") in (None, "") else parse_duration(body["ttl"], field="ttl")
+        explicit_max = (
+            0.0
+            if body.get("explicit_max_ttl") in (None, "")
+            else parse_duration(body["explicit_max_ttl"], field="explicit_max_ttl")
+        )
+        if parent.expire_time is not None and not orphan:
+            # a child never outlives its parent
+            left = float(parent.remaining(self._core.clock()))
+            ttl = min(ttl, left) if ttl else left
+        display_name = body.get("display_name")
+        if display_name is not None and not isinstance(display_name, str):
+            raise InvalidRequestError("display_name must be a string")
+        meta = body.get("meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise InvalidRequestError("meta must be a JSON object of string values")
+        renewable = True if body.get("renewable") is None else bool_param(body["renewable"], field="renewable")
+        if body.get("num_uses") not in (None, 0, "0"):
+            raise InvalidRequestError("num_uses is not supported; limited-use tokens are not available")
+        token_id = body.get("id")
+        if token_id is not None:
+            if not parent.is_root:
+                raise PermissionDeniedError("root or sudo privileges required to specify token id")
+            if not isinstance(token_id, str):
+                raise InvalidRequestError("id must be a string")
+        token, entry = await self._core.tokens.create(
+            policies=policies,
+            ttl=ttl,
+            explicit_max_ttl=explicit_max,
+            display_name=display_name,
+            meta=meta,
+            parent=parent,
+            orphan=orphan,
+            renewable=renewable,
+            token_id=token_id,
+            path="auth/token/create-orphan" if orphan else "auth/token/create",
+        )
+        return Reply(auth=_auth(token, entry, self._core.clock()))
+
+    async def _lookup_self(self, call: Call) -> Reply:
+        if call.method not in ("GET", "POST", "PUT"):
+            raise unsupported(call)
+        entry = self._require(call, "read")
+        return Reply(data=_lookup(entry, self._core.clock(), token=call.raw_token))
+
+    async def _target(self, call: Call, *, by: str) -> TokenEntry:
+        body = call.json()
+        value = body.get(by)
+        if not isinstance(value, str) or not value:
+            raise InvalidRequestError(f"missing required parameter '{by}'")
+        tokens = self._core.tokens
+        entry = await (tokens.lookup(value) if by == "token" else tokens.lookup_accessor(value))
+        if entry is None:
+            raise InvalidRequestError("bad token" if by == "token" else "invalid accessor")
+        return entry
+
+    async def _lookup_other(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require(call, "update")
+        entry = await self._target(call, by="token")
+        return Reply(data=_lookup(entry, self._core.clock(), token=Sensitive(str(call.json()["token"]))))
+
+    async def _lookup_accessor(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require(call, "update")
+        entry = await self._target(call, by="accessor")
+        return Reply(data=_lookup(entry, self._core.clock(), token=None))
+
+    async def _renew_self(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        entry = self._require(call, "update")
+        body = call.json()
+        increment = None if body.get("increment") in (None, "") else parse_duration(body["increment"], field="increment")
+        renewed = await self._core.tokens.renew(entry, increment=increment)
+        token = call.raw_token or Sensitive("")
+        return Reply(auth=_auth(token, renewed, self._core.clock()))
+
+    async def _revoke_self(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        entry = self._require(call, "update")
+        await self._core.tokens.revoke(entry)
+        return Reply.no_content()
+
+    async def _revoke_other(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require(call, "update")
+        body = call.json()
+        value = body.get("token")
+        if not isinstance(value, str) or not value:
+            raise InvalidRequestError("missing required parameter 'token'")
+        entry = await self._core.tokens.lookup(value)
+        if entry is not None:
+            await self._core.tokens.revoke(entry)
+        return Reply.no_content()
+
+    async def _revoke_accessor(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require(call, "update")
+        entry = await self._target(call, by="accessor")
+        await self._core.tokens.revoke(entry)
+        return Reply.no_content()
