@@ -440,9 +440,14 @@ def register(app: typer.Typer) -> None:
                         f"[yellow]Warning:[/] removed recipient {name} may still hold the old data key and can "
                         "decrypt this file from Git history and future edits; use --rotate to make a new data key.",
                         highlight=False,
+                        soft_wrap=True,
                     )
             _write_result(result, path=file, in_place=True, output=None)
-            stderr.print(f"{file}: {len(removed)} recipient(s) removed, data key {'rotated' if rotate_key else 'kept'}.")
+            stderr.print(
+                f"{file}: {len(removed)} recipient(s) removed, data key {'rotated' if rotate_key else 'kept'}.",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     _args = {"allow_extra_args": True, "ignore_unknown_options": True}
 
