@@ -36,7 +36,13 @@ def _client(key: KmsKey, env: Mapping[str, str]) -> Any:
 
     parts = key.arn.split(":")
     region = parts[3] if len(parts) > 3 and parts[3] else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    session = boto3.session.Session(profile_name=key.aws_profile or None, region_name=region)
+    session = boto3.session.Session(
+        profile_name=key.aws_profile or None,
+        region_name=region,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+    )
     endpoint = env.get("AWS_ENDPOINT_URL_KMS") or env.get("AWS_ENDPOINT_URL") or None
     if key.role:
         sts = session.client("sts", endpoint_url=env.get("AWS_ENDPOINT_URL_STS") or endpoint)

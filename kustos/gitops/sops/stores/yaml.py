@@ -110,7 +110,7 @@ def _to_python(node: Node) -> Any:
     return _scalar_value(node)
 
 
-_PLAIN_SAFE: Final = re.compile(r"^[A-Za-z0-9_/$][-A-Za-z0-9_./@$+ =]*$")
+_PLAIN_SAFE: Final = re.compile(r"^[A-Za-z0-9_/$][-A-Za-z0-9_./@$+ =:]*$")
 _YAML11_WORDS: Final = frozenset(
     {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 )
@@ -119,7 +119,8 @@ _YAML11_WORDS: Final = frozenset(
 def _plain_ok(text: str) -> bool:
     return (
         bool(_PLAIN_SAFE.match(text))
-        and not text.endswith(" ")
+        and not text.endswith((" ", ":"))
+        and ": " not in text
         and text.lower() not in _YAML11_WORDS
         and _resolves_to_str(text)
     )
