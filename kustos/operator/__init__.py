@@ -1,1 +1,11 @@
-"""kustos.operator (see docs/architecture.md)."""
+"""The Kubernetes operator: ExternalSecrets, the Reloader (and SealedSecrets), built on kopf.
+
+Layout: :mod:`~kustos.operator.main` (``kustos operator run``, :func:`serve`),
+:mod:`~kustos.operator.handlers` (thin kopf handlers),
+:mod:`~kustos.operator.controllers` (scheduling and I/O around the pure steps),
+:mod:`~kustos.operator.syncing` and :mod:`~kustos.operator.reloading` (pure
+reconcile logic), :mod:`~kustos.operator.templating` (sandboxed Jinja2),
+:mod:`~kustos.operator.providers` (one module per backend) and
+:mod:`~kustos.operator.kube` (a small Kubernetes REST client). CRDs, the Helm
+chart and manifests live under ``deploy/``; see docs/operator.md.
+"""

@@ -138,6 +138,11 @@ class KubeClient:
             transport=transport,
         )
 
+    @property
+    def connection(self) -> Connection:
+        """Where this client connects, and as whom."""
+        return self._connection
+
     async def __aenter__(self) -> KubeClient:
         return self
 

@@ -1,0 +1,144 @@
+"""The kopf handlers: thin adapters from watch events to the controllers.
+
+:func:`build_registry` declares every handler on a fresh
+:class:`kopf.OperatorRegistry` (no import-time global registry), closing over
+the controllers it was given. Only ``@kopf.on.event`` and ``@kopf.index``
+handlers are used: they write nothing on the watched objects, so kopf adds no
+finalizers or bookkeeping annotations that GitOps tools would see as drift.
+
+- ExternalSecrets -> :meth:`ExternalSecretController.observe` / ``forget``;
+- Secrets -> drift repair (``secret_event``) and the Reloader;
+- ConfigMaps -> the Reloader;
+- Deployments, StatefulSets, DaemonSets carrying a Reloader annotation are
+  kept in kopf indexes, so the Reloader never lists workloads (kopf fills the
+  indexes before any other handler runs, so a restart sees every workload).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from kustos.operator.controllers import ExternalSecretController, Reloader
+from kustos.operator.kube import DAEMONSETS, DEPLOYMENTS, STATEFULSETS, Body, Connection, Resource
+from kustos.operator.reloading import (
+    ANNOTATION_AUTO,
+    ANNOTATION_CONFIGMAP_RELOAD,
+    ANNOTATION_SEARCH,
+    ANNOTATION_SECRET_RELOAD,
+    SourceKind,
+)
+
+__all__ = ["build_registry", "connection_info"]
+
+_RELOADER_KEYS = (
+    ANNOTATION_AUTO,
+    "secret.reloader.stakater.com/auto",
+    "configmap.reloader.stakater.com/auto",
+    ANNOTATION_SECRET_RELOAD,
+    ANNOTATION_CONFIGMAP_RELOAD,
+    ANNOTATION_SEARCH,
+)
+_WORKLOADS: dict[str, Resource] = {
+    "reloader_deployments": DEPLOYMENTS,
+    "reloader_statefulsets": STATEFULSETS,
+    "reloader_daemonsets": DAEMONSETS,
+}
+
+
+def connection_info(connection: Connection) -> kopf.ConnectionInfo:
+    """The kopf login result for our :class:`Connection` (one set of credentials for both)."""
+    return kopf.ConnectionInfo(
+        server=connection.server,
+        token=connection.token.reveal() if connection.token is not None else None,
+        scheme="Bearer" if connection.token is not None else None,
+        ca_path=connection.ca_path,
+        ca_data=connection.ca_data,
+        insecure=connection.insecure or None,
+        certificate_path=connection.certificate_path,
+        private_key_path=connection.private_key_path,
+        default_namespace=connection.default_namespace,
+    )
+
+
+def _annotated(body: Mapping[str, Any], **_: Any) -> bool:
+    own = body.get("metadata", {}).get("annotations") or {}
+    template = body.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+    return any(key in own or key in template for key in _RELOADER_KEYS)
+
+
+def _plain(body: Mapping[str, Any]) -> Body:
+    return copy.deepcopy(dict(body))
+
+
+def build_registry(
+    *,
+    connection: Connection,
+    controller: ExternalSecretController | None,
+    reloader: Reloader | None,
+    on_sealed: Callable[[str | None, Body], Any] | None = None,
+) -> kopf.OperatorRegistry:
+    """A registry with the login handler and the handlers of each enabled controller."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(connection)
+
+    if controller is not None:
+
+        @kopf.on.event("kustos.io", "v1", "externalsecrets", registry=registry)
+        def _external_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
+            meta = body.get("metadata", {})
+            if type == "DELETED":
+                controller.forget(meta.get("namespace", ""), meta.get("name", ""))
+            else:
+                controller.observe(_plain(body))
+
+    if reloader is not None:
+        for index_id, resource in _WORKLOADS.items():
+            _register_index(registry, index_id, resource)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def _secret(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        plain = _plain(body)
+        if controller is not None:
+            controller.secret_event(type, plain)
+        if reloader is not None:
+            await reloader.source_event(SourceKind.SECRET, type, plain, _candidates(plain, kwargs))
+
+    if reloader is not None:
+
+        @kopf.on.event("", "v1", "configmaps", registry=registry)
+        async def _configmap(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+            plain = _plain(body)
+            await reloader.source_event(SourceKind.CONFIGMAP, type, plain, _candidates(plain, kwargs))
+
+    if on_sealed is not None:
+        for group, version in (("kustos.io", "v1"), ("bitnami.com", "v1alpha1")):
+
+            @kopf.on.event(group, version, "sealedsecrets", registry=registry)
+            async def _sealed(type: str | None, body: kopf.Body, **_: Any) -> None:
+                await on_sealed(type, _plain(body))
+
+    return registry
+
+
+def _register_index(registry: kopf.OperatorRegistry, index_id: str, resource: Resource) -> None:
+    @kopf.index(resource.group, resource.version, resource.plural, id=index_id, when=_annotated, registry=registry)
+    def _index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Body]:
+        return {namespace or "": _plain(body)}
+
+
+def _candidates(source: Body, kwargs: Mapping[str, Any]) -> Iterable[tuple[Resource, Body]]:
+    namespace = source.get("metadata", {}).get("namespace", "")
+    for index_id, resource in _WORKLOADS.items():
+        index = kwargs.get(index_id)
+        if index is None:
+            continue
+        for workload in index.get(namespace, []):
+            workload.setdefault("kind", resource.kind)
+            yield resource, workload
