@@ -217,7 +217,7 @@ class SystemApi:
         if call.method in ("POST", "PUT"):
             body = call.json()
             engine_type, options = self._kv_type(body)
-            description = body.get("description", "")
+            description = body.get("description") or ""
             if not isinstance(description, str):
                 raise InvalidRequestError("'description' must be a string")
             config = self._mount_config(body.get("config"))
