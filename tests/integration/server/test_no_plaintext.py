@@ -43,11 +43,8 @@ def _secret_strings() -> list[str]:
         elif isinstance(value, str) and _MARK in value:
             found.append(value)
 
-    walk([*SECRETS.values(), PATCH])
-    walk(list(SECRETS.values()))
-    for data in SECRETS.values():
+    for data in [*SECRETS.values(), PATCH]:
         walk(data)
-    walk(PATCH)
     return sorted(set(found))
 
 
