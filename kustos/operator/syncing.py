@@ -166,11 +166,17 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
     if kind not in ("SecretStore", "ClusterSecretStore"):
         raise InvalidRequestError(f"spec.secretStoreRef.kind must be SecretStore or ClusterSecretStore, not {kind!r}")
     target = spec.get("target") or {}
-    try:
-        creation = CreationPolicy(target.get("creationPolicy") or "Owner")
-        deletion = DeletionPolicy(target.get("deletionPolicy") or "Retain")
-    except ValueError as exc:
-        raise InvalidRequestError(f"spec.target: {exc}") from None
+    creation_text = target.get("creationPolicy") or "Owner"
+    deletion_text = target.get("deletionPolicy") or "Retain"
+    if creation_text not in set(CreationPolicy):
+        raise InvalidRequestError(
+            f"spec.target.creationPolicy must be one of {', '.join(CreationPolicy)}, not {creation_text!r}"
+        )
+    if deletion_text not in set(DeletionPolicy):
+        raise InvalidRequestError(
+            f"spec.target.deletionPolicy must be one of {', '.join(DeletionPolicy)}, not {deletion_text!r}"
+        )
+    creation, deletion = CreationPolicy(creation_text), DeletionPolicy(deletion_text)
     data: list[DataItem] = []
     for index, item in enumerate(spec.get("data") or []):
         ref = item.get("remoteRef") or {}
