@@ -45,12 +45,21 @@ def _log_call(
 ) -> None:
     who = auth or AuditAuth(display_name="token", accessor="acc-1", policies=("default",))
     request = AuditRequest(
-        id=request_id, operation=operation, path=path, mount_type="kv", remote_address="10.0.0.7",
-        client_token=who.client_token, client_token_accessor=who.accessor, data=data,
+        id=request_id,
+        operation=operation,
+        path=path,
+        mount_type="kv",
+        remote_address="10.0.0.7",
+        client_token=who.client_token,
+        client_token_accessor=who.accessor,
+        data=data,
     )
     device.log_request(auth=who, request=request)
     device.log_response(
-        auth=who, request=request, response=AuditResponse(status=status, data=response_data), error=error
+        auth=who,
+        request=request,
+        response=AuditResponse(status=status, data=response_data),
+        error=error,
     )
 
 

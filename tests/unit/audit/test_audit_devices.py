@@ -52,7 +52,11 @@ WORKLOAD = AuditAuth(
     display_name="kubernetes-payments-api",
     policies=("default", "payments-read"),
     token_policies=("default", "payments-read"),
-    metadata={"role": "payments", "service_account_name": "api", "service_account_namespace": "payments"},
+    metadata={
+        "role": "payments",
+        "service_account_name": "api",
+        "service_account_namespace": "payments",
+    },
     entity_id="entity-9",
     token_type="service",
     token_ttl=3600,
@@ -71,15 +75,31 @@ def test_request_entry_hmacs_values_and_keeps_vault_clear_fields(
     path = tmp_path / "audit.log"
     with FileAuditDevice(path, hmac_key=key, clock=clock) as device:
         request = AuditRequest(
-            id="req-1", operation="create", path="secret/data/payments/db", mount_type="kv",
-            mount_point="secret/", remote_address="10.1.2.3", remote_port=51000,
-            client_token=Sensitive(TOKEN), client_token_accessor="accessor-123",
-            data={"data": {"password": "s3cr3t", "port": 5432, "tags": ["a", "b"], "on": True, "none": None}},
-            headers={"X-Kustos-Reason": "rotation"}, reason="quarterly rotation",
+            id="req-1",
+            operation="create",
+            path="secret/data/payments/db",
+            mount_type="kv",
+            mount_point="secret/",
+            remote_address="10.1.2.3",
+            remote_port=51000,
+            client_token=Sensitive(TOKEN),
+            client_token_accessor="accessor-123",
+            data={
+                "data": {
+                    "password": "s3cr3t",
+                    "port": 5432,
+                    "tags": ["a", "b"],
+                    "on": True,
+                    "none": None,
+                }
+            },
+            headers={"X-Kustos-Reason": "rotation"},
+            reason="quarterly rotation",
         )
         device.log_request(auth=WORKLOAD, request=request)
         device.log_response(
-            auth=WORKLOAD, request=request,
+            auth=WORKLOAD,
+            request=request,
             response=AuditResponse(status=200, data={"version": 3, "created_time": "2024-05-01"}),
         )
     genesis, entry, response = lines(path)
@@ -93,9 +113,21 @@ def test_request_entry_hmacs_values_and_keeps_vault_clear_fields(
     assert auth["accessor"] == "accessor-123" and req["client_token_accessor"] == "accessor-123"
     assert auth["display_name"] == "kubernetes-payments-api"
     assert auth["policies"] == ["default", "payments-read"]
-    assert auth["metadata"] == {"role": "payments", "service_account_name": "api", "service_account_namespace": "payments"}
-    assert (req["id"], req["operation"], req["path"]) == ("req-1", "create", "secret/data/payments/db")
-    assert (req["remote_address"], req["remote_port"], req["mount_type"]) == ("10.1.2.3", 51000, "kv")
+    assert auth["metadata"] == {
+        "role": "payments",
+        "service_account_name": "api",
+        "service_account_namespace": "payments",
+    }
+    assert (req["id"], req["operation"], req["path"]) == (
+        "req-1",
+        "create",
+        "secret/data/payments/db",
+    )
+    assert (req["remote_address"], req["remote_port"], req["mount_type"]) == (
+        "10.1.2.3",
+        51000,
+        "kv",
+    )
     assert req["reason"] == "quarterly rotation"
     # hashed: every string and number in the body, header values; keys, booleans and null stay
     assert req["data"] == {
@@ -111,23 +143,53 @@ def test_request_entry_hmacs_values_and_keeps_vault_clear_fields(
     resp = response["response"]
     assert isinstance(resp, dict)
     assert resp["status"] == 200
-    assert resp["data"] == {"version": independent_hmac("3"), "created_time": independent_hmac("2024-05-01")}
+    assert resp["data"] == {
+        "version": independent_hmac("3"),
+        "created_time": independent_hmac("2024-05-01"),
+    }
 
 
-def test_no_secret_value_or_token_reaches_the_file(tmp_path: Path, key: Sensitive[bytes], log_call: LogCall) -> None:
+def test_no_secret_value_or_token_reaches_the_file(
+    tmp_path: Path, key: Sensitive[bytes], log_call: LogCall
+) -> None:
     path = tmp_path / "audit.log"
-    secrets_used = ["correct-horse-battery", "s.lOgInToKeN42", "jwt.eyJhbGciOiJSUzI1NiJ9", "987654321"]
+    secrets_used = [
+        "correct-horse-battery",
+        "s.lOgInToKeN42",
+        "jwt.eyJhbGciOiJSUzI1NiJ9",
+        "987654321",
+    ]
     login_token = "hvs.newly-issued-token"
     with FileAuditDevice(path, hmac_key=key) as device:
-        log_call(device, path="secret/data/app", operation="create",
-                 auth=AuditAuth(client_token=Sensitive(secrets_used[1]), accessor="a1", display_name="ci"),
-                 data={"data": {"password": secrets_used[0], "pin": int(secrets_used[3])}})
-        log_call(device, path="secret/data/app", response_data={"data": {"password": secrets_used[0]}})
-        request = AuditRequest(id="login", operation="update", path="auth/kubernetes/login",
-                               data={"role": "app", "jwt": secrets_used[2]})
+        log_call(
+            device,
+            path="secret/data/app",
+            operation="create",
+            auth=AuditAuth(
+                client_token=Sensitive(secrets_used[1]), accessor="a1", display_name="ci"
+            ),
+            data={"data": {"password": secrets_used[0], "pin": int(secrets_used[3])}},
+        )
+        log_call(
+            device, path="secret/data/app", response_data={"data": {"password": secrets_used[0]}}
+        )
+        request = AuditRequest(
+            id="login",
+            operation="update",
+            path="auth/kubernetes/login",
+            data={"role": "app", "jwt": secrets_used[2]},
+        )
         device.log_request(auth=AuditAuth(), request=request)
-        device.log_response(auth=AuditAuth(), request=request, response=AuditResponse(
-            status=200, auth=AuditAuth(client_token=Sensitive(login_token), accessor="new-acc", policies=("app",))))
+        device.log_response(
+            auth=AuditAuth(),
+            request=request,
+            response=AuditResponse(
+                status=200,
+                auth=AuditAuth(
+                    client_token=Sensitive(login_token), accessor="new-acc", policies=("app",)
+                ),
+            ),
+        )
     raw = path.read_bytes()
     for secret in [*secrets_used, login_token]:
         assert secret.encode() not in raw, secret
@@ -136,17 +198,25 @@ def test_no_secret_value_or_token_reaches_the_file(tmp_path: Path, key: Sensitiv
     assert b'"new-acc"' in raw and b'"auth/kubernetes/login"' in raw
 
 
-def test_clear_keys_are_written_readable(tmp_path: Path, key: Sensitive[bytes], log_call: LogCall) -> None:
+def test_clear_keys_are_written_readable(
+    tmp_path: Path, key: Sensitive[bytes], log_call: LogCall
+) -> None:
     path = tmp_path / "audit.log"
     with FileAuditDevice(path, hmac_key=key, clear_request_keys={"options"}) as device:
-        log_call(device, path="secret/data/x", operation="update",
-                 data={"options": {"cas": 1}, "data": {"cas": 1}})
+        log_call(
+            device,
+            path="secret/data/x",
+            operation="update",
+            data={"options": {"cas": 1}, "data": {"cas": 1}},
+        )
     request = lines(path)[1]["request"]
     assert isinstance(request, dict)
     assert request["data"] == {"options": {"cas": 1}, "data": {"cas": independent_hmac("1")}}
 
 
-def test_chain_continues_across_a_restart(tmp_path: Path, key: Sensitive[bytes], log_call: LogCall) -> None:
+def test_chain_continues_across_a_restart(
+    tmp_path: Path, key: Sensitive[bytes], log_call: LogCall
+) -> None:
     path = tmp_path / "audit.log"
     first = FileAuditDevice(path, hmac_key=key)
     log_call(first, path="secret/data/a")
@@ -168,7 +238,9 @@ def test_chain_continues_across_a_restart(tmp_path: Path, key: Sensitive[bytes],
     assert result.head == entries[-1]["hash"]
 
 
-def test_reopen_refuses_another_key_and_a_damaged_tail(tmp_path: Path, key: Sensitive[bytes], log_call: LogCall) -> None:
+def test_reopen_refuses_another_key_and_a_damaged_tail(
+    tmp_path: Path, key: Sensitive[bytes], log_call: LogCall
+) -> None:
     path = tmp_path / "audit.log"
     with FileAuditDevice(path, hmac_key=key) as device:
         log_call(device, path="secret/data/a")
@@ -183,7 +255,9 @@ def test_reopen_refuses_another_key_and_a_damaged_tail(tmp_path: Path, key: Sens
         FileAuditDevice(path, hmac_key=key)
 
 
-def test_file_is_private_and_fsync_mode_writes(tmp_path: Path, key: Sensitive[bytes], log_call: LogCall) -> None:
+def test_file_is_private_and_fsync_mode_writes(
+    tmp_path: Path, key: Sensitive[bytes], log_call: LogCall
+) -> None:
     path = tmp_path / "audit.log"
     with FileAuditDevice(path, hmac_key=key, fsync=True) as device:
         log_call(device, path="secret/data/a")
@@ -225,7 +299,11 @@ def test_a_write_failure_after_opening_is_refused(tmp_path: Path) -> None:
     # A real short-write condition: the file-size limit (as on a full disk) stops appends.
     path = tmp_path / "audit.log"
     done = subprocess.run(
-        [sys.executable, "-c", _FULL_DISK_SCRIPT, str(path)], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", _FULL_DISK_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     out = done.stdout
     assert out.startswith("refused after"), done.stdout + done.stderr
@@ -240,7 +318,9 @@ def test_a_write_failure_after_opening_is_refused(tmp_path: Path) -> None:
 def test_broker_needs_one_device_to_record(tmp_path: Path, key: Sensitive[bytes]) -> None:
     auth = AuditAuth(display_name="x")
     request = AuditRequest(id="1", operation="read", path="secret/data/x")
-    assert AuditBroker().log_request(auth=auth, request=request) == 0  # no devices: Vault lets it through
+    assert (
+        AuditBroker().log_request(auth=auth, request=request) == 0
+    )  # no devices: Vault lets it through
     good = FileAuditDevice(tmp_path / "a.log", hmac_key=key)
     broken = FileAuditDevice(tmp_path / "b.log", hmac_key=key)
     broken.close()
@@ -261,7 +341,9 @@ def test_concurrent_writers_keep_one_chain(tmp_path: Path, key: Sensitive[bytes]
 
     def work(n: int) -> None:
         for i in range(25):
-            device.log_request(auth=AuditAuth(), request=AuditRequest(id=f"{n}-{i}", operation="read", path="p"))
+            device.log_request(
+                auth=AuditAuth(), request=AuditRequest(id=f"{n}-{i}", operation="read", path="p")
+            )
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for thread in threads:

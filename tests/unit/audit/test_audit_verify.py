@@ -21,7 +21,9 @@ def audit_file(tmp_path: Path, key: Sensitive[bytes], log_call: LogCall) -> Path
     path = tmp_path / "audit.log"
     with FileAuditDevice(path, hmac_key=key) as device:
         for i in range(CALLS):
-            log_call(device, path=f"secret/data/app{i}", request_id=f"r{i}", data={"v": f"value{i}"})
+            log_call(
+                device, path=f"secret/data/app{i}", request_id=f"r{i}", data={"v": f"value{i}"}
+            )
     return path
 
 
@@ -48,9 +50,19 @@ def _edit(line: bytes) -> bytes:
         ("delete", lambda ls: ls[:4] + ls[5:], 5, "prev_hash does not match the hash of line 4"),
         ("delete first", lambda ls: ls[1:], 1, "not the genesis entry"),
         ("edit", lambda ls: [*ls[:6], _edit(ls[6]), *ls[7:]], 7, "hash does not match its content"),
-        ("edit whitespace", lambda ls: [*ls[:6], ls[6].replace(b":", b": ", 1), *ls[7:]], 7, "canonical form"),
+        (
+            "edit whitespace",
+            lambda ls: [*ls[:6], ls[6].replace(b":", b": ", 1), *ls[7:]],
+            7,
+            "canonical form",
+        ),
         ("swap", lambda ls: [*ls[:3], ls[4], ls[3], *ls[5:]], 4, "prev_hash does not match"),
-        ("reorder far", lambda ls: [*ls[:2], ls[9], *ls[2:9], *ls[10:]], 3, "prev_hash does not match"),
+        (
+            "reorder far",
+            lambda ls: [*ls[:2], ls[9], *ls[2:9], *ls[10:]],
+            3,
+            "prev_hash does not match",
+        ),
         ("truncate last mid-line", lambda ls: [*ls[:-1], ls[-1][:40]], 11, "incomplete"),
         ("truncate inside", lambda ls: [*ls[:7], ls[7][:50] + b"\n", *ls[8:]], 8, "not valid JSON"),
         ("insert copy", lambda ls: [*ls[:5], ls[2], *ls[5:]], 6, "prev_hash does not match"),
@@ -60,7 +72,11 @@ def _edit(line: bytes) -> bytes:
     ],
 )
 def test_tampering_names_the_line(
-    audit_file: Path, name: str, change: Callable[[list[bytes]], list[bytes]], bad_line: int, reason: str
+    audit_file: Path,
+    name: str,
+    change: Callable[[list[bytes]], list[bytes]],
+    bad_line: int,
+    reason: str,
 ) -> None:
     rewrite(audit_file, change)
     result = verify_file(audit_file)
@@ -81,7 +97,9 @@ def _forge(previous: bytes, template: bytes) -> bytes:
     return canonical_json(entry) + b"\n"
 
 
-def test_a_forged_insert_is_caught_at_the_next_line_or_by_the_key(audit_file: Path, key: Sensitive[bytes]) -> None:
+def test_a_forged_insert_is_caught_at_the_next_line_or_by_the_key(
+    audit_file: Path, key: Sensitive[bytes]
+) -> None:
     rewrite(audit_file, lambda ls: [*ls[:5], _forge(ls[4], ls[5]), *ls[5:]])
     without_key = verify_file(audit_file)
     assert (without_key.ok, without_key.first_bad_line) == (False, 7)
@@ -101,7 +119,9 @@ def test_removed_tail_needs_the_expected_head(audit_file: Path) -> None:
     rewrite(audit_file, lambda ls: ls[:-2])
     assert verify_file(audit_file).ok  # a clean cut at a line boundary looks like an older file...
     result = verify_file(audit_file, expected_head=head)
-    assert not result.ok and result.first_bad_line == 10  # ...unless the head recorded elsewhere is checked
+    assert (
+        not result.ok and result.first_bad_line == 10
+    )  # ...unless the head recorded elsewhere is checked
     assert result.reason is not None and "removed from the end" in result.reason
 
 

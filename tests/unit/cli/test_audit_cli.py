@@ -18,10 +18,14 @@ from kustos.sensitive import Sensitive
 KEY = bytes(range(32))
 START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 API = AuditAuth(
-    client_token=Sensitive("tok-api"), accessor="acc-api", display_name="kubernetes-payments-api",
+    client_token=Sensitive("tok-api"),
+    accessor="acc-api",
+    display_name="kubernetes-payments-api",
     metadata={"service_account_name": "api", "service_account_namespace": "payments"},
 )
-ALICE = AuditAuth(client_token=Sensitive("tok-alice"), accessor="acc-alice", display_name="userpass-alice")
+ALICE = AuditAuth(
+    client_token=Sensitive("tok-alice"), accessor="acc-alice", display_name="userpass-alice"
+)
 
 
 @pytest.fixture
@@ -33,15 +37,22 @@ def runner() -> CliRunner:
 def audit_file(tmp_path: Path) -> Path:
     ticks = iter(range(1000))
     path = tmp_path / "audit.log"
-    with FileAuditDevice(path, hmac_key=Sensitive(KEY), clock=lambda: START + timedelta(minutes=next(ticks))) as device:
+    with FileAuditDevice(
+        path, hmac_key=Sensitive(KEY), clock=lambda: START + timedelta(minutes=next(ticks))
+    ) as device:
         for auth, secret_path, op, status in [
             (ALICE, "secret/data/payments/db", "create", 200),
             (API, "secret/data/payments/db", "read", 200),
             (API, "secret/data/payments/db", "read", 200),
             (API, "secret/data/admin", "read", 403),
         ]:
-            request = AuditRequest(id="r", operation=op, path=secret_path, client_token=auth.client_token,
-                                   data={"password": "hunter2"})
+            request = AuditRequest(
+                id="r",
+                operation=op,
+                path=secret_path,
+                client_token=auth.client_token,
+                data={"password": "hunter2"},
+            )
             device.log_request(auth=auth, request=request)
             device.log_response(auth=auth, request=request, response=AuditResponse(status=status))
     return path
@@ -54,7 +65,10 @@ def test_verify_ok(runner: CliRunner, audit_file: Path, tmp_path: Path) -> None:
     assert body["ok"] is True and body["entries"] == 9
     key_file = tmp_path / "key.hex"
     key_file.write_text(KEY.hex() + "\n")
-    result = runner.invoke(app, ["audit", "verify", str(audit_file), "--key-file", str(key_file), "--head", body["head"]])
+    result = runner.invoke(
+        app,
+        ["audit", "verify", str(audit_file), "--key-file", str(key_file), "--head", body["head"]],
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -68,7 +82,9 @@ def test_verify_ok(runner: CliRunner, audit_file: Path, tmp_path: Path) -> None:
         (lambda ls: [*ls[:-1], ls[-1][:30]], 9),  # truncated
     ],
 )
-def test_verify_names_the_first_bad_line(runner: CliRunner, audit_file: Path, change: object, line: int) -> None:
+def test_verify_names_the_first_bad_line(
+    runner: CliRunner, audit_file: Path, change: object, line: int
+) -> None:
     lines = audit_file.read_bytes().splitlines(keepends=True)
     audit_file.write_bytes(b"".join(change(lines)))  # type: ignore[operator]
     result = runner.invoke(app, ["audit", "verify", str(audit_file), "-o", "yaml"])
@@ -77,7 +93,9 @@ def test_verify_names_the_first_bad_line(runner: CliRunner, audit_file: Path, ch
     assert YAML(typ="safe").load(result.stdout)["first_bad_line"] == line
 
 
-def test_verify_with_a_wrong_or_bad_key(runner: CliRunner, audit_file: Path, tmp_path: Path) -> None:
+def test_verify_with_a_wrong_or_bad_key(
+    runner: CliRunner, audit_file: Path, tmp_path: Path
+) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_bytes(b"\x07" * 32)
     result = runner.invoke(app, ["audit", "verify", str(audit_file), "--key-file", str(wrong)])
@@ -90,18 +108,41 @@ def test_verify_with_a_wrong_or_bad_key(runner: CliRunner, audit_file: Path, tmp
 
 def test_search(runner: CliRunner, audit_file: Path) -> None:
     result = runner.invoke(
-        app, ["audit", "search", str(audit_file), "--path", "secret/data/payments", "--who", "payments/api",
-              "--type", "request", "-o", "json"],
+        app,
+        [
+            "audit",
+            "search",
+            str(audit_file),
+            "--path",
+            "secret/data/payments",
+            "--who",
+            "payments/api",
+            "--type",
+            "request",
+            "-o",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["identity"], r["operation"], r["line"]) for r in rows] == [
-        ("payments/api", "read", 4), ("payments/api", "read", 6)
+        ("payments/api", "read", 4),
+        ("payments/api", "read", 6),
     ]
-    result = runner.invoke(app, ["audit", "search", str(audit_file), "--since", "2024-05-01T12:06:00Z", "-o", "json"])
-    assert [r["time"] for r in json.loads(result.stdout)] == ["2024-05-01T12:06:00Z", "2024-05-01T12:07:00Z", "2024-05-01T12:08:00Z"]
-    table = runner.invoke(app, ["audit", "search", str(audit_file), "--who", "alice"], env={"COLUMNS": "250"})
-    assert table.exit_code == 0 and "userpass-alice" in table.stdout and "hunter2" not in table.stdout
+    result = runner.invoke(
+        app, ["audit", "search", str(audit_file), "--since", "2024-05-01T12:06:00Z", "-o", "json"]
+    )
+    assert [r["time"] for r in json.loads(result.stdout)] == [
+        "2024-05-01T12:06:00Z",
+        "2024-05-01T12:07:00Z",
+        "2024-05-01T12:08:00Z",
+    ]
+    table = runner.invoke(
+        app, ["audit", "search", str(audit_file), "--who", "alice"], env={"COLUMNS": "250"}
+    )
+    assert (
+        table.exit_code == 0 and "userpass-alice" in table.stdout and "hunter2" not in table.stdout
+    )
     bad = runner.invoke(app, ["audit", "search", str(audit_file), "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since" in bad.stderr and "yesterday" in bad.stderr
     bad = runner.invoke(app, ["audit", "search", str(audit_file), "--type", "both"])
@@ -112,12 +153,30 @@ def test_access_map(runner: CliRunner, audit_file: Path) -> None:
     result = runner.invoke(app, ["audit", "access-map", str(audit_file), "-o", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [
-        {"identity": "payments/api", "kind": "service-account", "path": "secret/data/admin", "reads": 0,
-         "denied": 1, "first": "2024-05-01T12:08:00Z", "last": "2024-05-01T12:08:00Z"},
-        {"identity": "payments/api", "kind": "service-account", "path": "secret/data/payments/db", "reads": 2,
-         "denied": 0, "first": "2024-05-01T12:04:00Z", "last": "2024-05-01T12:06:00Z"},
+        {
+            "identity": "payments/api",
+            "kind": "service-account",
+            "path": "secret/data/admin",
+            "reads": 0,
+            "denied": 1,
+            "first": "2024-05-01T12:08:00Z",
+            "last": "2024-05-01T12:08:00Z",
+        },
+        {
+            "identity": "payments/api",
+            "kind": "service-account",
+            "path": "secret/data/payments/db",
+            "reads": 2,
+            "denied": 0,
+            "first": "2024-05-01T12:04:00Z",
+            "last": "2024-05-01T12:06:00Z",
+        },
     ]
-    table = runner.invoke(app, ["audit", "access-map", str(audit_file), "--operation", "create"], env={"COLUMNS": "250"})
+    table = runner.invoke(
+        app,
+        ["audit", "access-map", str(audit_file), "--operation", "create"],
+        env={"COLUMNS": "250"},
+    )
     assert table.exit_code == 0 and "userpass-alice" in table.stdout
 
 

@@ -112,26 +112,96 @@ def test_write_only_can_write_but_never_read_back() -> None:
     ("documents", "path", "expected"),
     [
         # exact match beats any glob, even a glob that denies
-        (['path "secret/*" { capabilities = ["deny"] }\npath "secret/foo" { capabilities = ["read"] }'], "secret/foo", {"read"}),
+        (
+            [
+                'path "secret/*" { capabilities = ["deny"] }\npath "secret/foo" { capabilities = ["read"] }'
+            ],
+            "secret/foo",
+            {"read"},
+        ),
         # longest prefix wins
-        (['path "secret/*" { capabilities = ["read"] }\npath "secret/app/*" { capabilities = ["list"] }'], "secret/app/x", {"list"}),
+        (
+            [
+                'path "secret/*" { capabilities = ["read"] }\npath "secret/app/*" { capabilities = ["list"] }'
+            ],
+            "secret/app/x",
+            {"list"},
+        ),
         # 1. the later first wildcard wins: prefix 'secret/a/' (9) beats '+' at 7
-        (['path "secret/+/x" { capabilities = ["read"] }\npath "secret/a/*" { capabilities = ["list"] }'], "secret/a/x", {"list"}),
+        (
+            [
+                'path "secret/+/x" { capabilities = ["read"] }\npath "secret/a/*" { capabilities = ["list"] }'
+            ],
+            "secret/a/x",
+            {"list"},
+        ),
         # 2. same position: a pattern not ending in '*' beats one that does
-        (['path "secret/*" { capabilities = ["read"] }\npath "secret/+/bar" { capabilities = ["list"] }'], "secret/foo/bar", {"list"}),
+        (
+            [
+                'path "secret/*" { capabilities = ["read"] }\npath "secret/+/bar" { capabilities = ["list"] }'
+            ],
+            "secret/foo/bar",
+            {"list"},
+        ),
         # 3. fewer '+' segments win
-        (['path "secret/+/+/c" { capabilities = ["read"] }\npath "secret/+/b/c" { capabilities = ["list"] }'], "secret/a/b/c", {"list"}),
+        (
+            [
+                'path "secret/+/+/c" { capabilities = ["read"] }\npath "secret/+/b/c" { capabilities = ["list"] }'
+            ],
+            "secret/a/b/c",
+            {"list"},
+        ),
         # 4. longer wins
-        (['path "secret/+/b*" { capabilities = ["read"] }\npath "secret/+/bc*" { capabilities = ["list"] }'], "secret/a/bcd", {"list"}),
+        (
+            [
+                'path "secret/+/b*" { capabilities = ["read"] }\npath "secret/+/bc*" { capabilities = ["list"] }'
+            ],
+            "secret/a/bcd",
+            {"list"},
+        ),
         # 5. lexicographically greater wins ('x' sorts after '+')
-        (['path "secret/+/x/+" { capabilities = ["read"] }\npath "secret/+/+/y" { capabilities = ["list"] }'], "secret/a/x/y", {"read"}),
+        (
+            [
+                'path "secret/+/x/+" { capabilities = ["read"] }\npath "secret/+/+/y" { capabilities = ["list"] }'
+            ],
+            "secret/a/x/y",
+            {"read"},
+        ),
         # the same pattern in two policies: union
-        (['path "secret/*" { capabilities = ["read"] }', 'path "secret/*" { capabilities = ["list"] }'], "secret/a", {"read", "list"}),
+        (
+            [
+                'path "secret/*" { capabilities = ["read"] }',
+                'path "secret/*" { capabilities = ["list"] }',
+            ],
+            "secret/a",
+            {"read", "list"},
+        ),
         # the same pattern with deny in one policy: deny wins
-        (['path "secret/*" { capabilities = ["read"] }', 'path "secret/*" { capabilities = ["deny"] }'], "secret/a", set()),
-        (['path "secret/+" { capabilities = ["deny"] }', 'path "secret/+" { capabilities = ["read"] }'], "secret/a", set()),
+        (
+            [
+                'path "secret/*" { capabilities = ["read"] }',
+                'path "secret/*" { capabilities = ["deny"] }',
+            ],
+            "secret/a",
+            set(),
+        ),
+        (
+            [
+                'path "secret/+" { capabilities = ["deny"] }',
+                'path "secret/+" { capabilities = ["read"] }',
+            ],
+            "secret/a",
+            set(),
+        ),
         # different patterns in two policies do not merge: only the best one applies
-        (['path "secret/*" { capabilities = ["read"] }', 'path "secret/app" { capabilities = ["list"] }'], "secret/app", {"list"}),
+        (
+            [
+                'path "secret/*" { capabilities = ["read"] }',
+                'path "secret/app" { capabilities = ["list"] }',
+            ],
+            "secret/app",
+            {"list"},
+        ),
         # '*' alone matches everything, including the empty path
         (['path "*" { capabilities = ["read"] }'], "any/thing", {"read"}),
         # '+*' style: a prefix inside the last segment after a '+'
@@ -171,7 +241,13 @@ def test_root_and_default() -> None:
     assert not default.allows("auth/token/create", "update")
     assert not default.allows("secret/data/app", "read")
     assert default.capabilities_response("secret/data/app") == ["deny"]
-    assert default.capabilities_response("cubbyhole/x") == ["create", "delete", "list", "read", "update"]
+    assert default.capabilities_response("cubbyhole/x") == [
+        "create",
+        "delete",
+        "list",
+        "read",
+        "update",
+    ]
 
 
 def test_parameter_constraints() -> None:
@@ -194,7 +270,9 @@ def test_parameter_constraints() -> None:
     assert not ok({"ttl": "1h", "no_parent": True})  # denied
     assert not ok({"ttl": "1h", "display_name": "x"})  # not in the allowed list
     decision = acl.check("update", "auth/token/create", data={"ttl": "1h", "policies": ["root"]})
-    assert "'policies'" in decision.reason and "root" not in decision.reason.replace("'policies'", "")
+    assert "'policies'" in decision.reason and "root" not in decision.reason.replace(
+        "'policies'", ""
+    )
     # merged across policies: an empty list ("any value") wins
     acl2 = acl_of(
         'path "x" {\n capabilities = ["update"]\n allowed_parameters = {\n  "a" = ["1"]\n }\n}',
@@ -226,7 +304,9 @@ def test_decision_reasons_name_the_rule() -> None:
     assert "explicitly denied" in acl.check("read", "secret/data/app/admin").reason
     assert "default deny" in acl.check("read", "nope").reason
     granted = acl.check("read", "/secret/data/app/x")
-    assert granted.allowed and granted.pattern == "secret/data/app/*" and granted.policies == ("p0",)
+    assert (
+        granted.allowed and granted.pattern == "secret/data/app/*" and granted.policies == ("p0",)
+    )
     assert granted.path == "secret/data/app/x"
     with pytest.raises(PolicyError, match="unknown capability"):
         acl.allows("x", "fly")
@@ -304,7 +384,9 @@ def _reference(policies_: list[Policy], path: str) -> frozenset[str]:
 
 @given(policy_sets(), st.lists(request_paths, min_size=1, max_size=8))
 @settings(max_examples=150, deadline=None)
-def test_never_grants_what_no_matching_rule_grants(policies_: list[Policy], paths: list[str]) -> None:
+def test_never_grants_what_no_matching_rule_grants(
+    policies_: list[Policy], paths: list[str]
+) -> None:
     acl = ACL(policies_)
     for path in paths:
         for listing in (False, True):
@@ -312,8 +394,12 @@ def test_never_grants_what_no_matching_rule_grants(policies_: list[Policy], path
             assert "deny" not in granted
             for capability in granted:
                 assert any(
-                    capability in rule.capabilities and "deny" not in rule.capabilities
-                    and (_regex(rule.path).fullmatch(path) or (listing and _regex(rule.path).fullmatch(path.rstrip("/"))))
+                    capability in rule.capabilities
+                    and "deny" not in rule.capabilities
+                    and (
+                        _regex(rule.path).fullmatch(path)
+                        or (listing and _regex(rule.path).fullmatch(path.rstrip("/")))
+                    )
                     for policy in policies_
                     for rule in policy.rules
                 ), (path, capability)
@@ -342,7 +428,9 @@ def test_adding_a_deny_never_adds_capabilities(
     after = ACL([*policies_[:index], changed, *policies_[index + 1 :]])
     for path in paths:
         for listing in (False, True):
-            assert after.capabilities(path, listing=listing) <= before.capabilities(path, listing=listing)
+            assert after.capabilities(path, listing=listing) <= before.capabilities(
+                path, listing=listing
+            )
         if _regex(pattern).fullmatch(path) and "+" not in pattern and not pattern.endswith("*"):
             assert after.capabilities(path) == frozenset()
 
@@ -354,7 +442,9 @@ def test_policy_order_does_not_matter(policies_: list[Policy], paths: list[str])
     for ordering in itertools.islice(itertools.permutations(policies_), 6):
         acl = ACL(ordering)
         for path in paths:
-            assert acl.capabilities(path, listing=True) == reference.capabilities(path, listing=True)
+            assert acl.capabilities(path, listing=True) == reference.capabilities(
+                path, listing=True
+            )
             assert acl.capabilities(path) == reference.capabilities(path)
 
 

@@ -42,7 +42,9 @@ def test_check_lists_rules(runner: CliRunner, app_file: Path) -> None:
 
 def test_check_names_the_error(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.hcl"
-    bad.write_text('path "ok" {\n  capabilities = ["read"]\n}\n\npath "secret/*" {\n  capabilities = ["raed"]\n}\n')
+    bad.write_text(
+        'path "ok" {\n  capabilities = ["read"]\n}\n\npath "secret/*" {\n  capabilities = ["raed"]\n}\n'
+    )
     result = runner.invoke(app, ["policy", "check", str(bad)])
     assert result.exit_code == 1
     assert "bad.hcl" in result.stderr and "line 5" in result.stderr and "'raed'" in result.stderr
@@ -59,7 +61,10 @@ def test_fmt_prints_writes_and_checks(runner: CliRunner, app_file: Path) -> None
     refused = runner.invoke(app, ["policy", "fmt", "--write", str(app_file)])
     assert refused.exit_code == 2 and "comments" in refused.stderr
     assert app_file.read_text() == APP
-    assert runner.invoke(app, ["policy", "fmt", "--write", "--drop-comments", str(app_file)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["policy", "fmt", "--write", "--drop-comments", str(app_file)]).exit_code
+        == 0
+    )
     assert app_file.read_text() == printed.stdout
     assert runner.invoke(app, ["policy", "fmt", "--check", str(app_file)]).exit_code == 0
 
@@ -67,8 +72,21 @@ def test_fmt_prints_writes_and_checks(runner: CliRunner, app_file: Path) -> None
 def test_eval_shows_capabilities_and_the_deciding_rule(runner: CliRunner, app_file: Path) -> None:
     result = runner.invoke(
         app,
-        ["policy", "eval", str(app_file), "-p", "secret/data/app/db", "-p", "secret/data/app/admin",
-         "-p", "secret/data/other", "-p", "auth/token/lookup-self", "-o", "json"],
+        [
+            "policy",
+            "eval",
+            str(app_file),
+            "-p",
+            "secret/data/app/db",
+            "-p",
+            "secret/data/app/admin",
+            "-p",
+            "secret/data/other",
+            "-p",
+            "auth/token/lookup-self",
+            "-o",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = {r["path"]: r for r in json.loads(result.stdout)}
@@ -77,5 +95,17 @@ def test_eval_shows_capabilities_and_the_deciding_rule(runner: CliRunner, app_fi
     assert rows["secret/data/app/admin"]["capabilities"] == "deny"
     assert rows["secret/data/other"]["rule"] == "(none: default deny)"
     assert rows["auth/token/lookup-self"]["policies"] == "default"
-    no_default = runner.invoke(app, ["policy", "eval", str(app_file), "--no-default", "-p", "auth/token/lookup-self", "-o", "json"])
+    no_default = runner.invoke(
+        app,
+        [
+            "policy",
+            "eval",
+            str(app_file),
+            "--no-default",
+            "-p",
+            "auth/token/lookup-self",
+            "-o",
+            "json",
+        ],
+    )
     assert json.loads(no_default.stdout)[0]["capabilities"] == "deny"

@@ -40,7 +40,11 @@ path "sys/*" {
 def test_hcl_rules_in_order_with_lines_and_normalised_fields() -> None:
     policy = Policy.parse("  App ", HCL)
     assert policy.name == "app"
-    assert [r.path for r in policy.rules] == ["secret/data/app/*", "secret/metadata/+/config", "sys/*"]
+    assert [r.path for r in policy.rules] == [
+        "secret/data/app/*",
+        "secret/metadata/+/config",
+        "sys/*",
+    ]
     first, second, third = policy.rules
     assert first.line == 2 and second.line == 10 and third.line == 22
     assert first.capabilities == ("create", "read", "update")
@@ -74,7 +78,9 @@ def test_json_document_means_the_same_as_hcl() -> None:
 def test_fmt_output_round_trips() -> None:
     policy = Policy.parse("app", HCL)
     text = policy.to_hcl()
-    assert text.startswith('path "secret/data/app/*" {\n  capabilities = ["create", "read", "update"]\n}\n')
+    assert text.startswith(
+        'path "secret/data/app/*" {\n  capabilities = ["create", "read", "update"]\n}\n'
+    )
     assert Policy.parse("app", text) == policy
     assert Policy.parse("app", text).to_hcl() == text
 
@@ -95,18 +101,42 @@ def test_empty_document_grants_nothing_and_default_policy_parses() -> None:
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ('path "a" {\n  capabilities = ["read", "fly"]\n}', ["line 1", "'a'", "'fly'", "invalid capability"]),
-        ('\n\npath "x/*/y" {\n  capabilities = ["read"]\n}', ["line 3", "'*' is only allowed as the last"]),
-        ('path "x/a+b" {\n  capabilities = ["read"]\n}', ["line 1", "'+' must be a whole path segment"]),
+        (
+            'path "a" {\n  capabilities = ["read", "fly"]\n}',
+            ["line 1", "'a'", "'fly'", "invalid capability"],
+        ),
+        (
+            '\n\npath "x/*/y" {\n  capabilities = ["read"]\n}',
+            ["line 3", "'*' is only allowed as the last"],
+        ),
+        (
+            'path "x/a+b" {\n  capabilities = ["read"]\n}',
+            ["line 1", "'+' must be a whole path segment"],
+        ),
         ('path "a" {\n  capabilities = ["read"\n}', ["HCL syntax error", "Line 3"]),
-        ('path "a" {\n  capabilities = ["read"]\n  color = "red"\n}', ["unknown key 'color'", "'a'"]),
-        ('path "a" {\n  capabilities = ["read"]\n  control_group = {}\n}', ["'control_group'", "does not support"]),
-        ('path "a" {\n capabilities = ["read"]\n}\n\npath "a" {\n capabilities = ["list"]\n}', ["'a'", "lines 1, 5"]),
+        (
+            'path "a" {\n  capabilities = ["read"]\n  color = "red"\n}',
+            ["unknown key 'color'", "'a'"],
+        ),
+        (
+            'path "a" {\n  capabilities = ["read"]\n  control_group = {}\n}',
+            ["'control_group'", "does not support"],
+        ),
+        (
+            'path "a" {\n capabilities = ["read"]\n}\n\npath "a" {\n capabilities = ["list"]\n}',
+            ["'a'", "lines 1, 5"],
+        ),
         ('path "" {\n capabilities = ["read"]\n}', ["empty path"]),
         ('path "a" { policy = "all" }', ["invalid policy value 'all'"]),
         ('name = "x"\nfoo = 1', ["unknown top-level key 'foo'"]),
-        ('path "a" {\n capabilities = ["read"]\n allowed_parameters = { "k" = "v" }\n}', ["allowed_parameters.k"]),
-        ('{"path": {"a": {"capabilities": ["read"]}, "a": {"capabilities": ["list"]}}}', ["'a' appears twice"]),
+        (
+            'path "a" {\n capabilities = ["read"]\n allowed_parameters = { "k" = "v" }\n}',
+            ["allowed_parameters.k"],
+        ),
+        (
+            '{"path": {"a": {"capabilities": ["read"]}, "a": {"capabilities": ["list"]}}}',
+            ["'a' appears twice"],
+        ),
         ('{"path": {"a": {"capabilities": ["read"]}\n', ["JSON syntax error at line"]),
         ('{"path": {"b": {"capabilities": ["reed"]}}}', ["'b'", "'reed'"]),
     ],
