@@ -30,7 +30,7 @@ from kustos.cli.connection import (
 )
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 from kustos.client import KustosClient, SecretMetadata
-from kustos.errors import InvalidRequestError, NotFoundError
+from kustos.errors import KustosError, NotFoundError
 
 __all__ = [
     "DataArgumentError",
@@ -260,13 +260,25 @@ def _display(mount: str, path: str) -> str:
     return f"{mount}/{path}" if path else f"{mount}/"
 
 
+def _mount_missing(client: KustosClient, mount: str) -> str | None:
+    """If ``mount`` is not a mounted engine, say so and list the mounts; else ``None``."""
+    try:
+        mounts = client.sys.list_mounts()
+    except KustosError:
+        return None
+    if f"{mount}/" in mounts:
+        return None
+    kv_mounts = sorted(k for k, v in mounts.items() if v.get("type") == "kv")
+    return f"no secrets engine is mounted at {mount}/ (KV mounts: {', '.join(kv_mounts) or 'none'})"
+
+
 def _not_found(client: KustosClient, mount: str, path: str, version: int | None) -> str:
     """Explain a 404 on a data read: missing, or a deleted/destroyed version."""
     where = _display(mount, path)
     try:
         meta = client.kv_v2.read_metadata(path, mount_point=mount)
     except NotFoundError:
-        return f"no secret at {where}"
+        return _mount_missing(client, mount) or f"no secret at {where}"
     wanted = version if version is not None else meta.get("current_version")
     info = (meta.get("versions") or {}).get(str(wanted), {})
     if info.get("destroyed"):
@@ -329,8 +341,11 @@ def put(
             result = client.kv_v2.create_or_update_secret(
                 secret, values, cas=cas, reason=reason, mount_point=mount_name
             )
-        except InvalidRequestError as exc:
-            fail(f"cannot write {_display(mount_name, secret)}: {exc}")
+        except NotFoundError:
+            fail(
+                _mount_missing(client, mount_name)
+                or f"cannot write {_display(mount_name, secret)}: not found"
+            )
     _show_write(result, output, where=_display(mount_name, secret), verb="Wrote")
 
 
@@ -463,7 +478,10 @@ def list_(
         try:
             keys = client.kv_v2.list_secrets(prefix, mount_point=mount_name)
         except NotFoundError:
-            fail(f"nothing below {_display(mount_name, prefix)}")
+            fail(
+                _mount_missing(client, mount_name)
+                or f"nothing below {_display(mount_name, prefix)}"
+            )
     render(keys, output, columns=["Keys"])
 
 
@@ -596,7 +614,7 @@ def rollback(
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
-            fail(f"no secret at {where}")
+            fail(_mount_missing(client, mount_name) or f"no secret at {where}")
         current = int(meta.get("current_version") or 0)
         if version == current:
             fail(
@@ -617,7 +635,7 @@ def rollback(
             reason=reason if reason is not None else f"rollback to version {version}",
             mount_point=mount_name,
         )
-    _show_write(result, output, where=where, verb=f"Rolled back to the data of version {version}:")
+    _show_write(result, output, where=where, verb=f"Rolled back (data of version {version}) to")
 
 
 @kv_app.command("history")
@@ -638,7 +656,9 @@ def history(
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
-            fail(f"no secret at {_display(mount_name, secret)}")
+            fail(
+                _mount_missing(client, mount_name) or f"no secret at {_display(mount_name, secret)}"
+            )
     render(history_rows(meta), output, title=f"History of {_display(mount_name, secret)}")
 
 
@@ -667,7 +687,9 @@ def metadata_get(
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
-            fail(f"no secret at {_display(mount_name, secret)}")
+            fail(
+                _mount_missing(client, mount_name) or f"no secret at {_display(mount_name, secret)}"
+            )
     if output is OutputFormat.table:
         render(_settings_of(meta), output, title=f"{_display(mount_name, secret)} (metadata)")
         render(history_rows(meta), output, title="Versions")

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
@@ -213,48 +221,98 @@ def rotate_key(
 
 @operator_app.command("rewrap")
 def rewrap(
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Records re-wrapped per request (progress is shown between requests).",
+        ),
+    ] = 500,
     output: OutputOption = OutputFormat.table,
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
     ca_cert: CaCertOption = None,
 ) -> None:
-    """Re-wrap every stored data key with the newest key term (shows progress on stderr)."""
-    outcome: dict[str, Any] = {}
+    """Re-wrap every stored data key with the newest key term, with a progress bar on stderr."""
+    if batch_size < 1:
+        fail(f"--batch-size must be 1 or more, got {batch_size}", code=EXIT_BAD_INPUT)
     with open_client(
         address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
     ) as client:
-        # The server answers once, with totals: show a spinner while it works.
-        def work() -> None:
-            try:
-                outcome["result"] = client.sys.rewrap()
-            except KustosError as exc:
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=work, name="kustos-rewrap", daemon=True)
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=stderr,
-            transient=True,
-        ) as progress:
-            progress.add_task("Re-wrapping stored data keys with the newest key term", total=None)
-            worker.start()
-            while worker.is_alive():
-                worker.join(timeout=0.1)
-        if "error" in outcome:
-            raise outcome["error"]
-    result: dict[str, Any] = outcome.get("result") or {}
+        result = _rewrap_all(lambda: client.sys.rewrap(max_records=batch_size))
     stderr.print(f"Rewrap done: {_rewrap_summary(result)}", highlight=False)
     render(result, output)
+
+
+def _count(result: dict[str, Any], key: str) -> int | None:
+    value = result.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rewrap_all(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Call ``sys/rewrap`` in batches until nothing remains, drawing progress on stderr.
+
+    When the server reports ``remaining``, the bar has a total; otherwise a
+    spinner runs until the single answer arrives. Stops with an error when a
+    batch makes no progress (records that keep failing to verify).
+    """
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task("Re-wrapping stored data keys", total=None)
+        result = _in_background(call)
+        rewrapped = _count(result, "rewrapped") or 0
+        remaining = _count(result, "remaining")
+        progress.update(
+            task,
+            total=rewrapped + (_count(result, "failed") or 0) + (remaining or 0),
+            completed=rewrapped,
+        )
+        while remaining:
+            result = _in_background(call)
+            done = _count(result, "rewrapped") or 0
+            if done == 0:
+                fail(
+                    f"rewrap stopped: {remaining} records remain and the last batch re-wrapped none "
+                    f"({_count(result, 'failed') or 0} failed to verify); try a larger --batch-size or check the server log"
+                )
+            rewrapped += done
+            remaining = _count(result, "remaining")
+            progress.update(task, advance=done)
+    return {**result, "rewrapped": rewrapped}
+
+
+def _in_background(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one blocking request in a thread so the progress display keeps moving."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = call()
+        except KustosError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="kustos-rewrap", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    result: dict[str, Any] = outcome["result"]
+    return result
 
 
 def _rewrap_summary(result: dict[str, Any]) -> str:
     parts = [
         f"{key.replace('_', ' ')} {value}"
         for key, value in result.items()
-        if isinstance(value, int) and not isinstance(value, bool)
+        if _count(result, key) is not None
     ]
     return ", ".join(parts) if parts else "complete"
 

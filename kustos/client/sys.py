@@ -174,6 +174,25 @@ class Sys:
             KeyStatus, _payload(self._adapter.request("GET", "sys/key-status"), what="key status")
         )
 
-    def rewrap(self) -> JSONObject:
-        """``POST /v1/sys/rewrap``: re-wrap every stored data key with the newest term (Kustos extension)."""
-        return _payload(self._adapter.request("POST", "sys/rewrap"), what="rewrap")
+    def rewrap(self, *, max_records: int | None = None) -> JSONObject:
+        """``POST /v1/sys/rewrap``: re-wrap stored ciphertexts with the newest key version (Kustos extension).
+
+        With ``max_records``, at most that many records are re-wrapped in this
+        call; the answer's ``remaining`` says how many are left, so callers can
+        loop and show progress. The answer holds ``active_version``,
+        ``scanned``, ``rewrapped``, ``remaining`` and ``failed``.
+        """
+        if max_records is not None and max_records < 1:
+            raise InvalidRequestError(f"rewrap max_records must be 1 or more, got {max_records}")
+        payload = {"max_records": max_records} if max_records is not None else {}
+        return _payload(self._adapter.request("POST", "sys/rewrap", json=payload), what="rewrap")
+
+    def read_keyring(self) -> JSONObject:
+        """``GET /v1/sys/keyring``: the active key version and every version with its state (Kustos extension)."""
+        return _payload(self._adapter.request("GET", "sys/keyring"), what="keyring")
+
+    def disable_key_version(self, version: int) -> None:
+        """``POST /v1/sys/keyring/disable``: retire an old key version once nothing uses it (Kustos extension)."""
+        if version < 1:
+            raise InvalidRequestError(f"key versions start at 1, got {version}")
+        self._adapter.request("POST", "sys/keyring/disable", json={"version": int(version)})
