@@ -91,7 +91,7 @@ class TokenEntry:
         """Seconds left (0 for a token that never expires)."""
         if self.expire_time is None:
             return 0
-        return max(0, int(self.expire_time - now))
+        return max(0, round(self.expire_time - now))
 
     def to_json(self) -> bytes:
         return orjson.dumps(
