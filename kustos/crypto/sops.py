@@ -70,7 +70,7 @@ _ENC_RE: Final = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(
 
 def is_encrypted_value(value: object) -> bool:
     """True if ``value`` is a string in the ``ENC[AES256_GCM,...]`` format."""
-    return isinstance(value, str) and value.startswith("ENC[AES256_GCM,") and _ENC_RE.match(value) is not None
+    return isinstance(value, str) and value.startswith("ENC[AES256_GCM,data:") and value.endswith("]")
 
 
 def generate_data_key(*, randbytes: Callable[[int], bytes] = os.urandom) -> bytes:
@@ -149,9 +149,9 @@ class ValueCipher:
         if match is None:
             raise DecryptionError("value is not in the sops ENC[AES256_GCM,...] format")
         try:
-            data = base64.b64decode(match.group(1), validate=True)
-            iv = base64.b64decode(match.group(2), validate=True)
-            tag = base64.b64decode(match.group(3), validate=True)
+            data = binascii.a2b_base64(match.group(1), strict_mode=True)
+            iv = binascii.a2b_base64(match.group(2), strict_mode=True)
+            tag = binascii.a2b_base64(match.group(3), strict_mode=True)
         except (binascii.Error, ValueError):
             raise DecryptionError("value has invalid base64 in the sops ENC[...] format") from None
         value_type = match.group(4)

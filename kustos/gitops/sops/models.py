@@ -230,7 +230,11 @@ class EncryptionRules:
     def should_encrypt(self, path: Sequence[str]) -> bool:
         """sops's ``shouldBeEncrypted`` for a leaf at ``path`` (map keys only)."""
         if self.unencrypted_suffix:
-            return not any(part.endswith(self.unencrypted_suffix) for part in path)
+            suffix = self.unencrypted_suffix
+            for part in path:
+                if part.endswith(suffix):
+                    return False
+            return True
         if self.encrypted_suffix:
             return any(part.endswith(self.encrypted_suffix) for part in path)
         if self.unencrypted_regex:

@@ -40,6 +40,7 @@ _INT: Final = "tag:yaml.org,2002:int"
 _FLOAT: Final = "tag:yaml.org,2002:float"
 _BOOL: Final = "tag:yaml.org,2002:bool"
 _NULL: Final = "tag:yaml.org,2002:null"
+_PLAIN: Final = "!kustos/plain"
 
 
 class _CoreResolver(yaml.resolver.BaseResolver):
@@ -66,6 +67,13 @@ class _Loader(CParser, yaml.constructor.SafeConstructor, _CoreResolver):
         yaml.constructor.SafeConstructor.__init__(self)
         _CoreResolver.__init__(self)
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        # Typing of plain scalars is deferred to _scalar_value (only where a value is used):
+        # calling the regex resolver for every scalar during composition is the slow part.
+        if kind is ScalarNode and implicit[0]:
+            return _PLAIN
+        return str(super().resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
+
 
 def _compose_all(text: str) -> list[Node | None]:
     loader = _Loader(text)
@@ -80,8 +88,19 @@ def _compose_all(text: str) -> list[Node | None]:
     return docs or [None]
 
 
+def _resolve_plain(value: str) -> str:
+    for tag, regexp in _CoreResolver.yaml_implicit_resolvers.get(value[:1], []):
+        if regexp.match(value):
+            return str(tag)
+    return _STR
+
+
 def _scalar_value(node: ScalarNode) -> Any:
     tag, value = node.tag, node.value
+    if tag == _PLAIN:
+        if value.startswith("ENC[AES256_GCM,"):
+            return value
+        tag = _resolve_plain(value)
     if tag == _BOOL:
         return value.lower() == "true"
     if tag == _INT:
