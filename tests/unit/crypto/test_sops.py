@@ -68,7 +68,9 @@ def test_iv_is_reused_only_for_same_plaintext_type_and_path() -> None:
 
 def test_fresh_ivs_without_stash() -> None:
     cipher = ValueCipher(KEY)
-    assert cipher.encrypt(b"v", aad="k:", value_type="str") != cipher.encrypt(b"v", aad="k:", value_type="str")
+    assert cipher.encrypt(b"v", aad="k:", value_type="str") != cipher.encrypt(
+        b"v", aad="k:", value_type="str"
+    )
     assert len(generate_data_key()) == 32
     with pytest.raises(DecryptionError):
         ValueCipher(b"short")
@@ -76,7 +78,14 @@ def test_fresh_ivs_without_stash() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1.0, "1"), (1.5, "1.5"), (0.1, "0.1"), (1e20, "100000000000000000000"), (-2.25, "-2.25"), (1e-7, "0.0000001")],
+    [
+        (1.0, "1"),
+        (1.5, "1.5"),
+        (0.1, "0.1"),
+        (1e20, "100000000000000000000"),
+        (-2.25, "-2.25"),
+        (1e-7, "0.0000001"),
+    ],
 )
 def test_float_encoding_matches_go(value: float, text: str) -> None:
     assert format_float(value) == text
@@ -88,5 +97,8 @@ def test_mac_hasher() -> None:
     assert mac.hexdigest() == hashlib.sha512(b"bar").hexdigest().upper()
     only = MacHasher(mac_only_encrypted=True)
     only.update(b"bar")
-    assert only.hexdigest() == hashlib.sha512(hashlib.sha256(b"sops").digest() + b"bar").hexdigest().upper()
+    assert (
+        only.hexdigest()
+        == hashlib.sha512(hashlib.sha256(b"sops").digest() + b"bar").hexdigest().upper()
+    )
     assert MAC_ONLY_ENCRYPTED_INIT.hex().startswith("8a3fd2ad")

@@ -60,7 +60,9 @@ def test_age_round_trip_yaml_keeps_comments_order_and_types(tmp_path: Path) -> N
     recipient, key_file = _identity(tmp_path)
     services = KeyServices(env={"SOPS_AGE_KEY_FILE": str(key_file), "HOME": str(tmp_path)})
     store = store_for(path="values.yaml")
-    encrypted = encrypt_file(YAML_DOC, store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services)
+    encrypted = encrypt_file(
+        YAML_DOC, store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services
+    )
     text = encrypted.decode()
     assert "s3cr3t" not in text and "line1" not in text and "demo" not in text
     assert "# top comment" in text and "# inline comment" in text
@@ -70,7 +72,9 @@ def test_age_round_trip_yaml_keeps_comments_order_and_types(tmp_path: Path) -> N
     assert text.count("sops:\n") == 2  # every document carries the metadata
     assert "-----BEGIN AGE ENCRYPTED FILE-----" in text
     result = decrypt_file(encrypted, store=store, services=services)
-    assert result.plaintext.decode().startswith("# top comment\napp:\n  name: demo   # inline comment\n")
+    assert result.plaintext.decode().startswith(
+        "# top comment\napp:\n  name: demo   # inline comment\n"
+    )
     assert result.tree[0]["app"]["replicas"] == 3
     assert result.tree[0]["app"]["password"] == "s3cr3t: with colon"
     assert result.tree[0]["app"]["cert"] == "line1\nline2\n"
@@ -89,9 +93,14 @@ def test_age_binary_can_decrypt_the_data_key(tmp_path: Path) -> None:
     import json
 
     enc = json.loads(encrypted)["sops"]["age"][0]["enc"]
-    done = subprocess.run(["age", "-d", "-i", str(key_file)], input=enc.encode(), capture_output=True, check=True)
+    done = subprocess.run(
+        ["age", "-d", "-i", str(key_file)], input=enc.encode(), capture_output=True, check=True
+    )
     assert len(done.stdout) == 32
-    assert decrypt_file(encrypted, store=store_for(path="x.json"), services=services).data_key == done.stdout
+    assert (
+        decrypt_file(encrypted, store=store_for(path="x.json"), services=services).data_key
+        == done.stdout
+    )
 
 
 def test_wrong_age_identity_lists_recipients_tried(tmp_path: Path) -> None:
@@ -101,7 +110,9 @@ def test_wrong_age_identity_lists_recipients_tried(tmp_path: Path) -> None:
     encrypted = encrypt_file(b"a: b\n", store=store, key_groups=[[AgeKey(recipient=recipient)]],
                              services=KeyServices(env={}))  # fmt: skip
     with pytest.raises(DecryptionError, match=f"age {recipient}"):
-        decrypt_file(encrypted, store=store, services=KeyServices(env={"SOPS_AGE_KEY_FILE": str(other)}))
+        decrypt_file(
+            encrypted, store=store, services=KeyServices(env={"SOPS_AGE_KEY_FILE": str(other)})
+        )
 
 
 def test_key_groups_two_of_three(tmp_path: Path) -> None:
@@ -117,7 +128,11 @@ def test_key_groups_two_of_three(tmp_path: Path) -> None:
         services = KeyServices(env={"SOPS_AGE_KEY": key_text})
         assert decrypt_file(encrypted, store=store, services=services).tree == {"a": "secret"}
     with pytest.raises(DecryptionError, match="1 of 2 required key groups"):
-        decrypt_file(encrypted, store=store, services=KeyServices(env={"SOPS_AGE_KEY": ids[1][1].read_text()}))
+        decrypt_file(
+            encrypted,
+            store=store,
+            services=KeyServices(env={"SOPS_AGE_KEY": ids[1][1].read_text()}),
+        )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +148,9 @@ def test_other_formats_round_trip(name: str, plain: bytes, tmp_path: Path) -> No
     recipient, key_file = _identity(tmp_path)
     services = KeyServices(env={"SOPS_AGE_KEY_FILE": str(key_file)})
     store = store_for(path=name)
-    encrypted = encrypt_file(plain, store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services)
+    encrypted = encrypt_file(
+        plain, store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services
+    )
     assert b"secret" not in encrypted and b"two words" not in encrypted
     assert store.looks_encrypted(encrypted)
     assert decrypt_file(encrypted, store=store, services=services).plaintext == plain
@@ -146,19 +163,27 @@ def test_edit_keeps_ciphertext_of_unchanged_values(tmp_path: Path) -> None:
     first = encrypt_file(b"a: one\nb: two\nc: [x, y]\n", store=store,
                          key_groups=[[AgeKey(recipient=recipient)]], services=services)  # fmt: skip
     previous = decrypt_file(first, store=store, services=services)
-    second = reencrypt(b"a: one\nb: CHANGED\nc: [x, y]\n", store=store, previous=previous, services=services)
+    second = reencrypt(
+        b"a: one\nb: CHANGED\nc: [x, y]\n", store=store, previous=previous, services=services
+    )
     old_lines, new_lines = first.decode().splitlines(), second.decode().splitlines()
     assert old_lines[0] == new_lines[0]  # a unchanged
     assert old_lines[1] != new_lines[1]  # b changed
     assert old_lines[2] == new_lines[2]  # list unchanged
-    assert decrypt_file(second, store=store, services=services).tree == {"a": "one", "b": "CHANGED", "c": ["x", "y"]}
+    assert decrypt_file(second, store=store, services=services).tree == {
+        "a": "one",
+        "b": "CHANGED",
+        "c": ["x", "y"],
+    }
 
 
 def test_rotate_makes_a_new_data_key(tmp_path: Path) -> None:
     recipient, key_file = _identity(tmp_path)
     services = KeyServices(env={"SOPS_AGE_KEY_FILE": str(key_file)})
     store = store_for(path="x.yaml")
-    first = encrypt_file(b"a: one\n", store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services)
+    first = encrypt_file(
+        b"a: one\n", store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services
+    )
     previous = decrypt_file(first, store=store, services=services)
     rotated = rotate(previous, store=store, services=services)
     after = decrypt_file(rotated, store=store, services=services)
@@ -180,9 +205,9 @@ def test_update_keys_rewraps_and_reports_removed(tmp_path: Path) -> None:
     assert updated.splitlines()[0] == first.splitlines()[0]  # values untouched
     with pytest.raises(DecryptionError):
         decrypt_file(updated, store=store, services=KeyServices(env={"SOPS_AGE_KEY_FILE": str(k1)}))
-    assert decrypt_file(updated, store=store, services=KeyServices(env={"SOPS_AGE_KEY_FILE": str(k2)})).data_key == (
-        previous.data_key
-    )
+    assert decrypt_file(
+        updated, store=store, services=KeyServices(env={"SOPS_AGE_KEY_FILE": str(k2)})
+    ).data_key == (previous.data_key)
 
 
 def test_encrypted_regex_and_mac_only_encrypted(tmp_path: Path) -> None:
@@ -193,7 +218,7 @@ def test_encrypted_regex_and_mac_only_encrypted(tmp_path: Path) -> None:
     doc = b"kind: Secret\nstringData:\n  pw: x\n"
     encrypted = encrypt_file(doc, store=store, key_groups=[[AgeKey(recipient=recipient)]], services=services,
                              rules=rules)  # fmt: skip
-    assert b"kind: Secret" in encrypted and b"encrypted_regex: \"^(data|stringData)$\"" in encrypted
+    assert b"kind: Secret" in encrypted and b'encrypted_regex: "^(data|stringData)$"' in encrypted
     assert b"mac_only_encrypted: true" in encrypted
     # With mac_only_encrypted, changing a clear value does not break the MAC.
     changed = encrypted.replace(b"kind: Secret", b"kind: Other")
@@ -206,13 +231,20 @@ def test_already_encrypted_and_bad_input(tmp_path: Path) -> None:
     recipient, _ = _identity(tmp_path)
     store = store_for(path="x.yaml")
     groups = [[AgeKey(recipient=recipient)]]
-    encrypted = encrypt_file(b"a: b\n", store=store, key_groups=groups, services=KeyServices(env={}))
+    encrypted = encrypt_file(
+        b"a: b\n", store=store, key_groups=groups, services=KeyServices(env={})
+    )
     with pytest.raises(ConfigError, match="already encrypted"):
         encrypt_file(encrypted, store=store, key_groups=groups, services=KeyServices(env={}))
     with pytest.raises(ConfigError, match="invalid YAML"):
         encrypt_file(b"a: [\n", store=store, key_groups=groups, services=KeyServices(env={}))
     with pytest.raises(ConfigError, match="invalid age recipient"):
-        encrypt_file(b"a: b\n", store=store, key_groups=[[AgeKey(recipient="age1nope")]], services=KeyServices(env={}))
+        encrypt_file(
+            b"a: b\n",
+            store=store,
+            key_groups=[[AgeKey(recipient="age1nope")]],
+            services=KeyServices(env={}),
+        )
 
 
 def test_creation_rules_first_match_wins(tmp_path: Path) -> None:

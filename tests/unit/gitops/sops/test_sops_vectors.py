@@ -45,8 +45,6 @@ def test_tampered_value_names_its_path(name: str, pgp_services: KeyServices) -> 
         decrypt_file(tampered, store=store_for(path=str(path)), services=pgp_services)
 
 
-
-
 def test_tampered_mac_is_reported(pgp_services: KeyServices) -> None:
     path = VECTORS / "format.enc.yaml"
     text = path.read_text()
@@ -55,7 +53,9 @@ def test_tampered_mac_is_reported(pgp_services: KeyServices) -> None:
     with pytest.raises(DecryptionError, match="cannot decrypt the MAC"):
         decrypt_file(tampered.encode(), store=store_for(path=str(path)), services=pgp_services)
     # --ignore-mac skips the MAC entirely, as sops does
-    result = decrypt_file(tampered.encode(), store=store_for(path=str(path)), services=pgp_services, ignore_mac=True)
+    result = decrypt_file(
+        tampered.encode(), store=store_for(path=str(path)), services=pgp_services, ignore_mac=True
+    )
     assert result.tree == {"foo": "bar"}
 
 
@@ -66,7 +66,9 @@ def test_changed_lastmodified_breaks_the_mac(pgp_services: KeyServices) -> None:
         decrypt_file(tampered, store=store_for(path=str(path)), services=pgp_services)
 
 
-def test_unencrypted_value_change_is_a_mac_mismatch(pgp_services: KeyServices, tmp_path: Path) -> None:
+def test_unencrypted_value_change_is_a_mac_mismatch(
+    pgp_services: KeyServices, tmp_path: Path
+) -> None:
     # A file whose only value is unencrypted (suffix) changes undetectably unless the MAC is checked.
     from kustos.gitops.sops import PgpKey, encrypt_file
 
@@ -87,7 +89,12 @@ def test_unencrypted_value_change_is_a_mac_mismatch(pgp_services: KeyServices, t
 
 
 def test_not_a_sops_file(pgp_services: KeyServices) -> None:
-    for name, data in (("a.yaml", b"foo: bar\n"), ("a.json", b'{"foo": 1}'), ("a.env", b"A=1\n"), ("a.ini", b"[a]\nb=1\n")):
+    for name, data in (
+        ("a.yaml", b"foo: bar\n"),
+        ("a.json", b'{"foo": 1}'),
+        ("a.env", b"A=1\n"),
+        ("a.ini", b"[a]\nb=1\n"),
+    ):
         with pytest.raises(DecryptionError, match="not sops-encrypted"):
             decrypt_file(data, store=store_for(path=name), services=pgp_services)
 
@@ -95,7 +102,9 @@ def test_not_a_sops_file(pgp_services: KeyServices) -> None:
 def test_no_key_lists_the_recipients_tried(tmp_path: Path) -> None:
     empty_home = tmp_path / "empty-gnupg"
     empty_home.mkdir(mode=0o700)
-    services = KeyServices(env={"GNUPGHOME": str(empty_home), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    services = KeyServices(
+        env={"GNUPGHOME": str(empty_home), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    )
     path = VECTORS / "format.enc.yaml"
     with pytest.raises(DecryptionError) as info:
         decrypt_file(path.read_bytes(), store=store_for(path=str(path)), services=services)
