@@ -49,7 +49,7 @@ def login(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Verify a token with the server (lookup-self) and save it to ~/.kustos/token (mode 0600)."""
-    if token == _FROM_STDIN:
+    if token == _FROM_STDIN or (token is None and not sys.stdin.isatty()):
         secret = sys.stdin.readline().strip()
     elif token is not None:
         secret = token.strip()

@@ -256,6 +256,10 @@ def _show_write(result: Mapping[str, Any], fmt: OutputFormat, *, where: str, ver
     render(dict(result), fmt)
 
 
+def _versions_text(versions: Sequence[int]) -> str:
+    return ("version " if len(versions) == 1 else "versions ") + ", ".join(map(str, versions))
+
+
 def _display(mount: str, path: str) -> str:
     return f"{mount}/{path}" if path else f"{mount}/"
 
@@ -515,7 +519,7 @@ def delete(
             client.kv_v2.delete_versions(secret, wanted, mount_point=mount_name)
         else:
             client.kv_v2.delete_latest_version(secret, mount_point=mount_name)
-    what = f"versions {', '.join(map(str, wanted))}" if wanted else "the latest version"
+    what = _versions_text(wanted) if wanted else "the latest version"
     stderr.print(f"Deleted {what} of {_display(mount_name, secret)}", highlight=False)
 
 
@@ -543,7 +547,7 @@ def undelete(
     ) as client:
         client.kv_v2.undelete_versions(secret, wanted, mount_point=mount_name)
     stderr.print(
-        f"Restored versions {', '.join(map(str, wanted))} of {_display(mount_name, secret)}",
+        f"Restored {_versions_text(wanted)} of {_display(mount_name, secret)}",
         highlight=False,
     )
 
@@ -574,7 +578,7 @@ def destroy(
     ) as client:
         client.kv_v2.destroy_versions(secret, wanted, mount_point=mount_name)
     stderr.print(
-        f"Destroyed versions {', '.join(map(str, wanted))} of {_display(mount_name, secret)}",
+        f"Destroyed {_versions_text(wanted)} of {_display(mount_name, secret)}",
         highlight=False,
     )
 
@@ -659,7 +663,31 @@ def history(
             fail(
                 _mount_missing(client, mount_name) or f"no secret at {_display(mount_name, secret)}"
             )
-    render(history_rows(meta), output, title=f"History of {_display(mount_name, secret)}")
+    rows = history_rows(meta)
+    render(
+        _for_table(rows) if output is OutputFormat.table else rows,
+        output,
+        title=f"History of {_display(mount_name, secret)}",
+    )
+
+
+def _short_time(value: Any) -> Any:
+    """``2026-11-23T13:59:03.447272Z`` -> ``2026-11-23T13:59:03Z`` (tables only; JSON/YAML keep the full value)."""
+    if isinstance(value, str) and len(value) > 20 and value[10] == "T":
+        return f"{value[:19]}Z"
+    return value
+
+
+def _table_cell(key: str, value: Any) -> Any:
+    if key in ("created", "deleted"):
+        return _short_time(value)
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    return "" if value is None else value
+
+
+def _for_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: _table_cell(k, v) for k, v in row.items()} for row in rows]
 
 
 # ---------------------------------------------------------------- metadata
@@ -692,7 +720,7 @@ def metadata_get(
             )
     if output is OutputFormat.table:
         render(_settings_of(meta), output, title=f"{_display(mount_name, secret)} (metadata)")
-        render(history_rows(meta), output, title="Versions")
+        render(_for_table(history_rows(meta)), output, title="Versions")
         return
     render(dict(meta), output)
 

@@ -125,7 +125,7 @@ def unseal(
     """Submit one unseal key share; repeat until the threshold is reached."""
     share: str | None = None
     if not reset:
-        if key == "-":
+        if key == "-" or (key is None and not sys.stdin.isatty()):
             share = sys.stdin.readline().strip()
         elif key is not None:
             share = key.strip()
