@@ -53,7 +53,7 @@ from kustos.server.routes.system import SystemApi
 from kustos.server.routes.tokens import TokenApi
 from kustos.server.times import Clock
 
-__all__ = ["BODY_SLACK", "create_app"]
+__all__ = ["BODY_SLACK", "KustosApp", "create_app"]
 
 BODY_SLACK: Final = 64 * 1024
 """Bytes a request body may exceed ``max_value_bytes`` by (JSON framing, options)."""
@@ -66,6 +66,36 @@ _JSON: Final = b"application/json"
 
 class _ClientGoneError(Exception):
     """The client disconnected before sending its whole body."""
+
+
+class _RequestIds:
+    """UUID-shaped request ids: a random per-process prefix and a counter (no syscall per request)."""
+
+    def __init__(self) -> None:
+        prefix = uuid.uuid4().hex
+        self._prefix = f"{prefix[:8]}-{prefix[8:12]}-{prefix[12:16]}-{prefix[16:20]}-"
+        self._counter = int(prefix[20:], 16)
+
+    def next(self) -> str:
+        self._counter = (self._counter + 1) & 0xFFFFFFFFFFFF
+        return f"{self._prefix}{self._counter:012x}"
+
+
+class KustosApp(Starlette):
+    """Starlette, with requests under ``/v1/`` sent straight to the API endpoint (no router, no middleware)."""
+
+    def __init__(self, *, api: _Api, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/"):
+                scope["path_params"] = {"path": path[4:]}
+                await self._api(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 @dataclass
@@ -82,6 +112,7 @@ class _Api:
         self._max_body = max_body
         self._system: SystemApi | None = None
         self._tokens: TokenApi | None = None
+        self._ids = _RequestIds()
 
     def _apis(self, core: Core) -> tuple[SystemApi, TokenApi]:
         if self._system is None or self._tokens is None:
@@ -118,7 +149,7 @@ class _Api:
             elif name == b"x-kustos-reason":
                 reason = value.decode("utf-8", "replace").strip() or None
         if request_id is None:
-            request_id = str(uuid.uuid4())
+            request_id = self._ids.next()
         raw_query: bytes = scope["query_string"]
         query: dict[str, str] = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
         if method == "GET" and query.get("list") in ("true", "1"):
@@ -275,7 +306,7 @@ def create_app(
     clock: Clock = time.time,
     authorizer: Authorizer = authorize,
     cache_entries: int | None = None,
-) -> Starlette:
+) -> KustosApp:
     """Build the ASGI app for ``config``.
 
     Pass an opened ``core`` (``await Core.open(config)``) to share it, as
@@ -304,7 +335,8 @@ def create_app(
         return Response(current.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     api = _Api(holder, access_log=config.access_log, max_body=config.max_value_bytes + BODY_SLACK)
-    return Starlette(
+    return KustosApp(
+        api=api,
         routes=[
             Route("/metrics", metrics, methods=["GET"]),
             Route("/v1/{path:path}", api),

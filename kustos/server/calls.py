@@ -8,6 +8,7 @@ response envelope (``request_id``, ``lease_id``, ``data``, ``auth``, ...).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -32,6 +33,8 @@ __all__ = [
 
 MAX_PATH_LENGTH: Final = 1024
 MERGE_PATCH: Final = "application/merge-patch+json"
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_SUSPECT: Final = re.compile(r"[\x00-\x1f\x7f]|//|^/|(?:^|/)\.\.?(?:/|$)")
 
 
 def validate_api_path(path: str) -> None:
@@ -41,9 +44,11 @@ def validate_api_path(path: str) -> None:
     """
     if len(path) > MAX_PATH_LENGTH:
         raise InvalidRequestError(f"request path is longer than {MAX_PATH_LENGTH} characters")
+    if _SUSPECT.search(path) is None:
+        return  # the common case: no control character, no '//', no dot segment
     if "\x00" in path:
         raise InvalidRequestError("request path contains a NUL character")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+    if _CONTROL.search(path) is not None:
         raise InvalidRequestError("request path contains a control character")
     if path.startswith("/"):
         raise InvalidRequestError("request path has an empty segment: it starts with '//' after /v1")

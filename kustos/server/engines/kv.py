@@ -60,6 +60,8 @@ _OPERATIONS: Final = ("data", "metadata", "delete", "undelete", "destroy", "subk
 
 Meta = dict[str, Any]
 
+_CONTEXT_CACHE: Final = 65_536
+
 
 # -- pure helpers ------------------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class KvEngine:
         self._clock = clock
         self._authorizer = authorizer
         self._max_value_bytes = max_value_bytes
+        self._contexts: dict[tuple[str, str, int], bytes] = {}
 
     # -- storage layout ---------------------------------------------------------------------
 
@@ -185,8 +188,20 @@ class KvEngine:
         return f"{mount.storage_prefix}config"
 
     @staticmethod
-    def _context(mount: MountEntry, path: str, version: int) -> bytes:
+    def _encode_context(mount: MountEntry, path: str, version: int) -> bytes:
         return context(_CONTEXT_LABEL, mount.uuid, path, version)
+
+    def _context(self, mount: MountEntry, path: str, version: int) -> bytes:
+        """The encryption context of one version (memoized: encoding shows up on the read path)."""
+        key = (mount.uuid, path, version)
+        contexts = self._contexts
+        ctx = contexts.get(key)
+        if ctx is None:
+            ctx = self._encode_context(mount, path, version)
+            if len(contexts) >= _CONTEXT_CACHE:
+                contexts.clear()
+            contexts[key] = ctx
+        return ctx
 
     @classmethod
     def ciphertext_family(cls, mount: MountEntry) -> CiphertextFamily:
@@ -198,7 +213,7 @@ class KvEngine:
             path, sep, version = rest.rpartition("@")
             if not sep or not path or not version.isdigit():
                 return None
-            return cls._context(mount, path, int(version))
+            return cls._encode_context(mount, path, int(version))
 
         return CiphertextFamily(prefix=prefix, context_for=context_for)
 
