@@ -317,6 +317,44 @@ def _rewrap_summary(result: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "complete"
 
 
+@operator_app.command("run")
+def run_operator(
+    namespaces: Annotated[
+        str, typer.Option("--namespaces", help="Comma-separated namespaces to watch (default: the whole cluster).")
+    ] = "",
+    reload_strategy: Annotated[
+        str, typer.Option("--reload-strategy", help="Reloader strategy: env-vars or annotations.")
+    ] = "env-vars",
+    liveness: Annotated[
+        str | None, typer.Option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Kubernetes API URL (default: in-cluster, then kubeconfig).")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="KUSTOS_K8S_TOKEN", help="Bearer token for --server.", show_default=False),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Concurrent ExternalSecret reconciles.")] = 8,
+) -> None:
+    """Run the Kubernetes operator (ExternalSecrets, Reloader) until interrupted."""
+    from kustos.operator.main import OperatorOptions, run
+    from kustos.operator.reloading import Strategy
+
+    if reload_strategy not in ("env-vars", "annotations"):
+        fail("--reload-strategy must be env-vars or annotations", code=EXIT_BAD_INPUT)
+    options = OperatorOptions(
+        namespaces=[n.strip() for n in namespaces.split(",") if n.strip()],
+        reload_strategy=Strategy(reload_strategy),
+        workers=workers,
+        liveness_endpoint=liveness,
+    )
+    try:
+        run(server=server, token=token, options=options)
+    except KustosError as exc:
+        fail(str(exc))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``kustos operator ...`` to the root app."""
     app.add_typer(operator_app)
