@@ -57,6 +57,7 @@ class RunningServer:
     args: tuple[str, ...]
     stdout_path: Path
     stderr_path: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[str]:
@@ -75,7 +76,7 @@ class RunningServer:
 
     def start(self, *, expect: tuple[int, ...] = (200,), timeout: float = 30.0) -> None:
         """Start the process and wait until ``sys/health`` answers one of ``expect``."""
-        env = {**os.environ, "HOME": str(self.home)}
+        env = {**os.environ, **self.env, "HOME": str(self.home)}
         env.pop("KUSTOS_DEV_ROOT_TOKEN_ID", None)
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self.process = subprocess.Popen(
@@ -127,6 +128,7 @@ def start_server(
     dev: bool = True,
     expect: tuple[int, ...] = (200,),
     scheme: str = "http",
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``kustos server`` with ``extra`` flags under ``base``; yield it running, stop it after."""
     data_dir = base / "data"
@@ -147,6 +149,7 @@ def start_server(
         args=tuple(args),
         stdout_path=base / "server.out",
         stderr_path=base / "server.err",
+        env=dict(env or {}),
     )
     server.start(expect=expect)
     try:
