@@ -15,8 +15,9 @@ Rows printed:
   the value; objects sealed with the newest key
 * unseal, kustos     — native (one RSA private op per object, key chosen by id)
 
-Each row: objects/s, values/s, p50/p99 per object (ms). Ratios are against
-the rows measured in the same run. Peak RSS is printed at the end.
+Each row: objects/s, values/s, p50/p99 per object (ms). The rows of a phase
+run interleaved object by object (so load on a shared machine hits them
+alike); ratios are against rows measured in the same run. Peak RSS is printed at the end.
 
 Run: ``.venv/bin/python bench/seal.py`` (about 4 minutes on 2 shared cores);
 ``--count 50`` for a quick look.
@@ -70,18 +71,25 @@ class Row:
         )
 
 
-def _measure(name: str, items: Sequence[Any], fn: Callable[[Any], object], values_per: int, progress: Progress) -> Row:
-    task = progress.add_task(name, total=len(items))
-    per: list[float] = []
-    start = time.perf_counter()
-    for item in items:
-        t = time.perf_counter()
-        fn(item)
-        per.append(time.perf_counter() - t)
+def _interleaved(
+    rows: dict[str, tuple[str, Sequence[Any], Callable[[Any], object]]],
+    values_per: int,
+    progress: Progress,
+    title: str,
+) -> dict[str, Row]:
+    """Run every row on object i before any row on object i+1, so load on the
+    shared machine hits all rows alike; each row's time is its own sum."""
+    count = len(next(iter(rows.values()))[1])
+    per: dict[str, list[float]] = {key: [] for key in rows}
+    task = progress.add_task(title, total=count)
+    for i in range(count):
+        for key, (_, items, fn) in rows.items():
+            t = time.perf_counter()
+            fn(items[i])
+            per[key].append(time.perf_counter() - t)
         progress.advance(task)
-    total = time.perf_counter() - start
     progress.remove_task(task)
-    return Row(name, total, per, len(items), len(items) * values_per)
+    return {key: Row(name, sum(per[key]), per[key], count, count * values_per) for key, (name, _, _) in rows.items()}
 
 
 def _controller_style_unseal(doc: dict[str, Any], keys: Sequence[SealingPrivateKey], rng: random.Random) -> None:
@@ -124,39 +132,39 @@ def main(argv: list[str] | None = None) -> None:
         )
         for i in range(args.count)
     ]
-    rows: dict[str, Row] = {}
-    sealed: dict[SealFormat, list[dict[str, Any]]] = {}
-    with Progress(transient=True, console=None) as progress:
-        for fmt in SealFormat:
-            out: list[dict[str, Any]] = []
-            rows[f"seal {fmt}"] = _measure(
-                f"seal, {fmt.value}",
-                secrets_in,
-                lambda s, fmt=fmt, out=out: out.extend(seal_secret(s, certificates=[newest.certificate], now=now, fmt=fmt)),
-                args.values,
-                progress,
-            )
-            sealed[fmt] = out
-        rows["unseal bitnami"] = _measure(
-            "unseal, bitnami (Kustos, key-id hint)",
-            sealed[SealFormat.bitnami],
-            lambda d: open_values(d, keys=all_keys),
+    sealed: dict[SealFormat, list[dict[str, Any]]] = {fmt: [] for fmt in SealFormat}
+
+    def sealer(fmt: SealFormat) -> Callable[[SecretManifest], object]:
+        return lambda s: sealed[fmt].extend(seal_secret(s, certificates=[newest.certificate], now=now, fmt=fmt))
+
+    with Progress(transient=True) as progress:
+        rows = _interleaved(
+            {f"seal {fmt}": (f"seal, {fmt.value}", secrets_in, sealer(fmt)) for fmt in SealFormat},
             args.values,
             progress,
+            "sealing",
         )
-        rows["unseal controller"] = _measure(
-            f"unseal, bitnami as the controller does ({args.keyring_size} keys, no key id)",
-            sealed[SealFormat.bitnami],
-            lambda d: _controller_style_unseal(d, all_keys, rng),
+        rows |= _interleaved(
+            {
+                "unseal bitnami": (
+                    "unseal, bitnami (Kustos, key-id hint)",
+                    sealed[SealFormat.bitnami],
+                    lambda d: open_values(d, keys=all_keys),
+                ),
+                "unseal controller": (
+                    f"unseal, bitnami as the controller does ({args.keyring_size} keys, no key id)",
+                    sealed[SealFormat.bitnami],
+                    lambda d: _controller_style_unseal(d, all_keys, rng),
+                ),
+                "unseal kustos": (
+                    "unseal, kustos native (key id, 1 RSA op/object)",
+                    sealed[SealFormat.kustos],
+                    lambda d: open_values(d, keys=all_keys),
+                ),
+            },
             args.values,
             progress,
-        )
-        rows["unseal kustos"] = _measure(
-            "unseal, kustos native (key id, 1 RSA op/object)",
-            sealed[SealFormat.kustos],
-            lambda d: open_values(d, keys=all_keys),
-            args.values,
-            progress,
+            "unsealing",
         )
 
     print(f"{args.count} Secrets x {args.values} values, RSA-4096, keyring of {args.keyring_size}")
