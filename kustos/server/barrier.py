@@ -78,14 +78,27 @@ class SealStatus:
 
 @dataclass(frozen=True)
 class CiphertextFamily:
-    """Storage keys under ``prefix`` that hold barrier ciphertexts, and the context of each.
+    """Storage records under ``prefix`` that hold a barrier ciphertext, and how to find and replace it.
 
-    ``context_for(key)`` returns the context the record was encrypted with,
-    or ``None`` for keys under ``prefix`` that are not ciphertexts.
+    ``locate(key, record)`` returns ``(ciphertext, context)`` for a record
+    that holds one, else ``None``; ``replace(record, ciphertext)`` returns the
+    record with the ciphertext swapped (rewrap). :meth:`whole_records` covers
+    the common case of a record that *is* the ciphertext.
     """
 
     prefix: str
-    context_for: Callable[[str], bytes | None]
+    locate: Callable[[str, bytes], tuple[bytes, bytes] | None]
+    replace: Callable[[bytes, bytes], bytes]
+
+    @classmethod
+    def whole_records(cls, prefix: str, context_for: Callable[[str], bytes | None]) -> CiphertextFamily:
+        """Records that are one ciphertext each; ``context_for(key)`` gives its context (or ``None``)."""
+
+        def locate(key: str, record: bytes) -> tuple[bytes, bytes] | None:
+            ctx = context_for(key)
+            return None if ctx is None else (record, ctx)
+
+        return cls(prefix=prefix, locate=locate, replace=lambda record, blob: blob)
 
 
 @dataclass(frozen=True)
@@ -356,16 +369,16 @@ class Barrier:
         keyring = self._require()
         active = keyring.active_version
         scanned = 0
-        pending: list[tuple[str, bytes]] = []
+        pending: list[tuple[str, CiphertextFamily]] = []
         remaining = 0
         for family in families:
             async for key, value in self._storage.scan(family.prefix):
-                ctx = family.context_for(key)
-                if ctx is None:
+                found = family.locate(key, value)
+                if found is None:
                     continue
                 scanned += 1
                 try:
-                    version = Keyring.key_version(value)
+                    version = Keyring.key_version(found[0])
                 except DecryptionError:
                     continue
                 if version == active:
@@ -373,7 +386,7 @@ class Barrier:
                 if limit is not None and len(pending) >= limit:
                     remaining += 1
                     continue
-                pending.append((key, ctx))
+                pending.append((key, family))
         rewrapped = failed = 0
         for start in range(0, len(pending), _BATCH):
             batch = pending[start : start + _BATCH]
@@ -390,14 +403,16 @@ class Barrier:
             active_version=active, scanned=scanned, rewrapped=rewrapped, remaining=remaining, failed=failed
         )
 
-    async def _rewrap_batch(self, batch: Sequence[tuple[str, bytes]]) -> tuple[int, int]:
+    async def _rewrap_batch(self, batch: Sequence[tuple[str, CiphertextFamily]]) -> tuple[int, int]:
         keyring = self._require()
         done = broken = 0
         async with self._storage.transaction() as tx:
-            for key, ctx in batch:
-                blob = await tx.get(key, for_update=True)
-                if blob is None:
+            for key, family in batch:
+                record = await tx.get(key, for_update=True)
+                found = None if record is None else family.locate(key, record)
+                if record is None or found is None:
                     continue
+                blob, ctx = found
                 try:
                     if Keyring.key_version(blob) == keyring.active_version:
                         continue
@@ -405,7 +420,7 @@ class Barrier:
                 except DecryptionError:
                     broken += 1
                     continue
-                await tx.put(key, fresh)
+                await tx.put(key, family.replace(record, fresh))
                 done += 1
         return done, broken
 
@@ -414,10 +429,11 @@ class Barrier:
         count = 0
         for family in families:
             async for key, value in self._storage.scan(family.prefix):
-                if family.context_for(key) is None:
+                found = family.locate(key, value)
+                if found is None:
                     continue
                 try:
-                    if Keyring.key_version(value) == version:
+                    if Keyring.key_version(found[0]) == version:
                         count += 1
                 except DecryptionError:
                     continue

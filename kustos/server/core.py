@@ -133,7 +133,7 @@ class Core:
 
     def ciphertext_families(self) -> list[CiphertextFamily]:
         """Every place a ciphertext is stored (for rewrap and key-version checks)."""
-        return [KvEngine.ciphertext_family(m) for m in self.mounts.entries() if m.type == "kv"]
+        return [f for m in self.mounts.entries() if m.type == "kv" for f in KvEngine.ciphertext_families(m)]
 
     async def initialize(
         self,

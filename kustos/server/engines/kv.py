@@ -11,10 +11,14 @@ Under a mount (``secret/``)::
     config            GET, POST (max_versions, cas_required, delete_version_after)
 
 Storage, under the mount's ``logical/<uuid>/``: ``config`` (JSON),
-``meta/<path>`` (JSON: versions, times, settings, custom metadata; never a
-value) and ``ver/<path>@<version>`` (the value, envelope-encrypted by the
-barrier with context ``("kustos/kv", mount uuid, path, version)``, so a
-ciphertext copied to another path, version or mount does not decrypt).
+``meta/<path>`` and ``ver/<path>@<version>``. A value is envelope-encrypted
+by the barrier with context ``("kustos/kv", mount uuid, path, version)``,
+so a ciphertext copied to another path, version or mount does not decrypt.
+The metadata record is ``b"KVM1"``, the length of its JSON part (uint32,
+big-endian), the JSON (versions, times, settings, custom metadata; never a
+value) and the ciphertext of the *current* version, so reading the latest
+version is one storage read; older versions live at ``ver/<path>@<n>``
+(a version moves there when a newer one is written).
 
 Every change happens in one storage transaction that locks the metadata
 record, so check-and-set is safe across requests and processes; input is
@@ -145,9 +149,36 @@ def _version_metadata(meta: Meta, version: int, vm: Mapping[str, Any]) -> dict[s
     }
 
 
+_META_MAGIC: Final = b"KVM1"
+_LATEST: Final = "_latest"
+"""In-memory key of the current version's ciphertext inside a parsed metadata dict (never in the JSON)."""
+
+
 def _parse_meta(raw: bytes) -> Meta:
-    doc: Meta = orjson.loads(raw)
+    """Decode a metadata record; the current version's ciphertext (if any) goes to ``meta["_latest"]``."""
+    if raw[:1] == b"{":  # a record written before ciphertexts moved into metadata records
+        try:
+            legacy: Meta = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise DecryptionError() from None
+        return legacy
+    if raw[:4] != _META_MAGIC or len(raw) < 8:
+        raise DecryptionError()  # not a record this engine wrote
+    size = int.from_bytes(raw[4:8], "big")
+    try:
+        doc: Meta = orjson.loads(raw[8 : 8 + size])
+    except orjson.JSONDecodeError:
+        raise DecryptionError() from None
+    blob = raw[8 + size :]
+    if blob:
+        doc[_LATEST] = blob
     return doc
+
+
+def _encode_meta(meta: Meta) -> bytes:
+    blob: bytes = meta.get(_LATEST) or b""
+    document = orjson.dumps({k: v for k, v in meta.items() if k != _LATEST})
+    return _META_MAGIC + len(document).to_bytes(4, "big") + document + blob
 
 
 class KvEngine:
@@ -204,18 +235,37 @@ class KvEngine:
         return ctx
 
     @classmethod
-    def ciphertext_family(cls, mount: MountEntry) -> CiphertextFamily:
-        """Where this mount's ciphertexts are, for rewrap and key-version checks."""
-        prefix = f"{mount.storage_prefix}ver/"
+    def ciphertext_families(cls, mount: MountEntry) -> list[CiphertextFamily]:
+        """Where this mount's ciphertexts are (current versions in metadata records, older ones
+        in version records), for rewrap and key-version checks."""
+        versions = f"{mount.storage_prefix}ver/"
+        metas = f"{mount.storage_prefix}meta/"
 
         def context_for(key: str) -> bytes | None:
-            rest = key[len(prefix) :]
-            path, sep, version = rest.rpartition("@")
+            path, sep, version = key[len(versions) :].rpartition("@")
             if not sep or not path or not version.isdigit():
                 return None
             return cls._encode_context(mount, path, int(version))
 
-        return CiphertextFamily(prefix=prefix, context_for=context_for)
+        def locate_latest(key: str, record: bytes) -> tuple[bytes, bytes] | None:
+            try:
+                meta = _parse_meta(record)
+            except DecryptionError:
+                return None
+            blob = meta.get(_LATEST)
+            if not blob:
+                return None
+            return blob, cls._encode_context(mount, key[len(metas) :], int(meta["current_version"]))
+
+        def replace_latest(record: bytes, blob: bytes) -> bytes:
+            meta = _parse_meta(record)
+            meta[_LATEST] = blob
+            return _encode_meta(meta)
+
+        return [
+            CiphertextFamily.whole_records(versions, context_for),
+            CiphertextFamily(prefix=metas, locate=locate_latest, replace=replace_latest),
+        ]
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -296,7 +346,9 @@ class KvEngine:
             if subkeys_depth is not None:
                 return self._reply({"subkeys": None, "metadata": metadata}, status=404)
             return self._reply({"data": None, "metadata": metadata}, status=404)
-        blob = await self._cache.get(self._version_key(mount, path, version), bytes)
+        blob: bytes | None = meta.get(_LATEST) if version == meta["current_version"] else None
+        if blob is None:
+            blob = await self._cache.get(self._version_key(mount, path, version), bytes)
         if blob is None:
             raise DecryptionError()  # a live version without its ciphertext: storage was tampered with
         plaintext = await self._barrier.decrypt(blob, context=self._context(mount, path, version))
@@ -436,11 +488,15 @@ class KvEngine:
     ) -> dict[str, Any]:
         now = self._clock()
         now_text = rfc3339(now)
-        version = int(meta["current_version"]) + 1
+        previous = int(meta["current_version"])
+        version = previous + 1
         blob = self._barrier.encrypt(plaintext, context=self._context(mount, path, version))
-        key = self._version_key(mount, path, version)
-        await tx.put(key, blob)
-        touched.append(key)
+        earlier: bytes | None = meta.pop(_LATEST, None)
+        if earlier is not None:  # the previous current version moves to its own record
+            key = self._version_key(mount, path, previous)
+            await tx.put(key, earlier)
+            touched.append(key)
+        meta[_LATEST] = blob
         dva = _effective(meta["delete_version_after"], config["delete_version_after"])
         deletion_ts = now + dva if dva > 0 else None
         token = call.token
@@ -482,7 +538,7 @@ class KvEngine:
 
     async def _put_meta(self, tx: Transaction, touched: list[str], mount: MountEntry, path: str, meta: Meta) -> None:
         key = self._meta_key(mount, path)
-        await tx.put(key, orjson.dumps(meta))
+        await tx.put(key, _encode_meta(meta))
         touched.append(key)
 
     async def _config_in(self, tx: Transaction, mount: MountEntry) -> dict[str, Any]:
@@ -530,7 +586,7 @@ class KvEngine:
             else:
                 if cas is not None and cas != version:
                     raise CheckAndSetError("check-and-set parameter did not match the current version")
-                blob = await tx.get(self._version_key(mount, path, version))
+                blob = meta.get(_LATEST) or await tx.get(self._version_key(mount, path, version))
                 if blob is None:
                     raise DecryptionError()
                 current = orjson.loads(
@@ -581,6 +637,8 @@ class KvEngine:
                     changed = True
                 elif operation == "destroy" and not vm["destroyed"]:
                     vm["destroyed"] = True
+                    if version == meta["current_version"]:
+                        meta.pop(_LATEST, None)
                     key = self._version_key(mount, path, version)
                     await tx.delete(key)
                     touched.append(key)

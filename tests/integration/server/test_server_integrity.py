@@ -7,6 +7,7 @@ server runs (WAL lets two processes share the file).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -40,9 +41,39 @@ async def storage(uncached: RunningServer) -> AsyncIterator[SqliteBackend]:
         await backend.close()
 
 
-def _version_key(http: httpx.Client, path: str, version: int) -> str:
-    uuid = http.get("/v1/sys/mounts").json()["data"]["secret/"]["uuid"]
-    return f"logical/{uuid}/ver/{path}@{version}"
+def _prefix(http: httpx.Client, mount: str = "secret/") -> str:
+    return f"logical/{http.get('/v1/sys/mounts').json()['data'][mount]['uuid']}/"
+
+
+def _split(record: bytes) -> tuple[bytes, bytes]:
+    """A metadata record is b"KVM1" + uint32 length + JSON + the current version's ciphertext."""
+    assert record[:4] == b"KVM1"
+    size = int.from_bytes(record[4:8], "big")
+    return record[: 8 + size], record[8 + size :]
+
+
+async def _ciphertext(storage: SqliteBackend, prefix: str, path: str, version: int) -> bytes:
+    """Where version ``version`` of ``path`` is stored: in the metadata record if current, else its own."""
+    head, latest = _split(await _must(storage, f"{prefix}meta/{path}"))
+    if json.loads(head[8:])["current_version"] == version:
+        return latest
+    return await _must(storage, f"{prefix}ver/{path}@{version}")
+
+
+async def _replace(storage: SqliteBackend, prefix: str, path: str, version: int, blob: bytes) -> None:
+    meta_key = f"{prefix}meta/{path}"
+    head, _ = _split(await _must(storage, meta_key))
+    async with storage.transaction() as tx:
+        if json.loads(head[8:])["current_version"] == version:
+            await tx.put(meta_key, head + blob)
+        else:
+            await tx.put(f"{prefix}ver/{path}@{version}", blob)
+
+
+async def _must(storage: SqliteBackend, key: str) -> bytes:
+    value = await storage.get(key)
+    assert value is not None, key
+    return value
 
 
 def _write(http: httpx.Client, path: str, value: str) -> None:
@@ -60,29 +91,29 @@ def _assert_integrity_error(response: httpx.Response, *values: str) -> None:
 async def test_flipped_byte_fails_that_read_only(http: httpx.Client, storage: SqliteBackend) -> None:
     _write(http, "tamper/flip", "flip-value-1")
     _write(http, "tamper/other", "other-value-1")
-    key = _version_key(http, "tamper/flip", 1)
-    original = await storage.get(key)
-    assert original is not None
-    for position in (len(original) - 1, len(original) // 2, 10):  # tag, ciphertext, wrapped key
-        flipped = bytearray(original)
-        flipped[position] ^= 0x01
-        async with storage.transaction() as tx:
-            await tx.put(key, bytes(flipped))
-        _assert_integrity_error(http.get("/v1/secret/data/tamper/flip"), "flip-value-1")
+    _write(http, "tamper/flip", "flip-value-2")
+    prefix = _prefix(http)
+    for version in (2, 1):  # the current version (in the metadata record), then an older one
+        original = await _ciphertext(storage, prefix, "tamper/flip", version)
+        for position in (len(original) - 1, len(original) // 2, 10):  # tag, ciphertext, wrapped key
+            flipped = bytearray(original)
+            flipped[position] ^= 0x01
+            await _replace(storage, prefix, "tamper/flip", version, bytes(flipped))
+            _assert_integrity_error(
+                http.get("/v1/secret/data/tamper/flip", params={"version": version}), "flip-value-1", "flip-value-2"
+            )
+        await _replace(storage, prefix, "tamper/flip", version, original)
+        expected = {"password": f"flip-value-{version}"}
+        assert http.get("/v1/secret/data/tamper/flip", params={"version": version}).json()["data"]["data"] == expected
     assert http.get("/v1/secret/data/tamper/other").json()["data"]["data"] == {"password": "other-value-1"}
-
-    async with storage.transaction() as tx:
-        await tx.put(key, original)
-    assert http.get("/v1/secret/data/tamper/flip").json()["data"]["data"] == {"password": "flip-value-1"}
 
 
 async def test_ciphertext_copied_to_another_secret_does_not_decrypt(http: httpx.Client, storage: SqliteBackend) -> None:
     _write(http, "tamper/a", "alpha-value")
     _write(http, "tamper/b", "bravo-value")
-    a_blob = await storage.get(_version_key(http, "tamper/a", 1))
-    assert a_blob is not None
-    async with storage.transaction() as tx:
-        await tx.put(_version_key(http, "tamper/b", 1), a_blob)
+    prefix = _prefix(http)
+    a_blob = await _ciphertext(storage, prefix, "tamper/a", 1)
+    await _replace(storage, prefix, "tamper/b", 1, a_blob)
     _assert_integrity_error(http.get("/v1/secret/data/tamper/b"), "alpha-value", "bravo-value")
     assert http.get("/v1/secret/data/tamper/a").json()["data"]["data"] == {"password": "alpha-value"}
 
@@ -90,10 +121,9 @@ async def test_ciphertext_copied_to_another_secret_does_not_decrypt(http: httpx.
 async def test_ciphertext_copied_to_another_version_does_not_decrypt(http: httpx.Client, storage: SqliteBackend) -> None:
     _write(http, "tamper/versions", "first-value")
     _write(http, "tamper/versions", "second-value")
-    first = await storage.get(_version_key(http, "tamper/versions", 1))
-    assert first is not None
-    async with storage.transaction() as tx:
-        await tx.put(_version_key(http, "tamper/versions", 2), first)
+    prefix = _prefix(http)
+    first = await _ciphertext(storage, prefix, "tamper/versions", 1)
+    await _replace(storage, prefix, "tamper/versions", 2, first)
     _assert_integrity_error(http.get("/v1/secret/data/tamper/versions"), "first-value")
     _assert_integrity_error(http.get("/v1/secret/subkeys/tamper/versions"), "first-value")
     assert http.get("/v1/secret/data/tamper/versions?version=1").json()["data"]["data"] == {"password": "first-value"}
@@ -103,22 +133,21 @@ async def test_ciphertext_copied_to_another_mount_does_not_decrypt(http: httpx.C
     assert http.post("/v1/sys/mounts/copy-target", json={"type": "kv-v2"}).status_code == 204
     _write(http, "tamper/mounts", "mount-a-value")
     assert http.post("/v1/copy-target/data/tamper/mounts", json={"data": {"password": "mount-b-value"}}).status_code == 200
-    mounts = http.get("/v1/sys/mounts").json()["data"]
-    source = f"logical/{mounts['secret/']['uuid']}/ver/tamper/mounts@1"
-    target = f"logical/{mounts['copy-target/']['uuid']}/ver/tamper/mounts@1"
-    blob = await storage.get(source)
-    assert blob is not None
-    async with storage.transaction() as tx:
-        await tx.put(target, blob)
+    blob = await _ciphertext(storage, _prefix(http), "tamper/mounts", 1)
+    await _replace(storage, _prefix(http, "copy-target/"), "tamper/mounts", 1, blob)
     _assert_integrity_error(http.get("/v1/copy-target/data/tamper/mounts"), "mount-a-value")
 
 
 async def test_missing_ciphertext_of_a_live_version_is_an_integrity_error(
     http: httpx.Client, storage: SqliteBackend
 ) -> None:
-    _write(http, "tamper/gone", "gone-value")
+    _write(http, "tamper/gone", "gone-value-1")
+    _write(http, "tamper/gone", "gone-value-2")
+    prefix = _prefix(http)
     async with storage.transaction() as tx:
-        await tx.delete(_version_key(http, "tamper/gone", 1))
+        await tx.delete(f"{prefix}ver/tamper/gone@1")
+    _assert_integrity_error(http.get("/v1/secret/data/tamper/gone", params={"version": 1}))
+    await _replace(storage, prefix, "tamper/gone", 2, b"")  # current version's ciphertext cut off
     _assert_integrity_error(http.get("/v1/secret/data/tamper/gone"))
 
 

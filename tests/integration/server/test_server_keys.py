@@ -37,6 +37,10 @@ async def _versions_in_storage(server: RunningServer) -> Counter[int]:
         async for key, value in backend.scan("logical/"):
             if "/ver/" in key:
                 counts[Keyring.key_version(value)] += 1
+            elif "/meta/" in key:  # b"KVM1" + uint32 length + JSON + the current version's ciphertext
+                size = int.from_bytes(value[4:8], "big")
+                if value[8 + size :]:
+                    counts[Keyring.key_version(value[8 + size :])] += 1
         return counts
     finally:
         await backend.close()

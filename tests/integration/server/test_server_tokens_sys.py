@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -150,14 +151,23 @@ def test_ui_mounts_preflight(http: httpx.Client) -> None:
 
 
 def test_dev_token_file_was_written(kustos_server: RunningServer) -> None:
+    _stdout_with(kustos_server, kustos_server.root_token)
     token_file = kustos_server.home / ".kustos" / "token"
     assert token_file.read_text().strip() == kustos_server.root_token
     assert token_file.stat().st_mode & 0o777 == 0o600
-    assert kustos_server.root_token in kustos_server.stdout()
+    assert kustos_server.root_token in _stdout_with(kustos_server, kustos_server.root_token)
 
 
 def test_dev_restart_keeps_data_and_points_at_the_token(kustos_server: RunningServer, http: httpx.Client) -> None:
     assert http.post("/v1/secret/data/survives", json={"data": {"k": "v"}}).status_code == 200
     kustos_server.restart()
     assert http.get("/v1/secret/data/survives").json()["data"]["data"] == {"k": "v"}
-    assert "Already initialized" in kustos_server.stdout()
+    assert "Already initialized" in _stdout_with(kustos_server, "Already initialized")
+
+
+def _stdout_with(server: RunningServer, text: str) -> str:
+    """The server's stdout once it contains ``text`` (the banner follows the first answered request)."""
+    deadline = time.monotonic() + 10
+    while text not in server.stdout() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server.stdout()

@@ -189,7 +189,7 @@ async def test_rotate_rewrap_disable(storage: SqliteBackend, clock: FakeClock, t
         for key, ctx in contexts.items():
             await tx.put(key, barrier.encrypt(key.encode(), context=ctx))
         await tx.put("data/not-a-ciphertext", b"plain")
-    family = CiphertextFamily(prefix="data/", context_for=contexts.get)
+    family = CiphertextFamily.whole_records("data/", contexts.get)
     await barrier.rotate_key()
     assert barrier.active_version == 2
     assert await barrier.count_using([family], 1) == 5
@@ -221,7 +221,7 @@ async def test_rewrap_counts_tampered_records_and_leaves_them(storage: SqliteBac
         await tx.put("r/good", good)
         await tx.put("r/bad", bytes(bad))
     await barrier.rotate_key()
-    family = CiphertextFamily(prefix="r/", context_for={"r/good": b"g", "r/bad": b"b"}.get)
+    family = CiphertextFamily.whole_records("r/", {"r/good": b"g", "r/bad": b"b"}.get)
     report = await barrier.rewrap([family])
     assert (report.rewrapped, report.failed) == (1, 1)
     assert await storage.get("r/bad") == bytes(bad)
