@@ -153,7 +153,9 @@ def _age_identities(paths: list[Path] | None) -> list[bytes]:
     return out
 
 
-def _private_keys_from(data: bytes, *, source: str, passphrase: Sensitive[str] | None, identities: list[bytes]) -> list[SealingPrivateKey]:
+def _private_keys_from(
+    data: bytes, *, source: str, passphrase: Sensitive[str] | None, identities: list[bytes]
+) -> list[SealingPrivateKey]:
     """PEM keys, a backup bundle, a keyring file, or Sealed Secrets key Secrets."""
     if is_backup(data):
         return read_backup(data, passphrase=passphrase, age_identities=identities).private_keys()
@@ -165,7 +167,9 @@ def _private_keys_from(data: bytes, *, source: str, passphrase: Sensitive[str] |
     return [e.private_key for e in import_sealed_secrets_keys(docs, require_label=False)]
 
 
-def _private_keys(refs: list[str] | None, *, passphrase: Sensitive[str] | None, identities: list[bytes]) -> list[SealingPrivateKey]:
+def _private_keys(
+    refs: list[str] | None, *, passphrase: Sensitive[str] | None, identities: list[bytes]
+) -> list[SealingPrivateKey]:
     keys: list[SealingPrivateKey] = []
     for ref in _split(refs):
         try:
@@ -173,11 +177,15 @@ def _private_keys(refs: list[str] | None, *, passphrase: Sensitive[str] | None, 
         except OSError as exc:
             fail(f"cannot read private key {ref}: {exc.strerror}")
         try:
-            keys.extend(_private_keys_from(data, source=ref, passphrase=passphrase, identities=identities))
+            keys.extend(
+                _private_keys_from(data, source=ref, passphrase=passphrase, identities=identities)
+            )
         except KustosError as exc:
             fail(f"private key {ref}: {exc}")
     if not keys:
-        fail("no private key given: use --recovery-private-key FILE (PEM, key backup or Sealed Secrets key Secret)")
+        fail(
+            "no private key given: use --recovery-private-key FILE (PEM, key backup or Sealed Secrets key Secret)"
+        )
     return keys
 
 
@@ -191,7 +199,9 @@ def _sealed_inputs(data: bytes, source: str) -> list[dict[str, Any]]:
 def _controller_post(controller_url: str, path: str, body: bytes) -> httpx.Response:
     url = f"{controller_url.rstrip('/')}{path}"
     try:
-        return httpx.post(url, content=body, timeout=_HTTP_TIMEOUT, headers={"Content-Type": "application/json"})
+        return httpx.post(
+            url, content=body, timeout=_HTTP_TIMEOUT, headers={"Content-Type": "application/json"}
+        )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the controller at {url}: {exc}")
 
@@ -202,27 +212,112 @@ def _guess_format(data: bytes) -> ManifestOutput:
 
 def _seal(
     ctx: typer.Context,
-    file: Annotated[str | None, typer.Option("--file", "-f", help="Secret manifest to read (default: stdin).")] = None,
-    write: Annotated[str | None, typer.Option("--sealed-secret-file", "-w", help="Write the result to FILE instead of stdout.")] = None,
-    output: Annotated[ManifestOutput | None, typer.Option("--output", "-o", help="json (default) or yaml.", case_sensitive=False)] = None,
-    cert: Annotated[list[str] | None, typer.Option("--cert", help="Certificate file or http(s) URL; repeat (or comma-separate) for several recipients.")] = None,
-    fetch_cert: Annotated[bool, typer.Option("--fetch-cert", help="Print the controller's certificate (GET <controller>/v1/cert.pem) and exit.")] = False,
-    controller_url: Annotated[str, typer.Option("--controller-url", envvar="KUSTOS_ADDR", help="Kustos server / controller URL.")] = _DEFAULT_ADDR,
-    scope: Annotated[Scope | None, typer.Option("--scope", help="strict, namespace-wide or cluster-wide (default: from the Secret's annotations, else strict).")] = None,
-    fmt: Annotated[SealFormat, typer.Option("--format", help="bitnami (Sealed Secrets, default) or kustos (native).")] = SealFormat.bitnami,
-    raw: Annotated[bool, typer.Option("--raw", help="Seal one value (from --from-file or stdin) and print only its ciphertext.")] = False,
-    from_file: Annotated[str | None, typer.Option("--from-file", help="With --raw: the file whose contents to seal ([key=]path).")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Override metadata.name (needed by --raw in strict scope).")] = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Override metadata.namespace.")] = None,
-    merge_into_file: Annotated[Path | None, typer.Option("--merge-into", help="Seal the input's keys into this SealedSecret file, in place.")] = None,
-    re_encrypt: Annotated[bool, typer.Option("--re-encrypt", help="Re-encrypt a SealedSecret with the newest key.")] = False,
-    validate: Annotated[bool, typer.Option("--validate", help="Check that a SealedSecret can be unsealed.")] = False,
-    recovery_unseal: Annotated[bool, typer.Option("--recovery-unseal", help="Unseal offline with --recovery-private-key; print the Secret.")] = False,
-    recovery_private_key: Annotated[list[str] | None, typer.Option("--recovery-private-key", help="PEM key, key backup bundle, keyring or key Secret; repeatable or comma-separated.")] = None,
-    passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help=f"Passphrase of a key backup (or ${_PASSPHRASE_ENV}).")] = None,
-    age_identity: Annotated[list[Path] | None, typer.Option("--age-identity", help="age identity file for an age key backup; repeatable.")] = None,
-    allow_empty_data: Annotated[bool, typer.Option("--allow-empty-data", help="Seal a Secret with no data.")] = False,
-    no_key_id_hint: Annotated[bool, typer.Option("--no-key-id-hint", help="Omit the kustos.io/sealing-key-id annotation.")] = False,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="Secret manifest to read (default: stdin).")
+    ] = None,
+    write: Annotated[
+        str | None,
+        typer.Option(
+            "--sealed-secret-file", "-w", help="Write the result to FILE instead of stdout."
+        ),
+    ] = None,
+    output: Annotated[
+        ManifestOutput | None,
+        typer.Option("--output", "-o", help="json (default) or yaml.", case_sensitive=False),
+    ] = None,
+    cert: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cert",
+            help="Certificate file or http(s) URL; repeat (or comma-separate) for several recipients.",
+        ),
+    ] = None,
+    fetch_cert: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-cert",
+            help="Print the controller's certificate (GET <controller>/v1/cert.pem) and exit.",
+        ),
+    ] = False,
+    controller_url: Annotated[
+        str,
+        typer.Option(
+            "--controller-url", envvar="KUSTOS_ADDR", help="Kustos server / controller URL."
+        ),
+    ] = _DEFAULT_ADDR,
+    scope: Annotated[
+        Scope | None,
+        typer.Option(
+            "--scope",
+            help="strict, namespace-wide or cluster-wide (default: from the Secret's annotations, else strict).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        SealFormat,
+        typer.Option("--format", help="bitnami (Sealed Secrets, default) or kustos (native)."),
+    ] = SealFormat.bitnami,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Seal one value (from --from-file or stdin) and print only its ciphertext.",
+        ),
+    ] = False,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file", help="With --raw: the file whose contents to seal ([key=]path)."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Override metadata.name (needed by --raw in strict scope)."),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Override metadata.namespace.")
+    ] = None,
+    merge_into_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--merge-into", help="Seal the input's keys into this SealedSecret file, in place."
+        ),
+    ] = None,
+    re_encrypt: Annotated[
+        bool, typer.Option("--re-encrypt", help="Re-encrypt a SealedSecret with the newest key.")
+    ] = False,
+    validate: Annotated[
+        bool, typer.Option("--validate", help="Check that a SealedSecret can be unsealed.")
+    ] = False,
+    recovery_unseal: Annotated[
+        bool,
+        typer.Option(
+            "--recovery-unseal",
+            help="Unseal offline with --recovery-private-key; print the Secret.",
+        ),
+    ] = False,
+    recovery_private_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recovery-private-key",
+            help="PEM key, key backup bundle, keyring or key Secret; repeatable or comma-separated.",
+        ),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file", help=f"Passphrase of a key backup (or ${_PASSPHRASE_ENV})."
+        ),
+    ] = None,
+    age_identity: Annotated[
+        list[Path] | None,
+        typer.Option("--age-identity", help="age identity file for an age key backup; repeatable."),
+    ] = None,
+    allow_empty_data: Annotated[
+        bool, typer.Option("--allow-empty-data", help="Seal a Secret with no data.")
+    ] = False,
+    no_key_id_hint: Annotated[
+        bool, typer.Option("--no-key-id-hint", help="Omit the kustos.io/sealing-key-id annotation.")
+    ] = False,
 ) -> None:
     """Seal a Kubernetes Secret into a SealedSecret (kubeseal compatible)."""
     if ctx.invoked_subcommand is not None:
@@ -232,22 +327,31 @@ def _seal(
     try:
         if fetch_cert:
             if cert:
-                _write_output("".join(c.pem().decode() for c in _certificates(cert, controller_url)), write)
+                _write_output(
+                    "".join(c.pem().decode() for c in _certificates(cert, controller_url)), write
+                )
             else:
-                _write_output(_http_get(f"{controller_url.rstrip('/')}/v1/cert.pem").decode(), write)
+                _write_output(
+                    _http_get(f"{controller_url.rstrip('/')}/v1/cert.pem").decode(), write
+                )
             return
         passphrase = _passphrase(passphrase_file)
         identities = _age_identities(age_identity)
         if recovery_unseal:
             keys = _private_keys(recovery_private_key, passphrase=passphrase, identities=identities)
             data = _read_input(file)
-            secrets = [unseal(doc, keys=keys).to_manifest() for doc in _sealed_inputs(data, file or "stdin")]
+            secrets = [
+                unseal(doc, keys=keys).to_manifest()
+                for doc in _sealed_inputs(data, file or "stdin")
+            ]
             _write_output(dump_manifests(secrets, out_fmt.value), write)
             return
         if validate:
             data = _read_input(file)
             if recovery_private_key:
-                keys = _private_keys(recovery_private_key, passphrase=passphrase, identities=identities)
+                keys = _private_keys(
+                    recovery_private_key, passphrase=passphrase, identities=identities
+                )
                 for doc in _sealed_inputs(data, file or "stdin"):
                     open_values(doc, keys=keys)
                 return
@@ -260,11 +364,17 @@ def _seal(
         if re_encrypt:
             data = _read_input(file)
             if recovery_private_key:
-                keys = _private_keys(recovery_private_key, passphrase=passphrase, identities=identities)
+                keys = _private_keys(
+                    recovery_private_key, passphrase=passphrase, identities=identities
+                )
                 certs = _certificates(cert or [], controller_url)
                 results = []
                 for doc in _sealed_inputs(data, file or "stdin"):
-                    results.extend(_reencrypt(doc, keys=keys, certificates=certs, now=now, hint=not no_key_id_hint))
+                    results.extend(
+                        _reencrypt(
+                            doc, keys=keys, certificates=certs, now=now, hint=not no_key_id_hint
+                        )
+                    )
                 _write_output(dump_manifests(results, out_fmt.value), write)
                 return
             response = _controller_post(controller_url, "/v1/rotate", data)
@@ -272,15 +382,27 @@ def _seal(
                 fail("unable to rotate secret")
             if response.status_code != 200:
                 fail(f"cannot re-encrypt secret: HTTP {response.status_code}")
-            _write_output(dump_manifest(load_manifest(response.content, source="controller"), out_fmt.value), write)
+            _write_output(
+                dump_manifest(load_manifest(response.content, source="controller"), out_fmt.value),
+                write,
+            )
             return
         if raw:
             if fmt is SealFormat.kustos:
-                fail("--raw makes a Sealed Secrets value; the native format seals whole objects (drop --format kustos)")
+                fail(
+                    "--raw makes a Sealed Secrets value; the native format seals whole objects (drop --format kustos)"
+                )
             value = _read_input(from_file.split("=", 1)[-1] if from_file else None)
             certs = _certificates(cert or [], controller_url)
             sealed = [
-                seal_raw(Sensitive(value), certificate=c, now=now, scope=scope or Scope.strict, name=name or "", namespace=namespace or "")
+                seal_raw(
+                    Sensitive(value),
+                    certificate=c,
+                    now=now,
+                    scope=scope or Scope.strict,
+                    name=name or "",
+                    namespace=namespace or "",
+                )
                 for c in certs
             ]
             _write_output("\n".join(sealed), write)
@@ -294,7 +416,14 @@ def _seal(
             except OSError as exc:
                 fail(f"cannot read {merge_into_file}: {exc.strerror}")
             existing = load_manifest(existing_bytes, source=str(merge_into_file))
-            merged = merge_into(existing, secret, certificates=certs, now=now, scope=scope, allow_empty_data=allow_empty_data)
+            merged = merge_into(
+                existing,
+                secret,
+                certificates=certs,
+                now=now,
+                scope=scope,
+                allow_empty_data=allow_empty_data,
+            )
             text = dump_manifest(merged, (output or _guess_format(existing_bytes)).value)
             tmp = merge_into_file.with_name(merge_into_file.name + ".tmp")
             tmp.write_text(text)
@@ -331,8 +460,15 @@ def _reencrypt(
     values = open_values(doc, keys=keys)
     meta = doc.get("metadata") or {}
     template = (doc.get("spec") or {}).get("template") or {}
-    secret = SecretManifest(metadata=dict(meta), data=values, type=template.get("type"), immutable=template.get("immutable"))
-    fresh = seal_secret(secret, certificates=certificates, now=now, fmt=fmt, allow_empty_data=True, key_id_hint=hint)
+    secret = SecretManifest(
+        metadata=dict(meta),
+        data=values,
+        type=template.get("type"),
+        immutable=template.get("immutable"),
+    )
+    fresh = seal_secret(
+        secret, certificates=certificates, now=now, fmt=fmt, allow_empty_data=True, key_id_hint=hint
+    )
     for new in fresh:
         new["spec"]["template"] = template
     return fresh
@@ -340,13 +476,22 @@ def _reencrypt(
 
 # ---------------------------------------------------------------- keys
 
-KeyringOption = Annotated[Path, typer.Option("--keyring", envvar="KUSTOS_SEALING_KEYRING", help="Local keyring file (JSON, holds private keys: mode 0600).")]
+KeyringOption = Annotated[
+    Path,
+    typer.Option(
+        "--keyring",
+        envvar="KUSTOS_SEALING_KEYRING",
+        help="Local keyring file (JSON, holds private keys: mode 0600).",
+    ),
+]
 
 
 def _load_keyring(path: Path, *, must_exist: bool = True) -> SealingKeyring:
     if not path.exists():
         if must_exist:
-            fail(f"keyring {path} does not exist (create it with `kustos seal keys generate --keyring {path}`)")
+            fail(
+                f"keyring {path} does not exist (create it with `kustos seal keys generate --keyring {path}`)"
+            )
         return SealingKeyring()
     try:
         return SealingKeyring.from_bytes(path.read_bytes())
@@ -381,21 +526,43 @@ def _parse_time(text: str) -> datetime:
 def _keys_generate(
     keyring_path: KeyringOption,
     bits: Annotated[int, typer.Option("--bits", help="RSA key size.")] = 4096,
-    if_due: Annotated[bool, typer.Option("--if-due", help="Only add a key when the renewal policy says one is due.")] = False,
-    period: Annotated[str, typer.Option("--renew-period", help="Renewal period for --if-due (e.g. 30d; 0 disables).")] = "30d",
-    cutoff: Annotated[str | None, typer.Option("--key-cutoff-time", help="A newest key older than this is replaced (RFC 3339).")] = None,
-    cert_out: Annotated[Path | None, typer.Option("--cert-out", help="Also write the newest certificate (PEM) here.")] = None,
+    if_due: Annotated[
+        bool,
+        typer.Option("--if-due", help="Only add a key when the renewal policy says one is due."),
+    ] = False,
+    period: Annotated[
+        str,
+        typer.Option("--renew-period", help="Renewal period for --if-due (e.g. 30d; 0 disables)."),
+    ] = "30d",
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--key-cutoff-time", help="A newest key older than this is replaced (RFC 3339)."
+        ),
+    ] = None,
+    cert_out: Annotated[
+        Path | None,
+        typer.Option("--cert-out", help="Also write the newest certificate (PEM) here."),
+    ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Add a sealing key (RSA + self-signed certificate) to a local keyring file."""
     now = _now()
     keyring = _load_keyring(keyring_path, must_exist=False)
-    policy = RenewalPolicy(period=None if period.strip() in ("0", "0d") else _parse_duration(period), cutoff=_parse_time(cutoff) if cutoff else None)
+    policy = RenewalPolicy(
+        period=None if period.strip() in ("0", "0d") else _parse_duration(period),
+        cutoff=_parse_time(cutoff) if cutoff else None,
+    )
     if not if_due:
         policy = RenewalPolicy(period=timedelta(microseconds=1), cutoff=None)
     try:
         with stderr.status(f"generating an RSA-{bits} sealing key"):
-            keyring, entry = renew(keyring, policy=policy, now=now, generate=lambda t: generate_sealing_key(now=t, bits=bits))
+            keyring, entry = renew(
+                keyring,
+                policy=policy,
+                now=now,
+                generate=lambda t: generate_sealing_key(now=t, bits=bits),
+            )
     except KustosError as exc:
         fail(str(exc))
     if entry is not None:
@@ -423,9 +590,17 @@ def _keys_cert(keyring_path: KeyringOption) -> None:
 
 def _keys_backup(
     keyring_path: KeyringOption,
-    write: Annotated[Path, typer.Option("--write", "-w", help="Where to write the encrypted bundle.")],
-    age_recipient: Annotated[list[str] | None, typer.Option("--age-recipient", help="age X25519 recipient (age1...); repeatable.")] = None,
-    passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help=f"Passphrase file (or ${_PASSPHRASE_ENV}).")] = None,
+    write: Annotated[
+        Path, typer.Option("--write", "-w", help="Where to write the encrypted bundle.")
+    ],
+    age_recipient: Annotated[
+        list[str] | None,
+        typer.Option("--age-recipient", help="age X25519 recipient (age1...); repeatable."),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option("--passphrase-file", help=f"Passphrase file (or ${_PASSPHRASE_ENV})."),
+    ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Write an encrypted backup bundle of every key (age or passphrase)."""
@@ -437,14 +612,36 @@ def _keys_backup(
     except KustosError as exc:
         fail(str(exc))
     write.write_bytes(bundle)
-    render({"written": str(write), "keys": len(keyring), "encryption": "age" if recipients else "passphrase"}, output)
+    render(
+        {
+            "written": str(write),
+            "keys": len(keyring),
+            "encryption": "age" if recipients else "passphrase",
+        },
+        output,
+    )
 
 
 def _keys_import(
     keyring_path: KeyringOption,
-    files: Annotated[list[Path], typer.Option("--file", "-f", help="Sealed Secrets key Secrets (YAML/JSON/List), a key backup, or a keyring; repeatable.")],
-    passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help=f"Passphrase of a key backup (or ${_PASSPHRASE_ENV}).")] = None,
-    age_identity: Annotated[list[Path] | None, typer.Option("--age-identity", help="age identity file for an age backup.")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Option(
+            "--file",
+            "-f",
+            help="Sealed Secrets key Secrets (YAML/JSON/List), a key backup, or a keyring; repeatable.",
+        ),
+    ],
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file", help=f"Passphrase of a key backup (or ${_PASSPHRASE_ENV})."
+        ),
+    ] = None,
+    age_identity: Annotated[
+        list[Path] | None,
+        typer.Option("--age-identity", help="age identity file for an age backup."),
+    ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Import keys into a local keyring: Sealed Secrets key Secrets or a backup bundle."""
@@ -457,7 +654,13 @@ def _keys_import(
             fail(f"cannot read {path}: {exc.strerror}")
         try:
             if is_backup(data):
-                new.extend(read_backup(data, passphrase=_passphrase(passphrase_file), age_identities=_age_identities(age_identity)).entries)
+                new.extend(
+                    read_backup(
+                        data,
+                        passphrase=_passphrase(passphrase_file),
+                        age_identities=_age_identities(age_identity),
+                    ).entries
+                )
             elif data.lstrip().startswith(b"{") and b"sealing-keyring" in data:
                 new.extend(SealingKeyring.from_bytes(data).entries)
             else:
@@ -467,7 +670,11 @@ def _keys_import(
     before = {e.key_id for e in keyring.entries}
     keyring = keyring.with_entries(new)
     _save_keyring(keyring_path, keyring)
-    render([{**e.describe(), "imported": e.key_id not in before} for e in new], output, columns=["key_id", "created_at", "origin", "imported"])
+    render(
+        [{**e.describe(), "imported": e.key_id not in before} for e in new],
+        output,
+        columns=["key_id", "created_at", "origin", "imported"],
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -479,7 +686,11 @@ def register(app: typer.Typer) -> None:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     seal_app.callback(invoke_without_command=True)(_seal)
-    keys_app = typer.Typer(name="keys", help="Sealing keys in a local keyring file: generate, list, cert, backup, import.", no_args_is_help=True)
+    keys_app = typer.Typer(
+        name="keys",
+        help="Sealing keys in a local keyring file: generate, list, cert, backup, import.",
+        no_args_is_help=True,
+    )
     keys_app.command("generate")(_keys_generate)
     keys_app.command("list")(_keys_list)
     keys_app.command("cert")(_keys_cert)

@@ -100,11 +100,15 @@ RandBytes = Callable[[int], bytes]
 
 
 def _oaep(label: bytes) -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label)
+    return padding.OAEP(
+        mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label
+    )
 
 
 def _key_id(public_key: rsa.RSAPublicKey) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()[:_KEY_ID_HEX]
 
 
@@ -153,7 +157,9 @@ class SealingCertificate:
         return hash(self.pem())
 
     def __repr__(self) -> str:
-        return f"SealingCertificate(key_id={self.key_id!r}, not_after={self.not_after.isoformat()!r})"
+        return (
+            f"SealingCertificate(key_id={self.key_id!r}, not_after={self.not_after.isoformat()!r})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,7 +290,9 @@ def load_certificates(data: bytes) -> list[SealingCertificate]:
             raise InvalidRequestError(f"certificate does not parse: {exc}") from None
         public = cert.public_key()
         if not isinstance(public, rsa.RSAPublicKey):
-            raise InvalidRequestError(f"expected an RSA public key in the certificate, found {type(public).__name__}")
+            raise InvalidRequestError(
+                f"expected an RSA public key in the certificate, found {type(public).__name__}"
+            )
         certs.append(SealingCertificate(cert, public))
     return certs
 
@@ -298,13 +306,17 @@ def load_private_keys(data: bytes) -> list[SealingPrivateKey]:
     """Every RSA private key (PKCS#1 or unencrypted PKCS#8) in a PEM file."""
     blocks = _pem_blocks(data, (b"RSA PRIVATE KEY", b"PRIVATE KEY"))
     if not blocks:
-        raise InvalidRequestError("no PEM private key found (expected -----BEGIN RSA PRIVATE KEY----- or PRIVATE KEY)")
+        raise InvalidRequestError(
+            "no PEM private key found (expected -----BEGIN RSA PRIVATE KEY----- or PRIVATE KEY)"
+        )
     keys: list[SealingPrivateKey] = []
     for block in blocks:
         try:
             key = serialization.load_pem_private_key(block, password=None)
         except (ValueError, TypeError):
-            raise InvalidRequestError("private key does not parse (encrypted PEM keys are not supported)") from None
+            raise InvalidRequestError(
+                "private key does not parse (encrypted PEM keys are not supported)"
+            ) from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise InvalidRequestError(f"expected an RSA private key, found {type(key).__name__}")
         keys.append(SealingPrivateKey(key))
@@ -341,10 +353,16 @@ def hybrid_encrypt(
     if len(session_key) != DATA_KEY_SIZE:
         raise ValueError("randbytes returned the wrong number of bytes")
     rsa_ct = certificate._public_key.encrypt(session_key, _oaep(label))
-    return struct.pack(">H", len(rsa_ct)) + rsa_ct + AESGCM(session_key).encrypt(_ZERO_NONCE, plaintext, None)
+    return (
+        struct.pack(">H", len(rsa_ct))
+        + rsa_ct
+        + AESGCM(session_key).encrypt(_ZERO_NONCE, plaintext, None)
+    )
 
 
-def hybrid_decrypt(private_key: SealingPrivateKey, blob: bytes, *, label: bytes) -> Sensitive[bytes]:
+def hybrid_decrypt(
+    private_key: SealingPrivateKey, blob: bytes, *, label: bytes
+) -> Sensitive[bytes]:
     """Open a Sealed Secrets value; any failure raises :class:`DecryptionError`."""
     if len(blob) < 2:
         raise DecryptionError()
@@ -360,7 +378,9 @@ def hybrid_decrypt(private_key: SealingPrivateKey, blob: bytes, *, label: bytes)
         raise DecryptionError() from None
 
 
-def wrap_data_key(certificate: SealingCertificate, data_key: Sensitive[bytes], *, label: bytes) -> bytes:
+def wrap_data_key(
+    certificate: SealingCertificate, data_key: Sensitive[bytes], *, label: bytes
+) -> bytes:
     """RSA-OAEP-SHA-256 of a native data key for one recipient, with the scope label."""
     key = data_key.reveal()
     if len(key) != DATA_KEY_SIZE:
@@ -368,7 +388,9 @@ def wrap_data_key(certificate: SealingCertificate, data_key: Sensitive[bytes], *
     return certificate._public_key.encrypt(key, _oaep(label))
 
 
-def unwrap_data_key(private_key: SealingPrivateKey, wrapped: bytes, *, label: bytes) -> Sensitive[bytes]:
+def unwrap_data_key(
+    private_key: SealingPrivateKey, wrapped: bytes, *, label: bytes
+) -> Sensitive[bytes]:
     """Reverse :func:`wrap_data_key`; any failure raises :class:`DecryptionError`."""
     try:
         key = private_key._key.decrypt(wrapped, _oaep(label))
@@ -407,11 +429,15 @@ def native_encrypt_value(
     return nonce + AESGCM(data_key.reveal()).encrypt(nonce, plaintext, aad)
 
 
-def native_decrypt_value(data_key: Sensitive[bytes], blob: bytes, *, aad: bytes) -> Sensitive[bytes]:
+def native_decrypt_value(
+    data_key: Sensitive[bytes], blob: bytes, *, aad: bytes
+) -> Sensitive[bytes]:
     """Reverse :func:`native_encrypt_value`; any failure raises :class:`DecryptionError`."""
     if len(blob) < NONCE_SIZE + _TAG_SIZE:
         raise DecryptionError()
     try:
-        return Sensitive(AESGCM(data_key.reveal()).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], aad))
+        return Sensitive(
+            AESGCM(data_key.reveal()).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], aad)
+        )
     except (InvalidTag, ValueError, TypeError):
         raise DecryptionError() from None

@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from kustos.errors import DecryptionError, InvalidRequestError
 from kustos.sensitive import Sensitive
 
-__all__ = ["BACKUP_AAD", "SCRYPT_N", "PassphraseBox", "open_with_passphrase", "seal_with_passphrase"]
+__all__ = [
+    "BACKUP_AAD",
+    "SCRYPT_N",
+    "PassphraseBox",
+    "open_with_passphrase",
+    "seal_with_passphrase",
+]
 
 BACKUP_AAD: Final = b"kustos/sealing-key-backup/v1"
 SCRYPT_N: Final = 2**15
@@ -50,17 +56,25 @@ class PassphraseBox:
 def _derive(passphrase: Sensitive[str], salt: bytes, n: int) -> bytes:
     if n < 2**14 or n > 2**20 or n & (n - 1):
         raise DecryptionError()
-    return Scrypt(salt=salt, length=32, n=n, r=_SCRYPT_R, p=_SCRYPT_P).derive(passphrase.reveal().encode())
+    return Scrypt(salt=salt, length=32, n=n, r=_SCRYPT_R, p=_SCRYPT_P).derive(
+        passphrase.reveal().encode()
+    )
 
 
-def seal_with_passphrase(plaintext: Sensitive[bytes], *, passphrase: Sensitive[str]) -> PassphraseBox:
+def seal_with_passphrase(
+    plaintext: Sensitive[bytes], *, passphrase: Sensitive[str]
+) -> PassphraseBox:
     """Encrypt ``plaintext`` under a key derived from ``passphrase``."""
     if len(passphrase.reveal()) < 8:
         raise InvalidRequestError("backup passphrase must have at least 8 characters")
     salt = secrets.token_bytes(_SALT_SIZE)
     nonce = secrets.token_bytes(_NONCE_SIZE)
     key = _derive(passphrase, salt, SCRYPT_N)
-    return PassphraseBox(salt=salt, nonce=nonce, ciphertext=AESGCM(key).encrypt(nonce, plaintext.reveal(), BACKUP_AAD))
+    return PassphraseBox(
+        salt=salt,
+        nonce=nonce,
+        ciphertext=AESGCM(key).encrypt(nonce, plaintext.reveal(), BACKUP_AAD),
+    )
 
 
 def open_with_passphrase(box: PassphraseBox, *, passphrase: Sensitive[str]) -> Sensitive[bytes]:

@@ -52,7 +52,9 @@ def _age_recipients(recipients: Sequence[str]) -> list[Any]:
         try:
             out.append(pyrage.x25519.Recipient.from_str(text.strip()))
         except Exception:
-            raise InvalidRequestError(f"not an age X25519 recipient: {text.strip()[:12]}... (expected age1...)") from None
+            raise InvalidRequestError(
+                f"not an age X25519 recipient: {text.strip()[:12]}... (expected age1...)"
+            ) from None
     return out
 
 
@@ -65,9 +67,13 @@ def _age_identities(identity_files: Sequence[bytes]) -> list[Any]:
                 try:
                     out.append(pyrage.x25519.Identity.from_str(line))
                 except Exception:
-                    raise InvalidRequestError("age identity file holds an invalid AGE-SECRET-KEY line") from None
+                    raise InvalidRequestError(
+                        "age identity file holds an invalid AGE-SECRET-KEY line"
+                    ) from None
     if not out:
-        raise InvalidRequestError("no age identity (AGE-SECRET-KEY-...) given to open an age backup")
+        raise InvalidRequestError(
+            "no age identity (AGE-SECRET-KEY-...) given to open an age backup"
+        )
     return out
 
 
@@ -83,8 +89,12 @@ def write_backup(
     plaintext = keyring.to_bytes()
     if age_recipients:
         if passphrase is not None:
-            raise InvalidRequestError("give either age recipients or a passphrase for a backup, not both")
-        return bytes(pyrage.encrypt(plaintext.reveal(), _age_recipients(age_recipients), armored=True))
+            raise InvalidRequestError(
+                "give either age recipients or a passphrase for a backup, not both"
+            )
+        return bytes(
+            pyrage.encrypt(plaintext.reveal(), _age_recipients(age_recipients), armored=True)
+        )
     if passphrase is None:
         raise InvalidRequestError("a backup needs a passphrase or at least one age recipient")
     box = seal_with_passphrase(plaintext, passphrase=passphrase)
@@ -96,7 +106,9 @@ def write_backup(
         "salt": base64.b64encode(box.salt).decode(),
         "nonce": base64.b64encode(box.nonce).decode(),
         "ciphertext": base64.b64encode(box.ciphertext).decode(),
-        "keys": [{"keyId": e.key_id, "createdAt": e.created_at.isoformat()} for e in keyring.entries],
+        "keys": [
+            {"keyId": e.key_id, "createdAt": e.created_at.isoformat()} for e in keyring.entries
+        ],
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -125,16 +137,30 @@ def read_backup(
     if head.startswith((AGE_ARMOR_HEADER, _AGE_BINARY_HEADER)):
         identities = _age_identities(age_identities)
         try:
-            plaintext = bytes(pyrage.decrypt(data.strip() + b"\n" if head.startswith(AGE_ARMOR_HEADER) else data, identities))
+            plaintext = bytes(
+                pyrage.decrypt(
+                    data.strip() + b"\n" if head.startswith(AGE_ARMOR_HEADER) else data, identities
+                )
+            )
         except Exception:
-            raise DecryptionError("cannot open the age key backup: no given identity opens it, or it is corrupted") from None
+            raise DecryptionError(
+                "cannot open the age key backup: no given identity opens it, or it is corrupted"
+            ) from None
         return SealingKeyring.from_bytes(Sensitive(plaintext))
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidRequestError("not a key backup bundle (neither age nor a SealingKeyBackup document)") from None
-    if not isinstance(doc, dict) or doc.get("kind") != BACKUP_KIND or doc.get("encryption") != _ENCRYPTION:
-        raise InvalidRequestError(f"not a key backup bundle (expected kind {BACKUP_KIND}, encryption {_ENCRYPTION})")
+        raise InvalidRequestError(
+            "not a key backup bundle (neither age nor a SealingKeyBackup document)"
+        ) from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("kind") != BACKUP_KIND
+        or doc.get("encryption") != _ENCRYPTION
+    ):
+        raise InvalidRequestError(
+            f"not a key backup bundle (expected kind {BACKUP_KIND}, encryption {_ENCRYPTION})"
+        )
     if passphrase is None:
         raise InvalidRequestError("this key backup is passphrase-encrypted: give the passphrase")
     try:
@@ -149,5 +175,7 @@ def read_backup(
     try:
         opened = open_with_passphrase(box, passphrase=passphrase)
     except DecryptionError:
-        raise DecryptionError("cannot open the key backup: wrong passphrase, or it is corrupted") from None
+        raise DecryptionError(
+            "cannot open the key backup: wrong passphrase, or it is corrupted"
+        ) from None
     return SealingKeyring.from_bytes(opened)

@@ -77,11 +77,17 @@ def _check_target(scope: Scope, *, name: str, namespace: str, what: str) -> None
     if scope is Scope.strict and not name:
         raise InvalidRequestError(f"{what}: strict scope needs a name (metadata.name or --name)")
     if scope is not Scope.cluster_wide and not namespace:
-        raise InvalidRequestError(f"{what}: {scope.value} scope needs a namespace (metadata.namespace or --namespace)")
+        raise InvalidRequestError(
+            f"{what}: {scope.value} scope needs a namespace (metadata.namespace or --namespace)"
+        )
 
 
-def _template_metadata(secret: SecretManifest, *, name: str, namespace: str, scope: Scope) -> dict[str, Any]:
-    meta = {k: copy.deepcopy(v) for k, v in secret.metadata.items() if k not in SERVER_SIDE_METADATA}
+def _template_metadata(
+    secret: SecretManifest, *, name: str, namespace: str, scope: Scope
+) -> dict[str, Any]:
+    meta = {
+        k: copy.deepcopy(v) for k, v in secret.metadata.items() if k not in SERVER_SIDE_METADATA
+    }
     meta["name"] = name
     if namespace:
         meta["namespace"] = namespace
@@ -109,7 +115,9 @@ def seal_values(
     """Sealed Secrets ``encryptedData`` for ``values`` (sorted by key)."""
     label = scope_label(scope, namespace=namespace, name=name)
     return {
-        key: base64.b64encode(hybrid_encrypt(certificate, values[key].reveal(), label=label, randbytes=randbytes)).decode()
+        key: base64.b64encode(
+            hybrid_encrypt(certificate, values[key].reveal(), label=label, randbytes=randbytes)
+        ).decode()
         for key in sorted(values)
     }
 
@@ -127,7 +135,10 @@ def _native_values(
     label = scope_label(scope, namespace=namespace, name=name)
     data_key = generate_data_key(randbytes=randbytes)
     recipients = [
-        {"keyId": cert.key_id, "wrappedKey": base64.b64encode(wrap_data_key(cert, data_key, label=label)).decode()}
+        {
+            "keyId": cert.key_id,
+            "wrappedKey": base64.b64encode(wrap_data_key(cert, data_key, label=label)).decode(),
+        }
         for cert in certificates
     ]
     encrypted: dict[str, str] = {}
@@ -163,7 +174,11 @@ def seal_secret(
     """
     name = name or secret.name
     namespace = namespace or secret.namespace
-    what = f"Secret {namespace}/{name or '<unnamed>'}" if namespace else f"Secret {name or '<unnamed>'}"
+    what = (
+        f"Secret {namespace}/{name or '<unnamed>'}"
+        if namespace
+        else f"Secret {name or '<unnamed>'}"
+    )
     if not secret.data and not allow_empty_data:
         raise InvalidRequestError(
             f"{what}: data and stringData are empty; assuming this is an error (use --allow-empty-data to seal it anyway)"
@@ -174,7 +189,9 @@ def seal_secret(
     _check_target(scope, name=name, namespace=namespace, what=what)
     check_certificates(certificates, now=now)
 
-    template: dict[str, Any] = {"metadata": _template_metadata(secret, name=name, namespace=namespace, scope=scope)}
+    template: dict[str, Any] = {
+        "metadata": _template_metadata(secret, name=name, namespace=namespace, scope=scope)
+    }
     if secret.type:
         template["type"] = secret.type
     if secret.immutable is not None:
@@ -221,7 +238,12 @@ def seal_secret(
             "spec": {
                 "template": copy.deepcopy(template),
                 "encryptedData": seal_values(
-                    secret.data, certificate=cert, scope=scope, name=name, namespace=namespace, randbytes=randbytes
+                    secret.data,
+                    certificate=cert,
+                    scope=scope,
+                    name=name,
+                    namespace=namespace,
+                    randbytes=randbytes,
                 ),
             },
         }
@@ -243,7 +265,9 @@ def seal_raw(
     _check_target(scope, name=name, namespace=namespace, what="--raw")
     check_certificates([certificate], now=now)
     label = scope_label(scope, namespace=namespace, name=name)
-    return base64.b64encode(hybrid_encrypt(certificate, value.reveal(), label=label, randbytes=randbytes)).decode()
+    return base64.b64encode(
+        hybrid_encrypt(certificate, value.reveal(), label=label, randbytes=randbytes)
+    ).decode()
 
 
 def _merge_map(target: dict[str, Any], key: str, update: Mapping[str, Any] | None) -> None:
@@ -279,7 +303,9 @@ def merge_into(
             f"{describe(existing)} has scope {existing_scope.value}; cannot merge values sealed with scope {scope.value}"
         )
     if fmt is SealFormat.bitnami and len(certificates) != 1:
-        raise InvalidRequestError("--merge-into a bitnami.com/v1alpha1 SealedSecret takes exactly one --cert")
+        raise InvalidRequestError(
+            "--merge-into a bitnami.com/v1alpha1 SealedSecret takes exactly one --cert"
+        )
     update = seal_secret(
         secret,
         certificates=certificates,

@@ -62,4 +62,6 @@ def format_of(doc: Mapping[str, Any], *, source: str = "input") -> SealFormat:
         return SealFormat.bitnami
     if api == NATIVE_API_VERSION:
         return SealFormat.kustos
-    raise InvalidRequestError(f"{source}: {describe(doc)}: unsupported apiVersion {api!r} (expected {BITNAMI_API_VERSION} or {NATIVE_API_VERSION})")
+    raise InvalidRequestError(
+        f"{source}: {describe(doc)}: unsupported apiVersion {api!r} (expected {BITNAMI_API_VERSION} or {NATIVE_API_VERSION})"
+    )

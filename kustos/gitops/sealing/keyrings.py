@@ -88,7 +88,9 @@ class SealingKeyEntry:
 
     def __post_init__(self) -> None:
         if not self.private_key.matches(self.certificate):
-            raise InvalidRequestError(f"sealing key {self.private_key.key_id}: certificate holds another public key")
+            raise InvalidRequestError(
+                f"sealing key {self.private_key.key_id}: certificate holds another public key"
+            )
         object.__setattr__(self, "created_at", _utc(self.created_at))
 
     @property
@@ -116,7 +118,9 @@ class SealingKeyring:
         seen: set[str] = set()
         for entry in self.entries:
             if entry.key_id in seen:
-                raise InvalidRequestError(f"sealing key {entry.key_id} appears twice in the keyring")
+                raise InvalidRequestError(
+                    f"sealing key {entry.key_id} appears twice in the keyring"
+                )
             seen.add(entry.key_id)
         object.__setattr__(self, "entries", tuple(sorted(self.entries, key=lambda e: e.created_at)))
 
@@ -130,7 +134,9 @@ class SealingKeyring:
     def sealing_certificate(self) -> SealingCertificate:
         """The certificate to seal with (the newest key's); served as ``/v1/cert.pem``."""
         if self.newest is None:
-            raise InvalidRequestError("the sealing keyring is empty: generate or import a key first")
+            raise InvalidRequestError(
+                "the sealing keyring is empty: generate or import a key first"
+            )
         return self.newest.certificate
 
     def private_keys(self) -> list[SealingPrivateKey]:
@@ -174,8 +180,14 @@ class SealingKeyring:
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidRequestError("sealing keyring: not a keyring document (invalid JSON)") from None
-        if not isinstance(doc, dict) or doc.get("format") != _FORMAT or not isinstance(doc.get("keys"), list):
+            raise InvalidRequestError(
+                "sealing keyring: not a keyring document (invalid JSON)"
+            ) from None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != _FORMAT
+            or not isinstance(doc.get("keys"), list)
+        ):
             raise InvalidRequestError(f"sealing keyring: expected format {_FORMAT!r}")
         entries = []
         for i, item in enumerate(doc["keys"]):
@@ -256,7 +268,9 @@ def renew(
     if not policy.renewal_due(keyring, now=now):
         return keyring, None
     pair = generate(_utc(now))
-    entry = SealingKeyEntry(private_key=pair.private_key, certificate=pair.certificate, created_at=now)
+    entry = SealingKeyEntry(
+        private_key=pair.private_key, certificate=pair.certificate, created_at=now
+    )
     return keyring.with_entries([entry]), entry
 
 
@@ -270,10 +284,14 @@ def _decode_tls_field(doc: Mapping[str, Any], key: str) -> bytes:
     try:
         return base64.b64decode(data[key], validate=True)
     except (ValueError, TypeError):
-        raise InvalidRequestError(f"{describe(doc)}: data key {key!r} is not valid base64") from None
+        raise InvalidRequestError(
+            f"{describe(doc)}: data key {key!r} is not valid base64"
+        ) from None
 
 
-def import_sealed_secrets_keys(docs: Sequence[Mapping[str, Any]], *, require_label: bool = True) -> list[SealingKeyEntry]:
+def import_sealed_secrets_keys(
+    docs: Sequence[Mapping[str, Any]], *, require_label: bool = True
+) -> list[SealingKeyEntry]:
     """Read Sealed Secrets key Secrets into keyring entries.
 
     Each document must be a ``kubernetes.io/tls`` Secret with ``tls.key`` and
@@ -288,7 +306,9 @@ def import_sealed_secrets_keys(docs: Sequence[Mapping[str, Any]], *, require_lab
         if doc.get("kind") != "Secret":
             raise InvalidRequestError(f"{what}: expected a Sealed Secrets key Secret (kind Secret)")
         if doc.get("type") != "kubernetes.io/tls":
-            raise InvalidRequestError(f"{what}: expected type kubernetes.io/tls, got {doc.get('type')!r}")
+            raise InvalidRequestError(
+                f"{what}: expected type kubernetes.io/tls, got {doc.get('type')!r}"
+            )
         meta = doc.get("metadata") or {}
         if require_label and SEALED_SECRETS_KEY_LABEL not in (meta.get("labels") or {}):
             raise InvalidRequestError(f"{what}: missing label {SEALED_SECRETS_KEY_LABEL}")
@@ -298,13 +318,21 @@ def import_sealed_secrets_keys(docs: Sequence[Mapping[str, Any]], *, require_lab
         except InvalidRequestError as exc:
             raise InvalidRequestError(f"{what}: {exc}") from None
         created_text = meta.get("creationTimestamp")
-        created = _parse_time(str(created_text), what=what) if created_text else certificate.not_before
+        created = (
+            _parse_time(str(created_text), what=what) if created_text else certificate.not_before
+        )
         origin = f"sealed-secrets:{meta.get('namespace') or ''}/{meta.get('name') or ''}"
-        entries.append(SealingKeyEntry(private_key=private_key, certificate=certificate, created_at=created, origin=origin))
+        entries.append(
+            SealingKeyEntry(
+                private_key=private_key, certificate=certificate, created_at=created, origin=origin
+            )
+        )
     return entries
 
 
-def to_sealed_secrets_key_secret(entry: SealingKeyEntry, *, namespace: str = "kube-system") -> dict[str, Any]:
+def to_sealed_secrets_key_secret(
+    entry: SealingKeyEntry, *, namespace: str = "kube-system"
+) -> dict[str, Any]:
     """A Sealed Secrets key Secret for ``entry`` (plaintext private key: handle as a secret)."""
     return {
         "apiVersion": "v1",
@@ -321,5 +349,3 @@ def to_sealed_secrets_key_secret(entry: SealingKeyEntry, *, namespace: str = "ku
             "tls.key": base64.b64encode(entry.private_key.pem().reveal()).decode(),
         },
     }
-
-

@@ -81,18 +81,26 @@ def load_manifests(text: str | bytes, *, source: str = "input") -> list[dict[str
         try:
             parsed = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"{source}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
+            raise InvalidRequestError(
+                f"{source}: invalid JSON: {exc.msg} at line {exc.lineno}"
+            ) from None
         docs = parsed if isinstance(parsed, list) else [parsed]
     else:
         try:
             docs = [d for d in _yaml().load_all(stripped) if d is not None]
         except YAMLError as exc:
-            raise InvalidRequestError(f"{source}: invalid YAML: {str(exc).splitlines()[0]}") from None
+            raise InvalidRequestError(
+                f"{source}: invalid YAML: {str(exc).splitlines()[0]}"
+            ) from None
     out: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict):
-            raise InvalidRequestError(f"{source}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
-        if doc.get("kind") == "List" or (doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list)):
+            raise InvalidRequestError(
+                f"{source}: expected a Kubernetes object (a mapping), got {type(doc).__name__}"
+            )
+        if doc.get("kind") == "List" or (
+            doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list)
+        ):
             for item in doc.get("items") or []:
                 if not isinstance(item, dict):
                     raise InvalidRequestError(f"{source}: List item is not a Kubernetes object")
@@ -108,7 +116,9 @@ def load_manifest(text: str | bytes, *, source: str = "input") -> dict[str, Any]
     """Exactly one document; several are an error (as in kubeseal)."""
     docs = load_manifests(text, source=source)
     if len(docs) != 1:
-        raise InvalidRequestError(f"{source}: expected one manifest, found {len(docs)} (multi-document input is not supported)")
+        raise InvalidRequestError(
+            f"{source}: expected one manifest, found {len(docs)} (multi-document input is not supported)"
+        )
     return docs[0]
 
 
@@ -169,7 +179,9 @@ def parse_secret(doc: Mapping[str, Any], *, source: str = "input") -> SecretMani
     """
     kind, api = doc.get("kind"), doc.get("apiVersion")
     if kind != "Secret" or api not in ("v1", None):
-        raise InvalidRequestError(f"{source}: expected a v1 Secret, got {describe(doc)} (apiVersion {api!r})")
+        raise InvalidRequestError(
+            f"{source}: expected a v1 Secret, got {describe(doc)} (apiVersion {api!r})"
+        )
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidRequestError(f"{source}: {describe(doc)}: metadata must be a mapping")
@@ -177,21 +189,29 @@ def parse_secret(doc: Mapping[str, Any], *, source: str = "input") -> SecretMani
     raw_data = doc.get("data") or {}
     string_data = doc.get("stringData") or {}
     if not isinstance(raw_data, dict) or not isinstance(string_data, dict):
-        raise InvalidRequestError(f"{source}: {describe(doc)}: data and stringData must be mappings")
+        raise InvalidRequestError(
+            f"{source}: {describe(doc)}: data and stringData must be mappings"
+        )
     for key, value in raw_data.items():
         if value is None:
             value = ""
         if not isinstance(value, str):
-            raise InvalidRequestError(f"{source}: {describe(doc)}: data key {key!r} must be a base64 string")
+            raise InvalidRequestError(
+                f"{source}: {describe(doc)}: data key {key!r} must be a base64 string"
+            )
         try:
             data[str(key)] = Sensitive(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
-            raise InvalidRequestError(f"{source}: {describe(doc)}: data key {key!r} is not valid base64") from None
+            raise InvalidRequestError(
+                f"{source}: {describe(doc)}: data key {key!r} is not valid base64"
+            ) from None
     for key, value in string_data.items():
         if value is None:
             value = ""
         if isinstance(value, bool | int | float):
-            raise InvalidRequestError(f"{source}: {describe(doc)}: stringData key {key!r} must be a string (quote it)")
+            raise InvalidRequestError(
+                f"{source}: {describe(doc)}: stringData key {key!r} must be a string (quote it)"
+            )
         data[str(key)] = Sensitive(str(value).encode())
     immutable = doc.get("immutable")
     return SecretManifest(

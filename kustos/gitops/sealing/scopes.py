@@ -55,7 +55,11 @@ def scope_of(annotations: Mapping[str, str] | None) -> Scope:
 
 def with_scope_annotations(annotations: Mapping[str, str] | None, scope: Scope) -> dict[str, str]:
     """A copy of ``annotations`` whose scope annotations say exactly ``scope``."""
-    out = {k: v for k, v in (annotations or {}).items() if k not in (NAMESPACE_WIDE_ANNOTATION, CLUSTER_WIDE_ANNOTATION)}
+    out = {
+        k: v
+        for k, v in (annotations or {}).items()
+        if k not in (NAMESPACE_WIDE_ANNOTATION, CLUSTER_WIDE_ANNOTATION)
+    }
     if scope is Scope.namespace_wide:
         out[NAMESPACE_WIDE_ANNOTATION] = "true"
     elif scope is Scope.cluster_wide:

@@ -81,12 +81,16 @@ def _evaluate(expression: str, values: Mapping[str, str]) -> str:
     for stage in stages[1:]:
         fn = FUNCTIONS.get(stage)
         if fn is None:
-            raise ValueError(f"unsupported template function {stage!r} (supported: {', '.join(sorted(FUNCTIONS))})")
+            raise ValueError(
+                f"unsupported template function {stage!r} (supported: {', '.join(sorted(FUNCTIONS))})"
+            )
         result = fn(result)
     return result
 
 
-def render_template(template: str, values: Mapping[str, Sensitive[bytes]], *, where: str) -> Sensitive[bytes]:
+def render_template(
+    template: str, values: Mapping[str, Sensitive[bytes]], *, where: str
+) -> Sensitive[bytes]:
     """Render one template entry; ``where`` (object and key) prefixes every error."""
     text_values = {k: v.reveal().decode("utf-8", errors="replace") for k, v in values.items()}
     out: list[str] = []

@@ -76,7 +76,9 @@ class UnsealedSecret:
             doc["type"] = self.type
         if self.immutable is not None:
             doc["immutable"] = self.immutable
-        doc["data"] = {k: base64.b64encode(v.reveal()).decode() for k, v in sorted(self.data.items())}
+        doc["data"] = {
+            k: base64.b64encode(v.reveal()).decode() for k, v in sorted(self.data.items())
+        }
         return doc
 
 
@@ -103,7 +105,9 @@ def _failed(what: str, keys: Sequence[str]) -> DecryptionError:
     )
 
 
-def _open_bitnami(sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]) -> dict[str, Sensitive[bytes]]:
+def _open_bitnami(
+    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]
+) -> dict[str, Sensitive[bytes]]:
     name, namespace, scope, what = _where(sealed)
     label = scope_label(scope, namespace=namespace, name=name)
     hint = ((sealed.get("metadata") or {}).get("annotations") or {}).get(KEY_ID_ANNOTATION)
@@ -126,7 +130,9 @@ def _open_bitnami(sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]) 
     return out
 
 
-def _open_native(sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]) -> dict[str, Sensitive[bytes]]:
+def _open_native(
+    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]
+) -> dict[str, Sensitive[bytes]]:
     name, namespace, scope, what = _where(sealed)
     label = scope_label(scope, namespace=namespace, name=name)
     spec = sealed.get("spec") or {}
@@ -142,7 +148,9 @@ def _open_native(sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]) -
                 if key is None:
                     continue
                 try:
-                    data_keys[data_key_id] = unwrap_data_key(key, _b64(recipient.get("wrappedKey")), label=label)
+                    data_keys[data_key_id] = unwrap_data_key(
+                        key, _b64(recipient.get("wrappedKey")), label=label
+                    )
                     break
                 except DecryptionError:
                     continue
@@ -171,7 +179,9 @@ def _open_native(sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]) -
     return out
 
 
-def open_values(sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]) -> dict[str, Sensitive[bytes]]:
+def open_values(
+    sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]
+) -> dict[str, Sensitive[bytes]]:
     """Decrypt every ``spec.encryptedData`` value (no template rendering)."""
     fmt = format_of(sealed)
     if not keys:
@@ -197,7 +207,9 @@ def unseal(sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]) -> U
         if tmpl is None:
             data.pop(key_name, None)
             continue
-        data[key_name] = render_template(str(tmpl), values, where=f"{what}: template data key {key_name!r}")
+        data[key_name] = render_template(
+            str(tmpl), values, where=f"{what}: template data key {key_name!r}"
+        )
     owners: list[dict[str, Any]] = []
     annotations = secret_meta.get("annotations") or {}
     if meta.get("uid") and annotations.get(SKIP_OWNER_REFERENCES_ANNOTATION) != "true":

@@ -44,7 +44,9 @@ def dr_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
 
 @pytest.fixture(scope="session")
 def expired_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
-    pair = generate_sealing_key(now=datetime.now(UTC) - timedelta(days=40), validity=timedelta(days=30), bits=2048)
+    pair = generate_sealing_key(
+        now=datetime.now(UTC) - timedelta(days=40), validity=timedelta(days=30), bits=2048
+    )
     return _write(pair, tmp_path_factory.mktemp("expired"), "expired")
 
 

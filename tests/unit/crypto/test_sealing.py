@@ -47,19 +47,25 @@ def pair4096() -> SealingKeyPair:
 
 def test_hybrid_layout_matches_the_reference(pair4096: SealingKeyPair) -> None:
     session = bytes(range(32))
-    blob = hybrid_encrypt(pair4096.certificate, b"hello", label=b"ns/name", randbytes=lambda n: session[:n])
+    blob = hybrid_encrypt(
+        pair4096.certificate, b"hello", label=b"ns/name", randbytes=lambda n: session[:n]
+    )
     (rsa_len,) = struct.unpack(">H", blob[:2])
     assert rsa_len == 512 and len(blob) == 2 + 512 + 5 + 16
     assert base64.b64encode(blob).startswith(b"Ag")
     # the GCM part is deterministic given the session key: zero nonce, no AAD
     assert blob[2 + 512 :] == AESGCM(session).encrypt(b"\x00" * 12, b"hello", None)
     key = serialization.load_pem_private_key(pair4096.private_key.pem().reveal(), password=None)
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=b"ns/name")
+    oaep = padding.OAEP(
+        mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=b"ns/name"
+    )
     assert key.decrypt(blob[2:514], oaep) == session  # type: ignore[union-attr]
     assert hybrid_decrypt(pair4096.private_key, blob, label=b"ns/name").reveal() == b"hello"
 
 
-@pytest.mark.parametrize("mutate", ["label", "flip_rsa", "flip_gcm", "truncate", "empty", "bad_len"])
+@pytest.mark.parametrize(
+    "mutate", ["label", "flip_rsa", "flip_gcm", "truncate", "empty", "bad_len"]
+)
 def test_hybrid_failures_raise_decryption_error_only(pair: SealingKeyPair, mutate: str) -> None:
     blob = bytearray(hybrid_encrypt(pair.certificate, b"value", label=b"a/b"))
     label = b"a/b"
@@ -87,7 +93,9 @@ def test_native_value_binds_its_place(pair: SealingKeyPair) -> None:
     assert native_decrypt_value(dk, blob, aad=aad).reveal() == b"pw"
     for other in (
         native_aad(scope="strict", namespace="prod", name="db", key="user", data_key_id="d1"),
-        native_aad(scope="namespace-wide", namespace="prod", name="", key="password", data_key_id="d1"),
+        native_aad(
+            scope="namespace-wide", namespace="prod", name="", key="password", data_key_id="d1"
+        ),
         native_aad(scope="strict", namespace="prod", name="db", key="password", data_key_id="d2"),
     ):
         with pytest.raises(DecryptionError):
@@ -103,27 +111,44 @@ def test_native_value_binds_its_place(pair: SealingKeyPair) -> None:
 def test_native_aad_vector() -> None:
     """Fixed vector: length-prefixed fields after the format name, so no two places collide."""
     aad = native_aad(scope="strict", namespace="ns", name="n", key="k", data_key_id="d1")
-    assert aad == b"kustos.io/v1" + b"\x00\x00\x00\x06strict" + b"\x00\x00\x00\x02ns" + b"\x00\x00\x00\x01n" + b"\x00\x00\x00\x01k" + b"\x00\x00\x00\x02d1"
+    assert (
+        aad
+        == b"kustos.io/v1"
+        + b"\x00\x00\x00\x06strict"
+        + b"\x00\x00\x00\x02ns"
+        + b"\x00\x00\x00\x01n"
+        + b"\x00\x00\x00\x01k"
+        + b"\x00\x00\x00\x02d1"
+    )
     assert native_aad(scope="s", namespace="a/b", name="", key="c", data_key_id="d") != native_aad(
         scope="s", namespace="a", name="b", key="c", data_key_id="d"
     )
 
 
 def test_key_id_is_truncated_sha256_of_spki(pair: SealingKeyPair) -> None:
-    spki = serialization.load_pem_private_key(pair.private_key.pem().reveal(), password=None).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    spki = (
+        serialization.load_pem_private_key(pair.private_key.pem().reveal(), password=None)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    assert pair.certificate.key_id == pair.private_key.key_id == hashlib.sha256(spki).hexdigest()[:16]
+    assert (
+        pair.certificate.key_id == pair.private_key.key_id == hashlib.sha256(spki).hexdigest()[:16]
+    )
     assert repr(pair.private_key) == f"SealingPrivateKey(key_id={pair.private_key.key_id!r})"
     assert "PRIVATE" not in repr(pair.private_key)
 
 
 def test_pem_parsing(pair: SealingKeyPair, pair4096: SealingKeyPair) -> None:
     bundle = pair.certificate.pem() + pair4096.certificate.pem()
-    assert [c.key_id for c in load_certificates(bundle)] == [pair.certificate.key_id, pair4096.certificate.key_id]
+    assert [c.key_id for c in load_certificates(bundle)] == [
+        pair.certificate.key_id,
+        pair4096.certificate.key_id,
+    ]
     assert load_certificate(bundle) == pair.certificate
     key = serialization.load_pem_private_key(pair.private_key.pem().reveal(), password=None)
-    pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     assert load_private_key(pkcs8).key_id == pair.private_key.key_id
     assert len(load_private_keys(pkcs8 + pair4096.private_key.pem().reveal())) == 2
     with pytest.raises(InvalidRequestError, match="no PEM certificate"):
@@ -131,7 +156,9 @@ def test_pem_parsing(pair: SealingKeyPair, pair4096: SealingKeyPair) -> None:
     with pytest.raises(InvalidRequestError, match="no PEM private key"):
         load_private_keys(pair.certificate.pem())
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    ec_pem = ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    ec_pem = ec_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(InvalidRequestError, match="expected an RSA private key"):
         load_private_keys(ec_pem)
 
@@ -148,6 +175,8 @@ def test_certificate_expiry(pair: SealingKeyPair) -> None:
 
 def test_passphrase_box() -> None:
     box = seal_with_passphrase(Sensitive(b"keyring"), passphrase=Sensitive("a long passphrase"))
-    assert open_with_passphrase(box, passphrase=Sensitive("a long passphrase")).reveal() == b"keyring"
+    assert (
+        open_with_passphrase(box, passphrase=Sensitive("a long passphrase")).reveal() == b"keyring"
+    )
     with pytest.raises(DecryptionError):
         open_with_passphrase(box, passphrase=Sensitive("another passphrase"))

@@ -71,7 +71,9 @@ def _secret(annotations: dict[str, str], **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("scope", list(Scope))
-def test_kustos_sealed_values_open_with_the_independent_implementation(key4096: SealingKeyPair, scope: Scope) -> None:
+def test_kustos_sealed_values_open_with_the_independent_implementation(
+    key4096: SealingKeyPair, scope: Scope
+) -> None:
     secret = parse_secret(_secret(ANNOTATIONS[scope]))
     (sealed,) = seal_secret(secret, certificates=[key4096.certificate], now=NOW)
     encrypted = sealed["spec"]["encryptedData"]
@@ -82,11 +84,17 @@ def test_kustos_sealed_values_open_with_the_independent_implementation(key4096: 
     assert independent_open(key_pem, encrypted["password"], LABELS[scope]) == b"s3cr\x00t"
     assert independent_open(key_pem, encrypted["user"], LABELS[scope]) == b"admin"
     # the scope is declared on the SealedSecret itself, as Sealed Secrets reads it
-    assert {k: v for k, v in (sealed["metadata"].get("annotations") or {}).items() if k.startswith("sealedsecrets")} == ANNOTATIONS[scope]
+    assert {
+        k: v
+        for k, v in (sealed["metadata"].get("annotations") or {}).items()
+        if k.startswith("sealedsecrets")
+    } == ANNOTATIONS[scope]
 
 
 @pytest.mark.parametrize("scope", list(Scope))
-def test_independently_sealed_values_unseal_with_kustos(key4096: SealingKeyPair, scope: Scope) -> None:
+def test_independently_sealed_values_unseal_with_kustos(
+    key4096: SealingKeyPair, scope: Scope
+) -> None:
     cert_pem = key4096.certificate.pem()
     sealed = {
         "apiVersion": "bitnami.com/v1alpha1",
@@ -108,8 +116,12 @@ def test_independently_sealed_values_unseal_with_kustos(key4096: SealingKeyPair,
 
 
 @pytest.mark.parametrize("fmt", list(SealFormat))
-def test_strict_value_fails_under_another_name_or_namespace(key_a: SealingKeyPair, fmt: SealFormat) -> None:
-    (sealed,) = seal_secret(parse_secret(_secret({})), certificates=[key_a.certificate], now=NOW, fmt=fmt)
+def test_strict_value_fails_under_another_name_or_namespace(
+    key_a: SealingKeyPair, fmt: SealFormat
+) -> None:
+    (sealed,) = seal_secret(
+        parse_secret(_secret({})), certificates=[key_a.certificate], now=NOW, fmt=fmt
+    )
     assert unseal(sealed, keys=[key_a.private_key]).data["user"].reveal() == b"admin"
     for field, value in (("name", "other"), ("namespace", "staging")):
         moved = {**sealed, "metadata": {**sealed["metadata"], field: value}}
@@ -121,7 +133,9 @@ def test_strict_value_fails_under_another_name_or_namespace(key_a: SealingKeyPai
 
 
 @pytest.mark.parametrize("fmt", list(SealFormat))
-def test_namespace_wide_moves_between_names_not_namespaces(key_a: SealingKeyPair, fmt: SealFormat) -> None:
+def test_namespace_wide_moves_between_names_not_namespaces(
+    key_a: SealingKeyPair, fmt: SealFormat
+) -> None:
     secret = parse_secret(_secret(ANNOTATIONS[Scope.namespace_wide]))
     (sealed,) = seal_secret(secret, certificates=[key_a.certificate], now=NOW, fmt=fmt)
     renamed = {**sealed, "metadata": {**sealed["metadata"], "name": "other"}}
@@ -132,7 +146,9 @@ def test_namespace_wide_moves_between_names_not_namespaces(key_a: SealingKeyPair
 
 
 @pytest.mark.parametrize("fmt", list(SealFormat))
-def test_cluster_wide_moves_anywhere_but_not_to_another_scope(key_a: SealingKeyPair, fmt: SealFormat) -> None:
+def test_cluster_wide_moves_anywhere_but_not_to_another_scope(
+    key_a: SealingKeyPair, fmt: SealFormat
+) -> None:
     secret = parse_secret(_secret(ANNOTATIONS[Scope.cluster_wide]))
     (sealed,) = seal_secret(secret, certificates=[key_a.certificate], now=NOW, fmt=fmt)
     moved = {**sealed, "metadata": {**sealed["metadata"], "name": "x", "namespace": "y"}}
@@ -144,8 +160,13 @@ def test_cluster_wide_moves_anywhere_but_not_to_another_scope(key_a: SealingKeyP
 
 def test_scope_flag_overrides_annotations_and_rewrites_them(key_a: SealingKeyPair) -> None:
     secret = parse_secret(_secret(ANNOTATIONS[Scope.namespace_wide]))
-    (sealed,) = seal_secret(secret, certificates=[key_a.certificate], now=NOW, scope=Scope.cluster_wide)
+    (sealed,) = seal_secret(
+        secret, certificates=[key_a.certificate], now=NOW, scope=Scope.cluster_wide
+    )
     assert sealed["metadata"]["annotations"]["sealedsecrets.bitnami.com/cluster-wide"] == "true"
-    assert "sealedsecrets.bitnami.com/namespace-wide" not in sealed["spec"]["template"]["metadata"]["annotations"]
+    assert (
+        "sealedsecrets.bitnami.com/namespace-wide"
+        not in sealed["spec"]["template"]["metadata"]["annotations"]
+    )
     key_pem = key_a.private_key.pem().reveal()
     assert independent_open(key_pem, sealed["spec"]["encryptedData"]["user"], b"") == b"admin"

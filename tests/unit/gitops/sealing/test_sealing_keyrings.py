@@ -35,7 +35,9 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def _entry(pair: SealingKeyPair, created: datetime) -> SealingKeyEntry:
-    return SealingKeyEntry(private_key=pair.private_key, certificate=pair.certificate, created_at=created)
+    return SealingKeyEntry(
+        private_key=pair.private_key, certificate=pair.certificate, created_at=created
+    )
 
 
 def _fake_generator(pairs: list[SealingKeyPair]):  # type: ignore[no-untyped-def]
@@ -49,23 +51,37 @@ def _fake_generator(pairs: list[SealingKeyPair]):  # type: ignore[no-untyped-def
     return generate, calls
 
 
-def test_renewal_after_the_period_keeps_old_keys(key_a: SealingKeyPair, key_b: SealingKeyPair) -> None:
+def test_renewal_after_the_period_keeps_old_keys(
+    key_a: SealingKeyPair, key_b: SealingKeyPair
+) -> None:
     generate, calls = _fake_generator([key_a, key_b])
     policy = RenewalPolicy(period=timedelta(days=30))
     ring, entry = renew(SealingKeyring(), policy=policy, now=T0, generate=generate)
     assert entry is not None and entry.key_id == key_a.certificate.key_id
-    ring, entry = renew(ring, policy=policy, now=T0 + timedelta(days=29, hours=23), generate=generate)
+    ring, entry = renew(
+        ring, policy=policy, now=T0 + timedelta(days=29, hours=23), generate=generate
+    )
     assert entry is None and len(ring) == 1
     assert policy.next_renewal(ring) == T0 + timedelta(days=30)
     ring, entry = renew(ring, policy=policy, now=T0 + timedelta(days=30), generate=generate)
     assert entry is not None
     assert [e.key_id for e in ring.entries] == [key_a.certificate.key_id, key_b.certificate.key_id]
     assert ring.sealing_certificate() == key_b.certificate
-    assert [k.key_id for k in ring.private_keys()] == [key_b.certificate.key_id, key_a.certificate.key_id]
+    assert [k.key_id for k in ring.private_keys()] == [
+        key_b.certificate.key_id,
+        key_a.certificate.key_id,
+    ]
     assert calls == [T0, T0 + timedelta(days=30)]
     # a value sealed with the old key still unseals with the renewed keyring
-    doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "namespace": "b"}, "stringData": {"k": "v"}}
-    (old,) = seal_secret(parse_secret(doc), certificates=[key_a.certificate], now=T0, key_id_hint=False)
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "a", "namespace": "b"},
+        "stringData": {"k": "v"},
+    }
+    (old,) = seal_secret(
+        parse_secret(doc), certificates=[key_a.certificate], now=T0, key_id_hint=False
+    )
     assert unseal(old, keys=ring.private_keys()).data["k"].reveal() == b"v"
 
 
@@ -82,13 +98,20 @@ def test_cutoff_forces_a_new_key_and_disabled_period_never_renews(key_a: Sealing
         RenewalPolicy(period=timedelta(0))
 
 
-def test_keyring_round_trips_and_rejects_duplicates(key_a: SealingKeyPair, key_b: SealingKeyPair) -> None:
+def test_keyring_round_trips_and_rejects_duplicates(
+    key_a: SealingKeyPair, key_b: SealingKeyPair
+) -> None:
     ring = SealingKeyring(entries=(_entry(key_b, T0 + timedelta(days=1)), _entry(key_a, T0)))
-    assert [e.key_id for e in ring.entries] == [key_a.certificate.key_id, key_b.certificate.key_id]  # oldest first
+    assert [e.key_id for e in ring.entries] == [
+        key_a.certificate.key_id,
+        key_b.certificate.key_id,
+    ]  # oldest first
     blob = ring.to_bytes()
     assert repr(blob) == "Sensitive(<redacted>)"
     again = SealingKeyring.from_bytes(blob)
-    assert [(e.key_id, e.created_at) for e in again.entries] == [(e.key_id, e.created_at) for e in ring.entries]
+    assert [(e.key_id, e.created_at) for e in again.entries] == [
+        (e.key_id, e.created_at) for e in ring.entries
+    ]
     assert len(again.with_entries([_entry(key_a, T0)])) == 2  # already present: skipped
     with pytest.raises(InvalidRequestError, match="appears twice"):
         SealingKeyring(entries=(_entry(key_a, T0), _entry(key_a, T0)))
@@ -99,7 +122,10 @@ def test_keyring_round_trips_and_rejects_duplicates(key_a: SealingKeyPair, key_b
 
 
 def test_import_of_sealed_secrets_key_secrets(key_a: SealingKeyPair, key_b: SealingKeyPair) -> None:
-    exported = [to_sealed_secrets_key_secret(_entry(p, T0 + timedelta(days=i))) for i, p in enumerate((key_a, key_b))]
+    exported = [
+        to_sealed_secrets_key_secret(_entry(p, T0 + timedelta(days=i)))
+        for i, p in enumerate((key_a, key_b))
+    ]
     as_list = {"apiVersion": "v1", "kind": "List", "items": exported}
     docs = load_manifests(json.dumps(as_list))
     entries = import_sealed_secrets_keys(docs)
@@ -116,7 +142,9 @@ def test_import_of_sealed_secrets_key_secrets(key_a: SealingKeyPair, key_b: Seal
         import_sealed_secrets_keys([opaque])
     broken = json.loads(json.dumps(exported[0]))
     broken["data"]["tls.key"] = base64.b64encode(b"nope").decode()
-    with pytest.raises(InvalidRequestError, match=r"Secret kube-system/sealed-secrets-key.*no PEM private key"):
+    with pytest.raises(
+        InvalidRequestError, match=r"Secret kube-system/sealed-secrets-key.*no PEM private key"
+    ):
         import_sealed_secrets_keys([broken])
 
 
@@ -145,9 +173,16 @@ def test_age_backup_opens_with_the_stock_age_tool(key_a: SealingKeyPair, tmp_pat
     assert bundle.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----")
     identity_file = tmp_path / "key.txt"
     identity_file.write_text(str(identity) + "\n")
-    assert read_backup(bundle, age_identities=[identity_file.read_bytes()]).entries[0].key_id == key_a.certificate.key_id
+    assert (
+        read_backup(bundle, age_identities=[identity_file.read_bytes()]).entries[0].key_id
+        == key_a.certificate.key_id
+    )
     (tmp_path / "bundle.age").write_bytes(bundle)
-    out = subprocess.run(["age", "-d", "-i", str(identity_file), str(tmp_path / "bundle.age")], capture_output=True, check=True)
+    out = subprocess.run(
+        ["age", "-d", "-i", str(identity_file), str(tmp_path / "bundle.age")],
+        capture_output=True,
+        check=True,
+    )
     assert SealingKeyring.from_bytes(out.stdout).entries[0].key_id == key_a.certificate.key_id
     other = x25519.Identity.generate()
     with pytest.raises(DecryptionError, match="no given identity opens it"):

@@ -16,8 +16,15 @@ from kustos.sensitive import Sensitive
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _sealed(key: SealingKeyPair, fmt: SealFormat = SealFormat.bitnami, **data: str) -> dict[str, Any]:
-    doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": "prod"}, "stringData": data}
+def _sealed(
+    key: SealingKeyPair, fmt: SealFormat = SealFormat.bitnami, **data: str
+) -> dict[str, Any]:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "app", "namespace": "prod"},
+        "stringData": data,
+    }
     return seal_secret(parse_secret(doc), certificates=[key.certificate], now=NOW, fmt=fmt)[0]
 
 
@@ -41,8 +48,13 @@ def test_template_data_is_rendered_with_the_values(key_a: SealingKeyPair, fmt: S
 
 def test_template_errors_name_object_and_key() -> None:
     values = {"a": Sensitive(b"1")}
-    assert render_template("{{- .a -}} x {{ \"lit\" | upper }}", values, where="w").reveal() == b"1x LIT"
-    with pytest.raises(InvalidRequestError, match=r"SealedSecret p/n: template data key 'k': template refers to 'missing'"):
+    assert (
+        render_template('{{- .a -}} x {{ "lit" | upper }}', values, where="w").reveal() == b"1x LIT"
+    )
+    with pytest.raises(
+        InvalidRequestError,
+        match=r"SealedSecret p/n: template data key 'k': template refers to 'missing'",
+    ):
         render_template("{{ .missing }}", values, where="SealedSecret p/n: template data key 'k'")
     with pytest.raises(InvalidRequestError, match="unsupported template function 'sha256sum'"):
         render_template("{{ .a | sha256sum }}", values, where="w")
@@ -54,12 +66,24 @@ def test_owner_reference_unless_skipped(key_a: SealingKeyPair) -> None:
     sealed = _sealed(key_a, a="1")
     sealed["metadata"]["uid"] = "u-1"
     owners = unseal(sealed, keys=[key_a.private_key]).owner_references
-    assert owners == [{"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret", "name": "app", "uid": "u-1", "controller": True}]
-    sealed["spec"]["template"]["metadata"]["annotations"] = {"sealedsecrets.bitnami.com/skip-set-owner-references": "true"}
+    assert owners == [
+        {
+            "apiVersion": "bitnami.com/v1alpha1",
+            "kind": "SealedSecret",
+            "name": "app",
+            "uid": "u-1",
+            "controller": True,
+        }
+    ]
+    sealed["spec"]["template"]["metadata"]["annotations"] = {
+        "sealedsecrets.bitnami.com/skip-set-owner-references": "true"
+    }
     assert unseal(sealed, keys=[key_a.private_key]).owner_references == []
 
 
-def test_every_key_is_tried_when_the_hint_is_missing_or_wrong(key_a: SealingKeyPair, key_b: SealingKeyPair) -> None:
+def test_every_key_is_tried_when_the_hint_is_missing_or_wrong(
+    key_a: SealingKeyPair, key_b: SealingKeyPair
+) -> None:
     sealed = _sealed(key_b, a="1", b="2")
     del sealed["metadata"]["annotations"][KEY_ID_ANNOTATION]
     assert unseal(sealed, keys=[key_a.private_key, key_b.private_key]).data["b"].reveal() == b"2"
@@ -69,7 +93,9 @@ def test_every_key_is_tried_when_the_hint_is_missing_or_wrong(key_a: SealingKeyP
         unseal(sealed, keys=[key_a.private_key])
 
 
-def test_native_without_the_recipient_key_fails(key_a: SealingKeyPair, key_b: SealingKeyPair) -> None:
+def test_native_without_the_recipient_key_fails(
+    key_a: SealingKeyPair, key_b: SealingKeyPair
+) -> None:
     sealed = _sealed(key_a, SealFormat.kustos, a="1")
     with pytest.raises(DecryptionError, match="'a'"):
         unseal(sealed, keys=[key_b.private_key])
@@ -81,6 +107,12 @@ def test_native_without_the_recipient_key_fails(key_a: SealingKeyPair, key_b: Se
 
 def test_not_a_sealed_secret_is_named(key_a: SealingKeyPair) -> None:
     with pytest.raises(InvalidRequestError, match="expected a SealedSecret, got Secret prod/x"):
-        unseal({"kind": "Secret", "metadata": {"name": "x", "namespace": "prod"}}, keys=[key_a.private_key])
+        unseal(
+            {"kind": "Secret", "metadata": {"name": "x", "namespace": "prod"}},
+            keys=[key_a.private_key],
+        )
     with pytest.raises(InvalidRequestError, match=r"unsupported apiVersion 'bitnami\.com/v2'"):
-        unseal({"kind": "SealedSecret", "apiVersion": "bitnami.com/v2", "metadata": {}}, keys=[key_a.private_key])
+        unseal(
+            {"kind": "SealedSecret", "apiVersion": "bitnami.com/v2", "metadata": {}},
+            keys=[key_a.private_key],
+        )
