@@ -75,7 +75,9 @@ class Core:
         self.metrics = Metrics()
         self.barrier = Barrier(storage=storage, provider=provider, clock=clock)
         self.cache = RecordCache(storage=storage, max_entries=cache_entries)
-        self.tokens = TokenStore(storage=storage, clock=clock, cache=cache_entries > 0)
+        # storage owned alone (a read cache is on): cache token entries until they expire;
+        # shared storage: re-read an entry after a second, so revocations elsewhere apply quickly
+        self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if cache_entries > 0 else 1.0)
         self.mounts = MountTable(storage=storage, clock=clock)
         self.kv = KvEngine(
             storage=storage,

@@ -9,9 +9,11 @@ parent so revoking a token revokes the tokens it created (unless orphans).
 
 Lookups hash the presented token and compare the hashes with
 :func:`hmac.compare_digest`. Expired entries are treated as absent. Entries
-are cached in memory (keyed by hash, dropped on revoke and renew) when the
-server owns its storage alone; with shared storage (several replicas on one
-PostgreSQL) the cache is off so a revocation elsewhere takes effect at once.
+are cached in memory (keyed by hash, dropped on revoke and renew in this
+process). When the server owns its storage alone they stay cached until they
+expire; with shared storage (several replicas on one PostgreSQL) an entry is
+reused for at most ``cache_ttl`` seconds (default 1), so a revocation made
+by another replica takes effect within that time.
 
 The identity and policy issues extend this module (entity ids, more auth
 methods); keep the storage layout stable.
@@ -151,13 +153,14 @@ class TokenStore:
         *,
         storage: StorageBackend,
         clock: Clock,
-        cache: bool = True,
+        cache_ttl: float | None = None,
         new_token: Callable[[], str] | None = None,
     ) -> None:
+        """``cache_ttl``: ``None`` caches entries until they expire, ``0`` disables the cache."""
         self._storage = storage
         self._clock = clock
-        self._cache_enabled = cache
-        self._cache: dict[str, TokenEntry] = {}
+        self._cache_ttl = cache_ttl
+        self._cache: dict[str, tuple[TokenEntry, float]] = {}
         self._epoch = 0
         self._new_token = new_token or (lambda: TOKEN_PREFIX + secrets.token_urlsafe(24))
 
@@ -235,16 +238,22 @@ class TokenStore:
         if not token or len(token) > 512:
             return None
         digest = hash_token(token)
-        entry = self._cache.get(digest)
+        cached = self._cache.get(digest)
+        ttl = self._cache_ttl
+        entry = None
+        if cached is not None and (ttl is None or self._clock() - cached[1] < ttl):
+            entry = cached[0]
         if entry is None:
             epoch = self._epoch
+            loaded_at = self._clock()
             entry = await self._load(digest)
             if entry is None:
+                self._cache.pop(digest, None)
                 return None
-            if self._cache_enabled and epoch == self._epoch:
+            if ttl != 0 and epoch == self._epoch:
                 if len(self._cache) >= _CACHE_LIMIT:
                     self._cache.clear()
-                self._cache[digest] = entry
+                self._cache[digest] = (entry, loaded_at)
         if not hmac.compare_digest(entry.id_hash, digest):
             return None
         if entry.expired(self._clock()):

@@ -317,3 +317,20 @@ async def test_record_cache_bounds(storage: SqliteBackend) -> None:
     disabled = RecordCache(storage=storage, max_entries=0)
     await disabled.get("k0", bytes)
     assert not disabled.enabled and disabled._data == {}
+
+
+async def test_token_cache_ttl_for_shared_storage(storage: SqliteBackend, clock: FakeClock) -> None:
+    here = TokenStore(storage=storage, clock=clock, cache_ttl=1.0)
+    elsewhere = TokenStore(storage=storage, clock=clock, cache_ttl=1.0)
+    token, _ = await here.create(policies=["default"])
+    entry = await here.lookup(token.reveal())
+    assert entry is not None
+    assert await elsewhere.revoke(entry) == 1  # another replica revokes it
+    assert await here.lookup(token.reveal()) is not None  # still within the cache TTL
+    clock.advance(1.0)
+    assert await here.lookup(token.reveal()) is None
+    uncached = TokenStore(storage=storage, clock=clock, cache_ttl=0)
+    other, other_entry = await uncached.create(policies=["default"])
+    assert await uncached.lookup(other.reveal()) is not None
+    await elsewhere.revoke(other_entry)
+    assert await uncached.lookup(other.reveal()) is None
