@@ -48,6 +48,7 @@ from kustos.server.access import Authorizer, authorize
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
 from kustos.server.core import Core
 from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
+from kustos.server.mounts import MountEntry
 from kustos.server.observability import METRICS_CONTENT_TYPE
 from kustos.server.routes.system import SystemApi
 from kustos.server.routes.tokens import TokenApi
@@ -162,19 +163,23 @@ class _Api:
             status, body = 503, error_body("server is starting")
         else:
             system, tokens = self._apis(core)
+            handler: Callable[[Call], Any] | None = None
+            mount: MountEntry | None = None
+            rest = ""
             try:
+                unauthenticated = False
                 if path.startswith("sys/"):
                     route = system.route(path)
                     unauthenticated = not system.needs_unsealed(path)
-                    handler: Callable[[Call], Any] = system.handle
+                    handler = system.handle
                 elif path.startswith("auth/token/"):
                     route = tokens.route(path)
-                    unauthenticated = False
                     handler = tokens.handle
                 else:
-                    unauthenticated = False
-                    handler = self._engine_handler(core, path)
-                    route = getattr(handler, "route", "unknown")
+                    resolved = core.mounts.resolve(path)
+                    if resolved is not None:
+                        mount, rest = resolved
+                        route = core.kv.route(method, rest) if mount.type == "kv" else "unknown"
                 validate_api_path(path)
                 if not unauthenticated and (core.barrier.sealed or not core.barrier.initialized):
                     raise SealedError()
@@ -197,7 +202,10 @@ class _Api:
                     reason=reason,
                     raw_token=Sensitive(token_text) if token_text else None,
                 )
-                reply: Reply = await handler(call)
+                if handler is not None:
+                    reply: Reply = await handler(call)
+                else:
+                    reply = await self._engine(core, call, mount, rest)
                 status = reply.status
                 body = envelope(reply, request_id=request_id)
             except KustosError as exc:
@@ -237,12 +245,16 @@ class _Api:
                 },
             )
 
-    def _engine_handler(self, core: Core, path: str) -> _EngineCall:
-        resolved = core.mounts.resolve(path)
-        if resolved is None:
-            return _EngineCall(core, path)
-        mount, rest = resolved
-        return _EngineCall(core, path, mount=mount, rest=rest)
+    @staticmethod
+    async def _engine(core: Core, call: Call, mount: MountEntry | None, rest: str) -> Reply:
+        """Dispatch to the engine of the mount (re-reading the mount table once if none matched)."""
+        if mount is None and await core.mounts.reload_if_stale():
+            resolved = core.mounts.resolve(call.path)
+            if resolved is not None:
+                mount, rest = resolved
+        if mount is None or mount.type != "kv":
+            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        return await core.kv.handle(call, mount, rest)
 
     async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
         limit = self._max_body
@@ -273,30 +285,6 @@ class _Api:
             _log.error("storage failure", extra={**fields, "error": str(exc)})
         elif isinstance(exc, KeyProviderError | ConfigError):
             _log.error("key provider or configuration failure", extra={**fields, "error": str(exc)})
-
-
-class _EngineCall:
-    """Dispatch to the engine of a resolved mount (or a 404 when nothing is mounted there)."""
-
-    __slots__ = ("_core", "_mount", "_path", "_rest", "route")
-
-    def __init__(self, core: Core, path: str, *, mount: Any = None, rest: str = "") -> None:
-        self._core = core
-        self._path = path
-        self._mount = mount
-        self._rest = rest
-        self.route = core.kv.route("", rest) if mount is not None and mount.type == "kv" else "unknown"
-
-    async def __call__(self, call: Call) -> Reply:
-        mount, rest = self._mount, self._rest
-        if mount is None:
-            if await self._core.mounts.reload_if_stale():
-                resolved = self._core.mounts.resolve(self._path)
-                if resolved is not None:
-                    mount, rest = resolved
-        if mount is None or mount.type != "kv":
-            raise NotFoundError(f"no handler for route \"{self._path}\". route entry not found.")
-        return await self._core.kv.handle(call, mount, rest)
 
 
 def create_app(

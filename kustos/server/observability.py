@@ -12,14 +12,18 @@ duration, passed through ``extra=``; nothing logs a secret value or a token.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any, ClassVar, Final, TextIO
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = [
     "METRICS_CONTENT_TYPE",
@@ -33,24 +37,59 @@ METRICS_CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 _BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class _RequestStats(Collector):
+    """Request counts and latency histograms, kept as plain numbers and turned into metrics on scrape.
+
+    The hot path only bumps list entries (no locks, no label lookups); the
+    server runs one event loop, so nothing else touches them concurrently.
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, int], list[float]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [0.0] * (len(_BUCKETS) + 2)  # count, sum, one per bucket
+        series[0] += 1
+        series[1] += seconds
+        index = bisect.bisect_left(_BUCKETS, seconds)
+        if index < len(_BUCKETS):
+            series[2 + index] += 1
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "kustos_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            labels=["route", "method", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "kustos_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), series in sorted(self._series.items()):
+            labels = [route, method, str(status)]
+            requests.add_metric(labels, series[0])
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip(_BUCKETS, series[2:], strict=True):
+                cumulative += count
+                buckets.append((repr(bound), cumulative))
+            buckets.append(("+Inf", series[0]))
+            latency.add_metric(labels, buckets, series[1])
+        yield requests
+        yield latency
+
+
 class Metrics:
     """The server's Prometheus metrics, in a registry of their own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self._requests = Counter(
-            "kustos_http_requests_total",
-            "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "kustos_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template, method and status.",
-            ["route", "method", "status"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._requests = _RequestStats()
+        self.registry.register(self._requests)
         self._sealed = Gauge(
             "kustos_sealed",
             "1 while the server is sealed (or not initialized), 0 when it serves data.",
@@ -70,22 +109,11 @@ class Metrics:
             "Stored records that failed to decrypt or verify.",
             registry=self.registry,
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._sealed.set(1)
 
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and record how long it took."""
-        key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            code = str(status)
-            children = (
-                self._requests.labels(route, method, code),
-                self._latency.labels(route, method, code),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._requests.observe(route, method, status, seconds)
 
     def set_seal_state(self, *, initialized: bool, sealed: bool) -> None:
         self._initialized.set(1 if initialized else 0)
