@@ -6,8 +6,8 @@ the operator, and offline tools for sealing secrets and encrypting files.
 
 Layers only import downward (checked by import-linter in ``make test``)::
 
-    cli | operator | agent | kmsplugin | csi
-    server
+    cli
+    server | operator | agent | kmsplugin | csi
     client
     store | keys | audit | gitops
     policy | crypto
