@@ -8,7 +8,8 @@ Vault spells it (``secret/data/app/db``, ``sys/mounts/kv``,
 
 Until the ACL evaluator (``kustos.policy``) replaces it, the rule is: a token
 with the ``root`` policy may do everything; any other token may only manage
-itself (the ``auth/token/*-self`` endpoints), like Vault's ``default`` policy.
+itself (the ``auth/token/*-self`` endpoints) and ask what it may do
+(``sys/capabilities-self``), like Vault's ``default`` policy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _SELF_SERVICE: Final = frozenset(
         "auth/token/lookup-self",
         "auth/token/renew-self",
         "auth/token/revoke-self",
+        "sys/capabilities-self",
     }
 )
 

@@ -36,6 +36,7 @@ from kustos.config import ServerConfig
 from kustos.errors import (
     ConfigError,
     DecryptionError,
+    InvalidRequestError,
     KeyProviderError,
     KustosError,
     NotFoundError,
@@ -130,6 +131,7 @@ class _Api:
         content_length: int | None = None
         request_id: str | None = None
         reason: str | None = None
+        wrap_requested = False
         for name, value in scope["headers"]:
             if name == b"x-vault-token":
                 token_text = value.decode("latin-1").strip()
@@ -149,6 +151,8 @@ class _Api:
                     request_id = text
             elif name == b"x-kustos-reason":
                 reason = value.decode("utf-8", "replace").strip() or None
+            elif name == b"x-vault-wrap-ttl":
+                wrap_requested = True
         if request_id is None:
             request_id = self._ids.next()
         raw_query: bytes = scope["query_string"]
@@ -181,6 +185,8 @@ class _Api:
                         mount, rest = resolved
                         route = core.kv.route(method, rest) if mount.type == "kv" else "unknown"
                 validate_api_path(path)
+                if wrap_requested:
+                    raise InvalidRequestError("response wrapping (X-Vault-Wrap-TTL) is not supported by this server")
                 if not unauthenticated and (core.barrier.sealed or not core.barrier.initialized):
                     raise SealedError()
                 entry = None

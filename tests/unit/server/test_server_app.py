@@ -139,3 +139,23 @@ async def test_mount_disable_drops_cached_records(client: httpx.AsyncClient) -> 
     assert (await client.get("/v1/tmp/data/x")).status_code == 404
     assert (await client.post("/v1/sys/mounts/tmp", json={"type": "kv-v2"})).status_code == 204
     assert (await client.get("/v1/tmp/data/x")).status_code == 404
+
+
+async def test_capabilities_self(client: httpx.AsyncClient) -> None:
+    root = await client.post("/v1/sys/capabilities-self", json={"paths": ["secret/data/x"]})
+    assert root.status_code == 200
+    assert root.json()["data"] == {"secret/data/x": ["root"], "capabilities": ["root"]}
+    created = await client.post("/v1/auth/token/create", json={"policies": ["default"]})
+    user = created.json()["auth"]["client_token"]
+    answer = await client.post(
+        "/v1/sys/capabilities-self",
+        json={"paths": ["secret/data/x", "auth/token/lookup-self"]},
+        headers={"X-Vault-Token": user},
+    )
+    assert answer.json()["data"] == {"secret/data/x": ["deny"], "auth/token/lookup-self": ["read", "update"]}
+
+
+async def test_response_wrapping_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/secret/data/x", headers={"X-Vault-Wrap-TTL": "60s"})
+    assert response.status_code == 400
+    assert "response wrapping" in response.json()["errors"][0]
