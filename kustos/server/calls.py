@@ -84,7 +84,7 @@ class Call:
     path: str
     """The API path after ``/v1/``."""
     query: Mapping[str, str]
-    body: bytes
+    body: bytes = field(repr=False)
     content_type: str
     request_id: str
     token: TokenEntry | None = None
@@ -92,6 +92,8 @@ class Call:
     raw_token: Sensitive[str] | None = field(default=None, repr=False)
     """The token as presented (``lookup-self`` echoes it, like Vault)."""
     _json: dict[str, Any] | None = field(default=None, repr=False)
+
+    # body, data, auth and raw may hold secret values or tokens: they never appear in repr()
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (parsed once)."""
@@ -118,10 +120,10 @@ class Reply:
     """What a handler answers: a status and either envelope parts or a raw JSON body."""
 
     status: int = 200
-    data: Any = None
-    auth: Any = None
+    data: Any = field(default=None, repr=False)
+    auth: Any = field(default=None, repr=False)
     warnings: list[str] | None = None
-    raw: Any = None
+    raw: Any = field(default=None, repr=False)
     """A document sent as is instead of the envelope (``sys/health``, ``sys/seal-status``)."""
     mount_type: str = ""
     top: dict[str, Any] | None = None

@@ -166,3 +166,16 @@ def test_normalize_mount_path(raw: str, normalized: str) -> None:
 def test_normalize_mount_path_rejects(raw: str) -> None:
     with pytest.raises(InvalidRequestError):
         normalize_mount_path(raw)
+
+
+def test_call_and_reply_reprs_hide_values() -> None:
+    from kustos.sensitive import Sensitive
+    from kustos.server.calls import Call
+
+    call = Call(
+        method="POST", path="secret/data/x", query={}, body=b'{"data":{"k":"top-secret"}}', content_type="",
+        request_id="r", raw_token=Sensitive("hvs.token-value"),
+    )
+    reply = Reply(data={"k": "top-secret"}, auth={"client_token": "hvs.token-value"}, raw={"root_token": "hvs.token-value"})
+    for text in (repr(call), repr(reply)):
+        assert "top-secret" not in text and "hvs.token-value" not in text
