@@ -51,8 +51,7 @@ from kustos.server.core import Core
 from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
 from kustos.server.mounts import MountEntry
 from kustos.server.observability import METRICS_CONTENT_TYPE
-from kustos.server.routes.system import SystemApi
-from kustos.server.routes.tokens import TokenApi
+from kustos.server.routes import PathApi, build_apis
 from kustos.server.times import Clock
 
 __all__ = ["BODY_SLACK", "KustosApp", "create_app"]
@@ -112,14 +111,13 @@ class _Api:
         self._holder = holder
         self._access_log = access_log
         self._max_body = max_body
-        self._system: SystemApi | None = None
-        self._tokens: TokenApi | None = None
+        self._apis_built: list[PathApi] | None = None
         self._ids = _RequestIds()
 
-    def _apis(self, core: Core) -> tuple[SystemApi, TokenApi]:
-        if self._system is None or self._tokens is None:
-            self._system, self._tokens = SystemApi(core), TokenApi(core)
-        return self._system, self._tokens
+    def _apis(self, core: Core) -> list[PathApi]:
+        if self._apis_built is None:
+            self._apis_built = build_apis(core)
+        return self._apis_built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -166,24 +164,24 @@ class _Api:
         if core is None:
             status, body = 503, error_body("server is starting")
         else:
-            system, tokens = self._apis(core)
+            apis = self._apis(core)
             handler: Callable[[Call], Any] | None = None
             mount: MountEntry | None = None
             rest = ""
             try:
                 unauthenticated = False
-                if path.startswith("sys/"):
-                    route = system.route(path)
-                    unauthenticated = not system.needs_unsealed(path)
-                    handler = system.handle
-                elif path.startswith("auth/token/"):
-                    route = tokens.route(path)
-                    handler = tokens.handle
+                for api in apis:
+                    if path.startswith(api.prefix):
+                        route = api.route(path)
+                        unauthenticated = not api.needs_unsealed(path)
+                        handler = api.handle
+                        break
                 else:
                     resolved = core.mounts.resolve(path)
                     if resolved is not None:
                         mount, rest = resolved
-                        route = core.kv.route(method, rest) if mount.type == "kv" else "unknown"
+                        engine = core.engines.get(mount.type)
+                        route = engine.route(method, rest) if engine is not None else "unknown"
                 validate_api_path(path)
                 if wrap_requested:
                     raise InvalidRequestError("response wrapping (X-Vault-Wrap-TTL) is not supported by this server")
@@ -258,9 +256,10 @@ class _Api:
             resolved = core.mounts.resolve(call.path)
             if resolved is not None:
                 mount, rest = resolved
-        if mount is None or mount.type != "kv":
+        engine = core.engines.get(mount.type) if mount is not None else None
+        if mount is None or engine is None:
             raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
-        return await core.kv.handle(call, mount, rest)
+        return await engine.handle(call, mount, rest)
 
     async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
         limit = self._max_body

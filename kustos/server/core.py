@@ -23,6 +23,7 @@ from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
+from kustos.server.engines import Engine
 from kustos.server.engines.kv import KvEngine
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
@@ -87,6 +88,8 @@ class Core:
             authorizer=authorizer,
             max_value_bytes=config.max_value_bytes,
         )
+        self.engines: dict[str, Engine] = {"kv": self.kv}
+        """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""
 
     @classmethod
     async def open(
@@ -135,7 +138,12 @@ class Core:
 
     def ciphertext_families(self) -> list[CiphertextFamily]:
         """Every place a ciphertext is stored (for rewrap and key-version checks)."""
-        return [f for m in self.mounts.entries() if m.type == "kv" for f in KvEngine.ciphertext_families(m)]
+        return [
+            family
+            for mount in self.mounts.entries()
+            if (engine := self.engines.get(mount.type)) is not None
+            for family in engine.ciphertext_families(mount)
+        ]
 
     async def initialize(
         self,

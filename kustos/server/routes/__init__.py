@@ -1,1 +1,43 @@
-"""Handlers of the non-engine API: ``sys/*`` (:mod:`.system`) and ``auth/token/*`` (:mod:`.tokens`)."""
+"""Handlers of the non-engine API, one module per area, and the table that routes to them.
+
+Each area is a :class:`PathApi` that owns a path prefix (``sys/``,
+``auth/token/``, ``auth/kubernetes/``, ...). :func:`build_apis` lists them in
+the order the dispatcher tries them (first matching prefix wins); adding an
+area is one line here. Secrets engines mounted by users (kv, transit) are not
+here: they are in ``Core.engines``, keyed by mount type.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from kustos.server.calls import Call, Reply
+    from kustos.server.core import Core
+
+__all__ = ["PathApi", "build_apis"]
+
+
+class PathApi(Protocol):
+    """One area of the API under a fixed path prefix."""
+
+    prefix: str
+    """The path prefix this area answers, e.g. ``"sys/"`` (no leading ``/v1/``)."""
+
+    def route(self, path: str) -> str:
+        """Route template for metrics and logs (never a secret path)."""
+        ...
+
+    def needs_unsealed(self, path: str) -> bool:
+        """False for paths that answer while sealed and without a token (health, seal-status)."""
+        ...
+
+    async def handle(self, call: Call) -> Reply: ...
+
+
+def build_apis(core: Core) -> list[PathApi]:
+    """Every non-engine area, in the order the dispatcher tries their prefixes."""
+    from kustos.server.routes.system import SystemApi
+    from kustos.server.routes.tokens import TokenApi
+
+    return [SystemApi(core), TokenApi(core)]

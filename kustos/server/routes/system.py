@@ -44,6 +44,8 @@ def _status_code(call: Call, name: str, default: int) -> int:
 class SystemApi:
     """Answers ``sys/*``."""
 
+    prefix = "sys/"
+
     def __init__(self, core: Core) -> None:
         self._core = core
         self._exact: dict[str, _Handler] = {

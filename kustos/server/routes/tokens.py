@@ -79,6 +79,8 @@ def _lookup(entry: TokenEntry, now: float, *, token: Sensitive[str] | None) -> d
 class TokenApi:
     """Answers ``auth/token/*``."""
 
+    prefix = "auth/token/"
+
     def __init__(self, core: Core) -> None:
         self._core = core
         self._handlers: dict[str, _Handler] = {
@@ -97,6 +99,10 @@ class TokenApi:
     def route(path: str) -> str:
         name = path[len("auth/token/") :].rstrip("/")
         return f"auth/token/{name}" if name in _ROUTES else "auth/unknown"
+
+    @staticmethod
+    def needs_unsealed(path: str) -> bool:
+        return True
 
     async def handle(self, call: Call) -> Reply:
         name = call.path[len("auth/token/") :].rstrip("/")
