@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KEY = Path("/work/shared/vectors/sops/sops_functional_tests_key.asc")
+KEY = Path(os.environ.get("KUSTOS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "vectors/sops/sops_functional_tests_key.asc"
 FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
 
 

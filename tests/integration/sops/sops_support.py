@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-VECTORS = Path("/work/shared/vectors/sops")
+from tests.support.paths import SOPS_VECTORS
+
+VECTORS = SOPS_VECTORS
 TEST_FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
 REPO = Path(__file__).resolve().parents[3]
 KUSTOS = str(Path(sys.executable).with_name("kustos"))

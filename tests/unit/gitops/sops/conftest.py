@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from kustos.gitops.sops import KeyServices
+from tests.support.paths import SOPS_VECTORS
 
-VECTORS = Path("/work/shared/vectors/sops")
+VECTORS = SOPS_VECTORS
 TEST_FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
 
 

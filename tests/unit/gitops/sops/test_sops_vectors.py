@@ -8,8 +8,9 @@ import pytest
 
 from kustos.errors import DecryptionError
 from kustos.gitops.sops import KeyServices, decrypt_file, store_for
+from tests.support.paths import SOPS_VECTORS
 
-VECTORS = Path("/work/shared/vectors/sops")
+VECTORS = SOPS_VECTORS
 
 EXPECTED = {
     "format.enc.yaml": (b"foo: bar\n", {"foo": "bar"}),
