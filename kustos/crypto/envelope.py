@@ -56,6 +56,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from kustos.crypto import aead
 from kustos.errors import DecryptionError, InvalidRequestError
 
@@ -124,12 +127,19 @@ def _header(version: int) -> bytes:
     return _PREFIX + struct.pack(">I", version)
 
 
+# The fixed leading parts of both associated data strings, encoded once: the
+# hot path only appends the header and the caller's context (same bytes as
+# calling :func:`context` with every part, which the test vectors pin).
+_DEK_AAD_LEAD: Final = context(_DEK_LABEL) + b"\x01" + struct.pack(">I", _HEADER_SIZE)
+_DATA_AAD_LEAD: Final = context(_DATA_LABEL, _PREFIX)
+
+
 def _dek_aad(header: bytes, ctx: bytes) -> bytes:
-    return context(_DEK_LABEL, header, ctx)
+    return b"".join((_DEK_AAD_LEAD, header, b"\x01", len(ctx).to_bytes(4, "big"), ctx))
 
 
 def _data_aad(ctx: bytes) -> bytes:
-    return context(_DATA_LABEL, _PREFIX, ctx)
+    return b"".join((_DATA_AAD_LEAD, b"\x01", len(ctx).to_bytes(4, "big"), ctx))
 
 
 def _parse(blob: bytes) -> tuple[int, bytes, bytes]:
@@ -152,10 +162,11 @@ class Keyring:
     ``to_bytes()`` is secret: it holds every KEK in the clear.
     """
 
-    __slots__ = ("_active", "_keks")
+    __slots__ = ("_active", "_ciphers", "_keks")
 
     _keks: tuple[_Kek, ...]
     _active: int
+    _ciphers: dict[int, AESGCM]  # enabled KEK versions only, built once (not per call)
 
     def __init__(self, keks: Sequence[_Kek], *, active: int) -> None:
         """Private: use :meth:`generate` or :meth:`from_bytes`."""
@@ -170,6 +181,7 @@ class Keyring:
                 raise ValueError("KEK versions must be 1..2**32-1 and keys 32 bytes")
         object.__setattr__(self, "_keks", tuple(sorted(keks, key=lambda k: k.version)))
         object.__setattr__(self, "_active", active)
+        object.__setattr__(self, "_ciphers", {k.version: AESGCM(k.key) for k in keks if not k.disabled})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Keyring is immutable")
@@ -273,19 +285,20 @@ class Keyring:
         ``randbytes`` is called three times: DEK (32), wrap nonce (12), data
         nonce (12); pass a fixed source only to reproduce test vectors.
         """
-        kek = self._kek(self._active)
         dek = randbytes(aead.KEY_SIZE)
         wrap_nonce = randbytes(aead.NONCE_SIZE)
         data_nonce = randbytes(aead.NONCE_SIZE)
-        header = _header(kek.version)
-        wrapped = aead.seal(kek.key, dek, aad=_dek_aad(header, context), nonce=wrap_nonce)
+        if len(dek) != aead.KEY_SIZE or len(wrap_nonce) != aead.NONCE_SIZE:
+            raise ValueError("randbytes returned the wrong number of bytes")
+        header = _header(self._active)
+        wrapped = wrap_nonce + self._ciphers[self._active].encrypt(wrap_nonce, dek, _dek_aad(header, context))
         data = aead.seal(dek, plaintext, aad=_data_aad(context), nonce=data_nonce)
         return header + wrapped + data
 
     def decrypt(self, blob: bytes, *, context: bytes) -> bytes:
         """Verify and decrypt; ``DecryptionError`` on any failure."""
         _, dek, data = self._open(blob, context)
-        return aead.unseal(dek, data, aad=_data_aad(context))
+        return _unseal_with(AESGCM(dek), data, _data_aad(context))
 
     def rewrap(
         self, blob: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes
@@ -300,11 +313,11 @@ class Keyring:
         aead.unseal(dek, data, aad=_data_aad(context))  # verify before re-wrapping
         if version == self._active:
             return blob
-        kek = self._kek(self._active)
-        header = _header(kek.version)
-        wrapped = aead.seal(
-            kek.key, dek, aad=_dek_aad(header, context), nonce=randbytes(aead.NONCE_SIZE)
-        )
+        header = _header(self._active)
+        wrap_nonce = randbytes(aead.NONCE_SIZE)
+        if len(wrap_nonce) != aead.NONCE_SIZE:
+            raise ValueError("randbytes returned the wrong number of bytes")
+        wrapped = wrap_nonce + self._ciphers[self._active].encrypt(wrap_nonce, dek, _dek_aad(header, context))
         return header + wrapped + data
 
     @staticmethod
@@ -315,18 +328,12 @@ class Keyring:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _kek(self, version: int) -> _Kek:
-        for k in self._keks:
-            if k.version == version:
-                return k
-        raise DecryptionError()
-
     def _open(self, blob: bytes, ctx: bytes) -> tuple[int, bytes, bytes]:
         version, wrapped, data = _parse(blob)
-        kek = self._kek(version)
-        if kek.disabled:
+        cipher = self._ciphers.get(version)  # unknown and disabled versions have none
+        if cipher is None:
             raise DecryptionError()
-        dek = aead.unseal(kek.key, wrapped, aad=_dek_aad(blob[:_HEADER_SIZE], ctx))
+        dek = _unseal_with(cipher, wrapped, _dek_aad(blob[:_HEADER_SIZE], ctx))
         return version, dek, data
 
     def __repr__(self) -> str:
@@ -336,6 +343,14 @@ class Keyring:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("Keyring cannot be pickled; use to_bytes() and wrap the result")
+
+
+def _unseal_with(cipher: AESGCM, blob: bytes, aad: bytes) -> bytes:
+    """:func:`kustos.crypto.aead.unseal` with a ready cipher (``blob`` is at least nonce + tag long)."""
+    try:
+        return cipher.decrypt(blob[: aead.NONCE_SIZE], blob[aead.NONCE_SIZE :], aad)
+    except (InvalidTag, ValueError, TypeError, OverflowError):
+        raise DecryptionError() from None
 
 
 def _as_int(value: object) -> int:
