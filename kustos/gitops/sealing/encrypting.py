@@ -8,7 +8,9 @@ sealed. Beyond kubeseal:
 * several certificates (production + disaster recovery): in the Sealed
   Secrets format, one SealedSecret per certificate (same name; route each to
   its cluster), since that format has no room for a second recipient; in the
-  native format, one object whose data key is wrapped once per certificate;
+  native format, one object whose data key is wrapped once per certificate
+  (X25519 ECIES when the certificate bundle carries the exchange key, else
+  RSA-OAEP);
 * the ``kustos.io/sealing-key-id`` hint annotation;
 * :func:`merge_into` keeps every other key's ciphertext byte for byte (native:
   the new values get a new data key ``dN``; data keys no value uses are dropped).
@@ -31,7 +33,9 @@ from kustos.crypto.sealing import (
     hybrid_encrypt,
     native_aad,
     native_encrypt_value,
+    native_wrap_aad,
     wrap_data_key,
+    wrap_data_key_x25519,
 )
 from kustos.errors import InvalidRequestError
 from kustos.gitops.sealing.formats import (
@@ -134,13 +138,33 @@ def _native_values(
 ) -> tuple[list[dict[str, str]], dict[str, str]]:
     label = scope_label(scope, namespace=namespace, name=name)
     data_key = generate_data_key(randbytes=randbytes)
-    recipients = [
-        {
-            "keyId": cert.key_id,
-            "wrappedKey": base64.b64encode(wrap_data_key(cert, data_key, label=label)).decode(),
-        }
-        for cert in certificates
-    ]
+    recipients: list[dict[str, str]] = []
+    for cert in certificates:
+        if cert.has_exchange_key:
+            aad = native_wrap_aad(
+                scope=scope.value,
+                namespace=pinned_namespace(scope, namespace),
+                name=pinned_name(scope, name),
+                data_key_id=data_key_id,
+                key_id=cert.key_id,
+            )
+            ephemeral, wrapped = wrap_data_key_x25519(cert, data_key, aad=aad, randbytes=randbytes)
+            recipients.append(
+                {
+                    "keyId": cert.key_id,
+                    "ephemeralKey": base64.b64encode(ephemeral).decode(),
+                    "wrappedKey": base64.b64encode(wrapped).decode(),
+                }
+            )
+        else:
+            recipients.append(
+                {
+                    "keyId": cert.key_id,
+                    "wrappedKey": base64.b64encode(
+                        wrap_data_key(cert, data_key, label=label)
+                    ).decode(),
+                }
+            )
     encrypted: dict[str, str] = {}
     for key in sorted(values):
         aad = native_aad(

@@ -30,6 +30,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Final
 
 from kustos.crypto.sealing import (
@@ -97,6 +98,11 @@ class SealingKeyEntry:
     def key_id(self) -> str:
         return self.private_key.key_id
 
+    @cached_property
+    def bundle(self) -> SealingCertificate:
+        """The certificate with its X25519 exchange certificate attached (native format's fast path)."""
+        return self.private_key.with_exchange(self.certificate)
+
     def describe(self) -> dict[str, Any]:
         """Public facts for listings (no private material)."""
         return {
@@ -138,6 +144,14 @@ class SealingKeyring:
                 "the sealing keyring is empty: generate or import a key first"
             )
         return self.newest.certificate
+
+    def sealing_bundle(self) -> SealingCertificate:
+        """The newest key's certificate with its X25519 exchange certificate (``bundle_pem()``)."""
+        if self.newest is None:
+            raise InvalidRequestError(
+                "the sealing keyring is empty: generate or import a key first"
+            )
+        return self.newest.bundle
 
     def private_keys(self) -> list[SealingPrivateKey]:
         """Every private key, newest first (the order unsealing tries them without a hint)."""

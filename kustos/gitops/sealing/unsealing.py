@@ -17,7 +17,8 @@ Used by the operator (reconciling SealedSecrets) and by ``kustos seal
 Keys: in the Sealed Secrets format the key named by the
 ``kustos.io/sealing-key-id`` hint is tried first, then the key that opened
 the previous value, then every key in the order given. In the native format
-the wrapped data key names its key id, so one RSA operation opens the object.
+the wrapped data key names its key id, so one X25519 operation (or one RSA
+operation, for objects sealed to a plain RSA certificate) opens the object.
 
 Every failure to decrypt raises :class:`kustos.errors.DecryptionError` whose
 message names the object and the keys that failed, never a value or which
@@ -37,7 +38,9 @@ from kustos.crypto.sealing import (
     hybrid_decrypt,
     native_aad,
     native_decrypt_value,
+    native_wrap_aad,
     unwrap_data_key,
+    unwrap_data_key_x25519,
 )
 from kustos.errors import DecryptionError, InvalidRequestError
 from kustos.gitops.sealing.formats import (
@@ -65,6 +68,8 @@ class UnsealedSecret:
     type: str | None = None
     immutable: bool | None = None
     owner_references: list[dict[str, Any]] = field(default_factory=list)
+    key_id: str | None = None
+    """The sealing key that opened the values (None when there were none)."""
 
     def to_manifest(self) -> dict[str, Any]:
         """The ``v1 Secret`` manifest (values base64-encoded: this reveals them)."""
@@ -106,7 +111,7 @@ def _failed(what: str, keys: Sequence[str]) -> DecryptionError:
 
 
 def _open_bitnami(
-    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]
+    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey], opened_by: list[str]
 ) -> dict[str, Sensitive[bytes]]:
     name, namespace, scope, what = _where(sealed)
     label = scope_label(scope, namespace=namespace, name=name)
@@ -120,6 +125,7 @@ def _open_bitnami(
                 out[key_name] = hybrid_decrypt(key, _b64(value), label=label)
             except DecryptionError:
                 continue
+            opened_by.append(key.key_id)
             if i:
                 order.insert(0, order.pop(i))  # the key that worked likely opens the next value
             break
@@ -131,7 +137,7 @@ def _open_bitnami(
 
 
 def _open_native(
-    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]
+    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey], opened_by: list[str]
 ) -> dict[str, Sensitive[bytes]]:
     name, namespace, scope, what = _where(sealed)
     label = scope_label(scope, namespace=namespace, name=name)
@@ -148,9 +154,25 @@ def _open_native(
                 if key is None:
                     continue
                 try:
-                    data_keys[data_key_id] = unwrap_data_key(
-                        key, _b64(recipient.get("wrappedKey")), label=label
-                    )
+                    if recipient.get("ephemeralKey") is not None:
+                        aad = native_wrap_aad(
+                            scope=scope.value,
+                            namespace=pinned_namespace(scope, namespace),
+                            name=pinned_name(scope, name),
+                            data_key_id=data_key_id,
+                            key_id=key.key_id,
+                        )
+                        data_keys[data_key_id] = unwrap_data_key_x25519(
+                            key,
+                            _b64(recipient.get("ephemeralKey")),
+                            _b64(recipient.get("wrappedKey")),
+                            aad=aad,
+                        )
+                    else:
+                        data_keys[data_key_id] = unwrap_data_key(
+                            key, _b64(recipient.get("wrappedKey")), label=label
+                        )
+                    opened_by.append(key.key_id)
                     break
                 except DecryptionError:
                     continue
@@ -179,21 +201,30 @@ def _open_native(
     return out
 
 
+def _open(
+    sealed: Mapping[str, Any], keys: Sequence[SealingPrivateKey]
+) -> tuple[dict[str, Sensitive[bytes]], str | None]:
+    fmt = format_of(sealed)
+    if not keys:
+        raise InvalidRequestError("no private key given to unseal with")
+    opened_by: list[str] = []
+    if fmt is SealFormat.kustos:
+        values = _open_native(sealed, keys, opened_by)
+    else:
+        values = _open_bitnami(sealed, keys, opened_by)
+    return values, (opened_by[0] if opened_by else None)
+
+
 def open_values(
     sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]
 ) -> dict[str, Sensitive[bytes]]:
     """Decrypt every ``spec.encryptedData`` value (no template rendering)."""
-    fmt = format_of(sealed)
-    if not keys:
-        raise InvalidRequestError("no private key given to unseal with")
-    if fmt is SealFormat.kustos:
-        return _open_native(sealed, keys)
-    return _open_bitnami(sealed, keys)
+    return _open(sealed, keys)[0]
 
 
 def unseal(sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]) -> UnsealedSecret:
     """The Secret ``sealed`` stands for; see the module docstring for the rules."""
-    values = open_values(sealed, keys=keys)
+    values, key_id = _open(sealed, keys)
     name, namespace, _, what = _where(sealed)
     meta = sealed.get("metadata") or {}
     spec = sealed.get("spec") or {}
@@ -231,4 +262,5 @@ def unseal(sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]) -> U
         type=template.get("type"),
         immutable=bool(immutable) if immutable is not None else None,
         owner_references=owners,
+        key_id=key_id,
     )

@@ -180,3 +180,102 @@ def test_passphrase_box() -> None:
     )
     with pytest.raises(DecryptionError):
         open_with_passphrase(box, passphrase=Sensitive("another passphrase"))
+
+
+# -- X25519 exchange keys (native format's fast wrap) ------------------------------------------
+
+
+def _independent_x25519_unwrap(
+    seed: bytes, ephemeral: bytes, wrapped: bytes, *, aad: bytes
+) -> bytes:
+    """The ECIES recipe from the module docstring, written from scratch."""
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    own = x25519.X25519PrivateKey.from_private_bytes(seed)
+    shared = own.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeral))
+    kek = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=ephemeral + own.public_key().public_bytes_raw(),
+        info=b"kustos.io/v1 data key",
+    ).derive(shared)
+    return AESGCM(kek).decrypt(bytes(12), wrapped, aad)
+
+
+def test_exchange_key_is_derived_from_the_rsa_key(pair: SealingKeyPair) -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    d = pair.private_key._key.private_numbers().d
+    seed = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"kustos.io/v1 x25519 exchange key",
+        info=pair.private_key.key_id.encode(),
+    ).derive(d.to_bytes((d.bit_length() + 7) // 8, "big"))
+    expected = x25519.X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    assert pair.private_key.exchange_public_bytes() == expected
+    # the same key parsed again derives the same exchange key
+    again = load_private_key(pair.private_key.pem().reveal())
+    assert again.exchange_public_bytes() == expected
+
+    bundle = pair.private_key.with_exchange(pair.certificate)
+    assert bundle.has_exchange_key and not pair.certificate.has_exchange_key
+    assert bundle.pem() == pair.certificate.pem()  # cert.pem stays the RSA certificate
+    assert bundle.bundle_pem().startswith(pair.certificate.pem())
+    assert bundle.bundle_pem().count(b"BEGIN CERTIFICATE") == 2
+    # deterministic: every replica serves the same bytes
+    assert pair.private_key.exchange_certificate_pem(pair.certificate) == (
+        again.exchange_certificate_pem(pair.certificate)
+    )
+    loaded = load_certificates(bundle.bundle_pem())
+    assert len(loaded) == 1 and loaded[0].has_exchange_key
+
+
+def test_x25519_wrap_interoperates_with_an_independent_recipe(pair: SealingKeyPair) -> None:
+    from kustos.crypto.sealing import native_wrap_aad, unwrap_data_key_x25519, wrap_data_key_x25519
+
+    bundle = pair.private_key.with_exchange(pair.certificate)
+    data_key = generate_data_key()
+    aad = native_wrap_aad(
+        scope="strict", namespace="ns", name="db", data_key_id="d1", key_id=bundle.key_id
+    )
+    ephemeral, wrapped = wrap_data_key_x25519(bundle, data_key, aad=aad)
+    assert len(ephemeral) == 32 and len(wrapped) == 48
+    assert (
+        unwrap_data_key_x25519(pair.private_key, ephemeral, wrapped, aad=aad).reveal()
+        == data_key.reveal()
+    )
+    d = pair.private_key._key.private_numbers().d
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    seed = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"kustos.io/v1 x25519 exchange key",
+        info=pair.private_key.key_id.encode(),
+    ).derive(d.to_bytes((d.bit_length() + 7) // 8, "big"))
+    assert _independent_x25519_unwrap(seed, ephemeral, wrapped, aad=aad) == data_key.reveal()
+    other = native_wrap_aad(
+        scope="strict", namespace="ns", name="other", data_key_id="d1", key_id=bundle.key_id
+    )
+    for eph, wr, ad in (
+        (ephemeral, wrapped, other),
+        (ephemeral, wrapped[:-1] + bytes([wrapped[-1] ^ 1]), aad),
+        (bytes(32), wrapped, aad),  # low-order point
+        (ephemeral[:31], wrapped, aad),
+    ):
+        with pytest.raises(DecryptionError):
+            unwrap_data_key_x25519(pair.private_key, eph, wr, aad=ad)
+    with pytest.raises(InvalidRequestError, match="no X25519 exchange key"):
+        wrap_data_key_x25519(pair.certificate, data_key, aad=aad)
+
+
+def test_exchange_certificate_signed_by_another_key_is_refused(pair: SealingKeyPair) -> None:
+    stranger = generate_sealing_key(now=NOW, bits=2048)
+    forged = stranger.private_key.exchange_certificate_pem(stranger.certificate)
+    with pytest.raises(InvalidRequestError, match="not signed by any RSA certificate"):
+        load_certificates(pair.certificate.pem() + forged)
+    with pytest.raises(InvalidRequestError, match="no RSA sealing certificate"):
+        load_certificates(forged)

@@ -116,3 +116,39 @@ def test_not_a_sealed_secret_is_named(key_a: SealingKeyPair) -> None:
             {"kind": "SealedSecret", "apiVersion": "bitnami.com/v2", "metadata": {}},
             keys=[key_a.private_key],
         )
+
+
+def test_native_x25519_objects_unseal_and_bind_their_place(
+    key_a: SealingKeyPair, key_b: SealingKeyPair
+) -> None:
+    bundle_a = key_a.private_key.with_exchange(key_a.certificate)
+    secret = parse_secret(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "prod"},
+            "stringData": {"user": "u", "password": "p"},
+        }
+    )
+    [doc] = seal_secret(
+        secret, certificates=[bundle_a, key_b.certificate], now=NOW, fmt=SealFormat.kustos
+    )
+    recipients = doc["spec"]["dataKeys"]["d1"]
+    assert "ephemeralKey" in recipients[0] and "ephemeralKey" not in recipients[1]
+    opened = unseal(doc, keys=[key_a.private_key])
+    assert opened.data["password"].reveal() == b"p" and opened.key_id == key_a.private_key.key_id
+    assert (
+        unseal(doc, keys=[key_b.private_key]).key_id == key_b.private_key.key_id
+    )  # RSA-OAEP recipient
+    moved = {**doc, "metadata": {**doc["metadata"], "name": "other"}}
+    with pytest.raises(DecryptionError, match="prod/other"):
+        unseal(moved, keys=[key_a.private_key, key_b.private_key])
+    swapped = {
+        **doc,
+        "spec": {
+            **doc["spec"],
+            "dataKeys": {"d1": [{**recipients[0], "keyId": key_b.private_key.key_id}]},
+        },
+    }
+    with pytest.raises(DecryptionError):
+        unseal(swapped, keys=[key_b.private_key])
