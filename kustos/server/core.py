@@ -25,6 +25,7 @@ from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.engines import Engine
 from kustos.server.engines.kv import KvEngine
+from kustos.server.engines.transit import TransitEngine
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
 from kustos.server.times import Clock
@@ -90,6 +91,7 @@ class Core:
         )
         self.engines: dict[str, Engine] = {"kv": self.kv}
         """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""
+        self.engines["transit"] = TransitEngine(storage=storage, barrier=self.barrier, cache=self.cache, clock=clock, authorizer=authorizer)
 
     @classmethod
     async def open(

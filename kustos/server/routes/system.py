@@ -241,7 +241,9 @@ class SystemApi:
     def _kv_type(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
         engine_type = body.get("type")
         if not isinstance(engine_type, str) or not engine_type:
-            raise InvalidRequestError("missing secrets engine 'type' (this server serves kv version 2)")
+            raise InvalidRequestError("missing secrets engine 'type' (this server serves kv version 2 and transit)")
+        if engine_type == "transit":
+            return "transit", {}
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise InvalidRequestError("'options' must be a JSON object")
@@ -249,7 +251,7 @@ class SystemApi:
         if engine_type == "kv-v2":
             version = version or "2"
         elif engine_type != "kv":
-            raise InvalidRequestError(f"unknown secrets engine type {engine_type!r}; this server serves kv version 2")
+            raise InvalidRequestError(f"unknown secrets engine type {engine_type!r}; this server serves kv version 2 and transit")
         if version != "2":
             raise InvalidRequestError(
                 "only KV version 2 is supported: pass options.version=\"2\" (or type kv-v2)"
