@@ -16,6 +16,8 @@ Vault clients send ``LIST``; ``GET ?list=true`` means the same.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -49,6 +51,7 @@ from kustos.server.access import Authorizer, authorize
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
 from kustos.server.core import Core
 from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
+from kustos.server.events import StreamReply
 from kustos.server.mounts import MountEntry
 from kustos.server.observability import METRICS_CONTENT_TYPE
 from kustos.server.routes import PathApi, build_apis
@@ -161,6 +164,7 @@ class _Api:
         route = "unknown"
         status = 500
         body = b""
+        stream: StreamReply | None = None
         if core is None:
             status, body = 503, error_body("server is starting")
         else:
@@ -211,7 +215,10 @@ class _Api:
                 else:
                     reply = await self._engine(core, call, mount, rest)
                 status = reply.status
-                body = envelope(reply, request_id=request_id)
+                if reply.__class__ is StreamReply:
+                    stream = reply
+                else:
+                    body = envelope(reply, request_id=request_id)
             except KustosError as exc:
                 status = status_for(exc)
                 message = public_message(exc)
@@ -225,6 +232,10 @@ class _Api:
                 _log.exception(
                     "unexpected error", extra={"request_id": request_id, "route": route, "method": method}
                 )
+        if stream is not None and core is not None:
+            core.metrics.observe_request(route=route, method=method, status=status, seconds=time.perf_counter() - started)
+            await _send_stream(stream, request_id=request_id, receive=receive, send=send)
+            return
         headers = [
             (b"x-request-id", request_id.encode("latin-1")),
             (b"cache-control", b"no-store"),
@@ -290,6 +301,42 @@ class _Api:
             _log.error("storage failure", extra={**fields, "error": str(exc)})
         elif isinstance(exc, KeyProviderError | ConfigError):
             _log.error("key provider or configuration failure", extra={**fields, "error": str(exc)})
+
+
+async def _send_stream(reply: StreamReply, *, request_id: str, receive: Receive, send: Send) -> None:
+    """Send a streaming reply chunk by chunk until it ends or the client goes away."""
+    headers = [
+        (b"x-request-id", request_id.encode("latin-1")),
+        (b"cache-control", b"no-store"),
+        (b"content-type", reply.media_type.encode("latin-1")),
+        (b"x-accel-buffering", b"no"),
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    chunks = reply.stream
+
+    async def pump() -> None:
+        if chunks is not None:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(watch())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
+        if chunks is not None and hasattr(chunks, "aclose"):
+            await chunks.aclose()
+    if tasks[0] in done and not tasks[1].done():
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def create_app(

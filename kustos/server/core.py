@@ -26,6 +26,7 @@ from kustos.server.caching import RecordCache
 from kustos.server.engines import Engine
 from kustos.server.engines.kv import KvEngine
 from kustos.server.engines.transit import TransitEngine
+from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
 from kustos.server.times import Clock
@@ -81,6 +82,8 @@ class Core:
         # shared storage: re-read an entry after a second, so revocations elsewhere apply quickly
         self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if cache_entries > 0 else 1.0)
         self.mounts = MountTable(storage=storage, clock=clock)
+        self.events = ChangeHub(clock=clock)
+        """Committed KV changes, fanned out to ``sys/events/subscribe`` streams."""
         self.kv = KvEngine(
             storage=storage,
             barrier=self.barrier,
@@ -88,6 +91,7 @@ class Core:
             clock=clock,
             authorizer=authorizer,
             max_value_bytes=config.max_value_bytes,
+            events=self.events,
         )
         self.engines: dict[str, Engine] = {"kv": self.kv}
         """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""

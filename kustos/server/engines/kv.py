@@ -40,6 +40,7 @@ from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.errors import RequestTooLargeError
+from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountEntry
 from kustos.server.params import bool_param, int_param
 from kustos.server.times import Clock, format_duration, parse_duration, rfc3339
@@ -195,7 +196,9 @@ class KvEngine:
         clock: Clock,
         authorizer: Authorizer,
         max_value_bytes: int,
+        events: ChangeHub | None = None,
     ) -> None:
+        self._events = events if events is not None else ChangeHub(clock=clock)
         self._storage = storage
         self._barrier = barrier
         self._cache = cache
@@ -560,6 +563,7 @@ class KvEngine:
                 tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
                 plaintext=plaintext, reason=reason,
             )
+        self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
 
     async def _patch(self, call: Call, mount: MountEntry, path: str) -> Reply:
@@ -599,6 +603,7 @@ class KvEngine:
                 )
         if not_found is not None:
             return not_found
+        self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
 
     async def _delete_latest(self, call: Call, mount: MountEntry, path: str) -> Reply:
@@ -614,6 +619,10 @@ class KvEngine:
                 vm["deletion_ts"] = now
                 meta["updated_time"] = rfc3339(now)
                 await self._put_meta(tx, touched, mount, path, meta)
+                deleted = int(meta["current_version"])
+            else:
+                return Reply.no_content()
+        self._events.publish(mount.path, path, deleted, "delete")
         return Reply.no_content()
 
     async def _change_versions(self, call: Call, mount: MountEntry, path: str, *, operation: str) -> Reply:
@@ -646,6 +655,8 @@ class KvEngine:
             if changed:
                 meta["updated_time"] = rfc3339(now)
                 await self._put_meta(tx, touched, mount, path, meta)
+        if changed:
+            self._events.publish(mount.path, path, int(meta["current_version"]), operation)
         return Reply.no_content()
 
     async def _write_metadata(self, call: Call, mount: MountEntry, path: str, *, patch: bool) -> Reply:
@@ -676,6 +687,7 @@ class KvEngine:
             meta["updated_time"] = now_text
             await self._prune(tx, touched, mount, path, meta, config)
             await self._put_meta(tx, touched, mount, path, meta)
+        self._events.publish(mount.path, path, int(meta["current_version"]), "metadata")
         return Reply.no_content()
 
     @staticmethod
@@ -709,6 +721,7 @@ class KvEngine:
             meta_key = self._meta_key(mount, path)
             await tx.delete(meta_key)
             touched.append(meta_key)
+        self._events.publish(mount.path, path, int(meta["current_version"]), "metadata-delete")
         return Reply.no_content()
 
     async def _write_config(self, call: Call, mount: MountEntry) -> Reply:

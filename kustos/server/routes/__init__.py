@@ -37,7 +37,8 @@ class PathApi(Protocol):
 
 def build_apis(core: Core) -> list[PathApi]:
     """Every non-engine area, in the order the dispatcher tries their prefixes."""
+    from kustos.server.routes.events import EventsApi
     from kustos.server.routes.system import SystemApi
     from kustos.server.routes.tokens import TokenApi
 
-    return [SystemApi(core), TokenApi(core)]
+    return [EventsApi(core), SystemApi(core), TokenApi(core)]
