@@ -21,7 +21,7 @@ from kustos import __version__
 
 __all__ = ["AREAS", "COMMAND_AREAS", "app", "build_app", "main"]
 
-AREAS: Final = ("server", "operator", "kv", "auth", "token", "policy", "audit", "seal", "files")
+AREAS: Final = ("server", "operator", "kv", "auth", "token", "policy", "audit", "seal", "files", "transit")
 """Every CLI area module under ``kustos.cli``, in the order their commands are listed."""
 
 COMMAND_AREAS: Final[Mapping[str, str]] = {
@@ -45,6 +45,7 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "exec-file": "files",
     "helm": "files",
     "git": "files",
+    "transit": "transit",
 }
 """Top-level command -> the area that registers it (a fast path only: a command
 missing here still works, by loading every area)."""

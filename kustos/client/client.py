@@ -1,7 +1,8 @@
 """``KustosClient``: one connection to a Kustos (or any Vault-compatible) server.
 
 It owns the HTTP connection and the token, and exposes one attribute per API
-area, mirroring the API: ``client.kv_v2``, ``client.sys``, ``client.auth_token``.
+area, mirroring the API: ``client.kv_v2``, ``client.sys``, ``client.auth_token``,
+``client.transit``.
 Settings (address, token, TLS) are given explicitly; resolving them from
 flags, environment variables or files is the CLI's job (``kustos.cli.connection``).
 """
@@ -16,6 +17,7 @@ from kustos.client._http import Adapter
 from kustos.client.auth_token import AuthToken
 from kustos.client.kv_v2 import KvV2
 from kustos.client.sys import Sys
+from kustos.client.transit import Transit
 from kustos.errors import ConfigError
 from kustos.sensitive import Sensitive
 
@@ -56,6 +58,7 @@ class KustosClient:
         self.kv_v2 = KvV2(self._adapter)
         self.sys = Sys(self._adapter)
         self.auth_token = AuthToken(self._adapter)
+        self.transit = Transit(self._adapter)
 
     @property
     def address(self) -> str:
