@@ -46,6 +46,7 @@ from kustos.operator.syncing import (
     plan_deletion,
     plan_secret,
     ready_condition,
+    remote_keys,
     status_fingerprint,
 )
 
@@ -69,6 +70,9 @@ class _Entry:
     failures: int = 0
     written_hash: str | None = None
     managed_keys: list[str] = field(default_factory=list)
+    store_key: tuple[str, str, str, str] | None = None
+    remote_keys: frozenset[str] = frozenset()
+    remote_prefixes: tuple[str, ...] = ()
 
 
 class ExternalSecretController:
@@ -103,6 +107,8 @@ class ExternalSecretController:
         self._store_cache: dict[tuple[str, str, str, str], tuple[str, Provider]] = {}
         self.reconciles = 0
         """How many reconciles ran (for tests and the benchmark)."""
+        self.pushes = 0
+        """How many change notices pushing providers delivered."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -235,7 +241,8 @@ class ExternalSecretController:
             await self._failed(entry, str(exc))
             return None
         try:
-            provider = await self._provider(spec)
+            provider, entry.store_key = await self._provider(spec)
+            entry.remote_keys, entry.remote_prefixes = remote_keys(spec)
             existing = await self._kube.get(SECRETS, name=spec.target_name, namespace=spec.namespace)
             try:
                 data = await fetch_data(spec, provider)
@@ -260,7 +267,7 @@ class ExternalSecretController:
         await self._status(entry, "True", "SecretSynced", message)
         return spec.refresh or None
 
-    async def _provider(self, spec: ExternalSecretSpec) -> Provider:
+    async def _provider(self, spec: ExternalSecretSpec) -> tuple[Provider, tuple[str, str, str, str]]:
         if spec.store_kind == "ClusterSecretStore":
             store = await self._kube.get(CLUSTER_SECRET_STORES, name=spec.store_name)
         else:
@@ -271,13 +278,27 @@ class ExternalSecretController:
         fingerprint = hashlib.sha256(json.dumps(store.get("spec") or {}, sort_keys=True).encode()).hexdigest()
         cached = self._store_cache.get(cache_key)
         if cached is not None and cached[0] == fingerprint:
-            return cached[1]
+            return cached[1], cache_key
         provider = await self._providers.create(store=store, namespace=spec.namespace, kube=self._kube)
         if cached is not None:
             with contextlib.suppress(Exception):
                 await cached[1].close()
         self._store_cache[cache_key] = (fingerprint, provider)
-        return provider
+        watch = getattr(provider, "watch", None)
+        if watch is not None:  # a pushing provider (kustos): reconcile as soon as a key changes
+            await watch(lambda keys: self.remote_changed(cache_key, keys))
+        return provider, cache_key
+
+    def remote_changed(self, store_key: tuple[str, str, str, str], keys: frozenset[str] | None) -> None:
+        """A pushing provider saw ``keys`` change (``None``: anything may have): reconcile their readers now."""
+        self.pushes += 1
+        for key, entry in self._entries.items():
+            if entry.store_key != store_key:
+                continue
+            if keys is None or not entry.remote_keys.isdisjoint(keys) or any(
+                changed.startswith(prefix) for prefix in entry.remote_prefixes for changed in keys
+            ):
+                self._enqueue(key)
 
     async def _apply(
         self, spec: ExternalSecretSpec, plan: SecretPlan, owner: Body, *, desired_plan: Callable[[Body | None], SecretPlan]

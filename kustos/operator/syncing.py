@@ -54,6 +54,7 @@ __all__ = [
     "plan_deletion",
     "plan_secret",
     "ready_condition",
+    "remote_keys",
 ]
 
 LABEL_MANAGED: Final = "reconcile.external-secrets.io/managed"
@@ -405,6 +406,18 @@ def _owner_reference(owner: Body) -> Body:
 def _owned_by(meta: Mapping[str, Any], owner: Body) -> bool:
     uid = owner.get("metadata", {}).get("uid")
     return any(reference.get("uid") == uid for reference in meta.get("ownerReferences") or [])
+
+
+def remote_keys(spec: ExternalSecretSpec) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The remote keys a spec reads (``data``, ``dataFrom.extract``) and the prefixes it searches (``find``).
+
+    A pushing provider's change notice names keys the same way (slashes
+    trimmed), so the controller can tell which ExternalSecrets to reconcile.
+    """
+    keys = {item.ref.key.strip("/") for item in spec.data}
+    keys.update(item.extract.key.strip("/") for item in spec.data_from if item.extract is not None)
+    prefixes = tuple(item.find.path.strip("/") for item in spec.data_from if item.find is not None)
+    return frozenset(keys), prefixes
 
 
 def status_fingerprint(body: Body) -> str:

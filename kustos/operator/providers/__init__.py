@@ -7,7 +7,7 @@ embedders may register more with :meth:`ProviderRegistry.register`.
 
 from __future__ import annotations
 
-from kustos.operator.providers import aws, fake, kubernetes, vault
+from kustos.operator.providers import aws, fake, kubernetes, kustos, vault
 from kustos.operator.providers.base import (
     FindSpec,
     Provider,
@@ -38,6 +38,6 @@ def default_registry() -> ProviderRegistry:
             "kubernetes": kubernetes.create,
             "aws": aws.create,
             "vault": vault.create,
-            "kustos": vault.create_kustos,
+            "kustos": kustos.create,
         }
     )

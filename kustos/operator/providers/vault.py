@@ -11,7 +11,7 @@ filters by name and ``custom_metadata`` tags.
 Endpoints: ``GET /v1/<mount>/data/<key>[?version=N]``,
 ``LIST /v1/<mount>/metadata/<path>``, ``GET /v1/<mount>/metadata/<key>``
 (v2); ``GET /v1/<mount>/<key>`` (v1). The ``kustos`` provider uses the same
-code against a Kustos server.
+code for its reads (:mod:`~kustos.operator.providers.kustos`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from kustos.operator.providers.base import (
 )
 from kustos.sensitive import Sensitive
 
-__all__ = ["VaultProvider", "create", "create_kustos"]
+__all__ = ["VaultProvider", "build_http", "create"]
 
 _LIST_LIMIT = 10_000
 
@@ -133,7 +133,8 @@ class VaultProvider:
         await self._http.aclose()
 
 
-async def _build(context: ProviderContext, *, default_mount: str) -> Provider:
+async def build_http(context: ProviderContext, *, default_mount: str) -> tuple[httpx.AsyncClient, str, str]:
+    """The HTTP client (server, token, namespace, CA) a store's block describes, its mount and KV version."""
     config = context.config
     server = str(config.get("server") or "")
     if not server.startswith(("http://", "https://")):
@@ -151,18 +152,10 @@ async def _build(context: ProviderContext, *, default_mount: str) -> Provider:
     if config.get("caBundle"):
         verify = ssl.create_default_context(cadata=base64.b64decode(config["caBundle"]).decode())
     http = httpx.AsyncClient(base_url=server.rstrip("/"), headers=headers, verify=verify, timeout=30.0)
-    return VaultProvider(http=http, mount=str(config.get("path") or default_mount), kv_version=str(config.get("version") or "v2"))
+    return http, str(config.get("path") or default_mount), str(config.get("version") or "v2")
 
 
 async def create(context: ProviderContext) -> Provider:
     """Factory registered as ``vault``."""
-    return await _build(context, default_mount="")
-
-
-async def create_kustos(context: ProviderContext) -> Provider:
-    """Factory registered as ``kustos``: the same wire API, mount ``secret`` by default.
-
-    The push subscription (a change reaches the Secret within a second) needs
-    the server's change stream; until then it polls at ``refreshInterval``.
-    """
-    return await _build(context, default_mount="secret")
+    http, mount, version = await build_http(context, default_mount="")
+    return VaultProvider(http=http, mount=mount, kv_version=version)
