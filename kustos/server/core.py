@@ -21,6 +21,7 @@ from kustos.keys import open_provider
 from kustos.keys.base import KeyProvider
 from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize
+from kustos.server.auth.records import auth_method_families
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.engines import Engine
@@ -149,7 +150,7 @@ class Core:
             for mount in self.mounts.entries()
             if (engine := self.engines.get(mount.type)) is not None
             for family in engine.ciphertext_families(mount)
-        ]
+        ] + auth_method_families()
 
     async def initialize(
         self,

@@ -37,8 +37,10 @@ class PathApi(Protocol):
 
 def build_apis(core: Core) -> list[PathApi]:
     """Every non-engine area, in the order the dispatcher tries their prefixes."""
+    from kustos.server.routes.auth_methods import AuthMethodsApi
     from kustos.server.routes.events import EventsApi
     from kustos.server.routes.system import SystemApi
     from kustos.server.routes.tokens import TokenApi
 
-    return [EventsApi(core), SystemApi(core), TokenApi(core)]
+    auth_methods = AuthMethodsApi(core)  # sys/auth (before sys/) and auth/<path>/ (after auth/token/)
+    return [*auth_methods.sys_apis, EventsApi(core), SystemApi(core), TokenApi(core), auth_methods]
