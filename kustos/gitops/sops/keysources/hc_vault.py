@@ -49,6 +49,17 @@ def _token(env: Mapping[str, str]) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
+def _errors(response: httpx.Response) -> str:
+    """Vault's ``{"errors": [...]}`` as ``": a; b"`` (they name the failure, never a secret)."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(errors, list) or not errors:
+        return ""
+    return ": " + "; ".join(str(e)[:200] for e in errors[:3])
+
+
 def _post(key: VaultKey, op: str, body: dict[str, str], env: Mapping[str, str]) -> dict[str, object]:
     url = f"{key.vault_address}/v1/{key.engine_path}/{op}/{key.key_name}"
     headers = {"X-Vault-Token": _token(env)}
@@ -56,7 +67,9 @@ def _post(key: VaultKey, op: str, body: dict[str, str], env: Mapping[str, str]) 
         headers["X-Vault-Namespace"] = env["VAULT_NAMESPACE"]
     response = httpx.post(url, json=body, headers=headers, timeout=30.0)
     if response.status_code != 200:
-        raise KeyProviderError(f"Vault transit {op} at {url} answered HTTP {response.status_code}")
+        raise KeyProviderError(
+            f"Vault transit {op} at {url} answered HTTP {response.status_code}{_errors(response)}"
+        )
     data = response.json().get("data")
     if not isinstance(data, dict):
         raise KeyProviderError(f"Vault transit {op} at {url} returned no data")
