@@ -34,6 +34,7 @@ from kustos.cli.connection import (
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 from kustos.client import SealStatus
 from kustos.errors import KustosError
+from kustos.sensitive import Sensitive
 
 __all__ = ["register", "seal_progress_line"]
 
@@ -336,8 +337,22 @@ def run_operator(
         typer.Option("--token", envvar="KUSTOS_K8S_TOKEN", help="Bearer token for --server.", show_default=False),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Concurrent ExternalSecret reconciles.")] = 8,
+    kustos_addr: Annotated[
+        str | None,
+        typer.Option("--kustos-addr", envvar="KUSTOS_ADDR", help="Kustos server that unseals SealedSecrets."),
+    ] = None,
+    kustos_token: Annotated[
+        str | None,
+        typer.Option("--kustos-token", envvar="KUSTOS_TOKEN", help="Token for --kustos-addr.", show_default=False),
+    ] = None,
+    kustos_ca: Annotated[
+        str | None, typer.Option("--kustos-ca", help="CA bundle (PEM file) for --kustos-addr.")
+    ] = None,
+    sealed_secrets: Annotated[
+        bool, typer.Option("--sealed-secrets/--no-sealed-secrets", help="Run the SealedSecret controller.")
+    ] = True,
 ) -> None:
-    """Run the Kubernetes operator (ExternalSecrets, Reloader) until interrupted."""
+    """Run the Kubernetes operator (SealedSecrets, ExternalSecrets, Reloader) until interrupted."""
     from kustos.operator.main import OperatorOptions, run
     from kustos.operator.reloading import Strategy
 
@@ -348,6 +363,10 @@ def run_operator(
         reload_strategy=Strategy(reload_strategy),
         workers=workers,
         liveness_endpoint=liveness,
+        sealed_secrets=sealed_secrets,
+        kustos_addr=kustos_addr,
+        kustos_token=Sensitive(kustos_token) if kustos_token else None,
+        kustos_ca_path=kustos_ca,
     )
     try:
         run(server=server, token=token, options=options)

@@ -9,6 +9,8 @@ finalizers or bookkeeping annotations that GitOps tools would see as drift.
 - ExternalSecrets -> :meth:`ExternalSecretController.observe` / ``forget``;
 - Secrets -> drift repair (``secret_event``) and the Reloader;
 - ConfigMaps -> the Reloader;
+- SealedSecrets (both groups) -> :meth:`SealedSecretController.sealed_event`;
+  a deleted Secret -> ``secret_event`` (recreated when a SealedSecret controls it);
 - Deployments, StatefulSets, DaemonSets carrying a Reloader annotation are
   kept in kopf indexes, so the Reloader never lists workloads (kopf fills the
   indexes before any other handler runs, so a restart sees every workload).
@@ -17,7 +19,7 @@ finalizers or bookkeeping annotations that GitOps tools would see as drift.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -31,6 +33,7 @@ from kustos.operator.reloading import (
     ANNOTATION_SECRET_RELOAD,
     SourceKind,
 )
+from kustos.operator.sealed import SEALED_SECRETS, SealedSecretController
 
 __all__ = ["build_registry", "connection_info"]
 
@@ -79,7 +82,7 @@ def build_registry(
     connection: Connection,
     controller: ExternalSecretController | None,
     reloader: Reloader | None,
-    on_sealed: Callable[[str | None, Body], Any] | None = None,
+    sealed: SealedSecretController | None = None,
 ) -> kopf.OperatorRegistry:
     """A registry with the login handler and the handlers of each enabled controller."""
     registry = kopf.OperatorRegistry()
@@ -107,6 +110,8 @@ def build_registry(
         plain = _plain(body)
         if controller is not None:
             controller.secret_event(type, plain)
+        if sealed is not None:
+            await sealed.secret_event(type, plain)
         if reloader is not None:
             await reloader.source_event(SourceKind.SECRET, type, plain, _candidates(plain, kwargs))
 
@@ -117,14 +122,20 @@ def build_registry(
             plain = _plain(body)
             await reloader.source_event(SourceKind.CONFIGMAP, type, plain, _candidates(plain, kwargs))
 
-    if on_sealed is not None:
-        for group, version in (("kustos.io", "v1"), ("bitnami.com", "v1alpha1")):
-
-            @kopf.on.event(group, version, "sealedsecrets", registry=registry)
-            async def _sealed(type: str | None, body: kopf.Body, **_: Any) -> None:
-                await on_sealed(type, _plain(body))
+    if sealed is not None:
+        for resource in SEALED_SECRETS:
+            _register_sealed(registry, resource, sealed)
 
     return registry
+
+
+def _register_sealed(registry: kopf.OperatorRegistry, resource: Resource, sealed: SealedSecretController) -> None:
+    @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
+    async def _sealed(type: str | None, body: kopf.Body, **_: Any) -> None:
+        plain = _plain(body)
+        plain.setdefault("apiVersion", resource.api_version)
+        plain.setdefault("kind", resource.kind)
+        await sealed.sealed_event(type, plain)
 
 
 def _register_index(registry: kopf.OperatorRegistry, index_id: str, resource: Resource) -> None:

@@ -24,6 +24,7 @@ from kustos.operator.handlers import build_registry
 from kustos.operator.kube import Connection, KubeClient
 from kustos.operator.providers import ProviderRegistry, default_registry
 from kustos.operator.reloading import Strategy
+from kustos.operator.sealed import SealedSecretController, ServerUnsealer
 from kustos.sensitive import Sensitive
 
 __all__ = ["OperatorOptions", "find_connection", "run", "serve"]
@@ -47,6 +48,13 @@ class OperatorOptions:
     liveness_endpoint: str | None = None
     """e.g. ``http://0.0.0.0:8080/healthz`` for the Deployment's probes."""
     extra_settings: Collection[Callable[[kopf.OperatorSettings], None]] = field(default_factory=tuple)
+    sealed_secrets: bool = True
+    """Run the SealedSecret controller (it needs ``kustos_addr``: the server unseals)."""
+    kustos_addr: str | None = None
+    """The Kustos server that unseals SealedSecrets (``--kustos-addr``)."""
+    kustos_token: Sensitive[str] | None = field(default=None, repr=False)
+    """Its token (``--kustos-token`` / ``KUSTOS_TOKEN``); needs ``update`` on ``sys/sealing/unseal``."""
+    kustos_ca_path: str | None = None
 
 
 def find_connection() -> Connection:
@@ -104,7 +112,13 @@ async def serve(
             else None
         )
         reloader = Reloader(kube=kube, strategy=options.reload_strategy) if options.reloader else None
-        registry = build_registry(connection=connection, controller=controller, reloader=reloader)
+        sealed = None
+        if options.sealed_secrets and options.kustos_addr:
+            unsealer = ServerUnsealer(address=options.kustos_addr, token=options.kustos_token, ca_path=options.kustos_ca_path)
+            sealed = SealedSecretController(kube=kube, unsealer=unsealer)
+        elif options.sealed_secrets:
+            _log.warning("SealedSecrets are not handled: no Kustos server address (--kustos-addr) to unseal them")
+        registry = build_registry(connection=connection, controller=controller, reloader=reloader, sealed=sealed)
         if controller is not None:
             await controller.start()
         try:
@@ -122,6 +136,8 @@ async def serve(
         finally:
             if controller is not None:
                 await controller.stop()
+            if sealed is not None:
+                await sealed.close()
 
 
 def run(
