@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from kustos.audit import AuditWriteError
 from kustos.config import ServerConfig
 from kustos.errors import (
     ConfigError,
@@ -48,6 +49,7 @@ from kustos.errors import (
 )
 from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize
+from kustos.server.auditing import AuditCall
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
 from kustos.server.core import Core
 from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
@@ -172,7 +174,10 @@ class _Api:
             handler: Callable[[Call], Any] | None = None
             mount: MountEntry | None = None
             rest = ""
+            audit: AuditCall | None = None
+            audit_reply: Any = None
             try:
+                audit = await core.audit.begin(scope=scope, request_id=request_id, method=method, path=path)
                 unauthenticated = False
                 for api in apis:
                     if path.startswith(api.prefix):
@@ -210,15 +215,28 @@ class _Api:
                     reason=reason,
                     raw_token=Sensitive(token_text) if token_text else None,
                 )
+                if audit is not None:
+                    audit.request(call, mount)  # before anything happens; AuditWriteError refuses the call
+                if entry is not None and not entry.is_root:
+                    await core.policies.refresh_if_stale()
+                    problem = core.policies.parameter_problem(
+                        entry, path.rstrip("/"), method, call.json() if payload.strip() else query
+                    )
+                    if problem is not None:
+                        raise PermissionDeniedError(f"permission denied: {problem}")
                 if handler is not None:
                     reply: Reply = await handler(call)
                 else:
                     reply = await self._engine(core, call, mount, rest)
                 status = reply.status
+                audit_reply = reply
                 if reply.__class__ is StreamReply:
                     stream = reply
                 else:
                     body = envelope(reply, request_id=request_id)
+            except AuditWriteError as exc:
+                status, body = 503, error_body(f"audit log unavailable, request refused: {exc}")
+                _log.error("audit log unavailable", extra={"request_id": request_id, "route": route, "error": str(exc)})
             except KustosError as exc:
                 status = status_for(exc)
                 message = public_message(exc)
@@ -232,6 +250,10 @@ class _Api:
                 _log.exception(
                     "unexpected error", extra={"request_id": request_id, "route": route, "method": method}
                 )
+            if audit is not None:
+                refused = audit.response(status=status, reply=audit_reply, body=body)
+                if refused is not None:
+                    (status, body), stream = refused, None
         if stream is not None and core is not None:
             core.metrics.observe_request(route=route, method=method, status=status, seconds=time.perf_counter() - started)
             await _send_stream(stream, request_id=request_id, receive=receive, send=send)

@@ -21,6 +21,7 @@ from kustos.keys import open_provider
 from kustos.keys.base import KeyProvider
 from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize
+from kustos.server.auditing import Auditing
 from kustos.server.auth.records import auth_method_families
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
@@ -30,6 +31,7 @@ from kustos.server.engines.transit import TransitEngine
 from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
+from kustos.server.policies import PolicyStore
 from kustos.server.times import Clock
 from kustos.server.tokens import TokenStore, hash_token
 from kustos.store import open_backend
@@ -83,6 +85,10 @@ class Core:
         # shared storage: re-read an entry after a second, so revocations elsewhere apply quickly
         self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if cache_entries > 0 else 1.0)
         self.mounts = MountTable(storage=storage, clock=clock)
+        self.policies = PolicyStore(storage=storage, clock=clock, refresh_interval=None if cache_entries > 0 else 1.0)
+        """ACL policies; with the default authorizer, every permission check is decided by them."""
+        if authorizer is authorize:
+            self.authorizer = authorizer = self.policies.authorize
         self.events = ChangeHub(clock=clock)
         """Committed KV changes, fanned out to ``sys/events/subscribe`` streams."""
         self.kv = KvEngine(
@@ -94,6 +100,8 @@ class Core:
             max_value_bytes=config.max_value_bytes,
             events=self.events,
         )
+        self.audit = Auditing(storage=storage, barrier=self.barrier, clock=clock)
+        """Audit devices (``sys/audit``); the dispatcher records every API call through it."""
         self.engines: dict[str, Engine] = {"kv": self.kv}
         """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""
         self.engines["transit"] = TransitEngine(storage=storage, barrier=self.barrier, cache=self.cache, clock=clock, authorizer=authorizer)
@@ -130,6 +138,8 @@ class Core:
             )
             await core.barrier.load()
             await core.mounts.load()
+            await core.policies.load()
+            await core.audit.load()
         except BaseException:
             await backend.close()
             raise
@@ -137,6 +147,7 @@ class Core:
         return core
 
     async def close(self) -> None:
+        self.audit.close()
         self.barrier.close()
         await self.storage.close()
 

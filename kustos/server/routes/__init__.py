@@ -37,10 +37,28 @@ class PathApi(Protocol):
 
 def build_apis(core: Core) -> list[PathApi]:
     """Every non-engine area, in the order the dispatcher tries their prefixes."""
+    from kustos.server.routes.audit import AuditApi
     from kustos.server.routes.auth_methods import AuthMethodsApi
     from kustos.server.routes.events import EventsApi
+    from kustos.server.routes.policies import CapabilitiesApi, PolicyApi
     from kustos.server.routes.system import SystemApi
     from kustos.server.routes.tokens import TokenApi
 
     auth_methods = AuthMethodsApi(core)  # sys/auth (before sys/) and auth/<path>/ (after auth/token/)
-    return [*auth_methods.sys_apis, EventsApi(core), SystemApi(core), TokenApi(core), auth_methods]
+    # the more specific sys/ areas come before SystemApi (first matching prefix wins)
+    return [
+        *auth_methods.sys_apis,
+        PolicyApi(core, legacy=False, prefix="sys/policies/"),
+        PolicyApi(core, legacy=True, prefix="sys/policy"),
+        PolicyApi(core, legacy=True, prefix="sys/policy/"),
+        CapabilitiesApi(core, prefix="sys/capabilities"),
+        CapabilitiesApi(core, prefix="sys/capabilities-self"),
+        CapabilitiesApi(core, prefix="sys/capabilities-accessor"),
+        AuditApi(core, prefix="sys/audit"),
+        AuditApi(core, prefix="sys/audit/"),
+        AuditApi(core, prefix="sys/audit-hash/"),
+        EventsApi(core),
+        SystemApi(core),
+        TokenApi(core),
+        auth_methods,
+    ]
