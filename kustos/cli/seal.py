@@ -7,16 +7,20 @@ A thin layer over :mod:`kustos.gitops.sealing`. ``kustos seal`` reads a Secret
 plus Kustos' (``--format kustos``, several ``--cert``). Where kubeseal talks to
 the controller, ``kustos seal`` talks HTTP to ``--controller-url`` (default
 ``$KUSTOS_ADDR``), or works offline when given private keys.
-``kustos seal keys generate|list|cert|backup|import`` manage a keyring file
-locally (the server will hold it wrapped by its key provider).
+``kustos seal keys list|rotate|cert|backup|import|config`` manage the keys a
+Kustos server holds (``--server`` / ``$KUSTOS_ADDR``; stored encrypted by its
+barrier), or a local keyring file with ``--keyring`` (``generate`` is local only).
 See docs/sealing.md.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +28,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from kustos.cli.connection import (
+    CaCertOption,
+    TlsSkipVerifyOption,
+    TokenOption,
+    open_client,
+    resolve_settings,
+)
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.client import KustosClient
 from kustos.crypto.sealing import (
     SealingCertificate,
     SealingPrivateKey,
@@ -122,8 +134,23 @@ def _open_cert(ref: str) -> bytes:
         fail(f"cannot read certificate {ref}: {exc.strerror}")
 
 
-def _certificates(refs: list[str], controller_url: str) -> list[SealingCertificate]:
-    sources = _split(refs) or [f"{controller_url.rstrip('/')}/v1/cert.pem"]
+def _certificates(
+    refs: list[str], controller_url: str, *, bundle: bool = False
+) -> list[SealingCertificate]:
+    """``--cert`` sources, else the controller's certificate.
+
+    With ``bundle`` (native format) a Kustos server's ``sys/sealing/cert`` is
+    asked first: it adds the X25519 exchange certificate (fast unsealing).
+    """
+    base = controller_url.rstrip("/")
+    if not _split(refs) and bundle:
+        try:
+            response = httpx.get(f"{base}/v1/sys/sealing/cert", timeout=_HTTP_TIMEOUT)
+            if response.status_code == 200:
+                return load_certificates(response.content)[:1]
+        except (httpx.HTTPError, KustosError):
+            pass  # not a Kustos server: fall back to cert.pem
+    sources = _split(refs) or [f"{base}/v1/cert.pem"]
     certs: list[SealingCertificate] = []
     for ref in sources:
         try:
@@ -196,14 +223,46 @@ def _sealed_inputs(data: bytes, source: str) -> list[dict[str, Any]]:
     return docs
 
 
+def _token_header() -> dict[str, str]:
+    """A Kustos token (``KUSTOS_TOKEN``, ``VAULT_TOKEN`` or ``~/.kustos/token``) for verify/rotate."""
+    try:
+        settings = resolve_settings(
+            address=None,
+            token=None,
+            tls_skip_verify=False,
+            ca_cert=None,
+            env=os.environ,
+            home=Path.home(),
+        )
+    except KustosError:
+        return {}
+    return {"X-Vault-Token": settings.token.reveal()} if settings.token is not None else {}
+
+
 def _controller_post(controller_url: str, path: str, body: bytes) -> httpx.Response:
+    """POST to the controller: the body as JSON (kubeseal sends JSON), with a token if one is set."""
     url = f"{controller_url.rstrip('/')}{path}"
     try:
+        doc = load_manifest(body, source="input")
+    except KustosError as exc:
+        fail(str(exc))
+    try:
         return httpx.post(
-            url, content=body, timeout=_HTTP_TIMEOUT, headers={"Content-Type": "application/json"}
+            url,
+            content=json.dumps(doc).encode(),
+            timeout=_HTTP_TIMEOUT,
+            headers={"Content-Type": "application/json", **_token_header()},
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the controller at {url}: {exc}")
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {'; '.join(str(e) for e in errors)}" if isinstance(errors, list) and errors else ""
 
 
 def _guess_format(data: bytes) -> ManifestOutput:
@@ -359,7 +418,9 @@ def _seal(
             if response.status_code == 409:
                 fail("unable to decrypt sealed secret")
             if response.status_code != 200:
-                fail(f"cannot validate sealed secret: HTTP {response.status_code}")
+                fail(
+                    f"cannot validate sealed secret: HTTP {response.status_code}{_errors(response)}"
+                )
             return
         if re_encrypt:
             data = _read_input(file)
@@ -381,7 +442,7 @@ def _seal(
             if response.status_code == 409:
                 fail("unable to rotate secret")
             if response.status_code != 200:
-                fail(f"cannot re-encrypt secret: HTTP {response.status_code}")
+                fail(f"cannot re-encrypt secret: HTTP {response.status_code}{_errors(response)}")
             _write_output(
                 dump_manifest(load_manifest(response.content, source="controller"), out_fmt.value),
                 write,
@@ -409,7 +470,7 @@ def _seal(
             return
         data = _read_input(file)
         secret = parse_secret(load_manifest(data, source=file or "stdin"), source=file or "stdin")
-        certs = _certificates(cert or [], controller_url)
+        certs = _certificates(cert or [], controller_url, bundle=fmt is SealFormat.kustos)
         if merge_into_file is not None:
             try:
                 existing_bytes = merge_into_file.read_bytes()
@@ -484,6 +545,49 @@ KeyringOption = Annotated[
         help="Local keyring file (JSON, holds private keys: mode 0600).",
     ),
 ]
+LocalOrServerKeyring = Annotated[
+    Path | None,
+    typer.Option(
+        "--keyring",
+        envvar="KUSTOS_SEALING_KEYRING",
+        help="Local keyring file (offline mode); without it the command talks to the server.",
+        show_default=False,
+    ),
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        "--address",
+        help="Kustos server holding the sealing keys (env KUSTOS_ADDR or VAULT_ADDR).",
+        show_default=False,
+    ),
+]
+
+
+def _server_mode(keyring: Path | None, server: str | None) -> bool:
+    """Server mode unless a local ``--keyring`` is given; a server address must be known then."""
+    if keyring is not None:
+        return False
+    if server or os.environ.get("KUSTOS_ADDR") or os.environ.get("VAULT_ADDR"):
+        return True
+    fail(
+        "no keyring: pass --keyring FILE (local keys) or --server URL / $KUSTOS_ADDR (keys held by a Kustos server)",
+        code=2,
+    )
+
+
+@contextmanager
+def _server(
+    server: str | None, token: str | None, tls_skip_verify: bool, ca_cert: Path | None
+) -> Iterator[KustosClient]:
+    with open_client(
+        address=server, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        yield client
+
+
+_KEY_COLUMNS = ["key_id", "created", "not_after", "bits", "origin", "active"]
 
 
 def _load_keyring(path: Path, *, must_exist: bool = True) -> SealingKeyring:
@@ -572,24 +676,129 @@ def _keys_generate(
     render({"generated": entry is not None, **(entry or keyring.entries[-1]).describe()}, output)
 
 
-def _keys_list(keyring_path: KeyringOption, output: OutputOption = OutputFormat.table) -> None:
-    """List the keys of a local keyring (newest seals, all unseal)."""
-    keyring = _load_keyring(keyring_path)
+def _local_rows(keyring: SealingKeyring) -> list[dict[str, Any]]:
     newest = keyring.newest
-    rows = [{**e.describe(), "sealing": e is newest} for e in keyring.entries]
-    render(rows, output, columns=["key_id", "created_at", "not_after", "bits", "origin", "sealing"])
+    return [
+        {
+            "key_id": e.key_id,
+            "created": e.created_at.isoformat(),
+            "not_after": e.certificate.not_after.isoformat(),
+            "bits": e.certificate.key_size,
+            "origin": e.origin,
+            "active": e is newest,
+        }
+        for e in keyring.entries
+    ]
 
 
-def _keys_cert(keyring_path: KeyringOption) -> None:
-    """Print the newest certificate (what `--cert` needs)."""
+def _keys_list(
+    keyring_path: LocalOrServerKeyring = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List the sealing keys (the active one seals, all unseal): on the server, or in --keyring."""
+    if _server_mode(keyring_path, server):
+        with _server(server, token, tls_skip_verify, ca_cert) as client:
+            rows: list[dict[str, Any]] = [dict(k) for k in client.sealing.list_keys()]
+    else:
+        assert keyring_path is not None  # noqa: S101 - _server_mode returned False
+        rows = _local_rows(_load_keyring(keyring_path))
+    render(rows, output, columns=_KEY_COLUMNS)
+
+
+def _keys_cert(
+    keyring_path: LocalOrServerKeyring = None,
+    server: ServerOption = None,
+    rsa_only: Annotated[
+        bool,
+        typer.Option(
+            "--rsa-only",
+            help="Only the RSA certificate (what /v1/cert.pem serves), no X25519 exchange cert.",
+        ),
+    ] = False,
+) -> None:
+    """Print the sealing certificate bundle: the newest RSA cert and its X25519 exchange cert."""
+    if _server_mode(keyring_path, server):
+        with _server(server, None, False, None) as client:
+            pem = (
+                client.sealing.read_certificate()
+                if rsa_only
+                else client.sealing.read_certificate_bundle()
+            )
+        sys.stdout.write(pem.decode())
+        return
+    assert keyring_path is not None  # noqa: S101
     try:
-        sys.stdout.write(_load_keyring(keyring_path).sealing_certificate().pem().decode())
+        keyring = _load_keyring(keyring_path)
+        bundle = keyring.sealing_bundle()
+        sys.stdout.write((bundle.pem() if rsa_only else bundle.bundle_pem()).decode())
     except KustosError as exc:
         fail(str(exc))
 
 
+def _keys_rotate(
+    keyring_path: LocalOrServerKeyring = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Make a new sealing key now (old keys stay for unsealing)."""
+    if _server_mode(keyring_path, server):
+        with (
+            _server(server, token, tls_skip_verify, ca_cert) as client,
+            stderr.status("generating a sealing key on the server"),
+        ):
+            info = dict(client.sealing.rotate_key())
+        render(info, output)
+        return
+    assert keyring_path is not None  # noqa: S101
+    keyring = _load_keyring(keyring_path, must_exist=False)
+    with stderr.status("generating an RSA-4096 sealing key"):
+        keyring, _ = renew(
+            keyring, policy=RenewalPolicy(period=timedelta(microseconds=1)), now=_now()
+        )
+    _save_keyring(keyring_path, keyring)
+    render(_local_rows(keyring)[-1], output)
+
+
+def _keys_config(
+    server: ServerOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+    renew_period: Annotated[
+        str | None,
+        typer.Option("--renew-period", help="Renewal period (e.g. 30d, 720h; 0 disables)."),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--key-cutoff-time",
+            help="RFC 3339 time: a newest key made before it is replaced at once ('' clears).",
+        ),
+    ] = None,
+    key_bits: Annotated[
+        int | None, typer.Option("--key-bits", help="Size of new RSA sealing keys (>= 2048).")
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Show or change the server's sealing key renewal settings."""
+    with _server(server, token, tls_skip_verify, ca_cert) as client:
+        if renew_period is None and cutoff is None and key_bits is None:
+            config = client.sealing.read_config()
+        else:
+            config = client.sealing.configure(
+                renew_period=renew_period, key_cutoff_time=cutoff, key_bits=key_bits
+            )
+    render(config, output)
+
+
 def _keys_backup(
-    keyring_path: KeyringOption,
     write: Annotated[
         Path, typer.Option("--write", "-w", help="Where to write the encrypted bundle.")
     ],
@@ -601,12 +810,42 @@ def _keys_backup(
         Path | None,
         typer.Option("--passphrase-file", help=f"Passphrase file (or ${_PASSPHRASE_ENV})."),
     ] = None,
+    keyring_path: LocalOrServerKeyring = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Write an encrypted backup bundle of every key (age or passphrase)."""
-    keyring = _load_keyring(keyring_path)
+    """Write an encrypted backup bundle of every key (age or passphrase); the server's needs sudo."""
     recipients = _split(age_recipient)
     passphrase = None if recipients else _passphrase(passphrase_file)
+    if not recipients and passphrase is None:
+        fail(
+            f"give --age-recipient or a passphrase (--passphrase-file or ${_PASSPHRASE_ENV})",
+            code=2,
+        )
+    if _server_mode(keyring_path, server):
+        with _server(server, token, tls_skip_verify, ca_cert) as client:
+            answer = client.sealing.backup_keys(
+                passphrase=passphrase.reveal() if passphrase is not None else None,
+                age_recipients=recipients,
+            )
+        try:
+            write.write_text(str(answer["backup"]))
+        except OSError as exc:
+            fail(f"cannot write {write}: {exc.strerror}")
+        render(
+            {
+                "written": str(write),
+                "keys": answer.get("keys"),
+                "encryption": answer.get("encryption"),
+            },
+            output,
+        )
+        return
+    assert keyring_path is not None  # noqa: S101
+    keyring = _load_keyring(keyring_path)
     try:
         bundle = write_backup(keyring, passphrase=passphrase, age_recipients=recipients)
     except KustosError as exc:
@@ -623,7 +862,6 @@ def _keys_backup(
 
 
 def _keys_import(
-    keyring_path: KeyringOption,
     files: Annotated[
         list[Path],
         typer.Option(
@@ -642,9 +880,24 @@ def _keys_import(
         list[Path] | None,
         typer.Option("--age-identity", help="age identity file for an age backup."),
     ] = None,
+    keyring_path: LocalOrServerKeyring = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Import keys into a local keyring: Sealed Secrets key Secrets or a backup bundle."""
+    """Import Sealed Secrets key Secrets or a backup bundle (into the server: sudo; or --keyring)."""
+    if _server_mode(keyring_path, server):
+        _import_to_server(
+            files,
+            passphrase_file=passphrase_file,
+            age_identity=age_identity,
+            client_args=(server, token, tls_skip_verify, ca_cert),
+            output=output,
+        )
+        return
+    assert keyring_path is not None  # noqa: S101
     keyring = _load_keyring(keyring_path, must_exist=False)
     new: list[SealingKeyEntry] = []
     for path in files:
@@ -677,6 +930,49 @@ def _keys_import(
     )
 
 
+def _import_to_server(
+    files: list[Path],
+    *,
+    passphrase_file: Path | None,
+    age_identity: list[Path] | None,
+    client_args: tuple[str | None, str | None, bool, Path | None],
+    output: OutputFormat,
+) -> None:
+    manifests: list[str] = []
+    backups: list[str] = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror}")
+        if is_backup(data):
+            backups.append(data.decode())
+        elif data.lstrip().startswith(b"{") and b"sealing-keyring" in data:
+            fail(f"{path}: a plaintext keyring file; import it with --keyring, or back it up first")
+        else:
+            try:
+                load_manifests(data, source=str(path))  # a clear local error for bad YAML
+            except KustosError as exc:
+                fail(f"{path}: {exc}")
+            manifests.append(data.decode())
+    passphrase = _passphrase(passphrase_file)
+    identities = [i.decode() for i in _age_identities(age_identity)]
+    rows: list[dict[str, Any]] = []
+    with _server(*client_args) as client:
+        for text in manifests:
+            rows.extend(dict(k) for k in client.sealing.import_keys(manifest=text))
+        for text in backups:
+            rows.extend(
+                dict(k)
+                for k in client.sealing.import_keys(
+                    backup=text,
+                    passphrase=passphrase.reveal() if passphrase is not None else None,
+                    age_identities=identities,
+                )
+            )
+    render(rows, output, columns=["key_id", "created", "origin", "active", "imported"])
+
+
 def register(app: typer.Typer) -> None:
     """Add ``kustos seal`` and ``kustos seal keys ...`` to the root app."""
     seal_app = typer.Typer(
@@ -688,12 +984,14 @@ def register(app: typer.Typer) -> None:
     seal_app.callback(invoke_without_command=True)(_seal)
     keys_app = typer.Typer(
         name="keys",
-        help="Sealing keys in a local keyring file: generate, list, cert, backup, import.",
+        help="Sealing keys on a Kustos server (--server / $KUSTOS_ADDR) or in a local --keyring file.",
         no_args_is_help=True,
     )
     keys_app.command("generate")(_keys_generate)
     keys_app.command("list")(_keys_list)
     keys_app.command("cert")(_keys_cert)
+    keys_app.command("rotate")(_keys_rotate)
+    keys_app.command("config")(_keys_config)
     keys_app.command("backup")(_keys_backup)
     keys_app.command("import")(_keys_import)
     seal_app.add_typer(keys_app, name="keys")

@@ -16,6 +16,7 @@ from types import TracebackType
 from kustos.client._http import Adapter
 from kustos.client.auth_token import AuthToken
 from kustos.client.kv_v2 import KvV2
+from kustos.client.sealing import SealingKeys
 from kustos.client.sys import Sys
 from kustos.client.transit import Transit
 from kustos.errors import ConfigError
@@ -57,6 +58,7 @@ class KustosClient:
         self._adapter = Adapter(addr, _wrap(token), timeout=timeout, verify=tls)
         self.kv_v2 = KvV2(self._adapter)
         self.sys = Sys(self._adapter)
+        self.sealing = SealingKeys(self._adapter)
         self.auth_token = AuthToken(self._adapter)
         self.transit = Transit(self._adapter)
 

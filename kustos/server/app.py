@@ -166,6 +166,7 @@ class _Api:
         route = "unknown"
         status = 500
         body = b""
+        reply_type = _JSON
         stream: StreamReply | None = None
         if core is None:
             status, body = 503, error_body("server is starting")
@@ -180,7 +181,8 @@ class _Api:
                 audit = await core.audit.begin(scope=scope, request_id=request_id, method=method, path=path)
                 unauthenticated = False
                 for api in apis:
-                    if path.startswith(api.prefix):
+                    # a prefix without a trailing "/" is an exact path (cert.pem, verify, rotate)
+                    if path.startswith(api.prefix) and (api.prefix[-1] == "/" or len(path) == len(api.prefix)):
                         route = api.route(path)
                         unauthenticated = not api.needs_unsealed(path)
                         handler = api.handle
@@ -234,6 +236,8 @@ class _Api:
                     stream = reply
                 else:
                     body = envelope(reply, request_id=request_id)
+                    if reply.content_type is not None:
+                        reply_type = reply.content_type.encode("latin-1")
             except AuditWriteError as exc:
                 status, body = 503, error_body(f"audit log unavailable, request refused: {exc}")
                 _log.error("audit log unavailable", extra={"request_id": request_id, "route": route, "error": str(exc)})
@@ -263,7 +267,7 @@ class _Api:
             (b"cache-control", b"no-store"),
         ]
         if status != 204:
-            headers.append((b"content-type", _JSON))
+            headers.append((b"content-type", reply_type if status < 400 else _JSON))
             headers.append((b"content-length", str(len(body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" or status == 204 else body})
@@ -382,9 +386,14 @@ def create_app(
         owned = holder.core is None
         if owned:
             holder.core = await Core.open(config, clock=clock, authorizer=authorizer, cache_entries=cache_entries)
+        sealing = holder.core.sealing if holder.core is not None else None
+        if sealing is not None:
+            sealing.start()  # sealing key renewal timer
         try:
             yield
         finally:
+            if sealing is not None:
+                await sealing.stop()
             if owned and holder.core is not None:
                 await holder.core.close()
                 holder.core = None

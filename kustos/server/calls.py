@@ -128,6 +128,9 @@ class Reply:
     mount_type: str = ""
     top: dict[str, Any] | None = None
     """Extra top-level fields next to the envelope (``sys/mounts`` lists mounts there too)."""
+    body: bytes | None = field(default=None, repr=False)
+    """A non-JSON body sent as is, with :attr:`content_type` (``/v1/cert.pem`` answers PEM text)."""
+    content_type: str | None = None
 
     @classmethod
     def no_content(cls) -> Reply:
@@ -138,6 +141,8 @@ def envelope(reply: Reply, *, request_id: str) -> bytes:
     """The JSON body for ``reply`` (``b""`` for 204)."""
     if reply.status == 204:
         return b""
+    if reply.body is not None:
+        return reply.body
     if reply.raw is not None:
         return orjson.dumps(reply.raw)
     doc = {

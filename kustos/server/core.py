@@ -31,6 +31,7 @@ from kustos.server.engines.transit import TransitEngine
 from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
+from kustos.server.sealing import SealingService
 from kustos.server.policies import PolicyStore
 from kustos.server.times import Clock
 from kustos.server.tokens import TokenStore, hash_token
@@ -102,6 +103,8 @@ class Core:
         )
         self.audit = Auditing(storage=storage, barrier=self.barrier, clock=clock)
         """Audit devices (``sys/audit``); the dispatcher records every API call through it."""
+        self.sealing = SealingService(storage=storage, barrier=self.barrier, clock=clock)
+        """GitOps sealing keys, barrier-encrypted (``sys/sealing/*``, ``/v1/cert.pem``)."""
         self.engines: dict[str, Engine] = {"kv": self.kv}
         """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""
         self.engines["transit"] = TransitEngine(storage=storage, barrier=self.barrier, cache=self.cache, clock=clock, authorizer=authorizer)
@@ -161,7 +164,7 @@ class Core:
             for mount in self.mounts.entries()
             if (engine := self.engines.get(mount.type)) is not None
             for family in engine.ciphertext_families(mount)
-        ] + auth_method_families()
+        ] + self.sealing.ciphertext_families() + auth_method_families()
 
     async def initialize(
         self,

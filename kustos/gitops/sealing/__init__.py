@@ -57,7 +57,7 @@ from kustos.gitops.sealing.scopes import (
     scope_label,
     scope_of,
 )
-from kustos.gitops.sealing.unsealing import UnsealedSecret, open_values, unseal
+from kustos.gitops.sealing.unsealing import UnsealedSecret, open_values, reencrypt, unseal
 
 __all__ = [
     "BITNAMI_API_VERSION",
@@ -87,6 +87,7 @@ __all__ = [
     "open_values",
     "parse_secret",
     "read_backup",
+    "reencrypt",
     "renew",
     "scope_label",
     "scope_of",

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kustos.crypto.sealing import (
+    SealingCertificate,
     SealingPrivateKey,
     hybrid_decrypt,
     native_aad,
@@ -43,18 +46,19 @@ from kustos.crypto.sealing import (
     unwrap_data_key_x25519,
 )
 from kustos.errors import DecryptionError, InvalidRequestError
+from kustos.gitops.sealing.encrypting import seal_secret
 from kustos.gitops.sealing.formats import (
     KEY_ID_ANNOTATION,
     SKIP_OWNER_REFERENCES_ANNOTATION,
     SealFormat,
     format_of,
 )
-from kustos.gitops.sealing.manifests import describe
+from kustos.gitops.sealing.manifests import SecretManifest, describe
 from kustos.gitops.sealing.scopes import Scope, pinned_name, pinned_namespace, scope_label, scope_of
 from kustos.gitops.sealing.templating import render_template
 from kustos.sensitive import Sensitive
 
-__all__ = ["UnsealedSecret", "open_values", "unseal"]
+__all__ = ["UnsealedSecret", "open_values", "reencrypt", "unseal"]
 
 
 @dataclass(frozen=True)
@@ -264,3 +268,52 @@ def unseal(sealed: Mapping[str, Any], *, keys: Sequence[SealingPrivateKey]) -> U
         owner_references=owners,
         key_id=key_id,
     )
+
+
+def reencrypt(
+    sealed: Mapping[str, Any],
+    *,
+    keys: Sequence[SealingPrivateKey],
+    certificate: SealingCertificate,
+    now: datetime,
+    key_id_hint: bool = True,
+) -> dict[str, Any]:
+    """``/v1/rotate`` and ``kubeseal --re-encrypt``: the same object, its values sealed for ``certificate``.
+
+    Everything but the ciphertexts (``encryptedData``, native ``dataKeys``)
+    and the key id hint annotation stays as it was: metadata, template,
+    scope. Values that do not open raise :class:`DecryptionError` naming them.
+    """
+    fmt = format_of(sealed)
+    values = open_values(sealed, keys=keys)
+    name, namespace, scope, _ = _where(sealed)
+    template = (sealed.get("spec") or {}).get("template") or {}
+    fresh = seal_secret(
+        SecretManifest(metadata={"name": name, "namespace": namespace}, data=values),
+        certificates=[certificate],
+        now=now,
+        fmt=fmt,
+        scope=scope,
+        name=name,
+        namespace=namespace,
+        allow_empty_data=True,
+        key_id_hint=key_id_hint,
+    )[0]
+    out: dict[str, Any] = copy.deepcopy(dict(sealed))
+    spec = out.setdefault("spec", {})
+    spec["template"] = copy.deepcopy(template) if template else spec.get("template", {})
+    spec["encryptedData"] = fresh["spec"]["encryptedData"]
+    if fmt is SealFormat.kustos:
+        spec["dataKeys"] = fresh["spec"]["dataKeys"]
+    meta = out.setdefault("metadata", {})
+    annotations = dict(meta.get("annotations") or {})
+    hint = ((fresh.get("metadata") or {}).get("annotations") or {}).get(KEY_ID_ANNOTATION)
+    if hint:
+        annotations[KEY_ID_ANNOTATION] = hint
+    else:
+        annotations.pop(KEY_ID_ANNOTATION, None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    return out

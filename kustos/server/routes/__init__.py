@@ -22,7 +22,10 @@ class PathApi(Protocol):
     """One area of the API under a fixed path prefix."""
 
     prefix: str
-    """The path prefix this area answers, e.g. ``"sys/"`` (no leading ``/v1/``)."""
+    """The path prefix this area answers, e.g. ``"sys/"`` (no leading ``/v1/``).
+
+    A prefix that does not end in ``/`` matches that one path exactly
+    (the Sealed Secrets controller's ``cert.pem``, ``verify``, ``rotate``)."""
 
     def route(self, path: str) -> str:
         """Route template for metrics and logs (never a secret path)."""
@@ -41,6 +44,7 @@ def build_apis(core: Core) -> list[PathApi]:
     from kustos.server.routes.auth_methods import AuthMethodsApi
     from kustos.server.routes.events import EventsApi
     from kustos.server.routes.policies import CapabilitiesApi, PolicyApi
+    from kustos.server.routes.sealing import sealing_apis
     from kustos.server.routes.system import SystemApi
     from kustos.server.routes.tokens import TokenApi
 
@@ -58,6 +62,7 @@ def build_apis(core: Core) -> list[PathApi]:
         AuditApi(core, prefix="sys/audit/"),
         AuditApi(core, prefix="sys/audit-hash/"),
         EventsApi(core),
+        *sealing_apis(core),
         SystemApi(core),
         TokenApi(core),
         auth_methods,
