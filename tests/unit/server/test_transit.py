@@ -258,3 +258,25 @@ async def test_every_operation_asks_the_authorizer(tmp_path: Path) -> None:
     finally:
         await client.aclose()
         await core.close()
+
+
+async def test_barrier_rewrap_moves_key_records_and_they_keep_working(served: tuple[Core, httpx.AsyncClient]) -> None:
+    core, client = served
+    await client.post("/v1/transit/keys/rw")
+    ct = (await client.post("/v1/transit/encrypt/rw", json={"plaintext": b64(b"kept")})).json()["data"]["ciphertext"]
+    assert (await client.post("/v1/sys/rotate")).status_code in (200, 204)
+    report = (await client.post("/v1/sys/rewrap", json={})).json()["data"]
+    assert report["rewrapped"] >= 1 and report["failed"] == 0
+    mount = core.mounts.get("transit/")
+    assert mount is not None
+    record = await core.storage.get(f"{mount.storage_prefix}key/rw@1")
+    assert record is not None and int.from_bytes(record[4:8], "big") == core.barrier.active_version
+    dec = await client.post("/v1/transit/decrypt/rw", json={"ciphertext": ct})
+    assert base64.b64decode(dec.json()["data"]["plaintext"]) == b"kept"
+    # a key record moved to another name does not open there
+    await client.post("/v1/transit/keys/other")
+    async with core.storage.transaction() as tx:
+        await tx.put(f"{mount.storage_prefix}key/other@1", record)
+    core.cache.clear()
+    moved = await client.post("/v1/transit/encrypt/other", json={"plaintext": b64(b"x")})
+    assert moved.status_code == 500 and "integrity check failed" in moved.json()["errors"][0]
