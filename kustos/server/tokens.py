@@ -326,6 +326,30 @@ class TokenStore:
             self._epoch += 1
         return revoked
 
+    async def revoke_orphan(self, entry: TokenEntry) -> None:
+        """Revoke ``entry`` alone; the tokens it created become orphans (they keep working)."""
+        self._invalidate(entry.id_hash)
+        children = [c for c in await self._storage.list(f"{_PARENT_PREFIX}{entry.id_hash}/") if not c.endswith("/")]
+        try:
+            async with self._storage.transaction() as tx:
+                for child in children:
+                    raw = await tx.get(_ID_PREFIX + child, for_update=True)
+                    if raw is not None:
+                        current = TokenEntry.from_json(raw)
+                        await tx.put(_ID_PREFIX + child, replace(current, orphan=True, parent_hash=None).to_json())
+                await tx.delete_prefix(f"{_PARENT_PREFIX}{entry.id_hash}/")
+                raw = await tx.get(_ID_PREFIX + entry.id_hash, for_update=True)
+                if raw is not None:
+                    current = TokenEntry.from_json(raw)
+                    await tx.delete(_ACCESSOR_PREFIX + current.accessor)
+                    if current.parent_hash is not None:
+                        await tx.delete(f"{_PARENT_PREFIX}{current.parent_hash}/{entry.id_hash}")
+                    await tx.delete(_ID_PREFIX + entry.id_hash)
+        finally:
+            for child in children:
+                self._cache.pop(child, None)
+            self._epoch += 1
+
     def _invalidate(self, digest: str) -> None:
         self._epoch += 1
         self._cache.pop(digest, None)

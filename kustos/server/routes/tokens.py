@@ -1,8 +1,14 @@
 """``auth/token/*``: Vault's token auth method (create, lookup, renew, revoke).
 
 Shapes follow Vault: creation and renewal answer in ``auth`` (the new
-token in ``client_token``, shown once), lookups in ``data``. A non-root
-token can only give its children a subset of its own policies.
+token in ``client_token``, shown once), lookups in ``data``. A token can
+only give its children a subset of its own policies, create orphans
+(``no_parent``) or choose a token id if it has ``sudo`` on
+``auth/token/create``; only a root token creates root tokens.
+``lookup``, ``lookup-accessor`` and ``revoke-orphan`` are root-protected:
+they need ``sudo`` on their path besides ``update``. Revoking a token
+revokes its children; ``revoke-orphan`` revokes one token and makes its
+children orphans.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ _ROUTES: Final = (
     "lookup",
     "lookup-self",
     "lookup-accessor",
+    "renew",
     "renew-self",
+    "renew-accessor",
     "revoke",
     "revoke-self",
     "revoke-accessor",
+    "revoke-orphan",
 )
 
 
@@ -89,10 +98,13 @@ class TokenApi:
             "lookup": self._lookup_other,
             "lookup-self": self._lookup_self,
             "lookup-accessor": self._lookup_accessor,
+            "renew": self._renew_other,
             "renew-self": self._renew_self,
+            "renew-accessor": self._renew_accessor,
             "revoke": self._revoke_other,
             "revoke-self": self._revoke_self,
             "revoke-accessor": self._revoke_accessor,
+            "revoke-orphan": self._revoke_orphan,
         }
 
     @staticmethod
@@ -120,16 +132,19 @@ class TokenApi:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         parent = self._require(call, "update")
+        sudo = self._core.authorizer(parent, call.path.rstrip("/"), "sudo")
         body = call.json()
         orphan = call.path.rstrip("/").endswith("create-orphan")
         if body.get("no_parent") is not None and bool_param(body["no_parent"], field="no_parent"):
-            if not parent.is_root:
+            if not sudo:
                 raise PermissionDeniedError("root or sudo privileges required to create an orphan token")
             orphan = True
         requested = str_list_param(body.get("policies"), field="policies")
         policies = requested or [p for p in parent.policies if p != "default"] or list(parent.policies)
-        if not parent.is_root and not set(policies) <= set(parent.policies) | {"default"}:
+        if not sudo and not set(policies) <= set(parent.policies) | {"default"}:
             raise PermissionDeniedError("child policies must be subset of parent")
+        if "root" in policies and not parent.is_root:
+            raise PermissionDeniedError("only a root token can create a root token")
         no_default = body.get("no_default_policy") is not None and bool_param(
             body["no_default_policy"], field="no_default_policy"
         )
@@ -156,7 +171,7 @@ class TokenApi:
             raise InvalidRequestError("num_uses is not supported; limited-use tokens are not available")
         token_id = body.get("id")
         if token_id is not None:
-            if not parent.is_root:
+            if not sudo:
                 raise PermissionDeniedError("root or sudo privileges required to specify token id")
             if not isinstance(token_id, str):
                 raise InvalidRequestError("id must be a string")
@@ -191,17 +206,23 @@ class TokenApi:
             raise InvalidRequestError("bad token" if by == "token" else "invalid accessor")
         return entry
 
+    def _require_sudo(self, call: Call, capability: str) -> TokenEntry:
+        """Root-protected endpoints need ``sudo`` on the path as well as ``capability``."""
+        token = self._require(call, capability)
+        require(self._core.authorizer, token, call.path.rstrip("/"), "sudo")
+        return token
+
     async def _lookup_other(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
-        self._require(call, "update")
+        self._require_sudo(call, "update")
         entry = await self._target(call, by="token")
         return Reply(data=_lookup(entry, self._core.clock(), token=Sensitive(str(call.json()["token"]))))
 
     async def _lookup_accessor(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
-        self._require(call, "update")
+        self._require_sudo(call, "update")
         entry = await self._target(call, by="accessor")
         return Reply(data=_lookup(entry, self._core.clock(), token=None))
 
@@ -214,6 +235,37 @@ class TokenApi:
         renewed = await self._core.tokens.renew(entry, increment=increment)
         token = call.raw_token or Sensitive("")
         return Reply(auth=_auth(token, renewed, self._core.clock()))
+
+    async def _renew_other(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require(call, "update")
+        entry = await self._target(call, by="token")
+        renewed = await self._core.tokens.renew(entry, increment=self._increment(call))
+        return Reply(auth=_auth(Sensitive(str(call.json()["token"])), renewed, self._core.clock()))
+
+    async def _renew_accessor(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require(call, "update")
+        entry = await self._target(call, by="accessor")
+        renewed = await self._core.tokens.renew(entry, increment=self._increment(call))
+        auth = _auth(Sensitive(""), renewed, self._core.clock())
+        auth["client_token"] = ""  # an accessor never reveals its token
+        return Reply(auth=auth)
+
+    @staticmethod
+    def _increment(call: Call) -> float | None:
+        body = call.json()
+        return None if body.get("increment") in (None, "") else parse_duration(body["increment"], field="increment")
+
+    async def _revoke_orphan(self, call: Call) -> Reply:
+        if call.method not in ("POST", "PUT"):
+            raise unsupported(call)
+        self._require_sudo(call, "update")
+        entry = await self._target(call, by="token")
+        await self._core.tokens.revoke_orphan(entry)
+        return Reply.no_content()
 
     async def _revoke_self(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):

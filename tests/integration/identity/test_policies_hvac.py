@@ -186,14 +186,15 @@ def test_policy_change_applies_at_once(vault: hvac.Client, login: Login) -> None
 
 def test_every_area_goes_through_the_policies(vault: hvac.Client, login: Login) -> None:
     client = login("default")
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: client.sys.list_mounted_secrets_engines(),
         lambda: client.sys.list_acl_policies(),
         lambda: client.sys.create_or_update_acl_policy(name="x", policy='path "*" { capabilities = ["sudo"] }'),
         lambda: client.sys.list_enabled_audit_devices(),
         lambda: client.auth.token.create(policies=["default"]),
         lambda: client.auth.token.lookup(vault.token),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(hvac.exceptions.Forbidden):
             call()
     _policy(vault, "mounts-reader", 'path "sys/mounts" { capabilities = ["read"] }')
