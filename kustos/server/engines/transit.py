@@ -74,6 +74,10 @@ _DERIVED_WITHOUT_CONTEXT: Final = (
 )
 _TOO_OLD: Final = "ciphertext or signature version is disallowed by policy (too old)"
 _DATAKEY_BITS: Final = (128, 256, 512)
+_CONTEXT_CACHE: Final = 65_536
+
+Memo = dict[int, tc.KeyMaterial]
+"""Key versions unwrapped during one request (a batch unwraps each version once)."""
 
 Policy = dict[str, Any]
 
@@ -188,6 +192,7 @@ class TransitEngine:
         self._clock = clock
         self._authorizer = authorizer
         self._randbytes = randbytes
+        self._contexts: dict[tuple[str, str, int], bytes] = {}
 
     # -- storage layout ---------------------------------------------------------------------
 
@@ -200,8 +205,19 @@ class TransitEngine:
         return f"{mount.storage_prefix}key/{name}@{version}"
 
     @staticmethod
-    def _context(mount: MountEntry, name: str, version: int) -> bytes:
+    def _encode_context(mount: MountEntry, name: str, version: int) -> bytes:
         return envelope_context(_CONTEXT_LABEL, mount.uuid, name, version)
+
+    def _context(self, mount: MountEntry, name: str, version: int) -> bytes:
+        """The barrier context of one key version (memoized: it is on every request's path)."""
+        key = (mount.uuid, name, version)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._encode_context(mount, name, version)
+            if len(self._contexts) >= _CONTEXT_CACHE:
+                self._contexts.clear()
+            self._contexts[key] = ctx
+        return ctx
 
     @classmethod
     def ciphertext_families(cls, mount: MountEntry) -> list[CiphertextFamily]:
@@ -212,7 +228,7 @@ class TransitEngine:
             name, sep, version = key[len(prefix) :].rpartition("@")
             if not sep or not name or not version.isdigit():
                 return None
-            return cls._context(mount, name, int(version))
+            return cls._encode_context(mount, name, int(version))
 
         return [CiphertextFamily.whole_records(prefix, context_for)]
 
@@ -295,12 +311,16 @@ class TransitEngine:
             raise InvalidRequestError("encryption key not found")
         return policy
 
-    async def _material(self, mount: MountEntry, name: str, version: int) -> tc.KeyMaterial:
+    async def _material(self, mount: MountEntry, name: str, version: int, memo: Memo) -> tc.KeyMaterial:
+        known = memo.get(version)
+        if known is not None:
+            return known
         blob = await self._cache.get(self._material_key(mount, name, version), bytes)
         if blob is None:
             raise DecryptionError()  # a listed version without its key: storage was tampered with
         plain = await self._barrier.decrypt(blob, context=self._context(mount, name, version))
-        return tc.KeyMaterial.from_bytes(plain)
+        material = memo[version] = tc.KeyMaterial.from_bytes(plain)
+        return material
 
     async def _add_version(
         self, tx: Transaction, touched: list[str], mount: MountEntry, policy: Policy
@@ -457,9 +477,11 @@ class TransitEngine:
 
     # -- key use ---------------------------------------------------------------------------------
 
-    async def _version_key(self, mount: MountEntry, policy: Policy, version: int, context: bytes) -> bytes:
+    async def _version_key(
+        self, mount: MountEntry, policy: Policy, version: int, context: bytes, memo: Memo
+    ) -> bytes:
         """The encryption key of ``version`` (derived from ``context`` for derived keys)."""
-        material = await self._material(mount, policy["name"], version)
+        material = await self._material(mount, policy["name"], version, memo)
         if policy["derived"]:
             if not context:
                 raise _ItemError(_DERIVED_WITHOUT_CONTEXT)
@@ -478,18 +500,20 @@ class TransitEngine:
             raise _ItemError("requested version for encryption is less than the minimum encryption key version")
         return version
 
-    async def _encrypt_one(self, mount: MountEntry, policy: Policy, item: Mapping[str, Any]) -> dict[str, Any]:
+    async def _encrypt_one(
+        self, mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo
+    ) -> dict[str, Any]:
         if item.get("plaintext") is None:
             raise _ItemError("missing plaintext to encrypt")
         plaintext = _b64(item.get("plaintext"), field="plaintext")
         context = _b64(item.get("context"), field="context")
         version = self._encryption_version(policy, item.get("key_version"))
-        key = await self._version_key(mount, policy, version, context)
+        key = await self._version_key(mount, policy, version, context, memo)
         blob = tc.encrypt(policy["type"], key, plaintext, randbytes=self._randbytes)
         return {"ciphertext": tc.format_ciphertext(version, blob), "key_version": version}
 
     async def _decrypt_blob(
-        self, mount: MountEntry, policy: Policy, ciphertext: object, context: bytes
+        self, mount: MountEntry, policy: Policy, ciphertext: object, context: bytes, memo: Memo
     ) -> bytes:
         if not isinstance(ciphertext, str) or not ciphertext:
             raise _ItemError("missing ciphertext to decrypt")
@@ -498,22 +522,26 @@ class TransitEngine:
             raise _ItemError("invalid ciphertext: version is too new")
         if version < int(policy["min_decryption_version"]):
             raise _ItemError(_TOO_OLD)
-        key = await self._version_key(mount, policy, version, context)
+        key = await self._version_key(mount, policy, version, context, memo)
         try:
             return tc.decrypt(policy["type"], key, blob)
         except DecryptionError:
             raise _ItemError(AUTH_FAILED) from None
 
-    async def _decrypt_one(self, mount: MountEntry, policy: Policy, item: Mapping[str, Any]) -> dict[str, Any]:
+    async def _decrypt_one(
+        self, mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo
+    ) -> dict[str, Any]:
         context = _b64(item.get("context"), field="context")
-        plaintext = await self._decrypt_blob(mount, policy, item.get("ciphertext"), context)
+        plaintext = await self._decrypt_blob(mount, policy, item.get("ciphertext"), context, memo)
         return {"plaintext": _b64text(plaintext)}
 
-    async def _rewrap_one(self, mount: MountEntry, policy: Policy, item: Mapping[str, Any]) -> dict[str, Any]:
+    async def _rewrap_one(
+        self, mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo
+    ) -> dict[str, Any]:
         context = _b64(item.get("context"), field="context")
-        plaintext = await self._decrypt_blob(mount, policy, item.get("ciphertext"), context)
+        plaintext = await self._decrypt_blob(mount, policy, item.get("ciphertext"), context, memo)
         version = self._encryption_version(policy, item.get("key_version"))
-        key = await self._version_key(mount, policy, version, context)
+        key = await self._version_key(mount, policy, version, context, memo)
         blob = tc.encrypt(policy["type"], key, plaintext, randbytes=self._randbytes)
         return {"ciphertext": tc.format_ciphertext(version, blob), "key_version": version}
 
@@ -522,14 +550,15 @@ class TransitEngine:
         call: Call,
         mount: MountEntry,
         policy: Policy,
-        one: Callable[[MountEntry, Policy, Mapping[str, Any]], Any],
+        one: Callable[[MountEntry, Policy, Mapping[str, Any], Memo], Any],
     ) -> Reply:
         """One item from the body, or every item of ``batch_input`` (errors per item, like Vault)."""
         body = call.json()
         batch = body.get("batch_input")
+        memo: Memo = {}
         if batch is None:
             try:
-                return self._reply(await one(mount, policy, body))
+                return self._reply(await one(mount, policy, body, memo))
             except _ItemError as exc:
                 raise InvalidRequestError(str(exc)) from None
         if not isinstance(batch, list) or not all(isinstance(i, dict) for i in batch):
@@ -543,7 +572,7 @@ class TransitEngine:
         failed = False
         for item in batch:
             try:
-                result = await one(mount, policy, item)
+                result = await one(mount, policy, item, memo)
             except (_ItemError, InvalidRequestError) as exc:
                 result = {"error": str(exc)}
                 failed = True
@@ -605,7 +634,7 @@ class TransitEngine:
         try:
             result = await self._encrypt_one(
                 mount, policy, {"plaintext": _b64text(data_key), "context": body.get("context"),
-                                "key_version": body.get("key_version")},
+                                "key_version": body.get("key_version")}, {},
             )  # fmt: skip
         except _ItemError as exc:
             raise InvalidRequestError(str(exc)) from None
@@ -628,10 +657,10 @@ class TransitEngine:
         algorithm = self._algorithm(body, from_path)
         policy = await self._policy(mount, name)
 
-        async def one(mount: MountEntry, policy: Policy, item: Mapping[str, Any]) -> dict[str, Any]:
+        async def one(mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo) -> dict[str, Any]:
             data = _b64(item.get("input"), field="input")
             version = self._encryption_version(policy, item.get("key_version"))
-            material = await self._material(mount, policy["name"], version)
+            material = await self._material(mount, policy["name"], version, memo)
             digest = tc.hmac_digest(material.hmac_key, data, algorithm=algorithm)
             return {"hmac": tc.format_ciphertext(version, digest), "key_version": version}
 
@@ -643,7 +672,7 @@ class TransitEngine:
         algorithm = self._algorithm(body, from_path)
         policy = await self._policy(mount, name)
 
-        async def one(mount: MountEntry, policy: Policy, item: Mapping[str, Any]) -> dict[str, Any]:
+        async def one(mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo) -> dict[str, Any]:
             data = _b64(item.get("input"), field="input")
             given = item.get("hmac")
             if not isinstance(given, str) or not given:
@@ -653,7 +682,7 @@ class TransitEngine:
                 raise _ItemError("invalid hmac: version is too new")
             if version < int(policy["min_decryption_version"]):
                 raise _ItemError(_TOO_OLD)
-            material = await self._material(mount, policy["name"], version)
+            material = await self._material(mount, policy["name"], version, memo)
             expected = tc.hmac_digest(material.hmac_key, data, algorithm=algorithm)
             return {"valid": hmac.compare_digest(expected, digest)}
 
