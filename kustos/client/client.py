@@ -14,7 +14,9 @@ from pathlib import Path
 from types import TracebackType
 
 from kustos.client._http import Adapter
+from kustos.client.auth_methods import AuthMethods
 from kustos.client.auth_token import AuthToken
+from kustos.client.generic import Generic
 from kustos.client.kv_v2 import KvV2
 from kustos.client.sealing import SealingKeys
 from kustos.client.sys import Sys
@@ -60,6 +62,8 @@ class KustosClient:
         self.sys = Sys(self._adapter)
         self.sealing = SealingKeys(self._adapter)
         self.auth_token = AuthToken(self._adapter)
+        self.auth_methods = AuthMethods(self._adapter)
+        self.generic = Generic(self._adapter)
         self.transit = Transit(self._adapter)
 
     @property
