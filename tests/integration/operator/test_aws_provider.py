@@ -51,4 +51,6 @@ async def test_aws_secrets_manager_syncs_property_find_and_updates(api, run_oper
         async def updated() -> bool:
             return decoded(await api.get("v1", "secrets", "app", "app")).get("password") == b"pw-2"
         await wait(updated, what="rotated AWS value in the Secret")
-        assert [e["reason"] for e in await api.events("app")] == ["Created", "Updated"]
+        async def both_events() -> bool:  # events are posted after the Secret is written
+            return [e["reason"] for e in await api.events("app")] == ["Created", "Updated"]
+        await wait(both_events, what="the Created and Updated events")

@@ -58,7 +58,9 @@ async def test_fake_store_syncs_a_secret_with_owner_label_hash_and_events(api, r
         (owner,) = secret["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": ES, "kind": "ExternalSecret", "name": "db",
                          "uid": es["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
-        assert [e["reason"] for e in await api.events("app")] == ["Created"]
+        async def created_event() -> bool:  # events are posted after the Secret is written
+            return [e["reason"] for e in await api.events("app")] == ["Created"]
+        await wait(created_event, what="the Created event")
 
         # Drift repair: a hand edit (changed value, added key) is reverted.
         await api.patch("v1", "secrets", "app", "db-creds", {"data": {
