@@ -89,6 +89,7 @@ async def main(requests: int) -> None:
     derived = json.dumps({"plaintext": base64.b64encode(b"x" * 32).decode(), "context": "dGVuYW50"}).encode()
     batch = json.dumps({"batch_input": [{"plaintext": base64.b64encode(b"x" * 32).decode()}] * 100}).encode()
     status, answer = await _call(app, "POST", "/v1/transit/encrypt/k", small)
+    assert status == 200
     ciphertext = json.loads(answer)["data"]["ciphertext"]
     decrypt = json.dumps({"ciphertext": ciphertext}).encode()
 
