@@ -46,6 +46,10 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "helm": "files",
     "git": "files",
     "transit": "transit",
+    "write": "generic",
+    "read": "generic",
+    "list": "generic",
+    "delete": "generic",
 }
 """Top-level command -> the area that registers it (a fast path only: a command
 missing here still works, by loading every area)."""
