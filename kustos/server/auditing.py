@@ -277,7 +277,7 @@ class Auditing:
 def _auditable(value: Any) -> Any:
     """``value`` with pre-encoded JSON (``orjson.Fragment``, used for KV reads) decoded, so it can be HMAC'd."""
     if isinstance(value, orjson.Fragment):
-        return orjson.loads(value.contents)
+        return orjson.loads(orjson.dumps(value))
     if isinstance(value, dict):
         return {k: _auditable(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -409,4 +409,7 @@ class AuditCall:
         except AuditWriteError as exc:
             _log.error("audit response entry could not be written", extra={"request_id": self._request_id, "error": str(exc)})
             return 503, error_body(f"audit log unavailable: {exc}")
+        except Exception:  # whatever went wrong, the answer must not leave unaudited
+            _log.exception("audit response entry could not be built", extra={"request_id": self._request_id})
+            return 503, error_body(f"audit log unavailable; see the server log for request id {self._request_id}")
         return None
