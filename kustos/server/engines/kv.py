@@ -23,7 +23,10 @@ version is one storage read; older versions live at ``ver/<path>@<n>``
 Every change happens in one storage transaction that locks the metadata
 record, so check-and-set is safe across requests and processes; input is
 validated before the transaction, so bad input changes nothing. Each version
-records who wrote it (the token's display name) and why (``X-Kustos-Reason``).
+records who wrote it (the token's display name, and ``identity``: the
+namespace/service account for a Kubernetes login), why (``X-Kustos-Reason``)
+and which top-level key *names* it added, changed or removed (``changes``;
+never values), so history needs no decryption.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from kustos.store.base import StorageBackend, Transaction
 __all__ = [
     "DEFAULT_MAX_VERSIONS",
     "KvEngine",
+    "key_changes",
     "merge_patch",
     "subkeys",
 ]
@@ -373,7 +377,9 @@ class KvEngine:
                 "deletion_time": vm["deletion_time"],
                 "destroyed": vm["destroyed"],
                 "created_by": vm.get("created_by", ""),
+                "identity": vm.get("identity") or vm.get("created_by", ""),
                 "reason": vm.get("reason"),
+                "changes": vm.get("changes"),
             }
             for key, vm in meta["versions"].items()
         }
@@ -488,6 +494,8 @@ class KvEngine:
         config: Mapping[str, Any],
         plaintext: bytes,
         reason: str | None,
+        previous: Any = None,
+        new: Any = None,
     ) -> dict[str, Any]:
         now = self._clock()
         now_text = rfc3339(now)
@@ -509,7 +517,9 @@ class KvEngine:
             "deletion_ts": deletion_ts,
             "destroyed": False,
             "created_by": token.display_name if token is not None else "",
+            "identity": _identity(token),
             "reason": reason,
+            "changes": key_changes(previous, new),
         }
         meta["versions"][str(version)] = vm
         meta["current_version"] = version
@@ -547,6 +557,17 @@ class KvEngine:
     async def _config_in(self, tx: Transaction, mount: MountEntry) -> dict[str, Any]:
         return self._parse_config(await tx.get(self._config_key(mount)))
 
+    async def _live_data(self, tx: Transaction, mount: MountEntry, path: str, meta: Meta) -> Any:
+        """The current version's data (for the key changes of the next version), or ``None`` if it is gone."""
+        version = int(meta["current_version"])
+        vm = meta["versions"].get(str(version))
+        if version == 0 or vm is None or vm["destroyed"] or _deleted(vm, self._clock()):
+            return None
+        blob = meta.get(_LATEST) or await tx.get(self._version_key(mount, path, version))
+        if blob is None:
+            return None
+        return orjson.loads(await self._barrier.decrypt(blob, context=self._context(mount, path, version)))
+
     async def _write(self, call: Call, mount: MountEntry, path: str) -> Reply:
         body = call.json()
         plaintext = self._secret_bytes(body.get("data"))
@@ -557,11 +578,12 @@ class KvEngine:
             meta = await self._load_meta(tx, mount, path)
             self._require(call, "create" if meta is None else "update")
             self._check_cas(meta, config, cas)
+            previous = None if meta is None else await self._live_data(tx, mount, path, meta)
             if meta is None:
                 meta = self._new_meta(rfc3339(self._clock()))
             result = await self._append_version(
                 tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
-                plaintext=plaintext, reason=reason,
+                plaintext=plaintext, reason=reason, previous=previous, new=body.get("data"),
             )
         self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
@@ -596,10 +618,11 @@ class KvEngine:
                 current = orjson.loads(
                     await self._barrier.decrypt(blob, context=self._context(mount, path, version))
                 )
-                plaintext = self._secret_bytes(merge_patch(current, patch))
+                merged = merge_patch(current, patch)
+                plaintext = self._secret_bytes(merged)
                 result = await self._append_version(
                     tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
-                    plaintext=plaintext, reason=reason,
+                    plaintext=plaintext, reason=reason, previous=current, new=merged,
                 )
         if not_found is not None:
             return not_found
@@ -741,6 +764,33 @@ class KvEngine:
             config.update(changes)
             await tx.put(self._config_key(mount), orjson.dumps(config))
         return Reply.no_content()
+
+
+def key_changes(previous: Any, new: Any) -> dict[str, list[str]]:
+    """Which top-level key *names* a version added, changed or removed against the one before (never values).
+
+    Key names are not secret (``subkeys`` shows them too); they are kept in
+    the version's metadata so ``kustos kv history`` can say what changed
+    without anyone decrypting a value.
+    """
+    before = previous if isinstance(previous, dict) else {}
+    after = new if isinstance(new, dict) else {}
+    return {
+        "added": sorted(k for k in after if k not in before),
+        "changed": sorted(k for k in after if k in before and before[k] != after[k]),
+        "removed": sorted(k for k in before if k not in after),
+    }
+
+
+def _identity(token: Any) -> str:
+    """Who wrote a version: ``<namespace>/<service account>`` for a Kubernetes login, else the display name."""
+    if token is None:
+        return ""
+    meta = token.meta
+    namespace, account = meta.get("service_account_namespace"), meta.get("service_account_name")
+    if namespace and account:
+        return f"{namespace}/{account}"
+    return str(token.display_name)
 
 
 def _effective(secret_value: float, mount_value: float) -> float:
