@@ -315,9 +315,11 @@ def test_keys_generate_list_cert(tmp_path: Path) -> None:
     again = json.loads(ok("keys", "generate", "--keyring", str(keyring), "--if-due", "-o", "json"))
     assert again["generated"] is False and again["key_id"] == first["key_id"]
     rows = json.loads(ok("keys", "list", "--keyring", str(keyring), "-o", "json"))
-    assert [r["key_id"] for r in rows] == [first["key_id"]] and rows[0]["sealing"] is True
+    assert [r["key_id"] for r in rows] == [first["key_id"]] and rows[0]["active"] is True
     cert = tmp_path / "cert.pem"
     cert.write_bytes(ok("keys", "cert", "--keyring", str(keyring)))
+    assert cert.read_bytes().count(b"BEGIN CERTIFICATE") == 2  # RSA + X25519 exchange certificate
+    assert ok("keys", "cert", "--rsa-only", "--keyring", str(keyring)).count(b"BEGIN CERTIFICATE") == 1
     sealed = tmp_path / "s.json"
     sealed.write_bytes(ok("--cert", str(cert), stdin=SECRET_YAML))
     out = json.loads(
