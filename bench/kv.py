@@ -2,17 +2,32 @@
 
 Why: the server's overhead (auth, policy, envelope crypto, storage) must stay
 small next to the HTTP stack it runs on. In one run this script starts, each
-in its own process and with the same uvicorn settings:
+in its own process and with the same uvicorn settings (httptools, uvloop, no
+access log, one worker, the server's GC tuning):
 
 * a bare ASGI app that answers every request with a constant JSON body,
-* ``kustos server --dev`` on SQLite,
+* ``kustos server --dev`` on SQLite (and, optionally, with the read cache off),
 * ``kustos server`` on a throwaway PostgreSQL (skipped if the binaries are absent),
 
 and drives each with the same closed-loop load: ``--concurrency`` keep-alive
-HTTP/1.1 clients (default 32), a bounded number of requests, latency measured
-per request. It prints requests/s, p50/p99 and the ratio to the bare app.
+HTTP/1.1 connections (default 32) for a fixed time after a warm-up of the
+same load, latency measured per request. The bare app stays up for the whole
+run and is measured again right before each target, so each ratio compares
+two measurements taken under the same machine load.
 
-Usage: ``.venv/bin/python bench/kv.py [--reads 6000] [--writes 1500] [--concurrency 32]``
+The load generator is ``wrk`` (C, one thread; ``apt-get install wrk``) when it
+is on ``PATH``: on a 2-core machine a Python client would take a core's worth
+of CPU away from the server under test. Without ``wrk`` the script says so and
+falls back to a Python client (asyncio streams, pre-built requests), whose
+figures are lower and noisier. ``--client wrk`` insists on wrk and, as root
+with apt-get available, installs it.
+
+Per target it prints requests/s, p50/p99 latency, the ratio to the bare app,
+the server's CPU time per request (from ``/proc``; independent of the
+client), the server's RSS and peak RSS, and the client's CPU share.
+
+Usage: ``.venv/bin/python bench/kv.py [--read-seconds 10] [--write-seconds 5] [--concurrency 32]
+[--targets sqlite,postgresql] [--client auto|wrk|python] [--server-args ...]``
 (``--serve-bare PORT`` is how it starts the baseline process.)
 """
 
@@ -23,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -37,6 +53,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+KEYS = 64
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -58,6 +75,7 @@ _BARE_BODY = json.dumps(
         "auth": None,
     }
 ).encode()
+_BARE_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_BARE_BODY)).encode())]
 
 
 async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,21 +92,15 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
     while more:
         message = await receive()
         more = bool(message.get("more_body"))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_BARE_BODY)).encode())],
-        }
-    )
+    await send({"type": "http.response.start", "status": 200, "headers": _BARE_HEADERS})
     await send({"type": "http.response.body", "body": _BARE_BODY})
 
 
 def _serve_bare(port: int) -> None:
-    """Serve :func:`bare_app` with the uvicorn settings ``kustos server`` uses."""
+    """Serve :func:`bare_app` with the uvicorn settings and GC tuning ``kustos server`` uses."""
     import uvicorn
 
-    from kustos.server.running import _loop_factory, http_protocol
+    from kustos.server.running import _loop_factory, _tune_gc, http_protocol
 
     config = uvicorn.Config(
         bare_app,
@@ -101,11 +113,19 @@ def _serve_bare(port: int) -> None:
         server_header=False,
         timeout_keep_alive=30,
     )
+    _tune_gc()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(uvicorn.Server(config).serve())
 
 
-# -- load generation ------------------------------------------------------------------
+# -- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -113,80 +133,160 @@ class Result:
     name: str
     requests: int
     seconds: float
-    latencies: list[float]
+    p50_ms: float
+    p99_ms: float
     errors: int
     client_cpu: float  # share of one core the load generator itself used
+    server_cpu_us: float  # server process CPU (user + system) per request
+    server_rss_mib: float
+    server_peak_mib: float
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+@dataclass(frozen=True)
+class _Load:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    client_cpu_seconds: float
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+
+# -- the Python client (fallback) ------------------------------------------------------
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-    if "content-length" in headers:
-        return status, await reader.readexactly(int(headers["content-length"]))
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = bytearray()
+    status = int(head[9:12])
+    lower = head.lower()
+    at = lower.find(b"\r\ncontent-length:")
+    if at >= 0:
+        length = int(lower[at + 17 : lower.index(b"\r\n", at + 2)])
+        await reader.readexactly(length)
+    elif b"\r\ntransfer-encoding: chunked" in lower:
         while True:
             size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
-            chunk = await reader.readexactly(size + 2)
+            await reader.readexactly(size + 2)
             if size == 0:
-                return status, bytes(body)
-            body += chunk[:-2]
-    return status, b""
+                break
+    return status
 
 
-def _request(method: str, path: str, token: str, body: bytes = b"") -> bytes:
+def _raw(request: Request, token: str) -> bytes:
     head = (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Vault-Token: {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"{request.method} {request.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Vault-Token: {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(request.body)}\r\n\r\n"
     )
-    return head.encode() + body
+    return head.encode() + request.body
 
 
-async def run_load(
-    name: str, port: int, requests: list[bytes], *, total: int, concurrency: int, warmup: int
-) -> Result:
-    """Closed loop: ``concurrency`` connections, each sends its next request when the last answered."""
+async def _python_load(
+    port: int, raw: list[bytes], *, seconds: float, concurrency: int, total: int | None = None
+) -> _Load:
+    """Closed loop: ``concurrency`` connections, each sends its next request when the last answered.
+
+    Runs for ``seconds``, or until ``total`` requests were sent when that is given (seeding).
+    """
     latencies: list[float] = []
     errors = 0
+    budget = total if total is not None else 2**62
     issued = 0
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    deadline = time.perf_counter() + seconds
 
-    async def worker(measure: bool, budget: list[int]) -> None:
-        nonlocal errors, issued
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while budget[0] > 0:
-                budget[0] -= 1
-                request = requests[issued % len(requests)]
-                issued += 1
-                started = time.perf_counter()
-                writer.write(request)
-                status, _ = await _read_response(reader)
-                if measure:
-                    latencies.append(time.perf_counter() - started)
-                    if status >= 300:
-                        errors += 1
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors, budget, issued
+        while budget > 0 and time.perf_counter() < deadline:
+            budget -= 1
+            request = raw[issued % len(raw)]
+            issued += 1
+            started = time.perf_counter()
+            writer.write(request)
+            status = await _read_response(reader)
+            latencies.append(time.perf_counter() - started)
+            if status >= 300:
+                errors += 1
 
-    warm = [warmup * concurrency]
-    await asyncio.gather(*(worker(False, warm) for _ in range(concurrency)))
-    budget = [total]
     started, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker(True, budget) for _ in range(concurrency)))
+    await asyncio.gather(*(worker(r, w) for r, w in connections))
     seconds = time.perf_counter() - started
-    return Result(name, total, seconds, latencies, errors, (time.process_time() - cpu) / seconds)
+    client = time.process_time() - cpu
+    for _, writer in connections:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    latencies.sort()
+    if not latencies:
+        raise RuntimeError("no request completed")
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    return _Load(len(latencies), seconds, p50, p99, errors, client)
+
+
+# -- the wrk client ----------------------------------------------------------------------
+
+# One wrk thread keeps ``concurrency`` connections busy for a fixed time (wrk
+# cannot end a run after a request count). ``request`` cycles through requests
+# formatted once in ``init``; no ``response`` callback, so wrk does not build
+# Lua tables per response. Statuses >= 400 and socket errors count as errors.
+_WRK_SCRIPT = """
+local specs = %(specs)s
+local token = "%(token)s"
+local formatted = {}
+local n = 0
+function init(args)
+  local headers = {["X-Vault-Token"] = token, ["Content-Type"] = "application/json"}
+  for i, spec in ipairs(specs) do
+    formatted[i] = wrk.format(spec[1], spec[2], headers, spec[3])
+  end
+end
+function request()
+  n = n + 1
+  return formatted[(n %% #formatted) + 1]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("KVBENCH %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status + e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def _lua_string(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
+
+
+def _wrk_load(
+    wrk: str, port: int, requests: list[Request], token: str, *, seconds: int, concurrency: int, work: Path
+) -> _Load:
+    specs = "{" + ",".join(
+        "{" + ",".join((_lua_string(r.method), _lua_string(r.path), _lua_string(r.body) if r.body else "nil")) + "}"
+        for r in requests
+    ) + "}"
+    script = work / "load.lua"
+    script.write_text(_WRK_SCRIPT % {"specs": specs, "token": token})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}/"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in out.splitlines() if x.startswith("KVBENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    done, micros, p50, p99, errors = (int(x) for x in line.split()[1:])
+    client = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return _Load(done, micros / 1e6, p50 / 1000.0, p99 / 1000.0, errors, client)
 
 
 # -- processes --------------------------------------------------------------------------
@@ -226,6 +326,20 @@ def _process(args: list[str], port: int, *, cwd: Path, log: Path) -> Iterator[su
             process.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int) -> tuple[float, float]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
 def server_command(*, port: int, data_dir: Path, token: str, extra: list[str]) -> list[str]:
     """How ``kustos server`` is started for the benchmark (dev mode, own data dir)."""
     return [
@@ -237,89 +351,165 @@ def server_command(*, port: int, data_dir: Path, token: str, extra: list[str]) -
 # -- the run ------------------------------------------------------------------------------
 
 
+class Bench:
+    """Runs bounded loads with one client against server processes and reports them."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, wrk: str | None) -> None:
+        self.args = args
+        self.work = work
+        self.wrk = wrk
+
+    async def load(self, name: str, pid: int, port: int, requests: list[Request], token: str, *, seconds: int) -> Result:
+        concurrency = self.args.concurrency
+        await self._drive(port, requests, token, seconds=self.args.warmup, concurrency=concurrency)
+        cpu = _cpu_seconds(pid)
+        load = await self._drive(port, requests, token, seconds=seconds, concurrency=concurrency)
+        server_cpu = _cpu_seconds(pid) - cpu
+        rss, peak = _rss_mib(pid)
+        return Result(
+            name=name,
+            requests=load.requests,
+            seconds=load.seconds,
+            p50_ms=load.p50_ms,
+            p99_ms=load.p99_ms,
+            errors=load.errors,
+            client_cpu=load.client_cpu_seconds / load.seconds,
+            server_cpu_us=server_cpu / max(load.requests, 1) * 1e6,
+            server_rss_mib=rss,
+            server_peak_mib=peak,
+        )
+
+    async def _drive(self, port: int, requests: list[Request], token: str, *, seconds: int, concurrency: int) -> _Load:
+        if self.wrk is not None:
+            wrk = self.wrk
+            return await asyncio.to_thread(
+                _wrk_load, wrk, port, requests, token, seconds=seconds, concurrency=concurrency, work=self.work
+            )
+        raw = [_raw(r, token) for r in requests]
+        return await _python_load(port, raw, seconds=seconds, concurrency=concurrency)
+
+
 def _report(result: Result, baseline: Result | None) -> str:
     ratio = f"{result.rate / baseline.rate:6.1%}" if baseline is not None else "     -"
     return (
-        f"{result.name:<28} {result.rate:9.0f} req/s  p50 {result.percentile(0.50):6.2f} ms  "
-        f"p99 {result.percentile(0.99):6.2f} ms  errors {result.errors:<4} vs bare {ratio}  "
-        f"(load generator cpu {result.client_cpu:4.0%})"
+        f"{result.name:<30} {result.rate:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+        f"vs bare {ratio}  server {result.server_cpu_us:5.0f} µs cpu/req  "
+        f"rss {result.server_rss_mib:5.1f} MiB (peak {result.server_peak_mib:5.1f})  "
+        f"client cpu {result.client_cpu:4.0%}  errors {result.errors}"
     )
 
 
-async def _bench_server(
-    label: str, port: int, token: str, args: argparse.Namespace, baseline: Result
-) -> list[Result]:
-    keys = 64
+def _find_wrk(choice: str) -> str | None:
+    found = shutil.which("wrk")
+    if choice == "python":
+        return None
+    if found is None and choice == "wrk" and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk not found: apt-get install -y wrk", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)
+        found = shutil.which("wrk")
+    if found is None:
+        if choice == "wrk":
+            raise SystemExit("wrk is not installed (apt-get install wrk), and --client wrk insists on it")
+        print(
+            "wrk not found (apt-get install wrk): using the Python client, which competes with the server for CPU",
+            flush=True,
+        )
+    return found
+
+
+async def _bench_target(bench: Bench, label: str, pid: int, port: int, token: str, bare: Callable[[], Awaitable[Result]]) -> None:
     value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
-    seed = [_request("POST", f"/v1/secret/data/bench/k{i}", token, value) for i in range(keys)]
-    await run_load(f"{label} seed", port, seed, total=keys, concurrency=1, warmup=0)
-    reads = [_request("GET", f"/v1/secret/data/bench/k{i}", token) for i in range(keys)]
-    writes = [_request("POST", f"/v1/secret/data/bench/w{i}", token, value) for i in range(keys)]
-    read = await run_load(f"{label} read", port, reads, total=args.reads, concurrency=args.concurrency, warmup=args.warmup)
-    write = await run_load(f"{label} write", port, writes, total=args.writes, concurrency=args.concurrency, warmup=args.warmup)
-    for result in (read, write):
-        print(_report(result, baseline), flush=True)
-    return [read, write]
+    seed = [Request("POST", f"/v1/secret/data/bench/k{i}", value) for i in range(KEYS)]
+    await _python_load(port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=KEYS)
+    reads = [Request("GET", f"/v1/secret/data/bench/k{i}") for i in range(KEYS)]
+    writes = [Request("POST", f"/v1/secret/data/bench/w{i}", value) for i in range(KEYS)]
+    baseline = await bare()
+    print(_report(baseline, baseline), flush=True)
+    read = await bench.load(f"{label} read", pid, port, reads, token, seconds=bench.args.read_seconds)
+    print(_report(read, baseline), flush=True)
+    write = await bench.load(f"{label} write", pid, port, writes, token, seconds=bench.args.write_seconds)
+    print(_report(write, baseline), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reads", type=int, default=6000)
-    parser.add_argument("--writes", type=int, default=1500)
-    parser.add_argument("--warmup", type=int, default=10, help="requests per connection before measuring")
+    parser.add_argument("--read-seconds", type=int, default=10, help="measured seconds of reads per target")
+    parser.add_argument("--write-seconds", type=int, default=5, help="measured seconds of writes per target")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of the same load before each measurement")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
         "--targets",
-        default="sqlite,sqlite-nocache,postgresql",
+        default="sqlite,postgresql",
         help="server setups to measure: sqlite (default read cache), sqlite-nocache, postgresql",
     )
+    parser.add_argument("--server-args", default="", help="extra arguments for every kustos server, space-separated")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         _serve_bare(args.serve_bare)
         return
+    wrk = _find_wrk(args.client)
     from kustos.server.running import _loop_factory
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_main(args))
+        runner.run(_main(args, wrk))
 
 
-async def _main(args: argparse.Namespace) -> None:
+async def _main(args: argparse.Namespace, wrk: str | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="kustos-bench-"))
-    print(f"concurrency {args.concurrency}, {args.reads} reads, {args.writes} writes per target; cpus {os.cpu_count()}")
+    bench = Bench(args, work, wrk)
+    client = f"wrk ({wrk}, 1 thread)" if wrk else "Python asyncio client"
+    load = os.getloadavg()
+    print(
+        f"concurrency {args.concurrency}, {args.read_seconds} s of reads and {args.write_seconds} s of writes "
+        f"per target (after {args.warmup} s warm-up each), {KEYS} secrets; "
+        f"client {client}; cpus {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        flush=True,
+    )
+    try:
+        bare_port = _free_port()
+        with _process([PYTHON, __file__, "--serve-bare", str(bare_port)], bare_port, cwd=ROOT, log=work / "bare.log") as bare_process:
+            get = [Request("GET", "/v1/secret/data/bench/k0")]
+
+            async def bare() -> Result:
+                return await bench.load("bare ASGI read", bare_process.pid, bare_port, get, "t", seconds=args.read_seconds)
+
+            for target in filter(None, args.targets.split(",")):
+                await _run_target(bench, target, bare)
+    finally:
+        load = os.getloadavg()
+        print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _run_target(bench: Bench, target: str, bare: Callable[[], Awaitable[Result]]) -> None:
+    extra = bench.args.server_args.split()
+    pg: Any = None
+    if target == "sqlite-nocache":
+        extra += ["--cache-entries", "0"]
+    elif target == "postgresql":
+        sys.path.insert(0, str(ROOT))
+        from tests.support.postgres import PostgresServer, find_pg_bin
+
+        bin_dir = find_pg_bin()
+        if bin_dir is None:
+            print("postgresql: binaries not found, skipped")
+            return
+        pg = PostgresServer(bin_dir)
+        pg.start()
+        extra += ["--storage", pg.create_database("kustos_bench")]
+    elif target != "sqlite":
+        raise SystemExit(f"unknown target {target!r}: use sqlite, sqlite-nocache or postgresql")
     try:
         port = _free_port()
-        with _process([PYTHON, __file__, "--serve-bare", str(port)], port, cwd=ROOT, log=work / "bare.log"):
-            get = [_request("GET", "/v1/secret/data/bench/k0", "t")]
-            bare = await run_load("bare ASGI read", port, get, total=args.reads, concurrency=args.concurrency, warmup=args.warmup)
-            print(_report(bare, bare), flush=True)
-        for target in filter(None, args.targets.split(",")):
-            extra: list[str] = []
-            pg: Any = None
-            if target == "sqlite-nocache":
-                extra = ["--cache-entries", "0"]
-            elif target == "postgresql":
-                sys.path.insert(0, str(ROOT))
-                from tests.support.postgres import PostgresServer, find_pg_bin
-
-                bin_dir = find_pg_bin()
-                if bin_dir is None:
-                    print("postgresql: binaries not found, skipped")
-                    continue
-                pg = PostgresServer(bin_dir)
-                pg.start()
-                extra = ["--storage", pg.create_database("kustos_bench")]
-            try:
-                port = _free_port()
-                token = "hvs.bench-" + os.urandom(8).hex()
-                command = server_command(port=port, data_dir=work / f"data-{target}", token=token, extra=extra)
-                with _process(command, port, cwd=work, log=work / f"server-{target}.log"):
-                    await _bench_server(f"kustos {target}", port, token, args, bare)
-            finally:
-                if pg is not None:
-                    pg.stop()
+        token = "hvs.bench-" + os.urandom(8).hex()
+        command = server_command(port=port, data_dir=bench.work / f"data-{target}", token=token, extra=extra)
+        with _process(command, port, cwd=bench.work, log=bench.work / f"server-{target}.log") as process:
+            await _bench_target(bench, f"kustos {target}", process.pid, port, token, bare)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if pg is not None:
+            pg.stop()
 
 
 if __name__ == "__main__":
