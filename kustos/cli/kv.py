@@ -30,10 +30,11 @@ from kustos.cli.connection import (
 )
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 from kustos.client import KustosClient, SecretMetadata
-from kustos.errors import KustosError, NotFoundError
+from kustos.errors import KustosError, NotFoundError, PermissionDeniedError
 
 __all__ = [
     "DataArgumentError",
+    "diff_rows",
     "history_rows",
     "parse_data_args",
     "parse_pairs",
@@ -54,7 +55,8 @@ metadata_app = typer.Typer(
 )
 kv_app.add_typer(metadata_app)
 
-_STANDARD_VERSION_FIELDS = ("created_time", "deletion_time", "destroyed")
+_STANDARD_VERSION_FIELDS = ("created_time", "deletion_time", "destroyed", "created_by", "identity", "reason", "changes")
+_CHANGE_KINDS = ("added", "changed", "removed")
 
 
 class DataArgumentError(ValueError):
@@ -206,20 +208,26 @@ def parse_versions(text: str | None, *, required: bool) -> list[int]:
 
 
 def history_rows(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per version (newest first) from a secret's metadata, with any extra fields the server keeps."""
+    """One row per version (newest first) from a secret's metadata: when, who, why, and which key
+    names were added, changed or removed (``None`` when the server did not record it) - never values."""
     versions = metadata.get("versions") or {}
     current = metadata.get("current_version")
     rows: list[dict[str, Any]] = []
     for key in sorted(versions, key=lambda v: int(v), reverse=True):
         info = versions[key] or {}
         deleted = info.get("deletion_time") or ""
+        changes = info.get("changes") if isinstance(info.get("changes"), dict) else None
         row: dict[str, Any] = {
             "version": int(key),
             "created": info.get("created_time", ""),
-            "deleted": deleted,
-            "destroyed": bool(info.get("destroyed", False)),
-            "current": int(key) == current,
+            "who": info.get("identity") or info.get("created_by") or "",
+            "reason": info.get("reason") or "",
         }
+        for kind in _CHANGE_KINDS:
+            row[kind] = list(changes.get(kind) or []) if changes is not None else None
+        row.update(
+            {"deleted": deleted, "destroyed": bool(info.get("destroyed", False)), "current": int(key) == current}
+        )
         for extra, value in info.items():
             if extra not in _STANDARD_VERSION_FIELDS:
                 row[extra] = value
@@ -652,7 +660,7 @@ def history(
     tls_skip_verify: TlsSkipVerifyOption = False,
     ca_cert: CaCertOption = None,
 ) -> None:
-    """Show every version of a secret: when it was written, deleted or destroyed (and by whom and why, if kept)."""
+    """Show every version of a secret: when, who and why, and which keys it added, changed or removed (never values)."""
     mount_name, secret = _split(path, mount)
     with open_client(
         address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
@@ -671,6 +679,113 @@ def history(
     )
 
 
+def diff_rows(
+    metadata: Mapping[str, Any],
+    keys_from: Mapping[str, Any],
+    keys_to: Mapping[str, Any],
+    *,
+    first: int,
+    second: int,
+    values: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The key-level difference between versions ``first`` and ``second`` of one secret.
+
+    ``keys_from``/``keys_to`` are the top-level keys of each version (from
+    ``subkeys``, no values). Without ``values``, a key present in both counts
+    as changed when a version after ``first`` up to ``second`` recorded it as
+    changed, added or removed (``changed?`` when a version in between has no
+    record). With ``values`` (both versions' data), changes are exact and the
+    old and new values are included.
+    """
+    rows: list[dict[str, Any]] = []
+    low, high = sorted((first, second))
+    versions = metadata.get("versions") or {}
+    touched: set[str] = set()
+    unknown = False
+    for number in range(low + 1, high + 1):
+        changes = (versions.get(str(number)) or {}).get("changes")
+        if not isinstance(changes, dict):
+            unknown = True
+            continue
+        for kind in _CHANGE_KINDS:
+            touched.update(changes.get(kind) or [])
+    for key in sorted(set(keys_from) | set(keys_to)):
+        if key not in keys_from:
+            change = "added"
+        elif key not in keys_to:
+            change = "removed"
+        elif values is not None:
+            change = "changed" if values[0].get(key) != values[1].get(key) else ""
+        elif key in touched:
+            change = "changed"
+        else:
+            change = "changed?" if unknown else ""
+        if not change:
+            continue
+        row: dict[str, Any] = {"key": key, "change": change}
+        if values is not None:
+            row[f"v{first}"] = values[0].get(key)
+            row[f"v{second}"] = values[1].get(key)
+        rows.append(row)
+    return rows
+
+
+@kv_app.command("diff")
+def diff(
+    path: PathArg,
+    first: Annotated[int, typer.Argument(help="The earlier version.", min=1)],
+    second: Annotated[int, typer.Argument(help="The later version.", min=1)],
+    show_values: Annotated[
+        bool, typer.Option("--show-values", help="Also print the old and new values (needs read permission).")
+    ] = False,
+    mount: MountOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Show which keys differ between two versions, with who wrote the later one and why; values only with --show-values."""
+    mount_name, secret = _split(path, mount)
+    where = _display(mount_name, secret)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        try:
+            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
+        except NotFoundError:
+            fail(_mount_missing(client, mount_name) or f"no secret at {where}")
+        versions = meta.get("versions") or {}
+        for number in (first, second):
+            if str(number) not in versions:
+                fail(f"{where} has no version {number} (versions: {', '.join(sorted(versions, key=int))})")
+        pair: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+        try:
+            if show_values:
+                read = [client.kv_v2.read_secret_version(secret, version=n, mount_point=mount_name) for n in (first, second)]
+                pair = (read[0].get("data") or {}, read[1].get("data") or {})
+                keys = (pair[0], pair[1])
+            else:
+                keys = (
+                    client.kv_v2.read_subkeys(secret, version=first, depth=1, mount_point=mount_name).get("subkeys") or {},
+                    client.kv_v2.read_subkeys(secret, version=second, depth=1, mount_point=mount_name).get("subkeys") or {},
+                )
+        except PermissionDeniedError:
+            what = "read the values (data)" if show_values else "read the key names (subkeys)"
+            fail(f"permission denied: --show-values needs read on {mount_name}/data/{secret}" if show_values else f"permission denied: diff needs read on {mount_name}/subkeys/{secret} to {what}")
+        except NotFoundError:
+            fail(f"version {first} or {second} of {where} was deleted or destroyed; undelete it first or pick another")
+    rows = diff_rows(meta, keys[0], keys[1], first=first, second=second, values=pair)
+    later = versions[str(max(first, second))]
+    if output is OutputFormat.table:
+        who = later.get("identity") or later.get("created_by") or "?"
+        stderr.print(f"{where}: version {first} -> {second}, version {max(first, second)} by {who}: {later.get('reason') or '(no reason given)'}", highlight=False)
+        render(rows, output, columns=["key", "change", *([f"v{first}", f"v{second}"] if pair else [])])
+    else:
+        render({"path": where, "from": first, "to": second, "who": later.get("identity") or later.get("created_by"),
+                "reason": later.get("reason"), "keys": rows}, output)
+
+
 def _short_time(value: Any) -> Any:
     """``2026-11-23T13:59:03.447272Z`` -> ``2026-11-23T13:59:03Z`` (tables only; JSON/YAML keep the full value)."""
     if isinstance(value, str) and len(value) > 20 and value[10] == "T":
@@ -683,6 +798,10 @@ def _table_cell(key: str, value: Any) -> Any:
         return _short_time(value)
     if isinstance(value, bool):
         return "yes" if value else ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if value is None and key in _CHANGE_KINDS:
+        return "?"
     return "" if value is None else value
 
 

@@ -494,7 +494,7 @@ class KvEngine:
         config: Mapping[str, Any],
         plaintext: bytes,
         reason: str | None,
-        previous: Any = None,
+        previous_data: Any = None,
         new: Any = None,
     ) -> dict[str, Any]:
         now = self._clock()
@@ -519,7 +519,7 @@ class KvEngine:
             "created_by": token.display_name if token is not None else "",
             "identity": _identity(token),
             "reason": reason,
-            "changes": key_changes(previous, new),
+            "changes": key_changes(previous_data, new),
         }
         meta["versions"][str(version)] = vm
         meta["current_version"] = version
@@ -583,7 +583,7 @@ class KvEngine:
                 meta = self._new_meta(rfc3339(self._clock()))
             result = await self._append_version(
                 tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
-                plaintext=plaintext, reason=reason, previous=previous, new=body.get("data"),
+                plaintext=plaintext, reason=reason, previous_data=previous, new=body.get("data"),
             )
         self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
@@ -622,7 +622,7 @@ class KvEngine:
                 plaintext = self._secret_bytes(merged)
                 result = await self._append_version(
                     tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
-                    plaintext=plaintext, reason=reason, previous=current, new=merged,
+                    plaintext=plaintext, reason=reason, previous_data=current, new=merged,
                 )
         if not_found is not None:
             return not_found

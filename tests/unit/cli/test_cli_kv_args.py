@@ -157,11 +157,14 @@ def test_history_rows_are_newest_first_and_keep_extra_fields() -> None:
     assert rows[0] == {
         "version": 3,
         "created": "t3",
+        "who": "alice",
+        "reason": "rotate",
+        "added": None,  # not recorded by the server for this version
+        "changed": None,
+        "removed": None,
         "deleted": "",
         "destroyed": False,
         "current": True,
-        "created_by": "alice",
-        "reason": "rotate",
     }
     assert rows[1]["deleted"] == "d2"
     assert rows[2]["destroyed"] is True
