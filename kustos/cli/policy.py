@@ -5,9 +5,8 @@
 ``kustos policy fmt FILE`` prints the canonical HCL (``--write`` rewrites the
 file, ``--check`` only reports); ``kustos policy eval FILE... --path P`` shows
 what a token holding those policies could do on each path, using the same
-:class:`kustos.policy.ACL` as the server. The server-backed
-``write|read|list|delete`` commands come with the client's policy API.
-See docs/policies.md.
+:class:`kustos.policy.ACL` as the server. ``write|read|list|delete`` manage
+the server's policies (``sys/policies/acl``). See docs/policies.md.
 """
 
 from __future__ import annotations
@@ -19,7 +18,14 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from kustos.cli.output import OutputFormat, OutputOption, fail, render
+from kustos.cli.connection import (
+    AddressOption,
+    CaCertOption,
+    TlsSkipVerifyOption,
+    TokenOption,
+    open_client,
+)
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 from kustos.policy import ACL, Policy, PolicyError, default_policy
 
 __all__ = ["register"]
@@ -132,6 +138,71 @@ def evaluate(
             }
         )
     render(rows, output, columns=["path", "capabilities", "rule", "policies"])
+
+
+@policy_app.command("write")
+def write(
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    file: Annotated[str, typer.Argument(help="Policy document (HCL or JSON); '-' reads stdin.")],
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Upload a policy to the server (checked locally first, so errors name the line)."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file!r}: {exc}", code=EXIT_BAD_INPUT)
+    try:
+        Policy.parse(name, text)
+    except PolicyError as exc:
+        fail(f"{file}: {exc}")
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        client.policies.create_or_update_acl_policy(name, text)
+    stderr.print(f"Uploaded policy {name}", highlight=False)
+
+
+@policy_app.command("read")
+def read(
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Print a policy document as stored on the server."""
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        text = client.policies.read_acl_policy(name)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@policy_app.command("list")
+def list_(
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """List the server's policies (root and default included)."""
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        names = client.policies.list_acl_policies()
+    render([{"name": n} for n in names], output, columns=["name"])
+
+
+@policy_app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Delete a policy from the server (tokens holding it lose what it granted at once)."""
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        client.policies.delete_acl_policy(name)
+    stderr.print(f"Deleted policy {name}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,10 @@
-"""``kustos token``: create tokens and look up the current one (``auth/token/*``).
+"""``kustos token``: create, look up, renew and revoke tokens (``auth/token/*``).
 
 ``create`` prints the new token (that is its purpose; ``--field client_token``
 prints only the token, for scripts); ``lookup`` shows the calling token's
-policies and TTL without printing the token itself.
+policies and TTL without printing the token itself (``--target`` or
+``--accessor`` for another token, which needs sudo); ``renew`` and ``revoke``
+act on the calling token or on ``--target``/``--accessor``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kustos.cli.connection import (
     open_client,
 )
 from kustos.cli.kv import DataArgumentError, parse_pairs
-from kustos.cli.output import OutputFormat, OutputOption, fail, render
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 
 __all__ = ["register", "token_app"]
 
@@ -123,20 +125,98 @@ def create(
     render(result, output)
 
 
+TargetOption = Annotated[
+    str | None,
+    typer.Option("--target", help="Another token to act on (read from stdin with '-'); default: the calling token.", show_default=False),
+]
+AccessorOption = Annotated[
+    str | None, typer.Option("--accessor", help="Act on the token with this accessor.", show_default=False)
+]
+
+
+def _target(value: str | None) -> str | None:
+    if value == "-":
+        return sys.stdin.readline().strip() or None
+    return value
+
+
 @token_app.command("lookup")
 def lookup(
+    target: TargetOption = None,
+    accessor: AccessorOption = None,
     output: OutputOption = OutputFormat.table,
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
     ca_cert: CaCertOption = None,
 ) -> None:
-    """Show the calling token's policies, TTL and metadata (the token itself is not printed)."""
+    """Show a token's policies, TTL and metadata (the token itself is not printed); others need sudo."""
+    other = _target(target)
     with open_client(
         address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
     ) as client:
-        info = client.auth_token.lookup_self()
+        if accessor:
+            info = client.auth_token.lookup_accessor(accessor)
+        elif other:
+            info = client.auth_token.lookup(other)
+        else:
+            info = client.auth_token.lookup_self()
     render(public_token_info(info), output)
+
+
+@token_app.command("renew")
+def renew(
+    increment: Annotated[str | None, typer.Option("--increment", help="New TTL from now, like 1h.", show_default=False)] = None,
+    target: TargetOption = None,
+    accessor: AccessorOption = None,
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Extend a token's TTL (capped by its max TTL); the token itself is not printed."""
+    other = _target(target)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        if accessor:
+            auth = client.auth_token.renew_accessor(accessor, increment=increment)
+        elif other:
+            auth = client.auth_token.renew(other, increment=increment)
+        else:
+            auth = client.auth_token.renew_self(increment=increment)
+    render({k: v for k, v in dict(auth).items() if k != "client_token"}, output)
+
+
+@token_app.command("revoke")
+def revoke(
+    target: TargetOption = None,
+    accessor: AccessorOption = None,
+    orphan: Annotated[
+        bool, typer.Option("--orphan", help="Revoke only this token; its children become orphans (needs sudo).")
+    ] = False,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Revoke a token and the tokens it created (the calling token unless --target/--accessor)."""
+    other = _target(target)
+    if orphan and not other:
+        fail("--orphan needs --target TOKEN", code=EXIT_BAD_INPUT)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        if accessor:
+            client.auth_token.revoke_accessor(accessor)
+        elif other and orphan:
+            client.auth_token.revoke_orphan(other)
+        elif other:
+            client.auth_token.revoke(other)
+        else:
+            client.auth_token.revoke_self()
+    stderr.print("Token revoked", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

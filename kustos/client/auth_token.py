@@ -35,6 +35,12 @@ def _auth(body: JSONObject | None, *, what: str) -> TokenAuth:
     return cast(TokenAuth, body["auth"])
 
 
+def _data(body: JSONObject | None, *, what: str) -> JSONObject:
+    if body is None or not isinstance(body.get("data"), dict):
+        raise KustosError(f"{what}: the server's answer has no 'data' object")
+    return cast(JSONObject, body["data"])
+
+
 class AuthToken:
     """Endpoints under ``/v1/auth/token/``. Reach it as ``client.auth_token``."""
 
@@ -89,6 +95,41 @@ class AuthToken:
             self._adapter.request("POST", "auth/token/renew-self", json=payload),
             what="token renew-self",
         )
+
+    def lookup(self, token: str) -> JSONObject:
+        """``POST /v1/auth/token/lookup``: another token's properties (needs sudo)."""
+        return _data(self._adapter.request("POST", "auth/token/lookup", json={"token": token}), what="token lookup")
+
+    def lookup_accessor(self, accessor: str) -> JSONObject:
+        """``POST /v1/auth/token/lookup-accessor``: a token's properties by accessor (needs sudo)."""
+        body = self._adapter.request("POST", "auth/token/lookup-accessor", json={"accessor": accessor})
+        return _data(body, what="token lookup-accessor")
+
+    def renew(self, token: str, *, increment: str | None = None) -> TokenAuth:
+        """``POST /v1/auth/token/renew``: extend another token's TTL."""
+        payload: dict[str, Any] = {"token": token}
+        if increment is not None:
+            payload["increment"] = increment
+        return _auth(self._adapter.request("POST", "auth/token/renew", json=payload), what="token renew")
+
+    def renew_accessor(self, accessor: str, *, increment: str | None = None) -> TokenAuth:
+        """``POST /v1/auth/token/renew-accessor``: extend a token's TTL by its accessor."""
+        payload: dict[str, Any] = {"accessor": accessor}
+        if increment is not None:
+            payload["increment"] = increment
+        return _auth(self._adapter.request("POST", "auth/token/renew-accessor", json=payload), what="token renew-accessor")
+
+    def revoke(self, token: str) -> None:
+        """``POST /v1/auth/token/revoke``: revoke a token and its children."""
+        self._adapter.request("POST", "auth/token/revoke", json={"token": token})
+
+    def revoke_accessor(self, accessor: str) -> None:
+        """``POST /v1/auth/token/revoke-accessor``: revoke a token (and its children) by accessor."""
+        self._adapter.request("POST", "auth/token/revoke-accessor", json={"accessor": accessor})
+
+    def revoke_orphan(self, token: str) -> None:
+        """``POST /v1/auth/token/revoke-orphan``: revoke a token; its children become orphans (needs sudo)."""
+        self._adapter.request("POST", "auth/token/revoke-orphan", json={"token": token})
 
     def revoke_self(self) -> None:
         """``POST /v1/auth/token/revoke-self``: revoke the calling token (and its children)."""

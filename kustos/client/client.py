@@ -14,10 +14,12 @@ from pathlib import Path
 from types import TracebackType
 
 from kustos.client._http import Adapter
+from kustos.client.audit import Audit
 from kustos.client.auth_methods import AuthMethods
 from kustos.client.auth_token import AuthToken
 from kustos.client.generic import Generic
 from kustos.client.kv_v2 import KvV2
+from kustos.client.policies import Policies
 from kustos.client.sealing import SealingKeys
 from kustos.client.sys import Sys
 from kustos.client.transit import Transit
@@ -62,6 +64,8 @@ class KustosClient:
         self.sys = Sys(self._adapter)
         self.sealing = SealingKeys(self._adapter)
         self.auth_token = AuthToken(self._adapter)
+        self.policies = Policies(self._adapter)
+        self.audit = Audit(self._adapter)
         self.auth_methods = AuthMethods(self._adapter)
         self.generic = Generic(self._adapter)
         self.transit = Transit(self._adapter)
