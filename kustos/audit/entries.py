@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
-from kustos.audit.hashing import hash_structure, hash_value
+from kustos.audit.hashing import ValueHasher
 from kustos.sensitive import Sensitive
 
 __all__ = [
@@ -36,7 +36,9 @@ __all__ = [
     "EntryType",
     "RequestPayload",
     "ResponsePayload",
+    "format_call",
     "format_entry",
+    "format_response",
     "format_time",
 ]
 
@@ -128,16 +130,19 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, as Vault writes it: ``2024-05-01T12:00:00.000000Z``."""
     if moment.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # isoformat pads the year, strftime does not: keep strftime's text
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # drop "+00:00"
 
 
-def _token(key: Sensitive[bytes], token: Sensitive[str] | None) -> str:
-    return "" if token is None or not token.reveal() else hash_value(key, token.reveal())
+def _token(hasher: ValueHasher, token: Sensitive[str] | None) -> str:
+    return "" if token is None or not token.reveal() else hasher.value(token.reveal())
 
 
-def _auth(key: Sensitive[bytes], auth: AuditAuth) -> AuthPayload:
+def _auth(auth: AuditAuth, token_mac: str) -> AuthPayload:
     return {
-        "client_token": _token(key, auth.client_token),
+        "client_token": token_mac,
         "accessor": auth.accessor,
         "display_name": auth.display_name,
         "policies": list(auth.policies),
@@ -150,7 +155,7 @@ def _auth(key: Sensitive[bytes], auth: AuditAuth) -> AuthPayload:
     }
 
 
-def _request(key: Sensitive[bytes], request: AuditRequest, clear_keys: Collection[str]) -> RequestPayload:
+def _request(hasher: ValueHasher, request: AuditRequest, clear_keys: Collection[str], token_mac: str) -> RequestPayload:
     return {
         "id": request.id,
         "operation": request.operation,
@@ -159,28 +164,28 @@ def _request(key: Sensitive[bytes], request: AuditRequest, clear_keys: Collectio
         "path": request.path,
         "remote_address": request.remote_address,
         "remote_port": request.remote_port,
-        "client_token": _token(key, request.client_token),
+        "client_token": token_mac,
         "client_token_accessor": request.client_token_accessor,
-        "data": None if request.data is None else hash_structure(key, request.data, clear_keys=clear_keys),
-        "headers": {str(k).lower(): hash_value(key, str(v)) for k, v in request.headers.items()},
+        "data": None if request.data is None else hasher.structure(request.data, clear_keys),
+        "headers": {str(k).lower(): hasher.value(str(v)) for k, v in request.headers.items()},
         "reason": request.reason,
     }
 
 
-def _response(key: Sensitive[bytes], response: AuditResponse, clear_keys: Collection[str]) -> ResponsePayload:
+def _response(hasher: ValueHasher, response: AuditResponse, clear_keys: Collection[str]) -> ResponsePayload:
     payload: ResponsePayload = {
         "status": response.status,
         "mount_type": response.mount_type,
-        "data": None if response.data is None else hash_structure(key, response.data, clear_keys=clear_keys),
+        "data": None if response.data is None else hasher.structure(response.data, clear_keys),
         "warnings": list(response.warnings),
     }
     if response.auth is not None:
-        payload["auth"] = _auth(key, response.auth)
+        payload["auth"] = _auth(response.auth, _token(hasher, response.auth.client_token))
     return payload
 
 
 def format_entry(
-    key: Sensitive[bytes],
+    key: Sensitive[bytes] | ValueHasher,
     *,
     entry_type: EntryType,
     time: datetime,
@@ -191,14 +196,39 @@ def format_entry(
     clear_request_keys: Collection[str] = (),
     clear_response_keys: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Build the entry body (without chain fields) with every sensitive value HMAC'd."""
+    """Build the entry body (without chain fields) with every sensitive value HMAC'd.
+
+    ``key`` is the device key, or a :class:`ValueHasher` keyed with it (faster
+    for a device that writes many entries).
+    """
+    hasher = key if isinstance(key, ValueHasher) else ValueHasher(key)
+    auth_payload, request_payload = format_call(hasher, auth=auth, request=request, clear_request_keys=clear_request_keys)
     entry: dict[str, Any] = {
         "type": entry_type,
         "time": format_time(time),
-        "auth": _auth(key, auth),
-        "request": _request(key, request, clear_request_keys),
+        "auth": auth_payload,
+        "request": request_payload,
         "error": error,
     }
     if entry_type == "response":
-        entry["response"] = _response(key, response or AuditResponse(status=0), clear_response_keys)
+        entry["response"] = format_response(hasher, response or AuditResponse(status=0), clear_response_keys)
     return entry
+
+
+def format_call(
+    hasher: ValueHasher, *, auth: AuditAuth, request: AuditRequest, clear_request_keys: Collection[str] = ()
+) -> tuple[AuthPayload, RequestPayload]:
+    """The ``auth`` and ``request`` parts of an entry (the same in a call's request and response entries)."""
+    auth_token = _token(hasher, auth.client_token)
+    if request.client_token is auth.client_token:  # the usual case: one token, one HMAC
+        request_token = auth_token
+    else:
+        request_token = _token(hasher, request.client_token)
+    return _auth(auth, auth_token), _request(hasher, request, clear_request_keys, request_token)
+
+
+def format_response(
+    hasher: ValueHasher, response: AuditResponse, clear_response_keys: Collection[str] = ()
+) -> ResponsePayload:
+    """The ``response`` part of a response entry."""
+    return _response(hasher, response, clear_response_keys)

@@ -11,6 +11,11 @@
 
 Canonical JSON is orjson with sorted keys and no whitespace; the writer emits
 exactly these bytes, and the verifier insists on them.
+
+Speed: a device hashes about ten values per API call. :class:`ValueHasher`
+computes HMAC-SHA256 as RFC 2104 defines it from two SHA-256 states keyed
+once (inner and outer pad) and copied per value: the same bytes as
+:func:`hash_value` (:mod:`hmac`), at about half the cost per value.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "CHAIN_PREFIX",
     "GENESIS_PREV_HASH",
     "HMAC_PREFIX",
+    "ValueHasher",
     "canonical_json",
     "chain_mac",
     "entry_hash",
@@ -43,6 +49,7 @@ GENESIS_PREV_HASH: Final = CHAIN_PREFIX + "0" * 64
 
 _CHAIN_MAC_CONTEXT: Final = b"kustos-audit-chain\x00"
 _KEY_CHECK_VALUE: Final = "kustos-audit-key-check"
+_SHA256_BLOCK: Final = 64
 
 
 def hash_value(key: Sensitive[bytes], value: str | bytes) -> str:
@@ -60,30 +67,92 @@ def _scalar_text(value: int | float) -> str:
     return orjson.dumps(value).decode()
 
 
+class ValueHasher:
+    """:func:`hash_value`, :func:`hash_structure` and :func:`chain_mac` under one key, keyed once.
+
+    Holds keyed HMAC objects (never shows them: the repr names nothing).
+    """
+
+    __slots__ = ("_chain", "_inner", "_outer")
+
+    def __init__(self, key: Sensitive[bytes]) -> None:
+        secret = key.reveal()
+        if len(secret) > _SHA256_BLOCK:
+            secret = hashlib.sha256(secret).digest()
+        padded = secret.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        self._chain = self._inner.copy()
+        self._chain.update(_CHAIN_MAC_CONTEXT)
+
+    def value(self, value: str | bytes) -> str:
+        """``hmac-sha256:<hex>`` of ``value`` (UTF-8), as :func:`hash_value`."""
+        inner = self._inner.copy()
+        inner.update(value.encode() if isinstance(value, str) else value)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return HMAC_PREFIX + outer.hexdigest()
+
+    def chain_mac(self, chained_hash: str) -> str:
+        """As :func:`chain_mac`."""
+        inner = self._chain.copy()
+        inner.update(chained_hash.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return HMAC_PREFIX + outer.hexdigest()
+
+    def structure(self, value: Any, clear_keys: Collection[str] = ()) -> Any:
+        """As :func:`hash_structure`."""
+        kind = value.__class__
+        if kind is str:  # fast paths for what JSON bodies hold; the checks below decide the rest
+            return self.value(value)
+        if kind is dict:
+            structure = self.structure
+            if not clear_keys:
+                return {str(k): structure(v) for k, v in value.items()}
+            return {
+                str(k): (v if str(k) in clear_keys and not isinstance(v, Sensitive) else structure(v, clear_keys))
+                for k, v in value.items()
+            }
+        if value is None or kind is bool:
+            return value
+        if kind is int:
+            return self.value(_scalar_text(value))
+        if isinstance(value, str | bytes):
+            return self.value(value)
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int | float):
+            return self.value(_scalar_text(value))
+        if isinstance(value, Sensitive):
+            return self.value(value.reveal())
+        if isinstance(value, Mapping):
+            structure = self.structure
+            return {
+                str(k): (v if clear_keys and str(k) in clear_keys and not isinstance(v, Sensitive) else structure(v, clear_keys))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.structure(v, clear_keys) for v in value]
+        return self.value(str(value))
+
+    def __repr__(self) -> str:
+        return "ValueHasher(<keyed>)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("ValueHasher holds a key and cannot be pickled")
+
+
 def hash_structure(key: Sensitive[bytes], value: Any, *, clear_keys: Collection[str] = ()) -> Any:
     """Return a copy of ``value`` with every string and number replaced by its HMAC.
 
     Mapping keys stay readable (as in Vault); so do booleans and ``null``.
     Numbers are hashed too (as their JSON text), unlike Vault, because a PIN
     or port sent as a number is still a secret. Values under a key listed in
-    ``clear_keys`` (at any depth) are kept as they are.
+    ``clear_keys`` (at any depth) are kept as they are. (Many calls under one
+    key: use :class:`ValueHasher`.)
     """
-    if isinstance(value, Sensitive):
-        return hash_value(key, value.reveal())
-    if isinstance(value, str | bytes):
-        return hash_value(key, value)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return hash_value(key, _scalar_text(value))
-    if isinstance(value, Mapping):
-        return {
-            str(k): (v if str(k) in clear_keys and not isinstance(v, Sensitive) else hash_structure(key, v, clear_keys=clear_keys))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [hash_structure(key, v, clear_keys=clear_keys) for v in value]
-    return hash_value(key, str(value))
+    return ValueHasher(key).structure(value, clear_keys)
 
 
 def canonical_json(value: Any) -> bytes:
