@@ -26,6 +26,7 @@ from kustos.store import SqliteBackend
 from tests.support.server import RunningServer, start_server
 
 SECRET_VALUES = ("hunter2-audit-marker", "s3cr3t-patched-marker", "4711-8151")
+PIN, PORT = 4711093582, 8151772046  # numbers long enough not to occur in a hex digest by chance
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:
@@ -114,11 +115,11 @@ async def test_every_route_writes_a_request_and_a_response_entry(
 def test_no_secret_value_and_no_token_in_the_file(audited: tuple[RunningServer, Path]) -> None:
     server, log = audited
     vault = hvac.Client(url=server.addr, token=server.root_token)
-    vault.secrets.kv.v2.create_or_update_secret(path="leak/db", secret={"password": SECRET_VALUES[0], "pin": 4711})
+    vault.secrets.kv.v2.create_or_update_secret(path="leak/db", secret={"password": SECRET_VALUES[0], "pin": PIN})
     httpx.patch(
         f"{server.addr}/v1/secret/data/leak/db",
         headers={"X-Vault-Token": server.root_token, "Content-Type": "application/merge-patch+json"},
-        content=orjson.dumps({"data": {"other": SECRET_VALUES[1], "port": 8151}}),
+        content=orjson.dumps({"data": {"other": SECRET_VALUES[1], "port": PORT}}),
     )
     read = vault.secrets.kv.v2.read_secret_version(path="leak/db", raise_on_deleted_version=True)
     assert read["data"]["data"]["password"] == SECRET_VALUES[0]
@@ -127,7 +128,7 @@ def test_no_secret_value_and_no_token_in_the_file(audited: tuple[RunningServer, 
     child.auth.token.lookup_self()
     vault.auth.token.lookup(created["client_token"])
     text = log.read_text()
-    for needle in (*SECRET_VALUES, server.root_token, created["client_token"], "4711", "8151"):
+    for needle in (*SECRET_VALUES, server.root_token, created["client_token"], str(PIN), str(PORT)):
         assert needle not in text, needle
     assert created["accessor"] in text  # accessors stay readable, by design
     hashed = vault.sys.calculate_hash(path="file", input_to_hash=SECRET_VALUES[0])["data"]["hash"]
