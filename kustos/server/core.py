@@ -31,8 +31,8 @@ from kustos.server.engines.transit import TransitEngine
 from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
-from kustos.server.sealing import SealingService
 from kustos.server.policies import PolicyStore
+from kustos.server.sealing import SealingService
 from kustos.server.times import Clock
 from kustos.server.tokens import TokenStore, hash_token
 from kustos.store import open_backend
