@@ -77,6 +77,7 @@ _DEK_LABEL: Final = b"kustos/envelope/dek"
 _DATA_LABEL: Final = b"kustos/envelope/data"
 _KEYRING_FORMAT: Final = 1
 _MAX_KEK_VERSION: Final = 2**32 - 1
+_DEK_CACHE: Final = 4096
 
 RandBytes = Callable[[int], bytes]
 
@@ -162,11 +163,13 @@ class Keyring:
     ``to_bytes()`` is secret: it holds every KEK in the clear.
     """
 
-    __slots__ = ("_active", "_ciphers", "_keks")
+    __slots__ = ("_active", "_ciphers", "_deks", "_keks")
 
     _keks: tuple[_Kek, ...]
     _active: int
     _ciphers: dict[int, AESGCM]  # enabled KEK versions only, built once (not per call)
+    # (header + wrapped DEK, context) -> (data cipher, data AAD) of blobs this keyring unwrapped.
+    _deks: dict[tuple[bytes, bytes], tuple[AESGCM, bytes]]
 
     def __init__(self, keks: Sequence[_Kek], *, active: int) -> None:
         """Private: use :meth:`generate` or :meth:`from_bytes`."""
@@ -182,6 +185,7 @@ class Keyring:
         object.__setattr__(self, "_keks", tuple(sorted(keks, key=lambda k: k.version)))
         object.__setattr__(self, "_active", active)
         object.__setattr__(self, "_ciphers", {k.version: AESGCM(k.key) for k in keks if not k.disabled})
+        object.__setattr__(self, "_deks", {})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Keyring is immutable")
@@ -296,9 +300,22 @@ class Keyring:
         return header + wrapped + data
 
     def decrypt(self, blob: bytes, *, context: bytes) -> bytes:
-        """Verify and decrypt; ``DecryptionError`` on any failure."""
-        _, dek, data = self._open(blob, context)
-        return _unseal_with(AESGCM(dek), data, _data_aad(context))
+        """Verify and decrypt; ``DecryptionError`` on any failure.
+
+        The DEK layer is verified once per (header + wrapped DEK, context):
+        the unwrapped DEK's cipher is kept (bounded) under exactly those bytes,
+        so only the same wrapped DEK in the same place finds it. The data
+        layer is verified on every call.
+        """
+        key = (blob[:_DATA_OFFSET], context)
+        known = self._deks.get(key)
+        if known is None:
+            _, dek, _ = self._open(blob, context)
+            known = (AESGCM(dek), _data_aad(context))
+            if len(self._deks) >= _DEK_CACHE:
+                self._deks.clear()
+            self._deks[key] = known
+        return _unseal_with(known[0], blob[_DATA_OFFSET:], known[1])
 
     def rewrap(
         self, blob: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes
