@@ -117,11 +117,16 @@ class _Api:
         self._access_log = access_log
         self._max_body = max_body
         self._apis_built: list[PathApi] | None = None
+        self._api_heads: frozenset[str] | None = None
         self._ids = _RequestIds()
 
     def _apis(self, core: Core) -> list[PathApi]:
         if self._apis_built is None:
             self._apis_built = build_apis(core)
+            # An API prefix only matches paths with the same first segment (see the dispatch loop),
+            # so a path whose first segment starts no prefix (a KV read) skips the loop.
+            prefixes = [api.prefix for api in self._apis_built]
+            self._api_heads = None if "" in prefixes else frozenset(p.partition("/")[0] for p in prefixes)
         return self._apis_built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,7 +185,8 @@ class _Api:
             try:
                 audit = await core.audit.begin(scope=scope, request_id=request_id, method=method, path=path)
                 unauthenticated = False
-                for api in apis:
+                heads = self._api_heads
+                for api in apis if heads is None or path.partition("/")[0] in heads else ():
                     # a prefix without a trailing "/" is an exact path (cert.pem, verify, rotate)
                     if path.startswith(api.prefix) and (api.prefix[-1] == "/" or len(path) == len(api.prefix)):
                         route = api.route(path)
