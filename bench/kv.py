@@ -6,7 +6,9 @@ in its own process and with the same uvicorn settings (httptools, uvloop, no
 access log, one worker, the server's GC tuning):
 
 * a bare ASGI app that answers every request with a constant JSON body,
-* ``kustos server --dev`` on SQLite (and, optionally, with the read cache off),
+* ``kustos server --dev`` on SQLite, and again with a file audit device enabled
+  (``sqlite-audit``: the audit cost is the ratio of the two, each taken
+  against its own bare measurement; optionally also with the read cache off),
 * ``kustos server`` on a throwaway PostgreSQL (skipped if the binaries are absent),
 
 and drives each with the same closed-loop load: ``--concurrency`` keep-alive
@@ -27,7 +29,7 @@ the server's CPU time per request (from ``/proc``; independent of the
 client), the server's RSS and peak RSS, and the client's CPU share.
 
 Usage: ``.venv/bin/python bench/kv.py [--read-seconds 10] [--write-seconds 5] [--concurrency 32]
-[--targets sqlite,postgresql] [--client auto|wrk|python] [--server-args ...]``
+[--targets sqlite,sqlite-audit,postgresql] [--client auto|wrk|python] [--server-args ...]``
 (``--serve-bare PORT`` is how it starts the baseline process.)
 """
 
@@ -417,10 +419,17 @@ def _find_wrk(choice: str) -> str | None:
     return found
 
 
-async def _bench_target(bench: Bench, label: str, pid: int, port: int, token: str, bare: Callable[[], Awaitable[Result]]) -> None:
+async def _bench_target(
+    bench: Bench, label: str, pid: int, port: int, token: str, bare: Callable[[], Awaitable[Result]], *, audit: Path | None
+) -> list[Result]:
     value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
     seed = [Request("POST", f"/v1/secret/data/bench/k{i}", value) for i in range(KEYS)]
-    await _python_load(port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=KEYS)
+    if audit is not None:  # a file audit device (no fsync), as an operator enables it
+        device = json.dumps({"type": "file", "options": {"file_path": str(audit)}}).encode()
+        seed.insert(0, Request("PUT", "/v1/sys/audit/file", device))
+    loaded = await _python_load(port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=len(seed))
+    if loaded.errors:
+        raise RuntimeError(f"{label}: {loaded.errors} set-up requests failed")
     reads = [Request("GET", f"/v1/secret/data/bench/k{i}") for i in range(KEYS)]
     writes = [Request("POST", f"/v1/secret/data/bench/w{i}", value) for i in range(KEYS)]
     baseline = await bare()
@@ -429,6 +438,9 @@ async def _bench_target(bench: Bench, label: str, pid: int, port: int, token: st
     print(_report(read, baseline), flush=True)
     write = await bench.load(f"{label} write", pid, port, writes, token, seconds=bench.args.write_seconds)
     print(_report(write, baseline), flush=True)
+    if audit is not None:
+        print(f"{'':<30} audit file: {audit.stat().st_size / 1e6:.1f} MB", flush=True)
+    return [baseline, read, write]
 
 
 def main() -> None:
@@ -440,8 +452,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
         "--targets",
-        default="sqlite,postgresql",
-        help="server setups to measure: sqlite (default read cache), sqlite-nocache, postgresql",
+        default="sqlite,sqlite-audit,postgresql",
+        help="server setups to measure: sqlite (default read cache), sqlite-nocache, sqlite-audit (sqlite plus a "
+        "file audit device), postgresql",
     )
     parser.add_argument("--server-args", default="", help="extra arguments for every kustos server, space-separated")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -475,19 +488,29 @@ async def _main(args: argparse.Namespace, wrk: str | None) -> None:
             async def bare() -> Result:
                 return await bench.load("bare ASGI read", bare_process.pid, bare_port, get, "t", seconds=args.read_seconds)
 
+            results: dict[str, list[Result]] = {}
             for target in filter(None, args.targets.split(",")):
-                await _run_target(bench, target, bare)
+                results[target] = await _run_target(bench, target, bare)
+            if results.get("sqlite") and results.get("sqlite-audit"):
+                plain, audited = results["sqlite"], results["sqlite-audit"]
+                for index, op in ((1, "read"), (2, "write")):
+                    # each against its own bare baseline, so machine load between the two runs cancels out
+                    share = (audited[index].rate / audited[0].rate) / (plain[index].rate / plain[0].rate)
+                    print(f"audit device: sqlite {op} throughput {share:.1%} of unaudited (cost {1 - share:.1%})", flush=True)
     finally:
         load = os.getloadavg()
         print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def _run_target(bench: Bench, target: str, bare: Callable[[], Awaitable[Result]]) -> None:
+async def _run_target(bench: Bench, target: str, bare: Callable[[], Awaitable[Result]]) -> list[Result]:
     extra = bench.args.server_args.split()
     pg: Any = None
+    audit: Path | None = None
     if target == "sqlite-nocache":
         extra += ["--cache-entries", "0"]
+    elif target == "sqlite-audit":
+        audit = bench.work / "audit.log"
     elif target == "postgresql":
         sys.path.insert(0, str(ROOT))
         from tests.support.postgres import PostgresServer, find_pg_bin
@@ -495,18 +518,18 @@ async def _run_target(bench: Bench, target: str, bare: Callable[[], Awaitable[Re
         bin_dir = find_pg_bin()
         if bin_dir is None:
             print("postgresql: binaries not found, skipped")
-            return
+            return []
         pg = PostgresServer(bin_dir)
         pg.start()
         extra += ["--storage", pg.create_database("kustos_bench")]
     elif target != "sqlite":
-        raise SystemExit(f"unknown target {target!r}: use sqlite, sqlite-nocache or postgresql")
+        raise SystemExit(f"unknown target {target!r}: use sqlite, sqlite-nocache, sqlite-audit or postgresql")
     try:
         port = _free_port()
         token = "hvs.bench-" + os.urandom(8).hex()
         command = server_command(port=port, data_dir=bench.work / f"data-{target}", token=token, extra=extra)
         with _process(command, port, cwd=bench.work, log=bench.work / f"server-{target}.log") as process:
-            await _bench_target(bench, f"kustos {target}", process.pid, port, token, bare)
+            return await _bench_target(bench, f"kustos {target}", process.pid, port, token, bare, audit=audit)
     finally:
         if pg is not None:
             pg.stop()
