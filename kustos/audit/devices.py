@@ -179,7 +179,7 @@ class FileAuditDevice:
         self._clear_response = frozenset(clear_response_keys)
         self._lock = threading.Lock()
         self._broken: str | None = None
-        self._second: datetime | None = None  # the last entry's time, whole seconds, and its text
+        self._second: float | None = None  # the last entry's time in whole seconds, and its text
         self._second_text = ""
         # Calls between their request and response entry: the auth and request parts, serialized once.
         self._pending: dict[int, tuple[AuditRequest, AuditAuth, orjson.Fragment, orjson.Fragment]] = {}
@@ -323,9 +323,9 @@ class FileAuditDevice:
         if moment.tzinfo is None:
             return format_time(moment)  # raises: audit times must be timezone-aware
         utc = moment.astimezone(UTC)
-        second = utc.replace(microsecond=0)
+        second = utc.timestamp() // 1  # whole seconds (float error is far below a microsecond)
         if second != self._second:
-            self._second_text = format_time(second)[: -len(".000000Z")]
+            self._second_text = format_time(utc.replace(microsecond=0))[: -len(".000000Z")]
             self._second = second
         return f"{self._second_text}.{utc.microsecond:06d}Z"
 
