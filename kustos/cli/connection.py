@@ -252,7 +252,9 @@ def describe_error(exc: KustosError, settings: ConnectionSettings) -> str:
     if isinstance(exc, SealedError):
         return f"the server at {settings.address} is sealed ({exc}); unseal it with `kustos operator unseal`"
     if isinstance(exc, PermissionDeniedError):
-        return f"permission denied: {exc} (token from {settings.token_source}; log in with `kustos login`)"
+        detail = str(exc)
+        prefix = "" if detail.lower().startswith("permission denied") else "permission denied: "
+        return f"{prefix}{detail} (token from {settings.token_source}; log in with `kustos login`)"
     if isinstance(exc, CheckAndSetError):
         return f"check-and-set failed: {exc}"
     if isinstance(exc, NotFoundError):
