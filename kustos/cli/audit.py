@@ -18,18 +18,25 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from kustos.audit import access_map, search, verify_file
+from kustos.cli.connection import (
+    EXIT_BAD_INPUT,
+    AddressOption,
+    CaCertOption,
+    TlsSkipVerifyOption,
+    TokenOption,
+    open_client,
+)
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 from kustos.sensitive import Sensitive
 
 __all__ = ["parse_moment", "register"]
 
-EXIT_BAD_INPUT: Final = 2
 _DURATION_RE: Final = re.compile(r"^(\d+)([smhdw])$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 audit_app = typer.Typer(
     name="audit",
-    help="Verify, search and summarise audit files (offline; see docs/audit.md).",
+    help="Manage the server's audit devices; verify, search and summarise audit files offline (see docs/audit.md).",
     no_args_is_help=True,
 )
 
@@ -159,6 +166,81 @@ def access_map_command(
     except OSError as exc:
         fail(f"cannot read {str(file)!r}: {exc.strerror}")
     render([r.as_dict() for r in rows], output, columns=["identity", "kind", "path", "reads", "denied", "first", "last"])
+
+
+@audit_app.command("enable")
+def enable_command(
+    device_type: Annotated[str, typer.Argument(metavar="TYPE", help="Device type: file.")],
+    options: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[OPTION=VALUE]...", help="Device options, e.g. file_path=/var/log/kustos/audit.log."),
+    ] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Where to mount the device (default: the type).")] = None,
+    description: Annotated[str, typer.Option("--description", help="Free text shown by `audit list`.")] = "",
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Enable an audit device on the server (PUT sys/audit/PATH); every request is then logged, fail-closed."""
+    parsed: dict[str, str] = {}
+    for position, item in enumerate(options or [], start=1):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"device option {position} is not OPTION=VALUE", code=EXIT_BAD_INPUT)
+        parsed[key] = value
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        client.audit.enable_audit_device(device_type, path=path, description=description, options=parsed)
+    stderr.print(f"Enabled the {device_type} audit device at {(path or device_type).strip('/')}/")
+
+
+@audit_app.command("disable")
+def disable_command(
+    path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Disable an audit device (DELETE sys/audit/PATH); its file is kept."""
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        client.audit.disable_audit_device(path)
+    stderr.print(f"Disabled the audit device at {path.strip('/')}/")
+
+
+@audit_app.command("list")
+def list_command(
+    output: OutputOption = OutputFormat.table,
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """List the server's enabled audit devices (GET sys/audit)."""
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        devices = client.audit.list_enabled_audit_devices()
+    rows = [
+        {"path": path, "type": d.get("type"), "description": d.get("description"), "options": d.get("options")}
+        for path, d in sorted(devices.items())
+    ]
+    render(rows, output, columns=["path", "type", "description", "options"])
+
+
+@audit_app.command("hash")
+def hash_command(
+    path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
+    value: Annotated[str, typer.Argument(help="The value to hash ('-' reads one line from stdin).")],
+    address: AddressOption = None,
+    token: TokenOption = None,
+    tls_skip_verify: TlsSkipVerifyOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Print the hmac-sha256 that device writes for VALUE, to search its file (sys/audit-hash)."""
+    import sys
+
+    text = sys.stdin.readline().rstrip("\n") if value == "-" else value
+    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+        typer.echo(client.audit.calculate_hash(path, text))
 
 
 def register(app: typer.Typer) -> None:
