@@ -130,6 +130,9 @@ async def _serve(
             access_log=False,
             server_header=False,
             timeout_keep_alive=30,
+            # open change streams (sys/events/subscribe) would otherwise hold shutdown for up to a
+            # minute; subscribers resume from their last event id after a restart
+            timeout_graceful_shutdown=5,
             **options,
         )
         server = uvicorn.Server(uv_config)
