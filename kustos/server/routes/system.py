@@ -19,7 +19,7 @@ from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.core import Core
 from kustos.server.mounts import normalize_mount_path
-from kustos.server.params import int_param, str_list_param
+from kustos.server.params import int_param
 from kustos.server.times import parse_duration, rfc3339
 
 __all__ = ["UNAUTHENTICATED", "SystemApi"]
@@ -28,7 +28,6 @@ UNAUTHENTICATED: Final = frozenset({"sys/health", "sys/seal-status", "sys/init",
 """``sys`` paths served without a token (and while sealed)."""
 
 _Handler = Callable[[Call], Awaitable[Reply]]
-_CAPABILITY_ORDER: Final = ("create", "read", "update", "patch", "delete", "list", "sudo")
 
 
 def _status_code(call: Call, name: str, default: int) -> int:
@@ -61,7 +60,6 @@ class SystemApi:
             "sys/keyring": self._keyring,
             "sys/keyring/disable": self._disable_key_version,
             "sys/rewrap": self._rewrap,
-            "sys/capabilities-self": self._capabilities_self,
         }
 
     @staticmethod
@@ -306,27 +304,6 @@ class SystemApi:
             raise InvalidRequestError(f"preflight capability check returned 403, please ensure client's policies grant access to path \"{path}/\"")
         entry, _ = resolved
         return Reply(data={**entry.describe(), "path": entry.path})
-
-    async def _capabilities_self(self, call: Call) -> Reply:
-        if call.method not in ("POST", "PUT"):
-            raise unsupported(call)
-        token = call.require_token()
-        self._require(call, "update")
-        body = call.json()
-        paths = str_list_param(body.get("paths") if body.get("paths") is not None else body.get("path"), field="paths")
-        if not paths:
-            raise InvalidRequestError("missing required parameter 'paths'")
-        answer: dict[str, list[str]] = {}
-        for path in paths:
-            if token.is_root:
-                answer[path] = ["root"]
-                continue
-            allowed = [c for c in _CAPABILITY_ORDER if self._core.authorizer(token, path.strip("/"), c)]
-            answer[path] = allowed or ["deny"]
-        data: dict[str, Any] = dict(answer)
-        if len(paths) == 1:
-            data["capabilities"] = answer[paths[0]]
-        return Reply(data=data, top=data)
 
     # -- keys ---------------------------------------------------------------------------------------
 
