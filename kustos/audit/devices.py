@@ -182,7 +182,7 @@ class FileAuditDevice:
         self._second: float | None = None  # the last entry's time in whole seconds, and its text
         self._second_text = ""
         # Calls between their request and response entry: the auth and request parts, serialized once.
-        self._pending: dict[int, tuple[AuditRequest, AuditAuth, orjson.Fragment, orjson.Fragment]] = {}
+        self._pending: dict[int, tuple[AuditRequest, AuditAuth, bytes, bytes]] = {}
         try:
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError as exc:
@@ -305,16 +305,25 @@ class FileAuditDevice:
             if self._broken is not None:
                 raise AuditWriteError(self._broken)
             auth_part, request_part = self._call_parts(entry_type, auth, request)
-            # The entry's fields, split around where "hash" and "mac" sort (see _chain_line).
-            after: dict[str, Any] = {"prev_hash": self.head, "request": request_part}
+            # The entry's canonical JSON, built from its pieces in sorted key order: "auth",
+            # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
+            head = b'{"auth":' + auth_part + (b',"error":""' if not error else b',"error":' + canonical_json(error))
             if entry_type == "response":
-                after["response"] = format_response(
-                    self._hasher, response or AuditResponse(status=0), self._clear_response
+                response_part = canonical_json(
+                    format_response(self._hasher, response or AuditResponse(status=0), self._clear_response)
                 )
-            after["seq"] = self.seq + 1
-            after["time"] = self._time_text()
-            after["type"] = entry_type
-            digest, line = self._chain_line({"auth": auth_part, "error": error}, after)
+                middle = b',"response":' + response_part + b',"seq":'
+            else:
+                middle = b',"seq":'
+            tail = b"".join((
+                b'"prev_hash":', canonical_json(self.head), b',"request":', request_part, middle,
+                str(self.seq + 1).encode(), b',"time":', canonical_json(self._time_text()),
+                b',"type":"', entry_type.encode(), b'"}',
+            ))
+            digest = CHAIN_PREFIX + hashlib.sha256(head + b"," + tail).hexdigest()
+            line = b"".join((
+                head, b',"hash":"', digest.encode(), b'","mac":"', self._hasher.chain_mac(digest).encode(), b'",', tail, b"\n"
+            ))
             return self._write(digest, line)
 
     def _time_text(self) -> str:
@@ -331,7 +340,7 @@ class FileAuditDevice:
 
     def _call_parts(
         self, entry_type: EntryType, auth: AuditAuth, request: AuditRequest
-    ) -> tuple[orjson.Fragment, orjson.Fragment]:
+    ) -> tuple[bytes, bytes]:
         """The entry's ``auth`` and ``request`` as canonical JSON; a response entry reuses its request entry's."""
         pending = self._pending
         if entry_type == "response":
@@ -341,7 +350,7 @@ class FileAuditDevice:
         auth_payload, request_payload = format_call(
             self._hasher, auth=auth, request=request, clear_request_keys=self._clear_request
         )
-        parts = orjson.Fragment(canonical_json(auth_payload)), orjson.Fragment(canonical_json(request_payload))
+        parts = canonical_json(auth_payload), canonical_json(request_payload)
         if entry_type == "request":
             if len(pending) >= _PENDING_LIMIT:  # calls that never logged a response
                 pending.clear()

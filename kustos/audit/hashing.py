@@ -108,8 +108,12 @@ class ValueHasher:
             return self.value(value)
         if kind is dict:
             structure = self.structure
-            if not clear_keys:
-                return {str(k): structure(v) for k, v in value.items()}
+            if not clear_keys:  # strings hashed inline: most values of a JSON body are
+                hashed = self.value
+                return {
+                    (k if k.__class__ is str else str(k)): (hashed(v) if v.__class__ is str else structure(v))
+                    for k, v in value.items()
+                }
             return {
                 str(k): (v if str(k) in clear_keys and not isinstance(v, Sensitive) else structure(v, clear_keys))
                 for k, v in value.items()
