@@ -18,6 +18,20 @@ the pool's check-out/check-in and the per-query cursor set-up, about 40% of
 the client CPU a read costs. A reader whose
 query fails (or is cancelled) goes back to the pool, which discards it if it
 is broken; with ``pool_max`` 1 every read uses the pool.
+
+Change notifications (:meth:`PostgresBackend.watch_changes`): a transaction
+that put or deleted keys sends ``pg_notify('kustos_changes', payload)`` in the
+same round trip as its ``COMMIT``, so the notification is delivered only if
+it commits, after its data is visible. The payload is JSON
+``{"k": [keys], "p": [prefixes]}``, or ``*`` ("forget everything") when it
+would exceed ~7,900 bytes (PostgreSQL's limit is 8,000). The first
+subscriber starts one dedicated LISTEN connection; a notification reaches
+every subscriber (this process's own commits too). Every
+``heartbeat`` seconds without a notification the listener runs ``SELECT 1``
+(bounded by ``connect_timeout``), so a silently dead connection is noticed.
+When the connection fails, subscribers get ``watching=False`` at once (drop
+and bypass caches) and the listener reconnects with backoff; once LISTEN is
+back they get ``everything=True, watching=True``.
 """
 
 from __future__ import annotations
@@ -25,19 +39,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, TypeAlias
 
 import psycopg
 import psycopg_pool
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from kustos.errors import StorageError
 from kustos.store import migrations
 from kustos.store._keyspace import child_name, list_children_sql, prefix_end
 from kustos.store.base import Transaction
+from kustos.store.changes import ChangeCallback, Changes, Unsubscribe
 
-__all__ = ["PostgresBackend"]
+__all__ = ["CHANGES_CHANNEL", "LISTENER_APPLICATION_NAME", "PostgresBackend"]
 
 _Pool: TypeAlias = "psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]"
 _Reader: TypeAlias = "tuple[psycopg.AsyncConnection[Any], psycopg.AsyncCursor[Any]]"
@@ -51,6 +69,16 @@ _SQL_PUT: Final = (
 )
 _SQL_DELETE: Final = "DELETE FROM entries WHERE key = %s"
 _MIGRATION_LOCK: Final = "kustos:schema_migrations"
+CHANGES_CHANNEL: Final = "kustos_changes"
+"""The NOTIFY channel every committed write announces its keys on."""
+LISTENER_APPLICATION_NAME: Final = "kustos-listener"
+"""``application_name`` of the LISTEN connection (to spot it in ``pg_stat_activity``)."""
+_FLUSH_ALL: Final = "*"
+_MAX_PAYLOAD: Final = 7_900  # bytes; PostgreSQL refuses payloads of 8,000 and more
+_RETRY_FIRST: Final = 0.05
+_RETRY_MAX: Final = 2.0
+
+_log = logging.getLogger("kustos.store.postgresql")
 
 
 @contextlib.contextmanager
@@ -98,11 +126,19 @@ class PostgresBackend:
 
     ``conninfo`` is a libpq URL or key/value string. The pool keeps between
     ``pool_min`` and ``pool_max`` connections; ``connect_timeout`` (seconds)
-    bounds :meth:`open` and the wait for a free connection.
+    bounds :meth:`open`, the wait for a free connection and the listener's
+    heartbeat query; ``heartbeat`` (seconds) is how long the listener waits
+    for a notification before checking its connection.
     """
 
     def __init__(
-        self, conninfo: str, *, pool_min: int = 1, pool_max: int = 10, connect_timeout: float = 10.0
+        self,
+        conninfo: str,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 10.0,
+        heartbeat: float = 5.0,
     ) -> None:
         if pool_min < 0 or pool_max < max(pool_min, 1):
             raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
@@ -115,6 +151,10 @@ class PostgresBackend:
         self._readers = 0  # reader connections out of the pool (idle or busy)
         self._idle_readers: list[_Reader] = []
         self._reader_waiters: collections.deque[asyncio.Future[_Reader | None]] = collections.deque()
+        self._heartbeat = heartbeat
+        self._subscribers: list[ChangeCallback] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"PostgresBackend({_describe(self._conninfo)})"
@@ -167,7 +207,13 @@ class PostgresBackend:
         self._pool = pool
 
     async def close(self) -> None:
-        """Close every pooled connection. Idempotent."""
+        """Stop the change listener and close every pooled connection. Idempotent."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
+        self._subscribers = []
         pool, self._pool = self._pool, None
         idle, self._idle_readers = self._idle_readers, []
         self._readers = 0
@@ -323,8 +369,13 @@ class PostgresBackend:
                     await conn.execute("ROLLBACK")
                 raise
             tx.active = False
-            with _errors("commit"):
-                await conn.execute("COMMIT")
+            try:
+                with _errors("commit"):
+                    await conn.execute(_commit_statement(tx.changed_keys, tx.changed_prefixes))
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("ROLLBACK")
+                raise
 
     async def schema_version(self) -> int:
         """The highest migration applied to this database (0 when none)."""
@@ -332,6 +383,107 @@ class PostgresBackend:
         with _errors("schema_version"):
             async with pool.connection() as conn:
                 return await self._version(conn)
+
+    # -- change notifications ---------------------------------------------------------
+
+    @property
+    def watching(self) -> bool:
+        """Whether the LISTEN connection is up (notifications are being received)."""
+        return self._listening.is_set()
+
+    async def watch_changes(self, callback: ChangeCallback) -> Unsubscribe:
+        """Call ``callback`` with every change committed by any process on this database.
+
+        ``callback`` is called at once with ``everything=True`` and the current
+        ``watching`` state, then from the listener task. The first subscriber
+        starts the listener and waits up to ``connect_timeout`` for LISTEN (if
+        that fails, the listener keeps retrying and reports ``watching=True``
+        when it succeeds).
+        """
+        self._require_pool()
+        self._subscribers.append(callback)
+        callback(Changes(everything=True, watching=self.watching))
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="kustos-pg-listen")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening.wait(), self._timeout)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _publish(self, changes: Changes) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(changes)
+            except Exception:
+                _log.exception("a change subscriber failed")
+
+    async def _listen(self) -> None:
+        """Keep one LISTEN connection up; report every notification and every state change."""
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, round(self._timeout)),
+                    application_name=LISTENER_APPLICATION_NAME,
+                )
+            except (psycopg.Error, OSError) as exc:
+                _log.warning(f"postgresql: change listener cannot connect ({type(exc).__name__}); retrying")
+            else:
+                try:
+                    async with conn:
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANGES_CHANNEL)))
+                        self._listening.set()
+                        self._publish(Changes(everything=True, watching=True))
+                        delay = _RETRY_FIRST
+                        while True:
+                            async for notify in conn.notifies(timeout=self._heartbeat):
+                                self._publish(_parse_payload(notify.payload))
+                            await asyncio.wait_for(conn.execute("SELECT 1"), self._timeout)
+                except Exception as exc:  # any failure: report it, reconnect
+                    _log.warning(f"postgresql: change listener lost its connection ({type(exc).__name__}); reconnecting")
+                finally:
+                    if self._listening.is_set():
+                        self._listening.clear()
+                        self._publish(Changes(everything=True, watching=False))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+
+
+def _commit_statement(keys: set[str], prefixes: list[str]) -> sql.Composed | str:
+    """``COMMIT``, preceded by the notification of what the transaction changed (one round trip).
+
+    Without parameters psycopg sends the text as one simple query, so both
+    statements travel together; if ``pg_notify`` fails the ``COMMIT`` does not run.
+    """
+    if not keys and not prefixes:
+        return "COMMIT"
+    payload = json.dumps({"k": sorted(keys), "p": prefixes}, separators=(",", ":"))
+    if len(payload.encode("utf-8")) > _MAX_PAYLOAD:
+        payload = _FLUSH_ALL
+    return sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(sql.Literal(CHANGES_CHANNEL), sql.Literal(payload))
+
+
+def _parse_payload(payload: str) -> Changes:
+    """The :class:`Changes` a notification names; anything unreadable means "forget everything"."""
+    if payload == _FLUSH_ALL:
+        return Changes(everything=True)
+    try:
+        doc = json.loads(payload)
+        keys = doc["k"]
+        prefixes = doc["p"]
+        if not (isinstance(keys, list) and isinstance(prefixes, list)):
+            raise TypeError
+        if not all(isinstance(k, str) for k in (*keys, *prefixes)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return Changes(everything=True)
+    return Changes(keys=frozenset(keys), prefixes=tuple(prefixes))
 
 
 async def _get(conn: psycopg.AsyncConnection[Any], key: str) -> bytes | None:
@@ -356,6 +508,8 @@ class _PostgresTransaction:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn
         self.active = True
+        self.changed_keys: set[str] = set()
+        self.changed_prefixes: list[str] = []
 
     def _check(self) -> psycopg.AsyncConnection[Any]:
         if not self.active:
@@ -377,12 +531,14 @@ class _PostgresTransaction:
         conn = self._check()
         with _errors("put"):
             await conn.execute(_SQL_PUT, (key, bytes(value)))
+        self.changed_keys.add(key)
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (no error if it is absent)."""
         conn = self._check()
         with _errors("delete"):
             await conn.execute(_SQL_DELETE, (key,))
+        self.changed_keys.add(key)
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key starting with ``prefix``; return how many."""
@@ -390,7 +546,10 @@ class _PostgresTransaction:
         clause, params = _range(prefix)
         with _errors("delete_prefix"):
             cur = await conn.execute(f"DELETE FROM entries WHERE {clause}", params)  # noqa: S608 - fixed fragments only
-            return max(cur.rowcount, 0)
+        deleted = max(cur.rowcount, 0)
+        if deleted:
+            self.changed_prefixes.append(prefix)
+        return deleted
 
     async def list(self, prefix: str) -> list[str]:
         """Like :meth:`PostgresBackend.list`, seeing this transaction's writes."""
