@@ -36,8 +36,10 @@ __all__ = [
     "EntryType",
     "RequestPayload",
     "ResponsePayload",
+    "format_auth",
     "format_call",
     "format_entry",
+    "format_request",
     "format_response",
     "format_time",
 ]
@@ -225,6 +227,19 @@ def format_call(
     else:
         request_token = _token(hasher, request.client_token)
     return _auth(auth, auth_token), _request(hasher, request, clear_request_keys, request_token)
+
+
+def format_auth(hasher: ValueHasher, auth: AuditAuth) -> tuple[AuthPayload, str]:
+    """The ``auth`` part of an entry, and the HMAC of its client token (``""`` without one)."""
+    token_mac = _token(hasher, auth.client_token)
+    return _auth(auth, token_mac), token_mac
+
+
+def format_request(
+    hasher: ValueHasher, request: AuditRequest, *, token_mac: str, clear_request_keys: Collection[str] = ()
+) -> RequestPayload:
+    """The ``request`` part of an entry; ``token_mac`` is the HMAC of ``request.client_token``."""
+    return _request(hasher, request, clear_request_keys, token_mac)
 
 
 def format_response(

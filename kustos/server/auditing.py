@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hmac
 import logging
 import re
 from collections.abc import Mapping
@@ -64,6 +65,7 @@ UNAUDITED: Final = frozenset({"sys/health", "sys/seal-status", "sys/leader"})
 
 _log = logging.getLogger("kustos.server.audit")
 _KEY_LABEL: Final = "kustos/audit-key"
+_AUTH_CACHE_LIMIT: Final = 1024
 _DEVICE_PATH: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _FILE_OPTIONS: Final = frozenset({"file_path", "fsync", "mode"})
 _OPERATIONS: Final = {
@@ -159,6 +161,9 @@ class Auditing:
         self.needs_load = True
         self.active = False
         """True when at least one device is enabled (then every API call is recorded)."""
+        self._auths: dict[int, tuple[TokenEntry, int, Sensitive[str] | None, AuditAuth]] = {}
+        """The AuditAuth last built per token entry (the token store hands out the same entry object for a
+        while): the device then reuses that caller's serialized auth part and token HMAC."""
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -171,6 +176,7 @@ class Auditing:
             fsync=options.get("fsync", "false").lower() in ("true", "1"),
             mode=int(options.get("mode", "0600"), 8),
             clock=self._now,
+            epoch_clock=self._clock,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -272,6 +278,7 @@ class Auditing:
         return AuditCall(
             broker=self.broker, request_id=request_id, method=method, path=path,
             remote=(str(client[0]), int(client[1])) if client else ("", 0), clock=self._clock,
+            auths=self._auths,
         )
 
 
@@ -347,11 +354,20 @@ def _issued_auth(auth: Mapping[str, Any]) -> AuditAuth:
 class AuditCall:
     """The audit entries of one API call: the request entry before it runs, the response entry after."""
 
-    __slots__ = ("_auth", "_broker", "_clock", "_method", "_path", "_remote", "_request", "_request_id")
+    __slots__ = ("_auth", "_auths", "_broker", "_clock", "_method", "_path", "_remote", "_request", "_request_id")
 
     def __init__(
-        self, *, broker: AuditBroker, request_id: str, method: str, path: str, remote: tuple[str, int], clock: Clock
+        self,
+        *,
+        broker: AuditBroker,
+        request_id: str,
+        method: str,
+        path: str,
+        remote: tuple[str, int],
+        clock: Clock,
+        auths: dict[int, tuple[TokenEntry, int, Sensitive[str] | None, AuditAuth]] | None = None,
     ) -> None:
+        self._auths = {} if auths is None else auths
         self._broker = broker
         self._request_id = request_id
         self._method = method
@@ -375,7 +391,8 @@ class AuditCall:
                     data = {"unparsed_body": Sensitive(call.body.decode("utf-8", "replace"))}
             elif call.query:
                 data = dict(call.query)
-        auth = _token_auth(entry, token, self._clock())
+        auth = self._token_auth(entry, token)
+        token = auth.client_token
         request = AuditRequest(
             id=self._request_id,
             operation=_OPERATIONS.get(self._method, self._method.lower()),
@@ -390,6 +407,25 @@ class AuditCall:
             reason=reason,
         )
         return auth, request
+
+    def _token_auth(self, entry: TokenEntry | None, token: Sensitive[str] | None) -> AuditAuth:
+        """The caller's :class:`AuditAuth`, the same object as last time for the same token entry, token and TTL."""
+        if entry is None:
+            return _token_auth(None, token, 0.0)
+        now = self._clock()
+        ttl = entry.remaining(now)
+        known = self._auths.get(id(entry))
+        if known is not None and known[0] is entry and known[1] == ttl:
+            cached = known[2]
+            if (cached is None and token is None) or (
+                cached is not None and token is not None and hmac.compare_digest(cached.reveal(), token.reveal())
+            ):
+                return known[3]
+        auth = _token_auth(entry, token, now)
+        if len(self._auths) >= _AUTH_CACHE_LIMIT:
+            self._auths.clear()
+        self._auths[id(entry)] = (entry, ttl, token, auth)
+        return auth
 
     def request(self, call: Call, mount: MountEntry | None) -> None:
         """Write the request entry; raises :class:`AuditWriteError` (refuse the request) if no device can."""
@@ -417,7 +453,7 @@ class AuditCall:
                 data = reply.raw if reply.raw is not None else reply.data
                 if data is not None:
                     data = _auditable(data)
-                    if not isinstance(data, Mapping):
+                    if data.__class__ is not dict and not isinstance(data, Mapping):
                         data = {"value": data}
                 if isinstance(reply.auth, Mapping):
                     auth = _issued_auth(reply.auth)
