@@ -4,14 +4,18 @@ Reads on the hot path (a KV read touches the secret's metadata and one
 version's ciphertext) would otherwise cost a storage round trip each. The
 cache keeps what storage returned: ciphertexts stay encrypted, metadata is
 kept parsed. It is correct for one server process that owns its storage
-(SQLite); with shared storage (several replicas on PostgreSQL) the server
-runs without it.
+(SQLite). With shared storage (several replicas on PostgreSQL) it is used
+only when the backend reports every commit (:mod:`kustos.store.changes`):
+:meth:`RecordCache.apply_changes` forgets what another replica changed as
+soon as its notification arrives, and while the feed is down the cache is
+emptied and bypassed (every read goes to storage, nothing is kept) until
+the feed is back.
 
 Consistency: every write goes through :meth:`RecordCache.writing`, which
 bumps an epoch and counts writes in flight before the transaction and drops
 the touched keys after it. A read fills the cache only if no write started
 or finished while it was reading, so a stale value read concurrently with
-a write is never cached.
+a write is never cached; a change notification counts as a write finishing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
 from kustos.store.base import StorageBackend
+from kustos.store.changes import Changes
 
 __all__ = ["RecordCache"]
 
@@ -31,8 +36,12 @@ _ABSENT: Final = object()
 class RecordCache:
     """Caches ``storage.get`` results (decoded), bounded by entries and bytes."""
 
-    def __init__(self, *, storage: StorageBackend, max_entries: int, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, *, storage: StorageBackend, max_entries: int, max_bytes: int = 64 * 1024 * 1024, bypass: bool = False
+    ) -> None:
+        """``bypass``: start without caching (shared storage, until the change feed reports ``watching``)."""
         self._storage = storage
+        self._bypass = bypass
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._data: dict[str, tuple[Any, int]] = {}
@@ -44,6 +53,11 @@ class RecordCache:
     def enabled(self) -> bool:
         return self._max_entries > 0
 
+    @property
+    def bypassed(self) -> bool:
+        """Whether reads currently go straight to storage (the change feed is down)."""
+        return self._bypass
+
     async def get(self, key: str, decode: Callable[[bytes], _T]) -> _T | None:
         """``decode(storage.get(key))`` (``None`` if absent), from memory when possible."""
         hit = self._data.get(key, _ABSENT)
@@ -53,7 +67,7 @@ class RecordCache:
         epoch = self._epoch
         raw = await self._storage.get(key)
         decoded = None if raw is None else decode(raw)
-        if self._max_entries and epoch == self._epoch and not self._writers:
+        if self._max_entries and epoch == self._epoch and not self._writers and not self._bypass:
             self._insert(key, decoded, len(raw) if raw is not None else 0)
         return decoded
 
@@ -91,6 +105,19 @@ class RecordCache:
     def invalidate_prefix(self, prefix: str) -> None:
         """Forget every key under ``prefix`` (a disabled mount)."""
         self.invalidate([k for k in self._data if k.startswith(prefix)])
+
+    def apply_changes(self, changes: Changes) -> None:
+        """Forget what another process committed; empty and bypass the cache while the feed is down."""
+        if not changes.watching:
+            self._bypass = True
+            self.clear()
+        elif changes.everything:
+            self.clear()
+            self._bypass = False
+        else:
+            self.invalidate(changes.keys)
+            for prefix in changes.prefixes:
+                self.invalidate_prefix(prefix)
 
     def clear(self) -> None:
         self._epoch += 1

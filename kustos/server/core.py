@@ -37,11 +37,12 @@ from kustos.server.times import Clock
 from kustos.server.tokens import TokenStore, hash_token
 from kustos.store import open_backend
 from kustos.store.base import StorageBackend, Transaction
+from kustos.store.changes import Changes, ChangeWatching, Unsubscribe
 
 __all__ = ["DEFAULT_CACHE_ENTRIES", "Core", "DevBootstrap", "InitResult"]
 
 DEFAULT_CACHE_ENTRIES: Final = 50_000
-"""Records kept in the read cache when the server owns its storage (SQLite)."""
+"""Records kept in the read cache: SQLite (the server owns it), PostgreSQL with change notifications."""
 
 _log = logging.getLogger("kustos.server")
 
@@ -81,12 +82,17 @@ class Core:
         self.authorizer = authorizer
         self.metrics = Metrics()
         self.barrier = Barrier(storage=storage, provider=provider, clock=clock)
-        self.cache = RecordCache(storage=storage, max_entries=cache_entries)
-        # storage owned alone (a read cache is on): cache token entries until they expire;
-        # shared storage: re-read an entry after a second, so revocations elsewhere apply quickly
-        self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if cache_entries > 0 else 1.0)
+        shared = storage.name != "sqlite"
+        watched = shared and isinstance(storage, ChangeWatching)
+        owned = cache_entries > 0 and not shared
+        self._unwatch: Unsubscribe | None = None
+        # shared storage with change notifications: caches start bypassed until the feed is up (watch_storage)
+        self.cache = RecordCache(storage=storage, max_entries=cache_entries, bypass=watched)
+        # storage owned alone (a read cache is on): cache token entries until they expire; shared with
+        # notifications: until another replica changes them; shared without: re-read after a second
+        self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if owned else 0 if watched else 1.0)
         self.mounts = MountTable(storage=storage, clock=clock)
-        self.policies = PolicyStore(storage=storage, clock=clock, refresh_interval=None if cache_entries > 0 else 1.0)
+        self.policies = PolicyStore(storage=storage, clock=clock, refresh_interval=None if owned else 1.0)
         """ACL policies; with the default authorizer, every permission check is decided by them."""
         if authorizer is authorize:
             self.authorizer = authorizer = self.policies.authorize
@@ -123,14 +129,16 @@ class Core:
         """Connect storage, build the key provider, load keyring and mounts.
 
         ``cache_entries`` defaults to :data:`DEFAULT_CACHE_ENTRIES` for SQLite
-        and 0 (no cache) for PostgreSQL, which other replicas may share.
+        and for a shared backend with change notifications (PostgreSQL), else 0.
         """
         backend = storage if storage is not None else open_backend(config.storage)
         await backend.open()
         try:
             key_provider = provider if provider is not None else open_provider(config.keys)
             if cache_entries is None:
-                cache_entries = DEFAULT_CACHE_ENTRIES if backend.name == "sqlite" else 0
+                cache_entries = (
+                    DEFAULT_CACHE_ENTRIES if backend.name == "sqlite" or isinstance(backend, ChangeWatching) else 0
+                )
             core = cls(
                 config=config,
                 storage=backend,
@@ -139,6 +147,7 @@ class Core:
                 authorizer=authorizer,
                 cache_entries=cache_entries,
             )
+            await core.watch_storage()
             await core.barrier.load()
             await core.mounts.load()
             await core.policies.load()
@@ -149,7 +158,19 @@ class Core:
         core.refresh_seal_metrics()
         return core
 
+    async def watch_storage(self) -> None:
+        """On shared storage with change notifications, follow them with the record and token caches."""
+        if self._unwatch is None and self.storage.name != "sqlite" and isinstance(self.storage, ChangeWatching):
+            self._unwatch = await self.storage.watch_changes(self._storage_changed)
+
+    def _storage_changed(self, changes: Changes) -> None:
+        self.cache.apply_changes(changes)
+        self.tokens.apply_changes(changes)
+
     async def close(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         self.audit.close()
         self.barrier.close()
         await self.storage.close()

@@ -13,7 +13,10 @@ are cached in memory (keyed by hash, dropped on revoke and renew in this
 process). When the server owns its storage alone they stay cached until they
 expire; with shared storage (several replicas on one PostgreSQL) an entry is
 reused for at most ``cache_ttl`` seconds (default 1), so a revocation made
-by another replica takes effect within that time.
+by another replica takes effect within that time, unless the storage reports
+every commit: then :meth:`TokenStore.apply_changes` drops an entry as soon as
+another replica's change to it is announced, and disables the cache while
+the feed is down.
 
 The identity and policy issues extend this module (entity ids, more auth
 methods); keep the storage layout stable.
@@ -35,6 +38,7 @@ from kustos.errors import InvalidRequestError, StorageError
 from kustos.sensitive import Sensitive
 from kustos.server.times import Clock
 from kustos.store.base import StorageBackend, Transaction
+from kustos.store.changes import Changes
 
 __all__ = [
     "DEFAULT_TTL",
@@ -349,6 +353,30 @@ class TokenStore:
             for child in children:
                 self._cache.pop(child, None)
             self._epoch += 1
+
+    def apply_changes(self, changes: Changes) -> None:
+        """Follow a storage change feed: drop entries others changed; cache only while it is watching.
+
+        Once fed, the cache keeps entries until they change or expire while
+        the feed is up (``watching``), and is off while it is down.
+        """
+        if changes.everything or not changes.watching:
+            self._epoch += 1
+            self._cache.clear()
+            self._cache_ttl = None if changes.watching else 0
+            return
+        for prefix in changes.prefixes:
+            if _ID_PREFIX.startswith(prefix):
+                self._epoch += 1
+                self._cache.clear()
+                return
+            if prefix.startswith(_ID_PREFIX):
+                start = prefix[len(_ID_PREFIX) :]
+                for digest in [d for d in self._cache if d.startswith(start)]:
+                    self._invalidate(digest)
+        for key in changes.keys:
+            if key.startswith(_ID_PREFIX):
+                self._invalidate(key[len(_ID_PREFIX) :])
 
     def _invalidate(self, digest: str) -> None:
         self._epoch += 1
