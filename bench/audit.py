@@ -7,7 +7,10 @@ its cost per call adds straight to the KV read path measured by
 GET of a secret, a KV v2 read response with two values and metadata) through
 an :class:`kustos.audit.AuditBroker` with one file device, and reports
 microseconds per call (request + response entry), calls/s on one core, p50/p99
-per call, the file bytes per call, and what fsync per entry costs.
+per call, the file bytes per call, and what fsync per entry costs. As in the
+server, the entries are dated from an epoch clock and each call's
+:class:`AuditAuth` is one object reused for the same token (the server keeps it
+per token entry), so the device reuses that caller's serialized auth part.
 
 Usage: ``.venv/bin/python bench/audit.py [--calls 20000] [--fsync-calls 300]``
 """
@@ -105,10 +108,12 @@ def main(calls: int, fsync_calls: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="kustos-audit-bench-"))
     key = generate_hmac_key()
     clock = lambda: datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)  # noqa: E731 - fixed time: same bytes each run
+    epoch = clock().timestamp()
+    epoch_clock = lambda: epoch  # noqa: E731 - entries dated from seconds, as the server's devices are
     print(f"{calls} calls (request + response entry each), KV read shaped; fsync row: {fsync_calls} calls")
     for label, fsync, n in (("file device, no fsync (default)", False, calls), ("file device, fsync per entry", True, fsync_calls)):
         path = work / f"audit-{fsync}.log"
-        broker = AuditBroker({"file": FileAuditDevice(path, hmac_key=key, fsync=fsync, clock=clock)})
+        broker = AuditBroker({"file": FileAuditDevice(path, hmac_key=key, fsync=fsync, clock=clock, epoch_clock=epoch_clock)})
         _run(broker, min(n, 500))  # warm up
         gc.collect()
         cpu = _cpu()
