@@ -72,6 +72,8 @@ __all__ = [
 _TAIL_CHUNK: Final = 64 * 1024
 _PENDING_LIMIT: Final = 1024
 HMAC_KEY_BYTES: Final = 32
+# Serialize only what the walk would hash as the same text (others raise TypeError).
+_PLAIN_JSON: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class AuditWriteError(KustosError):
@@ -190,6 +192,8 @@ class FileAuditDevice:
         self._pending: dict[int, tuple[AuditRequest, AuditAuth, bytes, bytes]] = {}
         # The auth part of recent callers (an AuditAuth is reused for a token's calls): its JSON and token HMAC.
         self._auths: dict[int, tuple[AuditAuth, bytes, str]] = {}
+        # HMAC'd response data (canonical JSON) by the HMAC of the data's JSON (see _response_part).
+        self._hashed_data: dict[str, bytes] = {}
         try:
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError as exc:
@@ -316,9 +320,7 @@ class FileAuditDevice:
             # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
             head = b'{"auth":' + auth_part + (b',"error":""' if not error else b',"error":' + canonical_json(error))
             if entry_type == "response":
-                response_part = canonical_json(
-                    format_response(self._hasher, response or AuditResponse(status=0), self._clear_response)
-                )
+                response_part = self._response_part(response or AuditResponse(status=0))
                 middle = b',"response":' + response_part + b',"seq":'
             else:
                 middle = b',"seq":'
@@ -332,6 +334,35 @@ class FileAuditDevice:
                 head, b',"hash":"', digest.encode(), b'","mac":"', self._hasher.chain_mac(digest).encode(), b'",', tail, b"\n"
             ))
             return self._write(digest, line)
+
+    def _response_part(self, response: AuditResponse) -> bytes:
+        """The ``response`` part as canonical JSON.
+
+        Its ``data`` HMAC'd is looked up by one HMAC of the data's JSON (the
+        same secret read again gives the same bytes): one HMAC per response
+        instead of one per value, plus a decode and a walk. The cache holds
+        only HMAC'd text, never a value.
+        """
+        data = response.data
+        if data is None or response.auth is not None:
+            return canonical_json(format_response(self._hasher, response, self._clear_response))
+        try:
+            raw = orjson.dumps(data, option=_PLAIN_JSON)
+        except TypeError:  # not plain JSON (Sensitive, datetime, str subclass, ...): the walk handles it
+            return canonical_json(format_response(self._hasher, response, self._clear_response))
+        mac = self._hasher.value(raw)
+        hashed = self._hashed_data.get(mac)
+        if hashed is None:
+            hashed = canonical_json(self._hasher.structure(data, self._clear_response))
+            if len(self._hashed_data) >= _PENDING_LIMIT:
+                self._hashed_data.clear()
+            self._hashed_data[mac] = hashed
+        return canonical_json({
+            "status": response.status,
+            "mount_type": response.mount_type,
+            "data": orjson.Fragment(hashed),
+            "warnings": list(response.warnings),
+        })
 
     def _time_text(self) -> str:
         """:func:`format_time` of the clock, with the text up to the second reused within a second."""

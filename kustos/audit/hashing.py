@@ -130,6 +130,8 @@ class ValueHasher:
             return self.value(_scalar_text(value))
         if isinstance(value, Sensitive):
             return self.value(value.reveal())
+        if isinstance(value, orjson.Fragment):  # pre-encoded JSON (a KV read's value): hash what it holds
+            return self.structure(orjson.loads(orjson.dumps(value)), clear_keys)
         if isinstance(value, Mapping):
             structure = self.structure
             return {

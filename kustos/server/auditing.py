@@ -282,31 +282,6 @@ class Auditing:
         )
 
 
-def _auditable(value: Any) -> Any:
-    """``value`` with pre-encoded JSON (``orjson.Fragment``, used for KV reads) decoded, so it can be HMAC'd.
-
-    A reply's data is JSON the envelope serializes anyway: one orjson round trip
-    in C decodes every fragment in it at once. Data orjson cannot serialize is
-    walked in Python instead.
-    """
-    if value.__class__ is dict:
-        try:
-            return orjson.loads(orjson.dumps(value))
-        except TypeError:
-            pass
-    return _decoded(value)
-
-
-def _decoded(value: Any) -> Any:
-    if isinstance(value, orjson.Fragment):
-        return orjson.loads(orjson.dumps(value))
-    if isinstance(value, dict):
-        return {k: _decoded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decoded(v) for v in value]
-    return value
-
-
 def _error_text(body: bytes) -> str:
     try:
         errors = orjson.loads(body).get("errors")
@@ -451,8 +426,7 @@ class AuditCall:
             auth: AuditAuth | None = None
             if reply is not None:
                 data = reply.raw if reply.raw is not None else reply.data
-                if data is not None:
-                    data = _auditable(data)
+                if data is not None:  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
                     if data.__class__ is not dict and not isinstance(data, Mapping):
                         data = {"value": data}
                 if isinstance(reply.auth, Mapping):
