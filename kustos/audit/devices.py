@@ -324,10 +324,12 @@ class FileAuditDevice:
                 middle = b',"response":' + response_part + b',"seq":'
             else:
                 middle = b',"seq":'
+            epoch_clock = self._epoch_clock
+            time_text = self._epoch_text(epoch_clock()) if epoch_clock is not None else self._time_text()
             tail = b"".join((
-                b'"prev_hash":', canonical_json(self.head), b',"request":', request_part, middle,
-                str(self.seq + 1).encode(), b',"time":"', self._time_text().encode(), b'"',
-                b',"type":"', entry_type.encode(), b'"}',
+                b'"prev_hash":"', self.head.encode(), b'","request":', request_part, middle,
+                str(self.seq + 1).encode(), b',"time":"', time_text.encode(),
+                b'","type":"request"}' if entry_type == "request" else b'","type":"response"}',
             ))
             digest = CHAIN_PREFIX + hashlib.sha256(head + b"," + tail).hexdigest()
             line = b"".join((
