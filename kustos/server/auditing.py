@@ -429,7 +429,7 @@ class AuditCall:
                 if data is not None:  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
                     if data.__class__ is not dict and not isinstance(data, Mapping):
                         data = {"value": data}
-                if isinstance(reply.auth, Mapping):
+                if reply.auth is not None and isinstance(reply.auth, Mapping):
                     auth = _issued_auth(reply.auth)
             response = AuditResponse(
                 status=status, data=data, auth=auth,
