@@ -58,7 +58,7 @@ def server(
     max_value_bytes: Annotated[int, typer.Option("--max-value-bytes", help="Largest secret (JSON-encoded data) accepted in one write.")] = DEFAULT_MAX_VALUE_BYTES,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log one JSON line per request (no values, no tokens).")] = False,
-    cache_entries: Annotated[int | None, typer.Option("--cache-entries", help="Records kept in the in-memory read cache (default: 50000 on SQLite, 0 on PostgreSQL).")] = None,
+    cache_entries: Annotated[int | None, typer.Option("--cache-entries", help="Records kept in the in-memory read cache (default 50000; on PostgreSQL kept correct across replicas by LISTEN/NOTIFY; 0 turns it off).")] = None,
     dev_root_token_id: Annotated[str | None, typer.Option("--dev-root-token-id", envvar="KUSTOS_DEV_ROOT_TOKEN_ID", help="Dev mode: use this root token instead of a random one.")] = None,
 ) -> None:
     """Run the Kustos server (Vault-compatible API on /v1, metrics on /metrics)."""
