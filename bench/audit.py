@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -106,6 +107,13 @@ def _cpu() -> float:
 
 def main(calls: int, fsync_calls: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="kustos-audit-bench-"))
+    try:
+        _main(work, calls, fsync_calls)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # ~50 MB of audit file per 20,000 calls
+
+
+def _main(work: Path, calls: int, fsync_calls: int) -> None:
     key = generate_hmac_key()
     clock = lambda: datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)  # noqa: E731 - fixed time: same bytes each run
     epoch = clock().timestamp()
