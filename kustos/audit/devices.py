@@ -186,8 +186,9 @@ class FileAuditDevice:
         self._clear_response = frozenset(clear_response_keys)
         self._lock = threading.Lock()
         self._broken: str | None = None
-        self._second: float | None = None  # int with epoch_clock  # the last entry's time in whole seconds, and its text
+        self._second: float | None = None  # the last entry's time in whole seconds (int with epoch_clock), and its text
         self._second_text = ""
+        self._second_bytes = b""
         # Calls between their request and response entry: the auth and request parts, serialized once.
         self._pending: dict[int, tuple[AuditRequest, AuditAuth, bytes, bytes]] = {}
         # The auth part of recent callers (an AuditAuth is reused for a token's calls): its JSON and token HMAC.
@@ -325,10 +326,18 @@ class FileAuditDevice:
             else:
                 middle = b',"seq":'
             epoch_clock = self._epoch_clock
-            time_text = self._epoch_text(epoch_clock()) if epoch_clock is not None else self._time_text()
+            if epoch_clock is not None:  # microseconds since the epoch; the text up to the second reused
+                now = round(epoch_clock() * 1_000_000)
+                second = now // 1_000_000
+                if second != self._second:
+                    self._second_bytes = format_time(datetime.fromtimestamp(second, UTC))[: -len(".000000Z")].encode()
+                    self._second = second
+                time_bytes = b"%s.%06dZ" % (self._second_bytes, now % 1_000_000)
+            else:
+                time_bytes = self._time_text().encode()
             tail = b"".join((
                 b'"prev_hash":"', self.head.encode(), b'","request":', request_part, middle,
-                str(self.seq + 1).encode(), b',"time":"', time_text.encode(),
+                str(self.seq + 1).encode(), b',"time":"', time_bytes,
                 b'","type":"request"}' if entry_type == "request" else b'","type":"response"}',
             ))
             digest = CHAIN_PREFIX + hashlib.sha256(head + b"," + tail).hexdigest()
@@ -367,9 +376,7 @@ class FileAuditDevice:
         })
 
     def _time_text(self) -> str:
-        """:func:`format_time` of the clock, with the text up to the second reused within a second."""
-        if self._epoch_clock is not None:
-            return self._epoch_text(self._epoch_clock())
+        """:func:`format_time` of ``clock`` (without ``epoch_clock``), the text up to the second reused."""
         moment = self._clock()
         if moment.tzinfo is None:
             return format_time(moment)  # raises: audit times must be timezone-aware
@@ -379,13 +386,6 @@ class FileAuditDevice:
             self._second_text = format_time(utc.replace(microsecond=0))[: -len(".000000Z")]
             self._second = second
         return f"{self._second_text}.{utc.microsecond:06d}Z"
-
-    def _epoch_text(self, now: float) -> str:
-        second, micro = divmod(round(now * 1_000_000), 1_000_000)
-        if second != self._second:
-            self._second_text = format_time(datetime.fromtimestamp(second, UTC))[: -len(".000000Z")]
-            self._second = second
-        return f"{self._second_text}.{micro:06d}Z"
 
     def _call_parts(
         self, entry_type: EntryType, auth: AuditAuth, request: AuditRequest
