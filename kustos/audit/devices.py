@@ -16,15 +16,18 @@ One process per file: two writers appending to the same file would fork the
 chain, and ``kustos audit verify`` would report it.
 
 Cost: an API call writes two entries (request, response). The device keys
-its HMACs once (:class:`kustos.audit.hashing.ValueHasher`) and serializes
-each entry once: the canonical JSON of the fields that sort before ``hash``
-and of those after ``mac`` is hashed as one object, then the line is those
-same bytes with ``hash`` and ``mac`` spliced in between (byte for byte what
-:func:`kustos.audit.hashing.canonical_json` gives for the whole entry). Each
-entry is one ``write(2)`` of one line with ``O_APPEND``, no user-space buffer,
-so a crash loses at most the line being written; with ``fsync=True`` each
-entry is also on disk before the call returns (about one disk flush per
-entry: milliseconds, not microseconds).
+its HMACs once (:class:`kustos.audit.hashing.ValueHasher`) and builds each
+line from canonical JSON pieces in sorted-key order, hashing the bytes
+without ``hash`` and ``mac`` and splicing those two in (byte for byte what
+:func:`kustos.audit.hashing.canonical_json` gives for the whole entry). A
+call's ``auth`` and ``request`` parts are serialized once for both entries,
+a caller's ``auth`` part is kept while the same :class:`AuditAuth` object
+comes back, and HMAC'd response data is looked up by one HMAC of the data's
+JSON (bounded caches holding only HMAC'd text). Each entry is one
+``write(2)`` of one line with ``O_APPEND``, no user-space buffer, so a crash
+loses at most the line being written; with ``fsync=True`` each entry is also
+on disk before the call returns (about one disk flush per entry:
+milliseconds, not microseconds).
 """
 
 from __future__ import annotations

@@ -49,7 +49,11 @@ EntryType = Literal["request", "response"]
 
 @dataclass(frozen=True, kw_only=True)
 class AuditAuth:
-    """Who made the call: the token's properties (the token itself only as :class:`Sensitive`)."""
+    """Who made the call: the token's properties (the token itself only as :class:`Sensitive`).
+
+    A device keeps the serialized form of an instance it has logged and reuses it
+    when the same object comes back: do not change its ``metadata`` mapping afterwards.
+    """
 
     client_token: Sensitive[str] | None = None
     accessor: str = ""
