@@ -52,6 +52,7 @@ from kustos.server.access import Authorizer, authorize
 from kustos.server.auditing import AuditCall
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
 from kustos.server.core import Core
+from kustos.server.engines import Engine
 from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
 from kustos.server.events import StreamReply
 from kustos.server.mounts import MountEntry
@@ -68,6 +69,7 @@ _log = logging.getLogger("kustos.server.http")
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BODYLESS: Final = frozenset({"GET", "HEAD", "LIST"})
 _JSON: Final = b"application/json"
+_perf_counter: Final = time.perf_counter
 
 
 class _ClientGoneError(Exception):
@@ -98,8 +100,7 @@ class KustosApp(Starlette):
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/v1/"):
-                scope["path_params"] = {"path": path[4:]}
-                await self._api(scope, receive, send)
+                await self._api.serve(scope, path[4:], receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -130,10 +131,13 @@ class _Api:
         return self._apis_built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        await self.serve(scope, scope["path_params"]["path"], receive, send)
+
+    async def serve(self, scope: Scope, path: str, receive: Receive, send: Send) -> None:
+        """Answer one request for ``/v1/<path>``."""
+        started = _perf_counter()
         core = self._holder.core
         method: str = scope["method"]
-        path: str = scope["path_params"]["path"]
         token_text: str | None = None
         content_type = ""
         content_length: int | None = None
@@ -179,11 +183,14 @@ class _Api:
             apis = self._apis(core)
             handler: Callable[[Call], Any] | None = None
             mount: MountEntry | None = None
+            engine: Engine | None = None
             rest = ""
             audit: AuditCall | None = None
             audit_reply: Any = None
+            auditing = core.audit
             try:
-                audit = await core.audit.begin(scope=scope, request_id=request_id, method=method, path=path)
+                if auditing.active or auditing.needs_load:
+                    audit = await auditing.begin(scope=scope, request_id=request_id, method=method, path=path)
                 unauthenticated = False
                 heads = self._api_heads
                 for api in apis if heads is None or path.partition("/")[0] in heads else ():
@@ -234,6 +241,8 @@ class _Api:
                         raise PermissionDeniedError(f"permission denied: {problem}")
                 if handler is not None:
                     reply: Reply = await handler(call)
+                elif engine is not None and mount is not None:
+                    reply = await engine.handle(call, mount, rest)
                 else:
                     reply = await self._engine(core, call, mount, rest)
                 status = reply.status
@@ -265,7 +274,7 @@ class _Api:
                 if refused is not None:
                     (status, body), stream = refused, None
         if stream is not None and core is not None:
-            core.metrics.observe_request(route=route, method=method, status=status, seconds=time.perf_counter() - started)
+            core.metrics.observe_request(route=route, method=method, status=status, seconds=_perf_counter() - started)
             await _send_stream(stream, request_id=request_id, receive=receive, send=send)
             return
         headers = [
@@ -277,7 +286,7 @@ class _Api:
             headers.append((b"content-length", str(len(body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" or status == 204 else body})
-        elapsed = time.perf_counter() - started
+        elapsed = _perf_counter() - started
         if core is not None:
             core.metrics.observe_request(route=route, method=method, status=status, seconds=elapsed)
         if self._access_log:

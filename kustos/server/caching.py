@@ -58,6 +58,13 @@ class RecordCache:
         """Whether reads currently go straight to storage (the change feed is down)."""
         return self._bypass
 
+    def peek(self, key: str) -> tuple[Any, int] | None:
+        """The cached ``(decoded value, size)`` for ``key``, or ``None`` on a miss (then :meth:`get`).
+
+        The synchronous half of :meth:`get` for the hot path: a hit costs no coroutine.
+        """
+        return self._data.get(key)
+
     async def get(self, key: str, decode: Callable[[bytes], _T]) -> _T | None:
         """``decode(storage.get(key))`` (``None`` if absent), from memory when possible."""
         hit = self._data.get(key, _ABSENT)

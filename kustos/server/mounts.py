@@ -45,11 +45,11 @@ class MountEntry:
     options: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     created: float = 0.0
+    storage_prefix: str = field(init=False, repr=False, compare=False)
+    """Where this mount's engine keeps its data: ``logical/<uuid>/``."""
 
-    @property
-    def storage_prefix(self) -> str:
-        """Where this mount's engine keeps its data."""
-        return f"logical/{self.uuid}/"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "storage_prefix", f"logical/{self.uuid}/")
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -125,11 +125,19 @@ class MountTable:
         self._storage = storage
         self._clock = clock
         self._mounts: dict[str, MountEntry] = {}
+        self._nested = False
         self._loaded_at = float("-inf")
 
     async def load(self) -> None:
         raw = await self._storage.get(MOUNTS_KEY)
-        self._mounts = self._parse(raw)
+        self._set(self._parse(raw))
+
+    def _set(self, mounts: dict[str, MountEntry]) -> None:
+        self._mounts = mounts
+        # enable() refuses overlapping mounts, so normally no mount path is a prefix of another
+        # and resolve() may stop at the first (shortest) match; a table written otherwise is
+        # still resolved by the longest prefix
+        self._nested = any(a != b and b.startswith(a) for a in mounts for b in mounts)
         self._loaded_at = self._clock()
 
     @staticmethod
@@ -158,6 +166,15 @@ class MountTable:
     def resolve(self, path: str) -> tuple[MountEntry, str] | None:
         """The mount with the longest prefix of ``path``, and the rest of the path."""
         mounts = self._mounts
+        if not self._nested:
+            end = path.find("/")
+            while end >= 0:
+                entry = mounts.get(path[: end + 1])
+                if entry is not None:
+                    return entry, path[end + 1 :]
+                end = path.find("/", end + 1)
+            entry = mounts.get(path + "/")
+            return None if entry is None else (entry, "")
         trimmed = path[:-1] if path.endswith("/") else path
         entry = mounts.get(trimmed + "/")
         if entry is not None:
@@ -234,8 +251,7 @@ class MountTable:
             if removed is not None:
                 await tx.put(MOUNTS_KEY, self._dump(mounts))
                 await tx.delete_prefix(removed.storage_prefix)
-        self._mounts = mounts
-        self._loaded_at = self._clock()
+        self._set(mounts)
         return removed
 
     async def _change(self, change: Callable[[dict[str, MountEntry]], MountEntry]) -> MountEntry:
@@ -243,8 +259,7 @@ class MountTable:
             mounts = self._parse(await tx.get(MOUNTS_KEY, for_update=True))
             entry = change(mounts)
             await tx.put(MOUNTS_KEY, self._dump(mounts))
-        self._mounts = mounts
-        self._loaded_at = self._clock()
+        self._set(mounts)
         return entry
 
     @staticmethod

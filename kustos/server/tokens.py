@@ -61,11 +61,12 @@ _PARENT_PREFIX: Final = "auth/token/parent/"
 _CUSTOM_ID: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,256}")
 _DISPLAY_UNSAFE: Final = re.compile(r"[^a-z0-9-]+")
 _CACHE_LIMIT: Final = 10_000
+_sha256: Final = hashlib.sha256
 
 
 def hash_token(token: str) -> str:
     """Hex SHA-256 of the token: its storage name."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return _sha256(token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -241,23 +242,31 @@ class TokenStore:
         """The live entry for ``token``, or ``None`` (unknown, malformed or expired)."""
         if not token or len(token) > 512:
             return None
-        digest = hash_token(token)
+        digest = _sha256(token.encode("utf-8")).hexdigest()  # hash_token(token), inlined: hot path
         cached = self._cache.get(digest)
         ttl = self._cache_ttl
-        entry = None
-        if cached is not None and (ttl is None or self._clock() - cached[1] < ttl):
-            entry = cached[0]
+        entry: TokenEntry | None
+        if cached is not None:
+            entry, loaded_at = cached
+            if ttl is not None or entry.expire_time is not None:
+                now = self._clock()
+                if ttl is not None and now - loaded_at >= ttl:
+                    entry = None
+                elif entry.expire_time is not None and entry.expire_time <= now:
+                    self._cache.pop(digest, None)
+                    return None
+            if entry is not None:
+                return entry if hmac.compare_digest(entry.id_hash, digest) else None
+        epoch = self._epoch
+        loaded_at = self._clock()
+        entry = await self._load(digest)
         if entry is None:
-            epoch = self._epoch
-            loaded_at = self._clock()
-            entry = await self._load(digest)
-            if entry is None:
-                self._cache.pop(digest, None)
-                return None
-            if ttl != 0 and epoch == self._epoch:
-                if len(self._cache) >= _CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[digest] = (entry, loaded_at)
+            self._cache.pop(digest, None)
+            return None
+        if ttl != 0 and epoch == self._epoch:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[digest] = (entry, loaded_at)
         if not hmac.compare_digest(entry.id_hash, digest):
             return None
         if entry.expired(self._clock()):

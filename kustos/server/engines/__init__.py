@@ -8,6 +8,7 @@ An engine gets the mount entry, the path inside the mount and the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ class Engine(Protocol):
         """Route template for metrics and logs (never the secret path itself)."""
         ...
 
-    async def handle(self, call: Call, mount: MountEntry, rest: str) -> Reply: ...
+    def handle(self, call: Call, mount: MountEntry, rest: str) -> Awaitable[Reply]:
+        """The reply to one request under ``mount`` (an awaitable; errors may also be raised at once)."""
+        ...
 
     def ciphertext_families(self, mount: MountEntry) -> list[CiphertextFamily]:
         """Where this mount stores ciphertexts (for rewrap and key-version checks)."""

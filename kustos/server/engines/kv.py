@@ -31,7 +31,7 @@ never values), so history needs no decryption.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -66,6 +66,7 @@ _MAX_CUSTOM_KEY_LEN: Final = 128
 _MAX_CUSTOM_VALUE_LEN: Final = 512
 _MAX_REASON_LEN: Final = 512
 _OPERATIONS: Final = ("data", "metadata", "delete", "undelete", "destroy", "subkeys")
+_ROUTES: Final = {operation: f"kv:{operation}" for operation in (*_OPERATIONS, "config")}
 
 Meta = dict[str, Any]
 
@@ -279,51 +280,51 @@ class KvEngine:
     @staticmethod
     def route(method: str, rest: str) -> str:
         """The route template for metrics and logs (never the secret path)."""
-        operation = rest.split("/", 1)[0]
-        if operation not in _OPERATIONS and operation != "config":
-            operation = "unknown"
-        return f"kv:{operation}"
+        return _ROUTES.get(rest.partition("/")[0], "kv:unknown")
 
-    async def handle(self, call: Call, mount: MountEntry, rest: str) -> Reply:
-        """Answer one request under ``mount``; ``rest`` is the path inside the mount."""
+    def handle(self, call: Call, mount: MountEntry, rest: str) -> Awaitable[Reply]:
+        """Answer one request under ``mount``; ``rest`` is the path inside the mount.
+
+        Returns the handler's coroutine without awaiting it (one coroutine frame less per request).
+        """
         operation, _, path = rest.partition("/")
         method = call.method
         if operation == "data":
             path = _secret_path(path, operation=operation)
             if method == "GET":
-                return await self._read(call, mount, path, subkeys_depth=None)
+                return self._read(call, mount, path, subkeys_depth=None)
             if method in ("POST", "PUT"):
-                return await self._write(call, mount, path)
+                return self._write(call, mount, path)
             if method == "PATCH":
-                return await self._patch(call, mount, path)
+                return self._patch(call, mount, path)
             if method == "DELETE":
-                return await self._delete_latest(call, mount, path)
+                return self._delete_latest(call, mount, path)
         elif operation == "metadata":
             if method == "LIST":
-                return await self._list(call, mount, path)
+                return self._list(call, mount, path)
             path = _secret_path(path, operation=operation)
             if method == "GET":
-                return await self._read_metadata(call, mount, path)
+                return self._read_metadata(call, mount, path)
             if method in ("POST", "PUT"):
-                return await self._write_metadata(call, mount, path, patch=False)
+                return self._write_metadata(call, mount, path, patch=False)
             if method == "PATCH":
-                return await self._write_metadata(call, mount, path, patch=True)
+                return self._write_metadata(call, mount, path, patch=True)
             if method == "DELETE":
-                return await self._delete_metadata(call, mount, path)
+                return self._delete_metadata(call, mount, path)
         elif operation in ("delete", "undelete", "destroy"):
             path = _secret_path(path, operation=operation)
             if method in ("POST", "PUT"):
-                return await self._change_versions(call, mount, path, operation=operation)
+                return self._change_versions(call, mount, path, operation=operation)
         elif operation == "subkeys":
             path = _secret_path(path, operation=operation)
             if method == "GET":
                 depth = int_param(call.query.get("depth", "0"), field="depth")
-                return await self._read(call, mount, path, subkeys_depth=depth)
+                return self._read(call, mount, path, subkeys_depth=depth)
         elif operation == "config" and not path:
             if method == "GET":
-                return await self._read_config(call, mount)
+                return self._read_config(call, mount)
             if method in ("POST", "PUT"):
-                return await self._write_config(call, mount)
+                return self._write_config(call, mount)
         else:
             raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
         raise unsupported(call)
@@ -340,7 +341,9 @@ class KvEngine:
         self._require(call, "read")
         raw_version = call.query.get("version")
         version = 0 if raw_version in (None, "") else int_param(raw_version, field="version")
-        meta = await self._cache.get(self._meta_key(mount, path), _parse_meta)
+        key = f"{mount.storage_prefix}meta/{path}"
+        hit = self._cache.peek(key)
+        meta: Meta | None = hit[0] if hit is not None else await self._cache.get(key, _parse_meta)
         if meta is None:
             raise NotFoundError("")
         if version == 0:
