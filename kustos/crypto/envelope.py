@@ -78,6 +78,8 @@ _DATA_LABEL: Final = b"kustos/envelope/data"
 _KEYRING_FORMAT: Final = 1
 _MAX_KEK_VERSION: Final = 2**32 - 1
 _DEK_CACHE: Final = 4096
+_OPENED_CACHE: Final = 1024
+_OPENED_MAX_BYTES: Final = 16 * 1024
 
 RandBytes = Callable[[int], bytes]
 
@@ -163,13 +165,16 @@ class Keyring:
     ``to_bytes()`` is secret: it holds every KEK in the clear.
     """
 
-    __slots__ = ("_active", "_ciphers", "_deks", "_keks")
+    __slots__ = ("_active", "_ciphers", "_deks", "_keks", "_opened")
 
     _keks: tuple[_Kek, ...]
     _active: int
     _ciphers: dict[int, AESGCM]  # enabled KEK versions only, built once (not per call)
     # (header + wrapped DEK, context) -> (data cipher, data AAD) of blobs this keyring unwrapped.
     _deks: dict[tuple[bytes, bytes], tuple[AESGCM, bytes]]
+    # id(blob) -> (blob, context, plaintext) of small blobs decrypted (verified) before; each entry
+    # holds its blob, so the id cannot be reused while it is cached.
+    _opened: dict[int, tuple[bytes, bytes, bytes]]
 
     def __init__(self, keks: Sequence[_Kek], *, active: int) -> None:
         """Private: use :meth:`generate` or :meth:`from_bytes`."""
@@ -186,6 +191,7 @@ class Keyring:
         object.__setattr__(self, "_active", active)
         object.__setattr__(self, "_ciphers", {k.version: AESGCM(k.key) for k in keks if not k.disabled})
         object.__setattr__(self, "_deks", {})
+        object.__setattr__(self, "_opened", {})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Keyring is immutable")
@@ -305,8 +311,17 @@ class Keyring:
         The DEK layer is verified once per (header + wrapped DEK, context):
         the unwrapped DEK's cipher is kept (bounded) under exactly those bytes,
         so only the same wrapped DEK in the same place finds it. The data
-        layer is verified on every call.
+        layer is verified on every call for a new blob object. The result
+        for a small ``bytes`` blob is remembered (bounded) under that very
+        object, together with the context: ``bytes`` cannot change, so the
+        same object in the same place has the same, already verified,
+        plaintext. A read cache that hands out the object it read from
+        storage gets it back without an AES call; a blob read again from
+        storage is a new object and is verified again.
         """
+        opened = self._opened.get(id(blob))
+        if opened is not None and opened[0] is blob and opened[1] == context:
+            return opened[2]
         key = (blob[:_DATA_OFFSET], context)
         known = self._deks.get(key)
         if known is None:
@@ -315,7 +330,17 @@ class Keyring:
             if len(self._deks) >= _DEK_CACHE:
                 self._deks.clear()
             self._deks[key] = known
-        return _unseal_with(known[0], blob[_DATA_OFFSET:], known[1])
+        plaintext = _unseal_with(known[0], blob[_DATA_OFFSET:], known[1])
+        if blob.__class__ is bytes and len(blob) <= _OPENED_MAX_BYTES:
+            # verified: remember the result under the object itself (held, so its id is not reused)
+            if len(self._opened) >= _OPENED_CACHE:
+                self._opened.clear()
+            self._opened[id(blob)] = (blob, context, plaintext)
+        return plaintext
+
+    def forget_plaintexts(self) -> None:
+        """Drop every remembered :meth:`decrypt` result (after a change; the next reads verify again)."""
+        self._opened.clear()
 
     def rewrap(
         self, blob: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes

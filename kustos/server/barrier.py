@@ -298,6 +298,19 @@ class Barrier:
         """Envelope-encrypt ``plaintext`` bound to ``context`` under the active KEK."""
         return self._require().encrypt(plaintext, context=context)
 
+    def forget_plaintexts(self) -> None:
+        """Drop the keyring's remembered results (:meth:`Keyring.decrypt`): a secret changed or was destroyed."""
+        if self._keyring is not None:
+            self._keyring.forget_plaintexts()
+
+    def decrypt_loaded(self, blob: bytes, *, context: bytes) -> bytes:
+        """:meth:`decrypt` with the keyring as loaded, synchronously (the read path's first try).
+
+        Raises ``DecryptionError`` also for a blob under a KEK version this
+        replica has not loaded yet: callers then fall back to :meth:`decrypt`.
+        """
+        return self._require().decrypt(blob, context=context)
+
     async def decrypt(self, blob: bytes, *, context: bytes) -> bytes:
         """Verify and decrypt; ``DecryptionError`` on any failure.
 

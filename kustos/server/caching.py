@@ -37,9 +37,21 @@ class RecordCache:
     """Caches ``storage.get`` results (decoded), bounded by entries and bytes."""
 
     def __init__(
-        self, *, storage: StorageBackend, max_entries: int, max_bytes: int = 64 * 1024 * 1024, bypass: bool = False
+        self,
+        *,
+        storage: StorageBackend,
+        max_entries: int,
+        max_bytes: int = 64 * 1024 * 1024,
+        bypass: bool = False,
+        on_forget: Callable[[], None] | None = None,
     ) -> None:
-        """``bypass``: start without caching (shared storage, until the change feed reports ``watching``)."""
+        """``bypass``: start without caching (shared storage, until the change feed reports ``watching``).
+
+        ``on_forget`` is called whenever cached records are dropped because they
+        changed (or everything is dropped): the server clears what it derived
+        from them (:meth:`kustos.server.barrier.Barrier.forget_plaintexts`).
+        """
+        self._on_forget = on_forget
         self._storage = storage
         self._bypass = bypass
         self._max_entries = max_entries
@@ -108,6 +120,8 @@ class RecordCache:
             entry = self._data.pop(key, None)
             if entry is not None:
                 self._bytes -= entry[1]
+        if self._on_forget is not None:
+            self._on_forget()
 
     def invalidate_prefix(self, prefix: str) -> None:
         """Forget every key under ``prefix`` (a disabled mount)."""
@@ -130,3 +144,5 @@ class RecordCache:
         self._epoch += 1
         self._data.clear()
         self._bytes = 0
+        if self._on_forget is not None:
+            self._on_forget()

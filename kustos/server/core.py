@@ -87,7 +87,9 @@ class Core:
         owned = cache_entries > 0 and not shared
         self._unwatch: Unsubscribe | None = None
         # shared storage with change notifications: caches start bypassed until the feed is up (watch_storage)
-        self.cache = RecordCache(storage=storage, max_entries=cache_entries, bypass=watched)
+        self.cache = RecordCache(
+            storage=storage, max_entries=cache_entries, bypass=watched, on_forget=self.barrier.forget_plaintexts
+        )
         # storage owned alone (a read cache is on): cache token entries until they expire; shared with
         # notifications: until another replica changes them; shared without: re-read after a second
         self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if owned else 0 if watched else 1.0)

@@ -238,6 +238,25 @@ class TokenStore:
 
     # -- lookup --------------------------------------------------------------------
 
+    def cached(self, token: str) -> TokenEntry | None:
+        """The live entry for ``token`` if the cache holds it, without a storage read; else ``None``.
+
+        ``None`` does not mean unknown: the caller then asks :meth:`lookup`.
+        """
+        if not token or len(token) > 512:
+            return None
+        digest = _sha256(token.encode("utf-8")).hexdigest()
+        cached = self._cache.get(digest)
+        if cached is None:
+            return None
+        entry, loaded_at = cached
+        ttl = self._cache_ttl
+        if ttl is not None or entry.expire_time is not None:
+            now = self._clock()
+            if (ttl is not None and now - loaded_at >= ttl) or (entry.expire_time is not None and entry.expire_time <= now):
+                return None
+        return entry if hmac.compare_digest(entry.id_hash, digest) else None
+
     async def lookup(self, token: str) -> TokenEntry | None:
         """The live entry for ``token``, or ``None`` (unknown, malformed or expired)."""
         if not token or len(token) > 512:

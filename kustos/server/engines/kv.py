@@ -361,7 +361,11 @@ class KvEngine:
             blob = await self._cache.get(self._version_key(mount, path, version), bytes)
         if blob is None:
             raise DecryptionError()  # a live version without its ciphertext: storage was tampered with
-        plaintext = await self._barrier.decrypt(blob, context=self._context(mount, path, version))
+        ctx = self._context(mount, path, version)
+        try:
+            plaintext = self._barrier.decrypt_loaded(blob, context=ctx)
+        except DecryptionError:  # perhaps a KEK version another replica added: reload and retry once
+            plaintext = await self._barrier.decrypt(blob, context=ctx)
         if subkeys_depth is not None:
             value = orjson.loads(plaintext)
             if not isinstance(value, dict):

@@ -143,6 +143,22 @@ def test_swapping_wrapped_keys_between_rows_fails() -> None:
         ring.decrypt(a[:68] + b[68:], context=CTX)
 
 
+def test_a_remembered_result_answers_only_the_same_blob_object_in_the_same_context() -> None:
+    ring = Keyring.generate(now=T0)
+    blob = ring.encrypt(PLAINTEXT, context=CTX)
+    assert ring.decrypt(blob, context=CTX) == PLAINTEXT  # verified, and remembered
+    assert ring.decrypt(blob, context=CTX) == PLAINTEXT
+    with pytest.raises(DecryptionError):  # the same object elsewhere is still refused
+        ring.decrypt(blob, context=context("3f0c1b8e-mount", "app/other", 3))
+    copy = bytes(bytearray(blob))  # equal bytes, another object: verified on its own
+    assert copy is not blob and ring.decrypt(copy, context=CTX) == PLAINTEXT
+    damaged = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(DecryptionError):
+        ring.decrypt(damaged, context=CTX)
+    ring.forget_plaintexts()
+    assert ring.decrypt(blob, context=CTX) == PLAINTEXT
+
+
 def test_another_keyring_cannot_decrypt() -> None:
     blob = Keyring.generate(now=T0).encrypt(PLAINTEXT, context=CTX)
     with pytest.raises(DecryptionError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import orjson
 import pytest
 
 from kustos.crypto.envelope import Keyring, context
@@ -13,7 +14,7 @@ from kustos.keys.providers.local import LocalKeyProvider
 from kustos.keys.providers.shamir import ShamirKeyProvider
 from kustos.server.barrier import KEYRING_KEY, Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
-from kustos.server.mounts import MountTable
+from kustos.server.mounts import MOUNTS_KEY, MountEntry, MountTable
 from kustos.server.tokens import DEFAULT_TTL, MAX_TTL, TokenStore
 from kustos.store import SqliteBackend
 from tests.unit.server.conftest import FakeClock
@@ -263,6 +264,10 @@ async def test_mount_table(storage: SqliteBackend, clock: FakeClock) -> None:
     assert mounts.resolve("team/b/data/x") is None
     assert mounts.resolve("secrets/data/x") is None
 
+    resolved = mounts.resolve("team/a")
+    assert resolved == (team, "")
+    assert mounts.resolve("") is None and mounts.resolve("team") is None
+
     async with storage.transaction() as tx:
         await tx.put(f"{team.storage_prefix}meta/x", b"{}")
     reloaded = MountTable(storage=storage, clock=clock)
@@ -272,6 +277,17 @@ async def test_mount_table(storage: SqliteBackend, clock: FakeClock) -> None:
     assert removed == team
     assert await storage.get(f"{team.storage_prefix}meta/x") is None
     assert await reloaded.disable("team/a") is None
+
+    outer, inner = MountEntry(path="ops/", type="kv", uuid="u1", accessor="a1"), MountEntry(
+        path="ops/deep/", type="kv", uuid="u2", accessor="a2"
+    )
+    async with storage.transaction() as tx:
+        await tx.put(MOUNTS_KEY, orjson.dumps({"v": 1, "mounts": {m.path: m.to_doc() for m in (outer, inner)}}))
+    nested = MountTable(storage=storage, clock=clock)
+    await nested.load()
+    assert nested.resolve("ops/deep/data/x") == (inner, "data/x")
+    assert nested.resolve("ops/data/x") == (outer, "data/x")
+    assert nested.resolve("ops/deep") == (inner, "")
 
 
 # -- read cache -------------------------------------------------------------------------------
