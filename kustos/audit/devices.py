@@ -107,6 +107,10 @@ class AuditDevice(Protocol):
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
     ) -> str: ...
 
+    def log_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> str: ...
+
     def close(self) -> None: ...
 
 
@@ -265,7 +269,7 @@ class FileAuditDevice:
             line = canonical_json({**body, "hash": digest, "mac": self._hasher.chain_mac(digest)}) + b"\n"
         return self._write(digest, line)
 
-    def _write(self, digest: str, line: bytes) -> str:
+    def _write(self, digest: str, line: bytes, entries: int = 1) -> str:
         if self._fd is None:
             raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
         try:
@@ -282,7 +286,7 @@ class FileAuditDevice:
                 self._broken = f"audit file {str(self.path)!r} cannot be synced: {exc.strerror}"
                 raise AuditWriteError(self._broken) from None
         self.head = digest
-        self.seq += 1
+        self.seq += entries
         return digest
 
     def _chain_line(self, before: dict[str, Any], after: dict[str, Any]) -> tuple[str, bytes]:
@@ -315,39 +319,60 @@ class FileAuditDevice:
         error: str,
     ) -> str:
         with self._lock:
-            if self._fd is None:
-                raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
-            if self._broken is not None:
-                raise AuditWriteError(self._broken)
+            self._check_open()
             auth_part, request_part = self._call_parts(entry_type, auth, request)
-            # The entry's canonical JSON, built from its pieces in sorted key order: "auth",
-            # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
-            head = b'{"auth":' + auth_part + (b',"error":""' if not error else b',"error":' + canonical_json(error))
+            response_part = None
             if entry_type == "response":
                 response_part = self._response_part(response or AuditResponse(status=0))
-                middle = b',"response":' + response_part + b',"seq":'
-            else:
-                middle = b',"seq":'
-            epoch_clock = self._epoch_clock
-            if epoch_clock is not None:  # microseconds since the epoch; the text up to the second reused
-                now = round(epoch_clock() * 1_000_000)
-                second = now // 1_000_000
-                if second != self._second:
-                    self._second_bytes = format_time(datetime.fromtimestamp(second, UTC))[: -len(".000000Z")].encode()
-                    self._second = second
-                time_bytes = b"%s.%06dZ" % (self._second_bytes, now % 1_000_000)
-            else:
-                time_bytes = self._time_text().encode()
-            tail = b"".join((
-                b'"prev_hash":"', self.head.encode(), b'","request":', request_part, middle,
-                str(self.seq + 1).encode(), b',"time":"', time_bytes,
-                b'","type":"request"}' if entry_type == "request" else b'","type":"response"}',
-            ))
-            digest = CHAIN_PREFIX + hashlib.sha256(head + b"," + tail).hexdigest()
-            line = b"".join((
-                head, b',"hash":"', digest.encode(), b'","mac":"', self._hasher.chain_mac(digest).encode(), b'",', tail, b"\n"
-            ))
+            digest, line = self._entry_line(
+                entry_type, auth_part, request_part, response_part, error, self._time_bytes(), self.seq + 1, self.head
+            )
             return self._write(digest, line)
+
+    def _check_open(self) -> None:
+        if self._fd is None:
+            raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
+        if self._broken is not None:
+            raise AuditWriteError(self._broken)
+
+    def _entry_line(
+        self,
+        entry_type: EntryType,
+        auth_part: bytes,
+        request_part: bytes,
+        response_part: bytes | None,
+        error: str,
+        time_bytes: bytes,
+        seq: int,
+        prev_hash: str,
+    ) -> tuple[str, bytes]:
+        """The chain hash and the line of one entry, from its serialized parts."""
+        # The entry's canonical JSON, built from its pieces in sorted key order: "auth",
+        # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
+        head = b'{"auth":' + auth_part + (b',"error":""' if not error else b',"error":' + canonical_json(error))
+        middle = b',"seq":' if response_part is None else b',"response":' + response_part + b',"seq":'
+        tail = b"".join((
+            b'"prev_hash":"', prev_hash.encode(), b'","request":', request_part, middle,
+            str(seq).encode(), b',"time":"', time_bytes,
+            b'","type":"request"}' if entry_type == "request" else b'","type":"response"}',
+        ))
+        digest = CHAIN_PREFIX + hashlib.sha256(head + b"," + tail).hexdigest()
+        line = b"".join((
+            head, b',"hash":"', digest.encode(), b'","mac":"', self._hasher.chain_mac(digest).encode(), b'",', tail, b"\n"
+        ))
+        return digest, line
+
+    def _time_bytes(self) -> bytes:
+        """The ``time`` of an entry written now."""
+        epoch_clock = self._epoch_clock
+        if epoch_clock is None:
+            return self._time_text().encode()
+        now = round(epoch_clock() * 1_000_000)  # microseconds since the epoch; the text up to the second reused
+        second = now // 1_000_000
+        if second != self._second:
+            self._second_bytes = format_time(datetime.fromtimestamp(second, UTC))[: -len(".000000Z")].encode()
+            self._second = second
+        return b"%s.%06dZ" % (self._second_bytes, now % 1_000_000)
 
     def _response_part(self, response: AuditResponse) -> bytes:
         """The ``response`` part as canonical JSON.
@@ -391,9 +416,12 @@ class FileAuditDevice:
         return f"{self._second_text}.{utc.microsecond:06d}Z"
 
     def _call_parts(
-        self, entry_type: EntryType, auth: AuditAuth, request: AuditRequest
+        self, entry_type: EntryType | None, auth: AuditAuth, request: AuditRequest
     ) -> tuple[bytes, bytes]:
-        """The entry's ``auth`` and ``request`` as canonical JSON; a response entry reuses its request entry's."""
+        """The entry's ``auth`` and ``request`` as canonical JSON; a response entry reuses its request entry's.
+
+        ``entry_type`` ``None``: both entries of a call are written together (nothing kept).
+        """
         pending = self._pending
         if entry_type == "response":
             known = pending.pop(id(request), None)
@@ -431,6 +459,27 @@ class FileAuditDevice:
     ) -> str:
         """Append the response entry; return its chain hash. Raises :class:`AuditWriteError`."""
         return self._log("response", auth=auth, request=request, response=response, error=error)
+
+    def log_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> str:
+        """Append a call's request entry and response entry with one ``write(2)``; return the second's hash.
+
+        For calls that change nothing (reads): the answer is held back until
+        both entries are recorded. ``error`` goes to the response entry.
+        Raises :class:`AuditWriteError` (then neither entry is in the file).
+        """
+        with self._lock:
+            self._check_open()
+            auth_part, request_part = self._call_parts(None, auth, request)
+            time_bytes = self._time_bytes()
+            first, first_line = self._entry_line(
+                "request", auth_part, request_part, None, "", time_bytes, self.seq + 1, self.head
+            )
+            digest, second_line = self._entry_line(
+                "response", auth_part, request_part, self._response_part(response), error, time_bytes, self.seq + 2, first
+            )
+            return self._write(digest, first_line + second_line, entries=2)
 
     def hash_value(self, value: str) -> str:
         """The HMAC this device writes for ``value`` (``sys/audit-hash``)."""
@@ -525,6 +574,21 @@ class AuditBroker:
                     raise self._refuse([f"{name}: {exc}"]) from None
                 return 1
         return self._each(lambda d: d.log_response(auth=auth, request=request, response=response, error=error))
+
+    def log_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> int:
+        """Record a read's request and response entries together on every device (see
+        :meth:`FileAuditDevice.log_call`); return how many did. Raises if devices exist and none did."""
+        devices = self._devices
+        if len(devices) == 1:
+            for name, device in devices.items():
+                try:
+                    device.log_call(auth=auth, request=request, response=response, error=error)
+                except AuditWriteError as exc:
+                    raise self._refuse([f"{name}: {exc}"]) from None
+                return 1
+        return self._each(lambda d: d.log_call(auth=auth, request=request, response=response, error=error))
 
     def close(self) -> None:
         with self._lock:

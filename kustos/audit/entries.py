@@ -67,9 +67,14 @@ class AuditAuth:
     token_issue_time: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class AuditRequest:
-    """What was asked. ``data`` is the body (or query parameters); it will be HMAC'd."""
+    """What was asked. ``data`` is the body (or query parameters); it will be HMAC'd.
+
+    Not frozen (built on every audited call, and frozen dataclasses are slow to
+    build): a device keeps its serialized form from the request entry to the
+    response entry, so do not change it once logged.
+    """
 
     id: str
     operation: str
@@ -85,7 +90,7 @@ class AuditRequest:
     reason: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class AuditResponse:
     """What was answered. ``auth`` is set when the call created a token (a login)."""
 

@@ -232,8 +232,8 @@ class _Api:
                     reason=reason,
                     raw_token=Sensitive(token_text) if token_text else None,
                 )
-                if audit is not None:
-                    audit.request(call, mount)  # before anything happens; AuditWriteError refuses the call
+                if audit is not None:  # before anything happens; AuditWriteError refuses the call
+                    audit.request(call, mount, read_only=engine is not None and engine.read_only(method, rest))
                 if entry is not None and not entry.is_root:
                     await core.policies.refresh_if_stale()
                     problem = core.policies.parameter_problem(

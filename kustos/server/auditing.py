@@ -123,6 +123,9 @@ class _BrokenDevice:
     def log_response(self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = "") -> str:
         raise AuditWriteError(self._reason)
 
+    def log_call(self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = "") -> str:
+        raise AuditWriteError(self._reason)
+
     def close(self) -> None:
         return None
 
@@ -329,7 +332,9 @@ def _issued_auth(auth: Mapping[str, Any]) -> AuditAuth:
 class AuditCall:
     """The audit entries of one API call: the request entry before it runs, the response entry after."""
 
-    __slots__ = ("_auth", "_auths", "_broker", "_clock", "_method", "_path", "_remote", "_request", "_request_id")
+    __slots__ = (
+        "_auth", "_auths", "_broker", "_clock", "_deferred", "_method", "_path", "_remote", "_request", "_request_id",
+    )
 
     def __init__(
         self,
@@ -351,6 +356,7 @@ class AuditCall:
         self._clock = clock
         self._auth: AuditAuth | None = None
         self._request: AuditRequest | None = None
+        self._deferred = False
 
     def _describe(self, call: Call | None, mount: MountEntry | None) -> tuple[AuditAuth, AuditRequest]:
         data: Mapping[str, Any] | None = None
@@ -402,9 +408,18 @@ class AuditCall:
         self._auths[id(entry)] = (entry, ttl, token, auth)
         return auth
 
-    def request(self, call: Call, mount: MountEntry | None) -> None:
-        """Write the request entry; raises :class:`AuditWriteError` (refuse the request) if no device can."""
+    def request(self, call: Call, mount: MountEntry | None, *, read_only: bool = False) -> None:
+        """Write the request entry; raises :class:`AuditWriteError` (refuse the request) if no device can.
+
+        ``read_only``: the call changes nothing (a KV read), so its request entry
+        may wait and be written with the response entry, in one write, before
+        the answer leaves (:meth:`response`); if that fails the client gets 503
+        and has learnt nothing.
+        """
         self._auth, self._request = self._describe(call, mount)
+        if read_only:
+            self._deferred = True
+            return
         self._broker.log_request(auth=self._auth, request=self._request)
 
     def response(self, *, status: int, reply: object, body: bytes) -> tuple[int, bytes] | None:
@@ -436,7 +451,10 @@ class AuditCall:
                 mount_type=reply.mount_type if reply is not None else "",
                 warnings=tuple(reply.warnings or ()) if reply is not None else (),
             )
-            self._broker.log_response(auth=self._auth, request=self._request, response=response, error=error)
+            if self._deferred:
+                self._broker.log_call(auth=self._auth, request=self._request, response=response, error=error)
+            else:
+                self._broker.log_response(auth=self._auth, request=self._request, response=response, error=error)
         except AuditWriteError as exc:
             _log.error("audit response entry could not be written", extra={"request_id": self._request_id, "error": str(exc)})
             return 503, error_body(f"audit log unavailable: {exc}")

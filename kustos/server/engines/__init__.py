@@ -30,6 +30,10 @@ class Engine(Protocol):
         """The reply to one request under ``mount`` (an awaitable; errors may also be raised at once)."""
         ...
 
+    def read_only(self, method: str, rest: str) -> bool:
+        """Whether this request can change nothing (then its audit entries are written together)."""
+        ...
+
     def ciphertext_families(self, mount: MountEntry) -> list[CiphertextFamily]:
         """Where this mount stores ciphertexts (for rewrap and key-version checks)."""
         ...

@@ -66,6 +66,7 @@ _MAX_CUSTOM_KEY_LEN: Final = 128
 _MAX_CUSTOM_VALUE_LEN: Final = 512
 _MAX_REASON_LEN: Final = 512
 _OPERATIONS: Final = ("data", "metadata", "delete", "undelete", "destroy", "subkeys")
+_READ_METHODS: Final = frozenset({"GET", "HEAD", "LIST"})
 _ROUTES: Final = {operation: f"kv:{operation}" for operation in (*_OPERATIONS, "config")}
 
 Meta = dict[str, Any]
@@ -281,6 +282,11 @@ class KvEngine:
     def route(method: str, rest: str) -> str:
         """The route template for metrics and logs (never the secret path)."""
         return _ROUTES.get(rest.partition("/")[0], "kv:unknown")
+
+    @staticmethod
+    def read_only(method: str, rest: str) -> bool:
+        """Reads and lists change nothing (every write is a POST, PUT, PATCH or DELETE)."""
+        return method in _READ_METHODS
 
     def handle(self, call: Call, mount: MountEntry, rest: str) -> Awaitable[Reply]:
         """Answer one request under ``mount``; ``rest`` is the path inside the mount.

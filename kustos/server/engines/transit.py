@@ -235,6 +235,11 @@ class TransitEngine:
     # -- routing ------------------------------------------------------------------------------
 
     @staticmethod
+    def read_only(method: str, rest: str) -> bool:
+        """Conservatively no: transit's reads are rare, and every call is audited entry by entry."""
+        return False
+
+    @staticmethod
     def route(method: str, rest: str) -> str:
         """The route template for metrics and logs (never the key name)."""
         parts = rest.split("/")
