@@ -44,6 +44,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -443,6 +444,63 @@ async def _bench_target(
     return [baseline, read, write]
 
 
+async def _seed(label: str, port: int, token: str, *, audit: Path | None) -> None:
+    value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
+    seed = [Request("POST", f"/v1/secret/data/bench/k{i}", value) for i in range(KEYS)]
+    if audit is not None:
+        device = json.dumps({"type": "file", "options": {"file_path": str(audit)}}).encode()
+        seed.insert(0, Request("PUT", "/v1/sys/audit/file", device))
+    loaded = await _python_load(port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=len(seed))
+    if loaded.errors:
+        raise RuntimeError(f"{label}: {loaded.errors} set-up requests failed")
+
+
+async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
+    """Reads against two servers at once, unaudited and audited, measured in alternating rounds.
+
+    The two processes run side by side (only the one under load is busy);
+    each round measures both, in ABBA order, so a change in machine load
+    during the run hits both sides alike. The audit cost is taken from the
+    median of the per-round ratios.
+    """
+    reads = [Request("GET", f"/v1/secret/data/bench/k{i}") for i in range(KEYS)]
+    audit = bench.work / "audit-rounds.log"
+    ports = {"plain": _free_port(), "audited": _free_port()}
+    token = "hvs.bench-" + os.urandom(8).hex()
+    with contextlib.ExitStack() as stack:
+        pids: dict[str, int] = {}
+        for name, port in ports.items():
+            command = server_command(port=port, data_dir=bench.work / f"data-rounds-{name}", token=token, extra=bench.args.server_args.split())
+            process = stack.enter_context(_process(command, port, cwd=bench.work, log=bench.work / f"server-rounds-{name}.log"))
+            pids[name] = process.pid
+            await _seed(name, port, token, audit=audit if name == "audited" else None)
+        ratios: list[float] = []
+        cpu: dict[str, list[float]] = {"plain": [], "audited": []}
+        for index in range(rounds):
+            order = ("plain", "audited") if index % 2 == 0 else ("audited", "plain")
+            measured: dict[str, Result] = {}
+            for name in order:
+                measured[name] = await bench.load(f"kustos sqlite {name} read", pids[name], ports[name], reads, token, seconds=seconds)
+                cpu[name].append(measured[name].server_cpu_us)
+            ratio = measured["audited"].rate / measured["plain"].rate
+            ratios.append(ratio)
+            print(
+                f"audit round {index + 1}/{rounds}: plain {measured['plain'].rate:7.0f} req/s "
+                f"({measured['plain'].server_cpu_us:4.0f} µs cpu/req, p99 {measured['plain'].p99_ms:5.2f} ms)  "
+                f"audited {measured['audited'].rate:7.0f} req/s ({measured['audited'].server_cpu_us:4.0f} µs cpu/req, "
+                f"p99 {measured['audited'].p99_ms:5.2f} ms)  ratio {ratio:.1%}",
+                flush=True,
+            )
+        median = statistics.median(ratios)
+        print(
+            f"audit device, alternating rounds: sqlite read throughput {median:.1%} of unaudited "
+            f"(cost {1 - median:.1%}; median of {rounds} rounds, range {min(ratios):.1%}-{max(ratios):.1%}; "
+            f"server cpu/read median {statistics.median(cpu['plain']):.0f} µs plain, "
+            f"{statistics.median(cpu['audited']):.0f} µs audited)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--read-seconds", type=int, default=10, help="measured seconds of reads per target")
@@ -457,6 +515,14 @@ def main() -> None:
         "file audit device), postgresql",
     )
     parser.add_argument("--server-args", default="", help="extra arguments for every kustos server, space-separated")
+    parser.add_argument(
+        "--audit-rounds",
+        type=int,
+        default=6,
+        help="with sqlite-audit among the targets: alternating rounds of reads against an unaudited and an audited "
+        "server running side by side (0: skip)",
+    )
+    parser.add_argument("--round-seconds", type=int, default=5, help="measured seconds per server per audit round")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -497,6 +563,8 @@ async def _main(args: argparse.Namespace, wrk: str | None) -> None:
                     # each against its own bare baseline, so machine load between the two runs cancels out
                     share = (audited[index].rate / audited[0].rate) / (plain[index].rate / plain[0].rate)
                     print(f"audit device: sqlite {op} throughput {share:.1%} of unaudited (cost {1 - share:.1%})", flush=True)
+            if "sqlite-audit" in args.targets.split(",") and args.audit_rounds > 0:
+                await _audit_rounds(bench, args.audit_rounds, args.round_seconds)
     finally:
         load = os.getloadavg()
         print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)

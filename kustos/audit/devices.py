@@ -22,12 +22,14 @@ without ``hash`` and ``mac`` and splicing those two in (byte for byte what
 :func:`kustos.audit.hashing.canonical_json` gives for the whole entry). A
 call's ``auth`` and ``request`` parts are serialized once for both entries,
 a caller's ``auth`` part is kept while the same :class:`AuditAuth` object
-comes back, and HMAC'd response data is looked up by one HMAC of the data's
-JSON (bounded caches holding only HMAC'd text). Each entry is one
-``write(2)`` of one line with ``O_APPEND``, no user-space buffer, so a crash
-loses at most the line being written; with ``fsync=True`` each entry is also
-on disk before the call returns (about one disk flush per entry:
-milliseconds, not microseconds).
+comes back, and HMAC'd response data is looked up by a keyed BLAKE2b of the
+data's JSON (bounded caches holding only HMAC'd text and keyed hashes). Each
+entry is one ``write(2)`` of one line with ``O_APPEND``, no user-space
+buffer, so a crash loses at most the line being written; a call that changes
+nothing (a read) has its two entries written by one ``write(2)``
+(:meth:`FileAuditDevice.log_call`) before its answer is sent. With
+``fsync=True`` each write is also on disk before the call returns (about one
+disk flush per write: milliseconds, not microseconds).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import hashlib
 import os
 import secrets
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -200,8 +202,13 @@ class FileAuditDevice:
         self._pending: dict[int, tuple[AuditRequest, AuditAuth, bytes, bytes]] = {}
         # The auth part of recent callers (an AuditAuth is reused for a token's calls): its JSON and token HMAC.
         self._auths: dict[int, tuple[AuditAuth, bytes, str]] = {}
-        # HMAC'd response data (canonical JSON) by the HMAC of the data's JSON (see _response_part).
-        self._hashed_data: dict[str, bytes] = {}
+        # HMAC'd response data (canonical JSON) by a keyed BLAKE2b of the data's JSON (see _response_part);
+        # the key is random per device and never leaves memory, so the cache keys reveal nothing either.
+        self._hashed_data: dict[bytes, bytes] = {}
+        self._data_key = secrets.token_bytes(32)
+        # The first bytes of an entry without an error ({"auth":<part>,"error":"",) by its auth part,
+        # and the SHA-256 state after them: a caller's entries hash only what follows.
+        self._heads: dict[int, tuple[bytes, bytes, Any]] = {}
         try:
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError as exc:
@@ -267,16 +274,17 @@ class FileAuditDevice:
         else:  # a key sorts between "hash" and "mac": the plain way
             digest = entry_hash(body)
             line = canonical_json({**body, "hash": digest, "mac": self._hasher.chain_mac(digest)}) + b"\n"
-        return self._write(digest, line)
+        return self._write(digest, (line,))
 
-    def _write(self, digest: str, line: bytes, entries: int = 1) -> str:
+    def _write(self, digest: str, pieces: Sequence[bytes], entries: int = 1) -> str:
+        """Append ``pieces`` (whole lines, ``entries`` of them) with one ``writev(2)``."""
         if self._fd is None:
             raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
         try:
-            written = os.write(self._fd, line)
+            written = os.write(self._fd, b"".join(pieces))
         except OSError as exc:
             raise AuditWriteError(f"audit file {str(self.path)!r} cannot be written: {exc.strerror}") from None
-        if written != len(line):
+        if written != sum(map(len, pieces)):
             self._remove_partial(self._fd, written)
             raise AuditWriteError(f"audit file {str(self.path)!r} cannot be written: short write (disk full?)")
         if self._fsync:
@@ -345,22 +353,31 @@ class FileAuditDevice:
         time_bytes: bytes,
         seq: int,
         prev_hash: str,
-    ) -> tuple[str, bytes]:
-        """The chain hash and the line of one entry, from its serialized parts."""
+    ) -> tuple[str, tuple[bytes, bytes, bytes]]:
+        """The chain hash and the line of one entry (in three pieces), from its serialized parts."""
         # The entry's canonical JSON, built from its pieces in sorted key order: "auth",
         # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
-        head = b'{"auth":' + auth_part + (b',"error":""' if not error else b',"error":' + canonical_json(error))
+        if error:
+            head = b'{"auth":' + auth_part + b',"error":' + canonical_json(error)
+            state = hashlib.sha256(head + b",")
+        else:
+            known = self._heads.get(id(auth_part))
+            if known is None or known[0] is not auth_part:
+                head = b'{"auth":' + auth_part + b',"error":""'
+                if len(self._heads) >= _PENDING_LIMIT:
+                    self._heads.clear()
+                self._heads[id(auth_part)] = known = (auth_part, head, hashlib.sha256(head + b","))
+            head, state = known[1], known[2].copy()
         middle = b',"seq":' if response_part is None else b',"response":' + response_part + b',"seq":'
         tail = b"".join((
             b'"prev_hash":"', prev_hash.encode(), b'","request":', request_part, middle,
             str(seq).encode(), b',"time":"', time_bytes,
-            b'","type":"request"}' if entry_type == "request" else b'","type":"response"}',
+            b'","type":"request"}\n' if entry_type == "request" else b'","type":"response"}\n',
         ))
-        digest = CHAIN_PREFIX + hashlib.sha256(head + b"," + tail).hexdigest()
-        line = b"".join((
-            head, b',"hash":"', digest.encode(), b'","mac":"', self._hasher.chain_mac(digest).encode(), b'",', tail, b"\n"
-        ))
-        return digest, line
+        state.update(tail[:-1])
+        digest = CHAIN_PREFIX + state.hexdigest()
+        chain = b',"hash":"' + digest.encode() + b'","mac":"' + self._hasher.chain_mac(digest).encode() + b'",'
+        return digest, (head, chain, tail)
 
     def _time_bytes(self) -> bytes:
         """The ``time`` of an entry written now."""
@@ -377,10 +394,10 @@ class FileAuditDevice:
     def _response_part(self, response: AuditResponse) -> bytes:
         """The ``response`` part as canonical JSON.
 
-        Its ``data`` HMAC'd is looked up by one HMAC of the data's JSON (the
-        same secret read again gives the same bytes): one HMAC per response
-        instead of one per value, plus a decode and a walk. The cache holds
-        only HMAC'd text, never a value.
+        Its ``data`` HMAC'd is looked up by a keyed BLAKE2b of the data's JSON
+        (the same secret read again gives the same bytes): one short hash per
+        response instead of one HMAC per value, plus a decode and a walk. The
+        cache holds only HMAC'd text and keyed hashes, never a value.
         """
         data = response.data
         if data is None or response.auth is not None:
@@ -389,7 +406,7 @@ class FileAuditDevice:
             raw = orjson.dumps(data, option=_PLAIN_JSON)
         except TypeError:  # not plain JSON (Sensitive, datetime, str subclass, ...): the walk handles it
             return canonical_json(format_response(self._hasher, response, self._clear_response))
-        mac = self._hasher.value(raw)
+        mac = hashlib.blake2b(raw, key=self._data_key, digest_size=16).digest()
         hashed = self._hashed_data.get(mac)
         if hashed is None:
             hashed = canonical_json(self._hasher.structure(data, self._clear_response))
