@@ -189,8 +189,10 @@ class _Api:
             audit_reply: Any = None
             auditing = core.audit
             try:
-                if auditing.active or auditing.needs_load:
+                if auditing.needs_load:
                     audit = await auditing.begin(scope=scope, request_id=request_id, method=method, path=path)
+                elif auditing.active:
+                    audit = auditing.start(scope=scope, request_id=request_id, method=method, path=path)
                 unauthenticated = False
                 heads = self._api_heads
                 for api in apis if heads is None or path.partition("/")[0] in heads else ():

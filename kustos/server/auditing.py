@@ -275,6 +275,10 @@ class Auditing:
         """An :class:`AuditCall` for this request, or ``None`` when nothing is audited."""
         if self.needs_load:
             await self.load()
+        return self.start(scope=scope, request_id=request_id, method=method, path=path)
+
+    def start(self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str) -> AuditCall | None:
+        """:meth:`begin` once the devices are loaded (``needs_load`` is false): no coroutine on the hot path."""
         if not self.active or path.rstrip("/") in UNAUDITED:
             return None
         client = scope.get("client")
