@@ -24,12 +24,18 @@ falls back to a Python client (asyncio streams, pre-built requests), whose
 figures are lower and noisier. ``--client wrk`` insists on wrk and, as root
 with apt-get available, installs it.
 
+With ``sqlite-audit`` among the targets it then measures the audit cost again
+in ``--audit-rounds`` alternating rounds: an unaudited and an audited server
+side by side, loaded in ABBA order, the cost taken from the median of the
+per-round throughput ratios (a shared host's changing load hits both alike).
+
 Per target it prints requests/s, p50/p99 latency, the ratio to the bare app,
 the server's CPU time per request (from ``/proc``; independent of the
 client), the server's RSS and peak RSS, and the client's CPU share.
 
 Usage: ``.venv/bin/python bench/kv.py [--read-seconds 10] [--write-seconds 5] [--concurrency 32]
-[--targets sqlite,sqlite-audit,postgresql] [--client auto|wrk|python] [--server-args ...]``
+[--targets sqlite,sqlite-audit,postgresql] [--client auto|wrk|python] [--server-args ...]
+[--audit-rounds 6] [--round-seconds 5]``
 (``--serve-bare PORT`` is how it starts the baseline process.)
 """
 
