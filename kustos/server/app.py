@@ -211,7 +211,7 @@ class _Api:
                 validate_api_path(path)
                 if wrap_requested:
                     raise InvalidRequestError("response wrapping (X-Vault-Wrap-TTL) is not supported by this server")
-                if not unauthenticated and (core.barrier.sealed or not core.barrier.initialized):
+                if not unauthenticated and not core.barrier.serving:
                     raise SealedError()
                 entry = None
                 if token_text and not unauthenticated:
@@ -278,7 +278,7 @@ class _Api:
                 if refused is not None:
                     (status, body), stream = refused, None
         if stream is not None and core is not None:
-            core.metrics.observe_request(route=route, method=method, status=status, seconds=_perf_counter() - started)
+            core.metrics.observe_request(route, method, status, _perf_counter() - started)
             await _send_stream(stream, request_id=request_id, receive=receive, send=send)
             return
         headers = [
@@ -292,7 +292,7 @@ class _Api:
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" or status == 204 else body})
         elapsed = _perf_counter() - started
         if core is not None:
-            core.metrics.observe_request(route=route, method=method, status=status, seconds=elapsed)
+            core.metrics.observe_request(route, method, status, elapsed)
         if self._access_log:
             _log.info(
                 "request",

@@ -135,6 +135,11 @@ class Barrier:
         return self._keyring is None
 
     @property
+    def serving(self) -> bool:
+        """Initialized and unsealed: data paths may be served."""
+        return self._keyring is not None and self._initialized
+
+    @property
     def seal_type(self) -> str:
         return self._provider.name
 

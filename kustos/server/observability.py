@@ -16,7 +16,7 @@ import bisect
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Final, TextIO
 
 import orjson
@@ -90,6 +90,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._requests = _RequestStats()
         self.registry.register(self._requests)
+        self.observe_request: Callable[[str, str, int, float], None] = self._requests.observe
+        """Count one answered request and record how long it took: ``(route, method, status, seconds)``."""
         self._sealed = Gauge(
             "kustos_sealed",
             "1 while the server is sealed (or not initialized), 0 when it serves data.",
@@ -110,10 +112,6 @@ class Metrics:
             registry=self.registry,
         )
         self._sealed.set(1)
-
-    def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered request and record how long it took."""
-        self._requests.observe(route, method, status, seconds)
 
     def set_seal_state(self, *, initialized: bool, sealed: bool) -> None:
         self._initialized.set(1 if initialized else 0)
