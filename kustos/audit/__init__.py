@@ -18,6 +18,7 @@ from kustos.audit.devices import (
     AuditDevice,
     AuditWriteError,
     FileAuditDevice,
+    StagedBatch,
     generate_hmac_key,
 )
 from kustos.audit.entries import AuditAuth, AuditRequest, AuditResponse, format_entry
@@ -44,6 +45,7 @@ __all__ = [
     "AuditResponse",
     "AuditWriteError",
     "FileAuditDevice",
+    "StagedBatch",
     "VerifyResult",
     "access_map",
     "format_entry",

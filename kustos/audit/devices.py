@@ -27,7 +27,9 @@ data's JSON (bounded caches holding only HMAC'd text and keyed hashes). Each
 entry is one ``write(2)`` of one line with ``O_APPEND``, no user-space
 buffer, so a crash loses at most the line being written; a call that changes
 nothing (a read) has its two entries written by one ``write(2)``
-(:meth:`FileAuditDevice.log_call`) before its answer is sent. With
+(:meth:`FileAuditDevice.log_call`) before its answer is sent, or staged
+(:meth:`FileAuditDevice.stage_call`) so that the reads of one event-loop turn
+share one ``write(2)`` (:meth:`FileAuditDevice.flush`). With
 ``fsync=True`` each write is also on disk before the call returns (about one
 disk flush per write: milliseconds, not microseconds).
 """
@@ -71,6 +73,7 @@ __all__ = [
     "AuditDevice",
     "AuditWriteError",
     "FileAuditDevice",
+    "StagedBatch",
     "generate_hmac_key",
 ]
 
@@ -112,6 +115,12 @@ class AuditDevice(Protocol):
     def log_call(
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
     ) -> str: ...
+
+    def stage_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> StagedBatch: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -156,6 +165,24 @@ def _parse_chained(line: bytes) -> dict[str, Any] | None:
     if canonical_json(entry) + b"\n" != line or entry_hash(entry) != entry["hash"]:
         return None
     return entry
+
+
+class StagedBatch:
+    """Entries staged on a device (:meth:`FileAuditDevice.stage_call`) until its next flush.
+
+    After the flush, ``written`` says whether they are in the file; if not,
+    ``error`` says why (and none of them is).
+    """
+
+    __slots__ = ("entries", "error", "head", "pieces", "seq", "written")
+
+    def __init__(self, head: str, seq: int) -> None:
+        self.pieces: list[bytes] = []
+        self.entries = 0
+        self.head = head  # the chain tip after the staged entries
+        self.seq = seq
+        self.written = False
+        self.error: str | None = None
 
 
 class FileAuditDevice:
@@ -218,6 +245,7 @@ class FileAuditDevice:
         except BaseException:
             self.close()
             raise
+        self._batch = StagedBatch(self.head, self.seq)
 
     # --- opening -----------------------------------------------------------------------------
 
@@ -261,6 +289,8 @@ class FileAuditDevice:
     # --- writing -----------------------------------------------------------------------------
 
     def _append(self, body: dict[str, Any]) -> str:
+        if getattr(self, "_batch", None) is not None:
+            self._flush_locked()
         if self._fd is None:
             raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
         if self._broken is not None:
@@ -327,6 +357,7 @@ class FileAuditDevice:
         error: str,
     ) -> str:
         with self._lock:
+            self._flush_locked()
             self._check_open()
             auth_part, request_part = self._call_parts(entry_type, auth, request)
             response_part = None
@@ -487,24 +518,71 @@ class FileAuditDevice:
         Raises :class:`AuditWriteError` (then neither entry is in the file).
         """
         with self._lock:
-            self._check_open()
-            auth_part, request_part = self._call_parts(None, auth, request)
-            time_bytes = self._time_bytes()
-            first, first_line = self._entry_line(
-                "request", auth_part, request_part, None, "", time_bytes, self.seq + 1, self.head
-            )
-            digest, second_line = self._entry_line(
-                "response", auth_part, request_part, self._response_part(response), error, time_bytes, self.seq + 2, first
-            )
-            return self._write(digest, first_line + second_line, entries=2)
+            batch = self._stage_locked(auth, request, response, error)
+            self._flush_locked()
+            if not batch.written:
+                raise AuditWriteError(batch.error or f"audit file {str(self.path)!r} cannot be written")
+            return self.head
+
+    def stage_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> StagedBatch:
+        """Build a read's two entries (as :meth:`log_call`) and keep them for the next :meth:`flush`.
+
+        Calls staged together reach the file with one ``write(2)``. The caller
+        must not answer before the flush, and then only if the returned
+        batch's ``written`` is true. Raises :class:`AuditWriteError` if the
+        device is closed or broken.
+        """
+        with self._lock:
+            return self._stage_locked(auth, request, response, error)
+
+    def flush(self) -> None:
+        """Write every staged entry with one ``write(2)``; the batch records whether that worked."""
+        with self._lock:
+            self._flush_locked()
+
+    def _stage_locked(
+        self, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str
+    ) -> StagedBatch:
+        self._check_open()
+        batch = self._batch
+        if not batch.entries:  # entries written since the last flush moved the chain on
+            batch.head, batch.seq = self.head, self.seq
+        auth_part, request_part = self._call_parts(None, auth, request)
+        time_bytes = self._time_bytes()
+        first, first_line = self._entry_line(
+            "request", auth_part, request_part, None, "", time_bytes, batch.seq + 1, batch.head
+        )
+        digest, second_line = self._entry_line(
+            "response", auth_part, request_part, self._response_part(response), error, time_bytes, batch.seq + 2, first
+        )
+        batch.pieces += first_line
+        batch.pieces += second_line
+        batch.entries += 2
+        batch.head, batch.seq = digest, batch.seq + 2
+        return batch
+
+    def _flush_locked(self) -> None:
+        batch = self._batch
+        if not batch.entries:
+            return
+        try:
+            self._write(batch.head, batch.pieces, entries=batch.entries)
+            batch.written = True
+        except AuditWriteError as exc:  # none of them is in the file; the chain goes on from what is
+            batch.error = str(exc)
+        self._batch = StagedBatch(self.head, self.seq)
 
     def hash_value(self, value: str) -> str:
         """The HMAC this device writes for ``value`` (``sys/audit-hash``)."""
         return self._hasher.value(value)
 
     def close(self) -> None:
-        """Close the file; later writes raise :class:`AuditWriteError`."""
+        """Close the file (staged entries are written first); later writes raise :class:`AuditWriteError`."""
         with self._lock:
+            if getattr(self, "_batch", None) is not None:
+                self._flush_locked()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -606,6 +684,36 @@ class AuditBroker:
                     raise self._refuse([f"{name}: {exc}"]) from None
                 return 1
         return self._each(lambda d: d.log_call(auth=auth, request=request, response=response, error=error))
+
+    def stage_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> list[tuple[str, StagedBatch]]:
+        """Stage a read's two entries on every device (see :meth:`FileAuditDevice.stage_call`).
+
+        Raises :class:`AuditWriteError` if devices exist and none could stage
+        them. After :meth:`flush`, :meth:`check_staged` says whether any
+        device wrote them.
+        """
+        staged: list[tuple[str, StagedBatch]] = []
+        failures: list[str] = []
+        for name, device in list(self._devices.items()):
+            try:
+                staged.append((name, device.stage_call(auth=auth, request=request, response=response, error=error)))
+            except AuditWriteError as exc:
+                failures.append(f"{name}: {exc}")
+        if not staged and (failures or self._devices):
+            raise self._refuse(failures)
+        return staged
+
+    def flush(self) -> None:
+        """Write what every device has staged (each with one ``write(2)``)."""
+        for device in list(self._devices.values()):
+            device.flush()
+
+    def check_staged(self, staged: list[tuple[str, StagedBatch]]) -> None:
+        """Raise :class:`AuditWriteError` unless at least one device wrote its staged entries."""
+        if staged and not any(batch.written for _, batch in staged):
+            raise self._refuse([f"{name}: {batch.error or 'not written'}" for name, batch in staged])
 
     def close(self) -> None:
         with self._lock:

@@ -275,6 +275,8 @@ class _Api:
                 )
             if audit is not None:
                 refused = audit.response(status=status, reply=audit_reply, body=body)
+                if refused is None and audit.staged is not None:  # a read: its entries go out with others'
+                    refused = await core.audit.flushed(audit)
                 if refused is not None:
                     (status, body), stream = refused, None
         if stream is not None and core is not None:

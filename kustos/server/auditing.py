@@ -24,6 +24,7 @@ fails, so the server refuses requests instead of running unaudited.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hmac
@@ -44,6 +45,7 @@ from kustos.audit import (
     AuditResponse,
     AuditWriteError,
     FileAuditDevice,
+    StagedBatch,
     generate_hmac_key,
 )
 from kustos.crypto.envelope import context
@@ -126,6 +128,14 @@ class _BrokenDevice:
     def log_call(self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = "") -> str:
         raise AuditWriteError(self._reason)
 
+    def stage_call(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> StagedBatch:
+        raise AuditWriteError(self._reason)
+
+    def flush(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -164,6 +174,7 @@ class Auditing:
         self.needs_load = True
         self.active = False
         """True when at least one device is enabled (then every API call is recorded)."""
+        self._flush: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._auths: dict[int, tuple[TokenEntry, int, Sensitive[str] | None, AuditAuth]] = {}
         """The AuditAuth last built per token entry (the token store hands out the same entry object for a
         while): the device then reuses that caller's serialized auth part and token HMAC."""
@@ -277,6 +288,29 @@ class Auditing:
             await self.load()
         return self.start(scope=scope, request_id=request_id, method=method, path=path)
 
+    async def flushed(self, call: AuditCall) -> tuple[int, bytes] | None:
+        """Wait until the entries ``call`` staged are written (with those of every read staged
+        in the same turn of the event loop); ``None``, or the 503 answer to send instead."""
+        loop = asyncio.get_running_loop()
+        pending = self._flush
+        if pending is None or pending[0] is not loop:
+            future = loop.create_future()
+            self._flush = pending = (loop, future)
+            loop.call_soon(self._flush_staged, future)
+        await asyncio.shield(pending[1])
+        return call.written()
+
+    def _flush_staged(self, future: asyncio.Future[None]) -> None:
+        if self._flush is not None and self._flush[1] is future:
+            self._flush = None
+        try:
+            self.broker.flush()
+        except Exception:  # a batch that was not written says so; the calls waiting on it get 503
+            _log.exception("audit flush failed")
+        finally:
+            if not future.done():
+                future.set_result(None)
+
     def start(self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str) -> AuditCall | None:
         """:meth:`begin` once the devices are loaded (``needs_load`` is false): no coroutine on the hot path."""
         if not self.active or path.rstrip("/") in UNAUDITED:
@@ -338,6 +372,7 @@ class AuditCall:
 
     __slots__ = (
         "_auth", "_auths", "_broker", "_clock", "_deferred", "_method", "_path", "_remote", "_request", "_request_id",
+        "staged",
     )
 
     def __init__(
@@ -361,6 +396,8 @@ class AuditCall:
         self._auth: AuditAuth | None = None
         self._request: AuditRequest | None = None
         self._deferred = False
+        self.staged: list[tuple[str, StagedBatch]] | None = None
+        """A read's entries, staged by :meth:`response`: the answer waits for :meth:`Auditing.flushed`."""
 
     def _describe(self, call: Call | None, mount: MountEntry | None) -> tuple[AuditAuth, AuditRequest]:
         data: Mapping[str, Any] | None = None
@@ -412,13 +449,24 @@ class AuditCall:
         self._auths[id(entry)] = (entry, ttl, token, auth)
         return auth
 
+    def written(self) -> tuple[int, bytes] | None:
+        """After the flush of staged entries: ``None`` if a device wrote them, else the 503 answer to send."""
+        try:
+            self._broker.check_staged(self.staged or [])
+        except AuditWriteError as exc:
+            _log.error("audit entries could not be written", extra={"request_id": self._request_id, "error": str(exc)})
+            return 503, error_body(f"audit log unavailable: {exc}")
+        return None
+
     def request(self, call: Call, mount: MountEntry | None, *, read_only: bool = False) -> None:
         """Write the request entry; raises :class:`AuditWriteError` (refuse the request) if no device can.
 
         ``read_only``: the call changes nothing (a KV read), so its request entry
-        may wait and be written with the response entry, in one write, before
-        the answer leaves (:meth:`response`); if that fails the client gets 503
-        and has learnt nothing.
+        may wait and be written with the response entry before the answer
+        leaves: :meth:`response` stages both, and the reads staged during one
+        turn of the event loop reach each file with one write
+        (:meth:`Auditing.flushed`); if that fails the client gets 503 and has
+        learnt nothing.
         """
         self._auth, self._request = self._describe(call, mount)
         if read_only:
@@ -456,7 +504,7 @@ class AuditCall:
                 warnings=tuple(reply.warnings or ()) if reply is not None else (),
             )
             if self._deferred:
-                self._broker.log_call(auth=self._auth, request=self._request, response=response, error=error)
+                self.staged = self._broker.stage_call(auth=self._auth, request=self._request, response=response, error=error)
             else:
                 self._broker.log_response(auth=self._auth, request=self._request, response=response, error=error)
         except AuditWriteError as exc:

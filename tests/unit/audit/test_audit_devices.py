@@ -359,3 +359,80 @@ def test_generated_keys_are_random_and_masked() -> None:
     first, second = generate_hmac_key(), generate_hmac_key()
     assert len(first.reveal()) == 32 and first != second
     assert "Sensitive(<redacted>)" == repr(first)
+
+
+def test_staged_reads_reach_the_file_together_and_keep_the_chain(tmp_path: Path, key: Sensitive[bytes]) -> None:
+    path = tmp_path / "audit.log"
+    device = FileAuditDevice(path, hmac_key=key)
+    broker = AuditBroker({"file/": device})
+    auth = AuditAuth(display_name="reader")
+    response = AuditResponse(status=200, data={"data": {"password": "s3cret"}})
+
+    def request(i: int) -> AuditRequest:
+        return AuditRequest(id=f"r{i}", operation="read", path=f"secret/data/app{i}")
+
+    first = broker.stage_call(auth=auth, request=request(1), response=response)
+    second = broker.stage_call(auth=auth, request=request(2), response=response)
+    assert len(path.read_bytes().splitlines()) == 1  # only the genesis entry so far: nothing answered yet
+    assert not first[0][1].written
+    broker.flush()
+    broker.check_staged(first)
+    broker.check_staged(second)
+    # a write logged directly while reads are staged goes after them, on the same chain
+    third = broker.stage_call(auth=auth, request=request(3), response=response)
+    broker.log_request(auth=auth, request=AuditRequest(id="w1", operation="update", path="secret/data/app"))
+    assert third[0][1].written
+    broker.flush()  # nothing left: a no-op
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [(e["type"], e["request"]["id"]) for e in lines[1:]] == [
+        ("request", "r1"), ("response", "r1"), ("request", "r2"), ("response", "r2"),
+        ("request", "r3"), ("response", "r3"), ("request", "w1"),
+    ]
+    assert b"s3cret" not in path.read_bytes()
+    result = verify_file(path)
+    assert result.ok and result.entries == 8, result
+    device.close()
+    with pytest.raises(AuditWriteError, match="no audit device could record"):
+        broker.stage_call(auth=auth, request=request(4), response=response)
+
+
+_FULL_DISK_STAGED_SCRIPT = """
+import resource, signal, sys
+from kustos.audit import AuditAuth, AuditBroker, AuditRequest, AuditResponse, AuditWriteError, FileAuditDevice
+from kustos.sensitive import Sensitive
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+device = FileAuditDevice(sys.argv[1], hmac_key=Sensitive(bytes(32)))
+broker = AuditBroker({"file/": device})
+size = __import__("os").path.getsize(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 5000, size + 5000))
+answered = 0
+for batch in range(20):
+    staged = [
+        broker.stage_call(auth=AuditAuth(), request=AuditRequest(id=f"{batch}-{i}", operation="read", path="secret/data/x"),
+                          response=AuditResponse(status=200, data={"v": "x"}))
+        for i in range(3)
+    ]
+    broker.flush()
+    try:
+        for s in staged:
+            broker.check_staged(s)
+        answered += len(staged)
+    except AuditWriteError as exc:
+        print("refused after", answered, "|", exc)
+        break
+"""
+
+
+def test_a_failed_flush_refuses_every_staged_read_and_keeps_the_file_valid(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_STAGED_SCRIPT, str(path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = done.stdout
+    assert out.startswith("refused after"), done.stdout + done.stderr
+    answered = int(out.split()[2])
+    assert answered % 3 == 0 and answered < 60
+    assert "no audit device could record the request" in out
+    result = verify_file(path)  # the failed batch was cut off whole: every answered read is there, nothing else
+    assert result.ok, result
+    assert result.entries == 1 + 2 * answered
