@@ -430,13 +430,7 @@ async def _bench_target(
     bench: Bench, label: str, pid: int, port: int, token: str, bare: Callable[[], Awaitable[Result]], *, audit: Path | None
 ) -> list[Result]:
     value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
-    seed = [Request("POST", f"/v1/secret/data/bench/k{i}", value) for i in range(KEYS)]
-    if audit is not None:  # a file audit device (no fsync), as an operator enables it
-        device = json.dumps({"type": "file", "options": {"file_path": str(audit)}}).encode()
-        seed.insert(0, Request("PUT", "/v1/sys/audit/file", device))
-    loaded = await _python_load(port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=len(seed))
-    if loaded.errors:
-        raise RuntimeError(f"{label}: {loaded.errors} set-up requests failed")
+    await _seed(label, port, token, audit=audit)
     reads = [Request("GET", f"/v1/secret/data/bench/k{i}") for i in range(KEYS)]
     writes = [Request("POST", f"/v1/secret/data/bench/w{i}", value) for i in range(KEYS)]
     baseline = await bare()
@@ -451,6 +445,7 @@ async def _bench_target(
 
 
 async def _seed(label: str, port: int, token: str, *, audit: Path | None) -> None:
+    """Write the benchmark's secrets; first enable a file audit device (no fsync) at ``audit``, if given."""
     value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
     seed = [Request("POST", f"/v1/secret/data/bench/k{i}", value) for i in range(KEYS)]
     if audit is not None:

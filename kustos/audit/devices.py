@@ -26,10 +26,9 @@ comes back, and HMAC'd response data is looked up by a keyed BLAKE2b of the
 data's JSON (bounded caches holding only HMAC'd text and keyed hashes). Each
 entry is one ``write(2)`` of one line with ``O_APPEND``, no user-space
 buffer, so a crash loses at most the line being written; a call that changes
-nothing (a read) has its two entries written by one ``write(2)``
-(:meth:`FileAuditDevice.log_call`) before its answer is sent, or staged
-(:meth:`FileAuditDevice.stage_call`) so that the reads of one event-loop turn
-share one ``write(2)`` (:meth:`FileAuditDevice.flush`). With
+nothing (a read) has its two entries staged (:meth:`FileAuditDevice.stage_call`)
+so that the reads of one event-loop turn share one ``write(2)``
+(:meth:`FileAuditDevice.flush`), before their answers are sent. With
 ``fsync=True`` each write is also on disk before the call returns (about one
 disk flush per write: milliseconds, not microseconds).
 """
@@ -109,10 +108,6 @@ class AuditDevice(Protocol):
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str: ...
 
     def log_response(
-        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
-    ) -> str: ...
-
-    def log_call(
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
     ) -> str: ...
 
@@ -240,12 +235,12 @@ class FileAuditDevice:
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError as exc:
             raise AuditWriteError(f"audit file {str(self.path)!r} cannot be opened: {exc.strerror}") from None
+        self._batch = StagedBatch("", -1)  # empty; staging takes the chain tip from head and seq
         try:
             self._resume(random)
         except BaseException:
             self.close()
             raise
-        self._batch = StagedBatch(self.head, self.seq)
 
     # --- opening -----------------------------------------------------------------------------
 
@@ -289,8 +284,7 @@ class FileAuditDevice:
     # --- writing -----------------------------------------------------------------------------
 
     def _append(self, body: dict[str, Any]) -> str:
-        if getattr(self, "_batch", None) is not None:
-            self._flush_locked()
+        self._flush_locked()
         if self._fd is None:
             raise AuditWriteError(f"audit file {str(self.path)!r} is closed")
         if self._broken is not None:
@@ -508,26 +502,11 @@ class FileAuditDevice:
         """Append the response entry; return its chain hash. Raises :class:`AuditWriteError`."""
         return self._log("response", auth=auth, request=request, response=response, error=error)
 
-    def log_call(
-        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
-    ) -> str:
-        """Append a call's request entry and response entry with one ``write(2)``; return the second's hash.
-
-        For calls that change nothing (reads): the answer is held back until
-        both entries are recorded. ``error`` goes to the response entry.
-        Raises :class:`AuditWriteError` (then neither entry is in the file).
-        """
-        with self._lock:
-            batch = self._stage_locked(auth, request, response, error)
-            self._flush_locked()
-            if not batch.written:
-                raise AuditWriteError(batch.error or f"audit file {str(self.path)!r} cannot be written")
-            return self.head
-
     def stage_call(
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
     ) -> StagedBatch:
-        """Build a read's two entries (as :meth:`log_call`) and keep them for the next :meth:`flush`.
+        """Build the request and the response entry of a call that changed nothing (a read) and keep
+        them for the next :meth:`flush`; ``error`` goes to the response entry.
 
         Calls staged together reach the file with one ``write(2)``. The caller
         must not answer before the flush, and then only if the returned
@@ -581,8 +560,7 @@ class FileAuditDevice:
     def close(self) -> None:
         """Close the file (staged entries are written first); later writes raise :class:`AuditWriteError`."""
         with self._lock:
-            if getattr(self, "_batch", None) is not None:
-                self._flush_locked()
+            self._flush_locked()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -669,21 +647,6 @@ class AuditBroker:
                     raise self._refuse([f"{name}: {exc}"]) from None
                 return 1
         return self._each(lambda d: d.log_response(auth=auth, request=request, response=response, error=error))
-
-    def log_call(
-        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
-    ) -> int:
-        """Record a read's request and response entries together on every device (see
-        :meth:`FileAuditDevice.log_call`); return how many did. Raises if devices exist and none did."""
-        devices = self._devices
-        if len(devices) == 1:
-            for name, device in devices.items():
-                try:
-                    device.log_call(auth=auth, request=request, response=response, error=error)
-                except AuditWriteError as exc:
-                    raise self._refuse([f"{name}: {exc}"]) from None
-                return 1
-        return self._each(lambda d: d.log_call(auth=auth, request=request, response=response, error=error))
 
     def stage_call(
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""

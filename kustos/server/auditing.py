@@ -125,9 +125,6 @@ class _BrokenDevice:
     def log_response(self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = "") -> str:
         raise AuditWriteError(self._reason)
 
-    def log_call(self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = "") -> str:
-        raise AuditWriteError(self._reason)
-
     def stage_call(
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
     ) -> StagedBatch:

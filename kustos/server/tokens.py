@@ -61,12 +61,11 @@ _PARENT_PREFIX: Final = "auth/token/parent/"
 _CUSTOM_ID: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,256}")
 _DISPLAY_UNSAFE: Final = re.compile(r"[^a-z0-9-]+")
 _CACHE_LIMIT: Final = 10_000
-_sha256: Final = hashlib.sha256
 
 
 def hash_token(token: str) -> str:
     """Hex SHA-256 of the token: its storage name."""
-    return _sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -245,7 +244,7 @@ class TokenStore:
         """
         if not token or len(token) > 512:
             return None
-        digest = _sha256(token.encode("utf-8")).hexdigest()
+        digest = hash_token(token)
         cached = self._cache.get(digest)
         if cached is None:
             return None
@@ -259,23 +258,11 @@ class TokenStore:
 
     async def lookup(self, token: str) -> TokenEntry | None:
         """The live entry for ``token``, or ``None`` (unknown, malformed or expired)."""
-        if not token or len(token) > 512:
-            return None
-        digest = _sha256(token.encode("utf-8")).hexdigest()  # hash_token(token), inlined: hot path
-        cached = self._cache.get(digest)
+        entry = self.cached(token)
+        if entry is not None or not token or len(token) > 512:
+            return entry
+        digest = hash_token(token)
         ttl = self._cache_ttl
-        entry: TokenEntry | None
-        if cached is not None:
-            entry, loaded_at = cached
-            if ttl is not None or entry.expire_time is not None:
-                now = self._clock()
-                if ttl is not None and now - loaded_at >= ttl:
-                    entry = None
-                elif entry.expire_time is not None and entry.expire_time <= now:
-                    self._cache.pop(digest, None)
-                    return None
-            if entry is not None:
-                return entry if hmac.compare_digest(entry.id_hash, digest) else None
         epoch = self._epoch
         loaded_at = self._clock()
         entry = await self._load(digest)

@@ -347,7 +347,7 @@ class KvEngine:
         self._require(call, "read")
         raw_version = call.query.get("version")
         version = 0 if raw_version in (None, "") else int_param(raw_version, field="version")
-        key = f"{mount.storage_prefix}meta/{path}"
+        key = self._meta_key(mount, path)
         hit = self._cache.peek(key)
         meta: Meta | None = hit[0] if hit is not None else await self._cache.get(key, _parse_meta)
         if meta is None:
