@@ -28,7 +28,9 @@ entry is one ``write(2)`` of one line with ``O_APPEND``, no user-space
 buffer, so a crash loses at most the line being written; a call that changes
 nothing (a read) has its two entries staged (:meth:`FileAuditDevice.stage_call`)
 so that the reads of one event-loop turn share one ``write(2)``
-(:meth:`FileAuditDevice.flush`), before their answers are sent. With
+(:meth:`FileAuditDevice.flush`), before their answers are sent; only the last
+entry of such a write carries a ``mac``, which vouches for the ones before it
+through the chain (:mod:`kustos.audit.verifying`). With
 ``fsync=True`` each write is also on disk before the call returns (about one
 disk flush per write: milliseconds, not microseconds).
 """
@@ -77,6 +79,14 @@ __all__ = [
 ]
 
 _TAIL_CHUNK: Final = 64 * 1024
+_CHAIN_PREFIX_BYTES: Final = CHAIN_PREFIX.encode()
+# The rest of an entry's canonical JSON around its serialized parts (see _entry_line).
+_CHAIN_FIELDS: Final = b',"hash":"%s","mac":"%s",'
+_HASH_FIELD: Final = b',"hash":"%s",'
+_REQUEST_TAIL: Final = b'"prev_hash":"%s","request":%s,"seq":%d,"time":"%s","type":"request"}'
+_RESPONSE_PART: Final = b'{"data":%s,"mount_type":%s,"status":%d,"warnings":%s}'
+_KV_JSON: Final = b'"kv"'
+_RESPONSE_TAIL: Final = b'"prev_hash":"%s","request":%s,"response":%s,"seq":%d,"time":"%s","type":"response"}'
 _PENDING_LIMIT: Final = 1024
 HMAC_KEY_BYTES: Final = 32
 # Serialize only what the walk would hash as the same text (others raise TypeError).
@@ -162,6 +172,10 @@ def _parse_chained(line: bytes) -> dict[str, Any] | None:
     return entry
 
 
+# A caller as a device remembers it: its AuditAuth, auth part (JSON), token HMAC, entry head, hash state.
+_Caller = tuple[AuditAuth, bytes, str, bytes, Any]
+
+
 class StagedBatch:
     """Entries staged on a device (:meth:`FileAuditDevice.stage_call`) until its next flush.
 
@@ -171,10 +185,10 @@ class StagedBatch:
 
     __slots__ = ("entries", "error", "head", "pieces", "seq", "written")
 
-    def __init__(self, head: str, seq: int) -> None:
+    def __init__(self, head: bytes, seq: int) -> None:
         self.pieces: list[bytes] = []
         self.entries = 0
-        self.head = head  # the chain tip after the staged entries
+        self.head = head  # the chain tip after the staged entries (UTF-8)
         self.seq = seq
         self.written = False
         self.error: str | None = None
@@ -221,21 +235,20 @@ class FileAuditDevice:
         self._second_text = ""
         self._second_bytes = b""
         # Calls between their request and response entry: the auth and request parts, serialized once.
-        self._pending: dict[int, tuple[AuditRequest, AuditAuth, bytes, bytes]] = {}
-        # The auth part of recent callers (an AuditAuth is reused for a token's calls): its JSON and token HMAC.
-        self._auths: dict[int, tuple[AuditAuth, bytes, str]] = {}
+        self._pending: dict[int, tuple[AuditRequest, AuditAuth, _Caller, bytes]] = {}
+        # Recent callers (an AuditAuth is reused for a token's calls): the JSON of their auth part, their
+        # token's HMAC, and the first bytes of their entries without an error ({"auth":<part>,"error":"")
+        # with the SHA-256 state after them, so that each entry hashes only what follows.
+        self._auths: dict[int, _Caller] = {}
         # HMAC'd response data (canonical JSON) by a keyed BLAKE2b of the data's JSON (see _response_part);
         # the key is random per device and never leaves memory, so the cache keys reveal nothing either.
         self._hashed_data: dict[bytes, bytes] = {}
-        self._data_key = secrets.token_bytes(32)
-        # The first bytes of an entry without an error ({"auth":<part>,"error":"",) by its auth part,
-        # and the SHA-256 state after them: a caller's entries hash only what follows.
-        self._heads: dict[int, tuple[bytes, bytes, Any]] = {}
+        self._data_mac = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=16)
         try:
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError as exc:
             raise AuditWriteError(f"audit file {str(self.path)!r} cannot be opened: {exc.strerror}") from None
-        self._batch = StagedBatch("", -1)  # empty; staging takes the chain tip from head and seq
+        self._batch = StagedBatch(b"", -1)  # empty; staging takes the chain tip from head and seq
         try:
             self._resume(random)
         except BaseException:
@@ -353,14 +366,14 @@ class FileAuditDevice:
         with self._lock:
             self._flush_locked()
             self._check_open()
-            auth_part, request_part = self._call_parts(entry_type, auth, request)
+            caller, request_part = self._call_parts(entry_type, auth, request)
             response_part = None
             if entry_type == "response":
                 response_part = self._response_part(response or AuditResponse(status=0))
             digest, line = self._entry_line(
-                entry_type, auth_part, request_part, response_part, error, self._time_bytes(), self.seq + 1, self.head
+                caller, request_part, response_part, error, self._time_bytes(), self.seq + 1, self.head.encode()
             )
-            return self._write(digest, line)
+            return self._write(digest.decode(), line)
 
     def _check_open(self) -> None:
         if self._fd is None:
@@ -370,51 +383,46 @@ class FileAuditDevice:
 
     def _entry_line(
         self,
-        entry_type: EntryType,
-        auth_part: bytes,
+        caller: _Caller,
         request_part: bytes,
         response_part: bytes | None,
         error: str,
         time_bytes: bytes,
         seq: int,
-        prev_hash: str,
-    ) -> tuple[str, tuple[bytes, bytes, bytes]]:
-        """The chain hash and the line of one entry (in three pieces), from its serialized parts."""
+        prev_hash: bytes,
+        mac: bool = True,
+    ) -> tuple[bytes, tuple[bytes, bytes, bytes, bytes]]:
+        """The chain hash and the line of one entry (in four pieces), from its serialized parts:
+        a request entry without ``response_part``, a response entry with it. The second piece
+        holds the chain fields: ``hash`` and ``mac``, or with ``mac=False`` only ``hash``."""
         # The entry's canonical JSON, built from its pieces in sorted key order: "auth",
         # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
         if error:
-            head = b'{"auth":' + auth_part + b',"error":' + canonical_json(error)
+            head = b'{"auth":' + caller[1] + b',"error":' + canonical_json(error)
             state = hashlib.sha256(head + b",")
         else:
-            known = self._heads.get(id(auth_part))
-            if known is None or known[0] is not auth_part:
-                head = b'{"auth":' + auth_part + b',"error":""'
-                if len(self._heads) >= _PENDING_LIMIT:
-                    self._heads.clear()
-                self._heads[id(auth_part)] = known = (auth_part, head, hashlib.sha256(head + b","))
-            head, state = known[1], known[2].copy()
-        middle = b',"seq":' if response_part is None else b',"response":' + response_part + b',"seq":'
-        tail = b"".join((
-            b'"prev_hash":"', prev_hash.encode(), b'","request":', request_part, middle,
-            str(seq).encode(), b',"time":"', time_bytes,
-            b'","type":"request"}\n' if entry_type == "request" else b'","type":"response"}\n',
-        ))
-        state.update(tail[:-1])
-        digest = CHAIN_PREFIX + state.hexdigest()
-        chain = b',"hash":"' + digest.encode() + b'","mac":"' + self._hasher.chain_mac(digest).encode() + b'",'
-        return digest, (head, chain, tail)
+            head, state = caller[3], caller[4].copy()
+        if response_part is None:
+            tail = _REQUEST_TAIL % (prev_hash, request_part, seq, time_bytes)
+        else:
+            tail = _RESPONSE_TAIL % (prev_hash, request_part, response_part, seq, time_bytes)
+        state.update(tail)
+        digest = _CHAIN_PREFIX_BYTES + state.hexdigest().encode()
+        if mac:
+            return digest, (head, _CHAIN_FIELDS % (digest, self._hasher.chain_mac_bytes(digest)), tail, b"\n")
+        return digest, (head, _HASH_FIELD % digest, tail, b"\n")
 
     def _time_bytes(self) -> bytes:
         """The ``time`` of an entry written now."""
         epoch_clock = self._epoch_clock
         if epoch_clock is None:
             return self._time_text().encode()
-        now = round(epoch_clock() * 1_000_000)  # microseconds since the epoch; the text up to the second reused
-        second = now // 1_000_000
+        # microseconds since the epoch; the text up to the second reused
+        second, micros = divmod(round(epoch_clock() * 1_000_000), 1_000_000)
         if second != self._second:
             self._second_bytes = format_time(datetime.fromtimestamp(second, UTC))[: -len(".000000Z")].encode()
             self._second = second
-        return b"%s.%06dZ" % (self._second_bytes, now % 1_000_000)
+        return b"%s.%06dZ" % (self._second_bytes, micros)
 
     def _response_part(self, response: AuditResponse) -> bytes:
         """The ``response`` part as canonical JSON.
@@ -431,19 +439,22 @@ class FileAuditDevice:
             raw = orjson.dumps(data, option=_PLAIN_JSON)
         except TypeError:  # not plain JSON (Sensitive, datetime, str subclass, ...): the walk handles it
             return canonical_json(format_response(self._hasher, response, self._clear_response))
-        mac = hashlib.blake2b(raw, key=self._data_key, digest_size=16).digest()
+        keyed = self._data_mac.copy()
+        keyed.update(raw)
+        mac = keyed.digest()
         hashed = self._hashed_data.get(mac)
         if hashed is None:
             hashed = canonical_json(self._hasher.structure(data, self._clear_response))
             if len(self._hashed_data) >= _PENDING_LIMIT:
                 self._hashed_data.clear()
             self._hashed_data[mac] = hashed
-        return canonical_json({
-            "status": response.status,
-            "mount_type": response.mount_type,
-            "data": orjson.Fragment(hashed),
-            "warnings": list(response.warnings),
-        })
+        mount_type = response.mount_type
+        return _RESPONSE_PART % (
+            hashed,
+            _KV_JSON if mount_type == "kv" else canonical_json(mount_type),
+            response.status,
+            canonical_json(list(response.warnings)) if response.warnings else b"[]",
+        )
 
     def _time_text(self) -> str:
         """:func:`format_time` of ``clock`` (without ``epoch_clock``), the text up to the second reused."""
@@ -457,10 +468,21 @@ class FileAuditDevice:
             self._second = second
         return f"{self._second_text}.{utc.microsecond:06d}Z"
 
+    def _caller(self, auth: AuditAuth) -> _Caller:
+        """Serialize ``auth`` and remember it (see ``_auths``)."""
+        auth_payload, token_mac = format_auth(self._hasher, auth)
+        auth_part = canonical_json(auth_payload)
+        head = b'{"auth":' + auth_part + b',"error":""'
+        if len(self._auths) >= _PENDING_LIMIT:
+            self._auths.clear()
+        caller = self._auths[id(auth)] = (auth, auth_part, token_mac, head, hashlib.sha256(head + b","))
+        return caller
+
     def _call_parts(
         self, entry_type: EntryType | None, auth: AuditAuth, request: AuditRequest
-    ) -> tuple[bytes, bytes]:
-        """The entry's ``auth`` and ``request`` as canonical JSON; a response entry reuses its request entry's.
+    ) -> tuple[_Caller, bytes]:
+        """The caller (its ``auth`` part) and the ``request`` part as canonical JSON; a response entry
+        reuses its request entry's.
 
         ``entry_type`` ``None``: both entries of a call are written together (nothing kept).
         """
@@ -469,28 +491,24 @@ class FileAuditDevice:
             known = pending.pop(id(request), None)
             if known is not None and known[0] is request and known[1] is auth:
                 return known[2], known[3]
-        hasher = self._hasher
-        known_auth = self._auths.get(id(auth))
-        if known_auth is not None and known_auth[0] is auth:
-            auth_part, token_mac = known_auth[1], known_auth[2]
-        else:
-            auth_payload, token_mac = format_auth(hasher, auth)
-            auth_part = canonical_json(auth_payload)
-            if len(self._auths) >= _PENDING_LIMIT:
-                self._auths.clear()
-            self._auths[id(auth)] = (auth, auth_part, token_mac)
-        if request.client_token is not auth.client_token:
-            token = request.client_token
-            token_mac = hasher.value(token.reveal()) if token is not None and token.reveal() else ""
-        request_payload = format_request(
-            hasher, request, token_mac=token_mac, clear_request_keys=self._clear_request
-        )
-        parts = auth_part, canonical_json(request_payload)
+        caller = self._auths.get(id(auth))
+        if caller is None or caller[0] is not auth:
+            caller = self._caller(auth)
+        request_part = self._request_part(request, auth, caller[2])
         if entry_type == "request":
             if len(pending) >= _PENDING_LIMIT:  # calls that never logged a response
                 pending.clear()
-            pending[id(request)] = (request, auth, *parts)
-        return parts
+            pending[id(request)] = (request, auth, caller, request_part)
+        return caller, request_part
+
+    def _request_part(self, request: AuditRequest, auth: AuditAuth, token_mac: str) -> bytes:
+        """The ``request`` part as canonical JSON; ``token_mac`` is the HMAC of ``auth``'s token."""
+        if request.client_token is not auth.client_token:
+            token = request.client_token
+            token_mac = self._hasher.value(token.reveal()) if token is not None and token.reveal() else ""
+        return canonical_json(
+            format_request(self._hasher, request, token_mac=token_mac, clear_request_keys=self._clear_request)
+        )
 
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str:
         """Append the request entry; return its chain hash. Raises :class:`AuditWriteError`."""
@@ -514,44 +532,47 @@ class FileAuditDevice:
         device is closed or broken.
         """
         with self._lock:
-            return self._stage_locked(auth, request, response, error)
+            if self._fd is None or self._broken is not None:
+                self._check_open()
+            caller = self._auths.get(id(auth))
+            if caller is None or caller[0] is not auth:
+                caller = self._caller(auth)
+            request_part = self._request_part(request, auth, caller[2])
+            response_part = self._response_part(response)
+            time_bytes = self._time_bytes()
+            batch = self._batch
+            if not batch.entries:  # entries written since the last flush moved the chain on
+                batch.head, batch.seq = self.head.encode(), self.seq
+            seq = batch.seq
+            first, first_line = self._entry_line(
+                caller, request_part, None, "", time_bytes, seq + 1, batch.head, mac=False
+            )
+            batch.head, second_line = self._entry_line(
+                caller, request_part, response_part, error, time_bytes, seq + 2, first, mac=False
+            )
+            batch.pieces += first_line
+            batch.pieces += second_line
+            batch.entries += 2
+            batch.seq = seq + 2
+            return batch
 
     def flush(self) -> None:
         """Write every staged entry with one ``write(2)``; the batch records whether that worked."""
         with self._lock:
             self._flush_locked()
 
-    def _stage_locked(
-        self, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str
-    ) -> StagedBatch:
-        self._check_open()
-        batch = self._batch
-        if not batch.entries:  # entries written since the last flush moved the chain on
-            batch.head, batch.seq = self.head, self.seq
-        auth_part, request_part = self._call_parts(None, auth, request)
-        time_bytes = self._time_bytes()
-        first, first_line = self._entry_line(
-            "request", auth_part, request_part, None, "", time_bytes, batch.seq + 1, batch.head
-        )
-        digest, second_line = self._entry_line(
-            "response", auth_part, request_part, self._response_part(response), error, time_bytes, batch.seq + 2, first
-        )
-        batch.pieces += first_line
-        batch.pieces += second_line
-        batch.entries += 2
-        batch.head, batch.seq = digest, batch.seq + 2
-        return batch
-
     def _flush_locked(self) -> None:
         batch = self._batch
         if not batch.entries:
             return
         try:
-            self._write(batch.head, batch.pieces, entries=batch.entries)
+            pieces = batch.pieces  # the last entry's chain fields get its mac, which vouches for the batch
+            pieces[-3] = _CHAIN_FIELDS % (batch.head, self._hasher.chain_mac_bytes(batch.head))
+            self._write(batch.head.decode(), pieces, entries=batch.entries)
             batch.written = True
         except AuditWriteError as exc:  # none of them is in the file; the chain goes on from what is
             batch.error = str(exc)
-        self._batch = StagedBatch(self.head, self.seq)
+        self._batch = StagedBatch(self.head.encode(), self.seq)
 
     def hash_value(self, value: str) -> str:
         """The HMAC this device writes for ``value`` (``sys/audit-hash``)."""
@@ -657,14 +678,21 @@ class AuditBroker:
         them. After :meth:`flush`, :meth:`check_staged` says whether any
         device wrote them.
         """
+        devices = self._devices
+        if len(devices) == 1:  # the usual setup
+            for name, device in devices.items():
+                try:
+                    return [(name, device.stage_call(auth=auth, request=request, response=response, error=error))]
+                except AuditWriteError as exc:
+                    raise self._refuse([f"{name}: {exc}"]) from None
         staged: list[tuple[str, StagedBatch]] = []
         failures: list[str] = []
-        for name, device in list(self._devices.items()):
+        for name, device in list(devices.items()):
             try:
                 staged.append((name, device.stage_call(auth=auth, request=request, response=response, error=error)))
             except AuditWriteError as exc:
                 failures.append(f"{name}: {exc}")
-        if not staged and (failures or self._devices):
+        if not staged and (failures or devices):
             raise self._refuse(failures)
         return staged
 

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 HMAC_PREFIX: Final = "hmac-sha256:"
+_HMAC_PREFIX_BYTES: Final = HMAC_PREFIX.encode()
 CHAIN_PREFIX: Final = "sha256:"
 #: ``prev_hash`` of the genesis entry that opens every audit file.
 GENESIS_PREV_HASH: Final = CHAIN_PREFIX + "0" * 64
@@ -95,11 +96,15 @@ class ValueHasher:
 
     def chain_mac(self, chained_hash: str) -> str:
         """As :func:`chain_mac`."""
+        return self.chain_mac_bytes(chained_hash.encode()).decode()
+
+    def chain_mac_bytes(self, chained_hash: bytes) -> bytes:
+        """:meth:`chain_mac` of the UTF-8 ``chained_hash``, as UTF-8 (for a device building bytes)."""
         inner = self._chain.copy()
-        inner.update(chained_hash.encode())
+        inner.update(chained_hash)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return HMAC_PREFIX + outer.hexdigest()
+        return _HMAC_PREFIX_BYTES + outer.hexdigest().encode()
 
     def structure(self, value: Any, clear_keys: Collection[str] = ()) -> Any:
         """As :func:`hash_structure`."""

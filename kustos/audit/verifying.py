@@ -11,9 +11,17 @@ content, its ``prev_hash`` must be the ``hash`` of the line before, and its
 
 Without a key anyone can check the chain; it does not stop someone who
 rewrites the whole file from the edit onwards. Passing the device key also
-checks each entry's ``mac`` (and the genesis key fingerprint), which a
+checks the ``mac`` fields (and the genesis key fingerprint), which a
 rewriter cannot forge; passing ``expected_head`` (a hash the server reported
 earlier) catches entries removed from the end.
+
+A ``mac`` vouches for its entry and, through the chain, for every entry
+before it. The writer puts one on every entry it writes alone and on the last
+entry of each batch of reads written together (the entries before it in the
+batch carry only ``hash``). So with the key, every entry must carry a valid
+``mac`` or be followed by one, and the file must end with one; a problem is
+reported at the first line not yet vouched for, which is where a forgery can
+begin.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sen
         return "the line is not in canonical form (it was edited)", None
     if entry_hash(entry) != digest:
         return "the entry's hash does not match its content (it was edited)", None
-    if key is not None and entry.get("mac") != chain_mac(key, digest):
+    if key is not None and "mac" in entry and entry["mac"] != chain_mac(key, digest):
         return "the entry's mac does not match under this key (forged or rewritten)", None
     if previous is None:
         if entry.get("type") != "genesis" or prev != GENESIS_PREV_HASH or seq != 0:
@@ -94,6 +102,12 @@ def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sen
     return None, entry
 
 
+def _unvouched(first: int, number: int, problem: str) -> str:
+    """The reason for a problem at line ``number`` after lines ``first``.. that no mac vouched for yet."""
+    lines = f"line {first}" if number - 1 == first else f"lines {first}-{number - 1}"
+    return f"{lines} carry no mac that vouches for them, and line {number}: {problem}"
+
+
 def verify_file(
     path: str | os.PathLike[str],
     *,
@@ -111,6 +125,8 @@ def verify_file(
     seen_expected = expected_head is None
     number = 0
     done = 0
+    vouched = 0  # with the key: the last line whose mac checked out (it vouches for all before it)
+    vouched_head: str | None = None
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             done += len(line)
@@ -118,6 +134,12 @@ def verify_file(
                 progress(done)
             problem, entry = _problem(line, number, previous, hmac_key)
             if problem is not None or entry is None:
+                if hmac_key is not None and vouched < number - 1:  # the forgery may start after the last mac
+                    return VerifyResult(
+                        ok=False, entries=vouched, first_bad_line=vouched + 1,
+                        reason=_unvouched(vouched + 1, number, problem or "unreadable"), head=vouched_head,
+                        device_id=device_id,
+                    )
                 return VerifyResult(
                     ok=False, entries=number - 1, first_bad_line=number, reason=problem,
                     head=None if previous is None else previous["hash"], device_id=device_id,
@@ -127,9 +149,18 @@ def verify_file(
                 device_id = str(device.get("id")) if isinstance(device, dict) else None
             if entry["hash"] == expected_head:
                 seen_expected = True
+            if "mac" in entry:
+                vouched, vouched_head = number, entry["hash"]
             previous = entry
     if previous is None:
         return VerifyResult(ok=False, entries=0, first_bad_line=1, reason="the file is empty (no genesis entry)")
+    if hmac_key is not None and vouched < number:
+        lines = f"line {number}" if vouched + 1 == number else f"lines {vouched + 1}-{number}"
+        return VerifyResult(
+            ok=False, entries=vouched, first_bad_line=vouched + 1,
+            reason=f"{lines} at the end of the file carry no mac that vouches for them (forged or appended)",
+            head=vouched_head, device_id=device_id,
+        )
     if not seen_expected:
         return VerifyResult(
             ok=False, entries=number, first_bad_line=number + 1,

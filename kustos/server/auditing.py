@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import hmac
 import logging
 import re
 from collections.abc import Mapping
@@ -171,8 +170,9 @@ class Auditing:
         self.needs_load = True
         self.active = False
         """True when at least one device is enabled (then every API call is recorded)."""
-        self._flush: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
-        self._auths: dict[int, tuple[TokenEntry, int, Sensitive[str] | None, AuditAuth]] = {}
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
+        """The loop a flush of staged reads is scheduled on (``None``: none is)."""
+        self._auths: dict[int, tuple[TokenEntry, int, AuditAuth]] = {}
         """The AuditAuth last built per token entry (the token store hands out the same entry object for a
         while): the device then reuses that caller's serialized auth part and token HMAC."""
 
@@ -289,35 +289,26 @@ class Auditing:
         """Wait until the entries ``call`` staged are written (with those of every read staged
         in the same turn of the event loop); ``None``, or the 503 answer to send instead."""
         loop = asyncio.get_running_loop()
-        pending = self._flush
-        if pending is None or pending[0] is not loop:
-            future = loop.create_future()
-            self._flush = pending = (loop, future)
-            loop.call_soon(self._flush_staged, future)
-        await asyncio.shield(pending[1])
+        if self._flush_loop is not loop:
+            self._flush_loop = loop
+            loop.call_soon(self._flush_staged)
+        # One turn of the loop: callbacks run in the order they were scheduled, so the flush
+        # scheduled before this task's wake-up has run when it resumes (written() checks).
+        await asyncio.sleep(0)
         return call.written()
 
-    def _flush_staged(self, future: asyncio.Future[None]) -> None:
-        if self._flush is not None and self._flush[1] is future:
-            self._flush = None
+    def _flush_staged(self) -> None:
+        self._flush_loop = None
         try:
             self.broker.flush()
-        except Exception:  # a batch that was not written says so; the calls waiting on it get 503
+        except Exception:  # a batch that was not written says so; its calls get 503
             _log.exception("audit flush failed")
-        finally:
-            if not future.done():
-                future.set_result(None)
 
     def start(self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str) -> AuditCall | None:
         """:meth:`begin` once the devices are loaded (``needs_load`` is false): no coroutine on the hot path."""
         if not self.active or path.rstrip("/") in UNAUDITED:
             return None
-        client = scope.get("client")
-        return AuditCall(
-            broker=self.broker, request_id=request_id, method=method, path=path,
-            remote=(str(client[0]), int(client[1])) if client else ("", 0), clock=self._clock,
-            auths=self._auths,
-        )
+        return AuditCall(self.broker, request_id, method, path, scope.get("client"), self._clock, self._auths)
 
 
 def _error_text(body: bytes) -> str:
@@ -365,34 +356,38 @@ def _issued_auth(auth: Mapping[str, Any]) -> AuditAuth:
 
 
 class AuditCall:
-    """The audit entries of one API call: the request entry before it runs, the response entry after."""
+    """The audit entries of one API call: the request entry before it runs, the response entry after.
+
+    ``client`` is the ASGI scope's ``(host, port)`` (or ``None``); ``auths`` is
+    :class:`Auditing`'s cache of callers' :class:`AuditAuth`.
+    """
 
     __slots__ = (
-        "_auth", "_auths", "_broker", "_clock", "_deferred", "_method", "_path", "_remote", "_request", "_request_id",
-        "staged",
+        "_auth", "_auths", "_broker", "_call", "_client", "_clock", "_method", "_mount", "_path", "_request",
+        "_request_id", "staged",
     )
 
     def __init__(
         self,
-        *,
         broker: AuditBroker,
         request_id: str,
         method: str,
         path: str,
-        remote: tuple[str, int],
+        client: tuple[str, int] | None,
         clock: Clock,
-        auths: dict[int, tuple[TokenEntry, int, Sensitive[str] | None, AuditAuth]] | None = None,
+        auths: dict[int, tuple[TokenEntry, int, AuditAuth]] | None = None,
     ) -> None:
-        self._auths = {} if auths is None else auths
         self._broker = broker
         self._request_id = request_id
         self._method = method
         self._path = path
-        self._remote = remote
+        self._client = client
         self._clock = clock
+        self._auths = {} if auths is None else auths
         self._auth: AuditAuth | None = None
         self._request: AuditRequest | None = None
-        self._deferred = False
+        self._call: Call | None = None
+        self._mount: MountEntry | None = None
         self.staged: list[tuple[str, StagedBatch]] | None = None
         """A read's entries, staged by :meth:`response`: the answer waits for :meth:`Auditing.flushed`."""
 
@@ -411,16 +406,16 @@ class AuditCall:
             elif call.query:
                 data = dict(call.query)
         auth = self._token_auth(entry, token)
-        token = auth.client_token
+        client = self._client
         request = AuditRequest(
             id=self._request_id,
-            operation=_OPERATIONS.get(self._method, self._method.lower()),
+            operation=_OPERATIONS.get(self._method) or self._method.lower(),
             path=self._path,
             mount_type=mount.type if mount is not None else "",
             mount_point=mount.path if mount is not None else "",
-            remote_address=self._remote[0],
-            remote_port=self._remote[1],
-            client_token=token,
+            remote_address=str(client[0]) if client else "",
+            remote_port=int(client[1]) if client else 0,
+            client_token=auth.client_token,
             client_token_accessor=entry.accessor if entry is not None else "",
             data=data,
             reason=reason,
@@ -428,28 +423,31 @@ class AuditCall:
         return auth, request
 
     def _token_auth(self, entry: TokenEntry | None, token: Sensitive[str] | None) -> AuditAuth:
-        """The caller's :class:`AuditAuth`, the same object as last time for the same token entry, token and TTL."""
+        """The caller's :class:`AuditAuth`: the same object as last time for the same token entry and TTL
+        (the token store found ``entry`` by the token's hash, so the same entry means the same token)."""
         if entry is None:
             return _token_auth(None, token, 0.0)
         now = self._clock()
         ttl = entry.remaining(now)
         known = self._auths.get(id(entry))
         if known is not None and known[0] is entry and known[1] == ttl:
-            cached = known[2]
-            if (cached is None and token is None) or (
-                cached is not None and token is not None and hmac.compare_digest(cached.reveal(), token.reveal())
-            ):
-                return known[3]
+            return known[2]
         auth = _token_auth(entry, token, now)
         if len(self._auths) >= _AUTH_CACHE_LIMIT:
             self._auths.clear()
-        self._auths[id(entry)] = (entry, ttl, token, auth)
+        self._auths[id(entry)] = (entry, ttl, auth)
         return auth
 
     def written(self) -> tuple[int, bytes] | None:
         """After the flush of staged entries: ``None`` if a device wrote them, else the 503 answer to send."""
+        staged = self.staged or []
+        for _, batch in staged:
+            if batch.written:
+                return None
+        if any(not batch.written and batch.error is None for _, batch in staged):  # not flushed yet: do it now
+            self._broker.flush()
         try:
-            self._broker.check_staged(self.staged or [])
+            self._broker.check_staged(staged)
         except AuditWriteError as exc:
             _log.error("audit entries could not be written", extra={"request_id": self._request_id, "error": str(exc)})
             return 503, error_body(f"audit log unavailable: {exc}")
@@ -460,15 +458,15 @@ class AuditCall:
 
         ``read_only``: the call changes nothing (a KV read), so its request entry
         may wait and be written with the response entry before the answer
-        leaves: :meth:`response` stages both, and the reads staged during one
-        turn of the event loop reach each file with one write
-        (:meth:`Auditing.flushed`); if that fails the client gets 503 and has
-        learnt nothing.
+        leaves: :meth:`response` describes the call and stages both entries,
+        and the reads staged during one turn of the event loop reach each file
+        with one write (:meth:`Auditing.flushed`); if that fails the client
+        gets 503 and has learnt nothing.
         """
-        self._auth, self._request = self._describe(call, mount)
         if read_only:
-            self._deferred = True
+            self._call, self._mount = call, mount
             return
+        self._auth, self._request = self._describe(call, mount)
         self._broker.log_request(auth=self._auth, request=self._request)
 
     def response(self, *, status: int, reply: object, body: bytes) -> tuple[int, bytes] | None:
@@ -480,14 +478,19 @@ class AuditCall:
         record it.
         """
         error = _error_text(body) if status >= 400 else ""
-        if not isinstance(reply, Reply):
-            reply = None
+        if reply.__class__ is not Reply:
+            reply = reply if isinstance(reply, Reply) else None
         try:
-            if self._request is None or self._auth is None:
+            deferred = self._call
+            if deferred is not None:
+                self._auth, self._request = self._describe(deferred, self._mount)
+            elif self._request is None or self._auth is None:
                 self._auth, self._request = self._describe(None, None)
                 self._broker.log_request(auth=self._auth, request=self._request, error=error)
             data: Any = None
             auth: AuditAuth | None = None
+            mount_type = ""
+            warnings: tuple[str, ...] = ()
             if reply is not None:
                 data = reply.raw if reply.raw is not None else reply.data
                 if data is not None:  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
@@ -495,12 +498,11 @@ class AuditCall:
                         data = {"value": data}
                 if reply.auth is not None and isinstance(reply.auth, Mapping):
                     auth = _issued_auth(reply.auth)
-            response = AuditResponse(
-                status=status, data=data, auth=auth,
-                mount_type=reply.mount_type if reply is not None else "",
-                warnings=tuple(reply.warnings or ()) if reply is not None else (),
-            )
-            if self._deferred:
+                mount_type = reply.mount_type
+                if reply.warnings:
+                    warnings = tuple(reply.warnings)
+            response = AuditResponse(status=status, data=data, auth=auth, mount_type=mount_type, warnings=warnings)
+            if deferred is not None:
                 self.staged = self._broker.stage_call(auth=self._auth, request=self._request, response=response, error=error)
             else:
                 self._broker.log_response(auth=self._auth, request=self._request, response=response, error=error)

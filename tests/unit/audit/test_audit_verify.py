@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from kustos.audit import FileAuditDevice, generate_hmac_key, verify_file
+from kustos.audit import (
+    AuditAuth,
+    AuditRequest,
+    AuditResponse,
+    FileAuditDevice,
+    generate_hmac_key,
+    verify_file,
+)
 from kustos.audit.hashing import canonical_json, entry_hash
 from kustos.sensitive import Sensitive
 
@@ -131,3 +139,84 @@ def test_wrong_key_and_empty_file(audit_file: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     assert verify_file(empty).first_bad_line == 1
+
+
+# --- batches of reads: one mac per write vouches for the entries before it -----------------------
+
+
+@pytest.fixture
+def batched_file(tmp_path: Path, key: Sensitive[bytes]) -> Path:
+    """Genesis, then three writes of two staged reads each: lines 2-5, 6-9 and 10-13."""
+    path = tmp_path / "batched.log"
+    with FileAuditDevice(path, hmac_key=key) as device:
+        for batch in range(3):
+            for i in range(2):
+                device.stage_call(
+                    auth=AuditAuth(display_name="reader"),
+                    request=AuditRequest(id=f"r{batch}{i}", operation="read", path=f"secret/data/app{batch}{i}"),
+                    response=AuditResponse(status=200, data={"data": {"password": f"pw{batch}{i}"}}),
+                )
+            device.flush()
+    return path
+
+
+def _rechain(lines: list[bytes], start: int, edit: Callable[[dict[str, Any]], None] = lambda e: None) -> list[bytes]:
+    """Apply ``edit`` to line ``start`` (0-based) and recompute every hash from there on, leaving each
+    ``mac`` as it was: what someone without the key can do."""
+    out = lines[:start]
+    for index, raw in enumerate(lines[start:], start=start):
+        entry = orjson.loads(raw)
+        if index == start:
+            edit(entry)
+        entry["prev_hash"] = orjson.loads(out[-1])["hash"]
+        entry["hash"] = entry_hash(entry)
+        out.append(canonical_json(entry) + b"\n")
+    return out
+
+
+def test_a_batch_carries_one_mac_on_its_last_entry(batched_file: Path, key: Sensitive[bytes]) -> None:
+    entries = [orjson.loads(line) for line in batched_file.read_bytes().splitlines()]
+    assert [n for n, e in enumerate(entries, start=1) if "mac" in e] == [1, 5, 9, 13]
+    result = verify_file(batched_file, hmac_key=key)
+    assert result.ok and result.entries == 13, result
+    assert b"pw00" not in batched_file.read_bytes()
+
+
+def test_a_rewrite_inside_a_batch_is_reported_where_the_unvouched_lines_start(
+    batched_file: Path, key: Sensitive[bytes]
+) -> None:
+    def forge(entry: dict[str, Any]) -> None:
+        entry["request"]["path"] = "secret/data/forged"
+
+    rewrite(batched_file, lambda ls: _rechain(ls, 6, forge))  # line 7, the second entry of the second batch
+    assert verify_file(batched_file).ok  # links correctly: without the key nothing shows
+    result = verify_file(batched_file, hmac_key=key)
+    assert (result.ok, result.first_bad_line, result.entries) == (False, 6, 5), result
+    assert result.reason is not None and "lines 6-8 carry no mac" in result.reason
+    assert "mac does not match" in result.reason
+
+
+def test_entries_appended_or_a_stripped_mac_are_caught_at_the_end(batched_file: Path, key: Sensitive[bytes]) -> None:
+    original = batched_file.read_bytes().splitlines(keepends=True)
+
+    def appended(lines: list[bytes]) -> list[bytes]:
+        extra = orjson.loads(lines[-2])  # a mac-less entry, chained onto the last one
+        extra["seq"] = orjson.loads(lines[-1])["seq"] + 1
+        return _rechain([*lines, canonical_json(extra) + b"\n"], len(lines))
+
+    rewrite(batched_file, appended)
+    assert verify_file(batched_file).ok
+    result = verify_file(batched_file, hmac_key=key)
+    assert (result.ok, result.first_bad_line) == (False, 14), result
+    assert result.reason is not None and "line 14 at the end of the file carry no mac" in result.reason
+
+    def stripped(lines: list[bytes]) -> list[bytes]:
+        last = orjson.loads(lines[-1])
+        del last["mac"]
+        return [*lines[:-1], canonical_json(last) + b"\n"]
+
+    batched_file.write_bytes(b"".join(stripped(original)))
+    assert verify_file(batched_file).ok
+    result = verify_file(batched_file, hmac_key=key)
+    assert (result.ok, result.first_bad_line, result.entries) == (False, 10, 9), result
+    assert result.reason is not None and "lines 10-13 at the end of the file" in result.reason
