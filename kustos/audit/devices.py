@@ -54,7 +54,7 @@ from kustos.audit.entries import (
     AuditResponse,
     EntryType,
     format_auth,
-    format_request,
+    format_request_part,
     format_response,
     format_time,
 )
@@ -390,27 +390,25 @@ class FileAuditDevice:
         time_bytes: bytes,
         seq: int,
         prev_hash: bytes,
-        mac: bool = True,
     ) -> tuple[bytes, tuple[bytes, bytes, bytes, bytes]]:
-        """The chain hash and the line of one entry (in four pieces), from its serialized parts:
-        a request entry without ``response_part``, a response entry with it. The second piece
-        holds the chain fields: ``hash`` and ``mac``, or with ``mac=False`` only ``hash``."""
+        """The chain hash and the line of one entry (in four pieces: head, chain fields, tail, newline),
+        from its serialized parts: a request entry without ``response_part``, a response entry with it."""
         # The entry's canonical JSON, built from its pieces in sorted key order: "auth",
         # "error", ("hash", "mac"), "prev_hash", "request", "response", "seq", "time", "type".
-        if error:
-            head = b'{"auth":' + caller[1] + b',"error":' + canonical_json(error)
-            state = hashlib.sha256(head + b",")
-        else:
-            head, state = caller[3], caller[4].copy()
+        head, state = self._error_head(caller, error) if error else (caller[3], caller[4].copy())
         if response_part is None:
             tail = _REQUEST_TAIL % (prev_hash, request_part, seq, time_bytes)
         else:
             tail = _RESPONSE_TAIL % (prev_hash, request_part, response_part, seq, time_bytes)
         state.update(tail)
         digest = _CHAIN_PREFIX_BYTES + state.hexdigest().encode()
-        if mac:
-            return digest, (head, _CHAIN_FIELDS % (digest, self._hasher.chain_mac_bytes(digest)), tail, b"\n")
-        return digest, (head, _HASH_FIELD % digest, tail, b"\n")
+        return digest, (head, _CHAIN_FIELDS % (digest, self._hasher.chain_mac_bytes(digest)), tail, b"\n")
+
+    @staticmethod
+    def _error_head(caller: _Caller, error: str) -> tuple[bytes, Any]:
+        """The head of an entry with an ``error`` (``{"auth":<part>,"error":<text>``) and the SHA-256 state after it."""
+        head = b'{"auth":' + caller[1] + b',"error":' + canonical_json(error)
+        return head, hashlib.sha256(head + b",")
 
     def _time_bytes(self) -> bytes:
         """The ``time`` of an entry written now."""
@@ -506,8 +504,8 @@ class FileAuditDevice:
         if request.client_token is not auth.client_token:
             token = request.client_token
             token_mac = self._hasher.value(token.reveal()) if token is not None and token.reveal() else ""
-        return canonical_json(
-            format_request(self._hasher, request, token_mac=token_mac, clear_request_keys=self._clear_request)
+        return orjson.dumps(
+            format_request_part(self._hasher, request, self._clear_request, token_mac), option=orjson.OPT_SORT_KEYS
         )
 
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str:
@@ -544,14 +542,23 @@ class FileAuditDevice:
             if not batch.entries:  # entries written since the last flush moved the chain on
                 batch.head, batch.seq = self.head.encode(), self.seq
             seq = batch.seq
-            first, first_line = self._entry_line(
-                caller, request_part, None, "", time_bytes, seq + 1, batch.head, mac=False
+            # Both entries as _entry_line builds them, without mac (the flush adds the last one's), inline:
+            # this runs for every read.
+            head, state = caller[3], caller[4].copy()
+            first_tail = _REQUEST_TAIL % (batch.head, request_part, seq + 1, time_bytes)
+            state.update(first_tail)
+            first = _CHAIN_PREFIX_BYTES + state.hexdigest().encode()
+            if error:
+                second_head, state = self._error_head(caller, error)
+            else:
+                second_head, state = head, caller[4].copy()
+            second_tail = _RESPONSE_TAIL % (first, request_part, response_part, seq + 2, time_bytes)
+            state.update(second_tail)
+            batch.head = _CHAIN_PREFIX_BYTES + state.hexdigest().encode()
+            batch.pieces += (
+                head, _HASH_FIELD % first, first_tail, b"\n",
+                second_head, _HASH_FIELD % batch.head, second_tail, b"\n",
             )
-            batch.head, second_line = self._entry_line(
-                caller, request_part, response_part, error, time_bytes, seq + 2, first, mac=False
-            )
-            batch.pieces += first_line
-            batch.pieces += second_line
             batch.entries += 2
             batch.seq = seq + 2
             return batch

@@ -40,6 +40,7 @@ __all__ = [
     "format_call",
     "format_entry",
     "format_request",
+    "format_request_part",
     "format_response",
     "format_time",
 ]
@@ -167,6 +168,7 @@ def _auth(auth: AuditAuth, token_mac: str) -> AuthPayload:
 
 
 def _request(hasher: ValueHasher, request: AuditRequest, clear_keys: Collection[str], token_mac: str) -> RequestPayload:
+    data, headers = request.data, request.headers
     return {
         "id": request.id,
         "operation": request.operation,
@@ -177,8 +179,8 @@ def _request(hasher: ValueHasher, request: AuditRequest, clear_keys: Collection[
         "remote_port": request.remote_port,
         "client_token": token_mac,
         "client_token_accessor": request.client_token_accessor,
-        "data": None if request.data is None else hasher.structure(request.data, clear_keys),
-        "headers": {str(k).lower(): hasher.value(str(v)) for k, v in request.headers.items()},
+        "data": None if data is None else hasher.structure(data, clear_keys),
+        "headers": {str(k).lower(): hasher.value(str(v)) for k, v in headers.items()} if headers else {},
         "reason": request.reason,
     }
 
@@ -249,6 +251,11 @@ def format_request(
 ) -> RequestPayload:
     """The ``request`` part of an entry; ``token_mac`` is the HMAC of ``request.client_token``."""
     return _request(hasher, request, clear_request_keys, token_mac)
+
+
+format_request_part = _request
+""":func:`format_request` with positional arguments ``(hasher, request, clear_request_keys, token_mac)``
+(a device calls it for every entry)."""
 
 
 def format_response(
