@@ -35,7 +35,7 @@ client), the server's RSS and peak RSS, and the client's CPU share.
 
 Usage: ``.venv/bin/python bench/kv.py [--read-seconds 10] [--write-seconds 5] [--concurrency 32]
 [--targets sqlite,sqlite-audit,postgresql] [--client auto|wrk|python] [--server-args ...]
-[--audit-rounds 6] [--round-seconds 5]``
+[--audit-rounds 10] [--round-seconds 3]``
 (``--serve-bare PORT`` is how it starts the baseline process.)
 """
 
@@ -368,9 +368,13 @@ class Bench:
         self.work = work
         self.wrk = wrk
 
-    async def load(self, name: str, pid: int, port: int, requests: list[Request], token: str, *, seconds: int) -> Result:
+    async def load(
+        self, name: str, pid: int, port: int, requests: list[Request], token: str, *, seconds: int,
+        warmup: int | None = None,
+    ) -> Result:
         concurrency = self.args.concurrency
-        await self._drive(port, requests, token, seconds=self.args.warmup, concurrency=concurrency)
+        warm = self.args.warmup if warmup is None else warmup
+        await self._drive(port, requests, token, seconds=warm, concurrency=concurrency)
         cpu = _cpu_seconds(pid)
         load = await self._drive(port, requests, token, seconds=seconds, concurrency=concurrency)
         server_cpu = _cpu_seconds(pid) - cpu
@@ -462,7 +466,8 @@ async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
     The two processes run side by side (only the one under load is busy);
     each round measures both, in ABBA order, so a change in machine load
     during the run hits both sides alike. The audit cost is taken from the
-    median of the per-round ratios.
+    median of the per-round ratios; many short rounds pair the two sides
+    more closely in time than a few long ones.
     """
     reads = [Request("GET", f"/v1/secret/data/bench/k{i}") for i in range(KEYS)]
     audit = bench.work / "audit-rounds.log"
@@ -481,7 +486,10 @@ async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
             order = ("plain", "audited") if index % 2 == 0 else ("audited", "plain")
             measured: dict[str, Result] = {}
             for name in order:
-                measured[name] = await bench.load(f"kustos sqlite {name} read", pids[name], ports[name], reads, token, seconds=seconds)
+                measured[name] = await bench.load(
+                    f"kustos sqlite {name} read", pids[name], ports[name], reads, token, seconds=seconds,
+                    warmup=min(bench.args.warmup, 1),  # both servers are warm: this only opens the connections
+                )
                 cpu[name].append(measured[name].server_cpu_us)
             ratio = measured["audited"].rate / measured["plain"].rate
             ratios.append(ratio)
@@ -519,11 +527,11 @@ def main() -> None:
     parser.add_argument(
         "--audit-rounds",
         type=int,
-        default=6,
+        default=10,
         help="with sqlite-audit among the targets: alternating rounds of reads against an unaudited and an audited "
         "server running side by side (0: skip)",
     )
-    parser.add_argument("--round-seconds", type=int, default=5, help="measured seconds per server per audit round")
+    parser.add_argument("--round-seconds", type=int, default=3, help="measured seconds per server per audit round")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
