@@ -12,6 +12,11 @@ server, the entries are dated from an epoch clock and each call's
 :class:`AuditAuth` is one object reused for the same token (the server keeps it
 per token entry), so the device reuses that caller's serialized auth part.
 
+The *staged* row logs the same calls as the server logs reads
+(:meth:`AuditBroker.stage_call`, eight calls per :meth:`AuditBroker.flush`,
+about what one event-loop turn gathers under ``bench/kv.py``'s load) and
+prints its time against the one-by-one row of the same run.
+
 Usage: ``.venv/bin/python bench/audit.py [--calls 20000] [--fsync-calls 300]``
 """
 
@@ -88,7 +93,25 @@ def _run(broker: AuditBroker, calls: int) -> list[float]:
     return timings
 
 
-def _row(label: str, timings: list[float], cpu: float) -> None:
+def _run_staged(broker: AuditBroker, calls: int, batch: int = 8) -> list[float]:
+    """Reads as the server logs them: both entries staged, ``batch`` calls per write (one event-loop turn)."""
+    objects = [_call_objects(i) for i in range(64)]
+    timings: list[float] = []
+    for start in range(0, calls, batch):
+        size = min(batch, calls - start)
+        started = time.perf_counter()
+        staged = [
+            broker.stage_call(auth=auth, request=request, response=response)
+            for auth, request, response in (objects[i % 64] for i in range(start, start + size))
+        ]
+        broker.flush()
+        for one in staged:
+            broker.check_staged(one)
+        timings += [(time.perf_counter() - started) / size] * size
+    return timings
+
+
+def _row(label: str, timings: list[float], cpu: float) -> float:
     ordered = sorted(timings)
     total = sum(ordered)
     per_call = total / len(ordered) * 1e6
@@ -98,6 +121,7 @@ def _row(label: str, timings: list[float], cpu: float) -> None:
         f"{label:<34} {per_call:8.1f} µs/call  {1e6 / per_call:9.0f} calls/s  "
         f"p50 {p50:7.1f} µs  p99 {p99:8.1f} µs  cpu {cpu / len(ordered) * 1e6:7.1f} µs/call"
     )
+    return per_call
 
 
 def _cpu() -> float:
@@ -119,17 +143,27 @@ def _main(work: Path, calls: int, fsync_calls: int) -> None:
     epoch = clock().timestamp()
     epoch_clock = lambda: epoch  # noqa: E731 - entries dated from seconds, as the server's devices are
     print(f"{calls} calls (request + response entry each), KV read shaped; fsync row: {fsync_calls} calls")
-    for label, fsync, n in (("file device, no fsync (default)", False, calls), ("file device, fsync per entry", True, fsync_calls)):
-        path = work / f"audit-{fsync}.log"
+    modes = (
+        ("file device, no fsync (default)", False, calls, _run),
+        ("  staged reads, 8 per write(2)", False, calls, _run_staged),
+        ("file device, fsync per entry", True, fsync_calls, _run),
+    )
+    one_by_one = 0.0
+    for label, fsync, n, run in modes:
+        path = work / f"audit-{fsync}-{run.__name__}.log"
         broker = AuditBroker({"file": FileAuditDevice(path, hmac_key=key, fsync=fsync, clock=clock, epoch_clock=epoch_clock)})
-        _run(broker, min(n, 500))  # warm up
+        run(broker, min(n, 500))  # warm up
         gc.collect()
         cpu = _cpu()
-        timings = _run(broker, n)
-        _row(label, timings, _cpu() - cpu)
+        timings = run(broker, n)
+        per_call = _row(label, timings, _cpu() - cpu)
         broker.close()
         size = path.stat().st_size
+        if run is _run_staged:
+            print(f"{'  staged vs one by one':<34} {per_call / one_by_one:8.2f}x the time per call")
+            continue
         if not fsync:
+            one_by_one = per_call
             print(f"{'file bytes per call':<34} {size / (n + min(n, 500)):8.0f}")
             started = time.perf_counter()
             result = verify_file(path, hmac_key=key)
