@@ -91,7 +91,11 @@ def verify(
     ] = None,
     key_file: Annotated[
         Path | None,
-        typer.Option("--key-file", help="The device's HMAC key (raw or hex): also checks every entry's mac."),
+        typer.Option(
+            "--key-file",
+            help="The device's HMAC key (raw or hex): also checks the macs (each vouches for the lines before it; "
+            "the file must end with one), which someone rewriting the file cannot forge.",
+        ),
     ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
