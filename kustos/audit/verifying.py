@@ -19,9 +19,10 @@ A ``mac`` vouches for its entry and, through the chain, for every entry
 before it. The writer puts one on every entry it writes alone and on the last
 entry of each batch of reads written together (the entries before it in the
 batch carry only ``hash``). So with the key, every entry must carry a valid
-``mac`` or be followed by one, and the file must end with one; a problem is
-reported at the first line not yet vouched for, which is where a forgery can
-begin.
+``mac`` or be followed by one, and the file must end with one. A line that
+breaks the chain is named as without the key; a ``mac`` that does not match,
+or a file that ends without one, is reported at the first line not yet
+vouched for, which is where a forgery can begin.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -65,6 +66,9 @@ class VerifyResult:
         }
 
 
+_MAC_MISMATCH: Final = "the entry's mac does not match under this key (forged or rewritten)"
+
+
 def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sensitive[bytes] | None) -> tuple[str | None, dict[str, Any] | None]:
     if not line.endswith(b"\n"):
         return "the line is incomplete (no end of line): the file was truncated", None
@@ -82,7 +86,7 @@ def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sen
     if entry_hash(entry) != digest:
         return "the entry's hash does not match its content (it was edited)", None
     if key is not None and "mac" in entry and entry["mac"] != chain_mac(key, digest):
-        return "the entry's mac does not match under this key (forged or rewritten)", None
+        return _MAC_MISMATCH, None
     if previous is None:
         if entry.get("type") != "genesis" or prev != GENESIS_PREV_HASH or seq != 0:
             return "the first line is not the genesis entry (lines were removed from the start)", None
@@ -134,10 +138,10 @@ def verify_file(
                 progress(done)
             problem, entry = _problem(line, number, previous, hmac_key)
             if problem is not None or entry is None:
-                if hmac_key is not None and vouched < number - 1:  # the forgery may start after the last mac
+                if problem is _MAC_MISMATCH and vouched < number - 1:  # the forgery may start after the last mac
                     return VerifyResult(
                         ok=False, entries=vouched, first_bad_line=vouched + 1,
-                        reason=_unvouched(vouched + 1, number, problem or "unreadable"), head=vouched_head,
+                        reason=_unvouched(vouched + 1, number, problem), head=vouched_head,
                         device_id=device_id,
                     )
                 return VerifyResult(

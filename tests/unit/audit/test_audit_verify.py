@@ -196,6 +196,15 @@ def test_a_rewrite_inside_a_batch_is_reported_where_the_unvouched_lines_start(
     assert "mac does not match" in result.reason
 
 
+def test_a_broken_chain_inside_a_batch_is_named_exactly_with_or_without_the_key(
+    batched_file: Path, key: Sensitive[bytes]
+) -> None:
+    rewrite(batched_file, lambda ls: ls[:6] + ls[7:])  # line 7 deleted: the old line 8 is now line 7
+    for result in (verify_file(batched_file), verify_file(batched_file, hmac_key=key)):
+        assert (result.ok, result.first_bad_line) == (False, 7), result
+        assert result.reason is not None and result.reason.startswith("prev_hash does not match the hash of line 6")
+
+
 def test_entries_appended_or_a_stripped_mac_are_caught_at_the_end(batched_file: Path, key: Sensitive[bytes]) -> None:
     original = batched_file.read_bytes().splitlines(keepends=True)
 
