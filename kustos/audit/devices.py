@@ -54,7 +54,7 @@ from kustos.audit.entries import (
     AuditResponse,
     EntryType,
     format_auth,
-    format_request_part,
+    format_request,
     format_response,
     format_time,
 )
@@ -504,8 +504,8 @@ class FileAuditDevice:
         if request.client_token is not auth.client_token:
             token = request.client_token
             token_mac = self._hasher.value(token.reveal()) if token is not None and token.reveal() else ""
-        return orjson.dumps(
-            format_request_part(self._hasher, request, self._clear_request, token_mac), option=orjson.OPT_SORT_KEYS
+        return canonical_json(
+            format_request(self._hasher, request, token_mac=token_mac, clear_request_keys=self._clear_request)
         )
 
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str:

@@ -40,7 +40,6 @@ __all__ = [
     "format_call",
     "format_entry",
     "format_request",
-    "format_request_part",
     "format_response",
     "format_time",
 ]
@@ -252,10 +251,6 @@ def format_request(
     """The ``request`` part of an entry; ``token_mac`` is the HMAC of ``request.client_token``."""
     return _request(hasher, request, clear_request_keys, token_mac)
 
-
-format_request_part = _request
-""":func:`format_request` with positional arguments ``(hasher, request, clear_request_keys, token_mac)``
-(a device calls it for every entry)."""
 
 
 def format_response(

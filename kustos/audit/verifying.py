@@ -106,10 +106,8 @@ def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sen
     return None, entry
 
 
-def _unvouched(first: int, number: int, problem: str) -> str:
-    """The reason for a problem at line ``number`` after lines ``first``.. that no mac vouched for yet."""
-    lines = f"line {first}" if number - 1 == first else f"lines {first}-{number - 1}"
-    return f"{lines} carry no mac that vouches for them, and line {number}: {problem}"
+def _lines(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first}-{last}"
 
 
 def verify_file(
@@ -141,8 +139,9 @@ def verify_file(
                 if problem is _MAC_MISMATCH and vouched < number - 1:  # the forgery may start after the last mac
                     return VerifyResult(
                         ok=False, entries=vouched, first_bad_line=vouched + 1,
-                        reason=_unvouched(vouched + 1, number, problem), head=vouched_head,
-                        device_id=device_id,
+                        reason=f"{_lines(vouched + 1, number - 1)} carry no mac that vouches for them, "
+                        f"and line {number}: {problem}",
+                        head=vouched_head, device_id=device_id,
                     )
                 return VerifyResult(
                     ok=False, entries=number - 1, first_bad_line=number, reason=problem,
@@ -159,10 +158,9 @@ def verify_file(
     if previous is None:
         return VerifyResult(ok=False, entries=0, first_bad_line=1, reason="the file is empty (no genesis entry)")
     if hmac_key is not None and vouched < number:
-        lines = f"line {number}" if vouched + 1 == number else f"lines {vouched + 1}-{number}"
         return VerifyResult(
             ok=False, entries=vouched, first_bad_line=vouched + 1,
-            reason=f"{lines} at the end of the file carry no mac that vouches for them (forged or appended)",
+            reason=f"{_lines(vouched + 1, number)} at the end of the file carry no mac that vouches for them (forged or appended)",
             head=vouched_head, device_id=device_id,
         )
     if not seen_expected:

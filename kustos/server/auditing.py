@@ -444,7 +444,7 @@ class AuditCall:
         for _, batch in staged:
             if batch.written:
                 return None
-        if any(not batch.written and batch.error is None for _, batch in staged):  # not flushed yet: do it now
+        if any(batch.error is None for _, batch in staged):  # not flushed yet: do it now
             self._broker.flush()
         try:
             self._broker.check_staged(staged)

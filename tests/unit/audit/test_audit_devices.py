@@ -276,15 +276,35 @@ def test_unwritable_locations_fail_closed(tmp_path: Path, key: Sensitive[bytes])
             FileAuditDevice("/dev/full", hmac_key=key)
 
 
-_FULL_DISK_SCRIPT = """
+# A real short-write condition: the file-size limit (as on a full disk) stops appends. The
+# script opens a device on argv[1], caps the file at its size + argv[2] bytes, then runs BODY,
+# which prints "refused after N | <error>" when the broker refuses.
+_FULL_DISK_PREAMBLE = """
 import resource, signal, sys
-from kustos.audit import AuditAuth, AuditBroker, AuditRequest, AuditWriteError, FileAuditDevice
+from kustos.audit import AuditAuth, AuditBroker, AuditRequest, AuditResponse, AuditWriteError, FileAuditDevice
 from kustos.sensitive import Sensitive
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 device = FileAuditDevice(sys.argv[1], hmac_key=Sensitive(bytes(32)))
 broker = AuditBroker({"file/": device})
 size = __import__("os").path.getsize(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_FSIZE, (size + 1500, size + 1500))
+limit = size + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+"""
+
+
+def _refused_under_size_limit(path: Path, limit: int, body: str) -> int:
+    """Run BODY under the file-size limit; return N from its "refused after N" line."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_PREAMBLE + body, str(path), str(limit)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    out = done.stdout
+    assert out.startswith("refused after"), done.stdout + done.stderr
+    assert "no audit device could record the request" in out and "file/" in out
+    return int(out.split()[2])
+
+
+_ONE_BY_ONE = """
 written = 0
 try:
     for i in range(100):
@@ -296,23 +316,13 @@ except AuditWriteError as exc:
 
 
 def test_a_write_failure_after_opening_is_refused(tmp_path: Path) -> None:
-    # A real short-write condition: the file-size limit (as on a full disk) stops appends.
     path = tmp_path / "audit.log"
-    done = subprocess.run(
-        [sys.executable, "-c", _FULL_DISK_SCRIPT, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    out = done.stdout
-    assert out.startswith("refused after"), done.stdout + done.stderr
-    assert int(out.split()[2]) < 100
-    assert "no audit device could record the request" in out and "file/" in out
+    written = _refused_under_size_limit(path, 1500, _ONE_BY_ONE)
+    assert written < 100
     # the half-written line was cut off: every acknowledged entry is intact and chained, nothing else
     result = verify_file(path)
     assert result.ok, result
-    assert result.entries == int(out.split()[2]) + 1
+    assert result.entries == written + 1
 
 
 def test_broker_needs_one_device_to_record(tmp_path: Path, key: Sensitive[bytes]) -> None:
@@ -396,15 +406,7 @@ def test_staged_reads_reach_the_file_together_and_keep_the_chain(tmp_path: Path,
         broker.stage_call(auth=auth, request=request(4), response=response)
 
 
-_FULL_DISK_STAGED_SCRIPT = """
-import resource, signal, sys
-from kustos.audit import AuditAuth, AuditBroker, AuditRequest, AuditResponse, AuditWriteError, FileAuditDevice
-from kustos.sensitive import Sensitive
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-device = FileAuditDevice(sys.argv[1], hmac_key=Sensitive(bytes(32)))
-broker = AuditBroker({"file/": device})
-size = __import__("os").path.getsize(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_FSIZE, (size + 5000, size + 5000))
+_STAGED = """
 answered = 0
 for batch in range(20):
     staged = [
@@ -425,14 +427,8 @@ for batch in range(20):
 
 def test_a_failed_flush_refuses_every_staged_read_and_keeps_the_file_valid(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
-    done = subprocess.run(
-        [sys.executable, "-c", _FULL_DISK_STAGED_SCRIPT, str(path)], capture_output=True, text=True, timeout=60, check=True
-    )
-    out = done.stdout
-    assert out.startswith("refused after"), done.stdout + done.stderr
-    answered = int(out.split()[2])
+    answered = _refused_under_size_limit(path, 5000, _STAGED)
     assert answered % 3 == 0 and answered < 60
-    assert "no audit device could record the request" in out
     result = verify_file(path)  # the failed batch was cut off whole: every answered read is there, nothing else
     assert result.ok, result
     assert result.entries == 1 + 2 * answered
