@@ -142,7 +142,9 @@ def _main(work: Path, calls: int, fsync_calls: int) -> None:
     clock = lambda: datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)  # noqa: E731 - fixed time: same bytes each run
     epoch = clock().timestamp()
     epoch_clock = lambda: epoch  # noqa: E731 - entries dated from seconds, as the server's devices are
-    print(f"{calls} calls (request + response entry each), KV read shaped; fsync row: {fsync_calls} calls")
+    print(
+        f"{calls} calls (request + response entry each), KV read shaped; fsync row: {fsync_calls} calls"
+    )
     modes = (
         ("file device, no fsync (default)", False, calls, _run),
         ("  staged reads, 8 per write(2)", False, calls, _run_staged),
@@ -151,7 +153,13 @@ def _main(work: Path, calls: int, fsync_calls: int) -> None:
     one_by_one = 0.0
     for label, fsync, n, run in modes:
         path = work / f"audit-{fsync}-{run.__name__}.log"
-        broker = AuditBroker({"file": FileAuditDevice(path, hmac_key=key, fsync=fsync, clock=clock, epoch_clock=epoch_clock)})
+        broker = AuditBroker(
+            {
+                "file": FileAuditDevice(
+                    path, hmac_key=key, fsync=fsync, clock=clock, epoch_clock=epoch_clock
+                )
+            }
+        )
         run(broker, min(n, 500))  # warm up
         gc.collect()
         cpu = _cpu()

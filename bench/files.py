@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KEY = Path(os.environ.get("KUSTOS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "vectors/sops/sops_functional_tests_key.asc"
+KEY = (
+    Path(os.environ.get("KUSTOS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+    / "vectors/sops/sops_functional_tests_key.asc"
+)
 FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
 
 
@@ -40,7 +43,9 @@ def _document(values: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _run(argv: list[str], env: dict[str, str], stdout_path: Path | None = None) -> tuple[float, float]:
+def _run(
+    argv: list[str], env: dict[str, str], stdout_path: Path | None = None
+) -> tuple[float, float]:
     """Run once; returns (seconds, peak RSS of that child in MiB, from wait4)."""
     start = time.perf_counter()
     with open(stdout_path or os.devnull, "wb") as out, tempfile.TemporaryFile() as err:
@@ -74,13 +79,20 @@ def main() -> None:
     sops = REPO / ".venv-sops118" / "bin" / "sops"
     kustos = Path(sys.executable).with_name("kustos")
     if not sops.exists():
-        raise SystemExit(f"{sops} missing: create the sops 1.18 virtualenv first (see the module docstring)")
+        raise SystemExit(
+            f"{sops} missing: create the sops 1.18 virtualenv first (see the module docstring)"
+        )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         home = tmp / "gnupg"
         home.mkdir(mode=0o700)
         env = {**os.environ, "GNUPGHOME": str(home)}
-        subprocess.run(["gpg", "--batch", "--quiet", "--import", str(KEY)], env=env, check=True, capture_output=True)
+        subprocess.run(
+            ["gpg", "--batch", "--quiet", "--import", str(KEY)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         plain = tmp / "values.yaml"
         plain.write_bytes(_document(args.values))
         tools = {
@@ -113,12 +125,16 @@ def main() -> None:
         # Cross-check: each tool decrypts the other's file (same document).
         _run(tools["kustos"][1](tmp / "sops_1.18.enc.yaml"), env)
         _run(tools["sops 1.18"][1](tmp / "kustos.enc.yaml"), env)
-    print(f"YAML file with {args.values} values, PGP recipient, median of {args.runs} runs (whole process)")
+    print(
+        f"YAML file with {args.values} values, PGP recipient, median of {args.runs} runs (whole process)"
+    )
     print(f"{'tool':<10} {'op':<8} {'time s':>8} {'values/s':>10} {'peak RSS MiB':>13}")
     for name, ops in results.items():
         for op, (seconds, rss) in ops.items():
             print(f"{name:<10} {op:<8} {seconds:>8.3f} {args.values / seconds:>10.0f} {rss:>13.1f}")
-    print(f"kustos decrypt in-process (library, no start-up): {library:.3f} s, {args.values / library:.0f} values/s")
+    print(
+        f"kustos decrypt in-process (library, no start-up): {library:.3f} s, {args.values / library:.0f} values/s"
+    )
     with open("/proc/loadavg") as handle:
         print(f"load average during the run: {handle.read().split()[0]} (2 shared cores)")
     for op in ("encrypt", "decrypt"):

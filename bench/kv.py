@@ -84,7 +84,10 @@ _BARE_BODY = json.dumps(
         "auth": None,
     }
 ).encode()
-_BARE_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_BARE_BODY)).encode())]
+_BARE_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_BARE_BODY)).encode()),
+]
 
 
 async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -274,17 +277,46 @@ def _lua_string(text: str | bytes) -> str:
 
 
 def _wrk_load(
-    wrk: str, port: int, requests: list[Request], token: str, *, seconds: int, concurrency: int, work: Path
+    wrk: str,
+    port: int,
+    requests: list[Request],
+    token: str,
+    *,
+    seconds: int,
+    concurrency: int,
+    work: Path,
 ) -> _Load:
-    specs = "{" + ",".join(
-        "{" + ",".join((_lua_string(r.method), _lua_string(r.path), _lua_string(r.body) if r.body else "nil")) + "}"
-        for r in requests
-    ) + "}"
+    specs = (
+        "{"
+        + ",".join(
+            "{"
+            + ",".join(
+                (
+                    _lua_string(r.method),
+                    _lua_string(r.path),
+                    _lua_string(r.body) if r.body else "nil",
+                )
+            )
+            + "}"
+            for r in requests
+        )
+        + "}"
+    )
     script = work / "load.lua"
     script.write_text(_WRK_SCRIPT % {"specs": specs, "token": token})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
-        [wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}/"],
+        [
+            wrk,
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -312,14 +344,19 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60.
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
             return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
 @contextlib.contextmanager
-def _process(args: list[str], port: int, *, cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _process(
+    args: list[str], port: int, *, cwd: Path, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "HOME": str(cwd)}  # the dev server writes ~/.kustos/token
     with log.open("wb") as out:
         process = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -352,8 +389,18 @@ def _rss_mib(pid: int) -> tuple[float, float]:
 def server_command(*, port: int, data_dir: Path, token: str, extra: list[str]) -> list[str]:
     """How ``kustos server`` is started for the benchmark (dev mode, own data dir)."""
     return [
-        PYTHON, "-c", "from kustos.cli.main import main; main()", "server", "--dev",
-        "--port", str(port), "--data-dir", str(data_dir), "--dev-root-token-id", token, *extra,
+        PYTHON,
+        "-c",
+        "from kustos.cli.main import main; main()",
+        "server",
+        "--dev",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--dev-root-token-id",
+        token,
+        *extra,
     ]
 
 
@@ -369,7 +416,14 @@ class Bench:
         self.wrk = wrk
 
     async def load(
-        self, name: str, pid: int, port: int, requests: list[Request], token: str, *, seconds: int,
+        self,
+        name: str,
+        pid: int,
+        port: int,
+        requests: list[Request],
+        token: str,
+        *,
+        seconds: int,
         warmup: int | None = None,
     ) -> Result:
         concurrency = self.args.concurrency
@@ -392,11 +446,20 @@ class Bench:
             server_peak_mib=peak,
         )
 
-    async def _drive(self, port: int, requests: list[Request], token: str, *, seconds: int, concurrency: int) -> _Load:
+    async def _drive(
+        self, port: int, requests: list[Request], token: str, *, seconds: int, concurrency: int
+    ) -> _Load:
         if self.wrk is not None:
             wrk = self.wrk
             return await asyncio.to_thread(
-                _wrk_load, wrk, port, requests, token, seconds=seconds, concurrency=concurrency, work=self.work
+                _wrk_load,
+                wrk,
+                port,
+                requests,
+                token,
+                seconds=seconds,
+                concurrency=concurrency,
+                work=self.work,
             )
         raw = [_raw(r, token) for r in requests]
         return await _python_load(port, raw, seconds=seconds, concurrency=concurrency)
@@ -422,7 +485,9 @@ def _find_wrk(choice: str) -> str | None:
         found = shutil.which("wrk")
     if found is None:
         if choice == "wrk":
-            raise SystemExit("wrk is not installed (apt-get install wrk), and --client wrk insists on it")
+            raise SystemExit(
+                "wrk is not installed (apt-get install wrk), and --client wrk insists on it"
+            )
         print(
             "wrk not found (apt-get install wrk): using the Python client, which competes with the server for CPU",
             flush=True,
@@ -431,7 +496,14 @@ def _find_wrk(choice: str) -> str | None:
 
 
 async def _bench_target(
-    bench: Bench, label: str, pid: int, port: int, token: str, bare: Callable[[], Awaitable[Result]], *, audit: Path | None
+    bench: Bench,
+    label: str,
+    pid: int,
+    port: int,
+    token: str,
+    bare: Callable[[], Awaitable[Result]],
+    *,
+    audit: Path | None,
 ) -> list[Result]:
     value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
     await _seed(label, port, token, audit=audit)
@@ -439,9 +511,13 @@ async def _bench_target(
     writes = [Request("POST", f"/v1/secret/data/bench/w{i}", value) for i in range(KEYS)]
     baseline = await bare()
     print(_report(baseline, baseline), flush=True)
-    read = await bench.load(f"{label} read", pid, port, reads, token, seconds=bench.args.read_seconds)
+    read = await bench.load(
+        f"{label} read", pid, port, reads, token, seconds=bench.args.read_seconds
+    )
     print(_report(read, baseline), flush=True)
-    write = await bench.load(f"{label} write", pid, port, writes, token, seconds=bench.args.write_seconds)
+    write = await bench.load(
+        f"{label} write", pid, port, writes, token, seconds=bench.args.write_seconds
+    )
     print(_report(write, baseline), flush=True)
     if audit is not None:
         print(f"{'':<30} audit file: {audit.stat().st_size / 1e6:.1f} MB", flush=True)
@@ -455,7 +531,9 @@ async def _seed(label: str, port: int, token: str, *, audit: Path | None) -> Non
     if audit is not None:
         device = json.dumps({"type": "file", "options": {"file_path": str(audit)}}).encode()
         seed.insert(0, Request("PUT", "/v1/sys/audit/file", device))
-    loaded = await _python_load(port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=len(seed))
+    loaded = await _python_load(
+        port, [_raw(r, token) for r in seed], seconds=60, concurrency=1, total=len(seed)
+    )
     if loaded.errors:
         raise RuntimeError(f"{label}: {loaded.errors} set-up requests failed")
 
@@ -476,8 +554,17 @@ async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
     with contextlib.ExitStack() as stack:
         pids: dict[str, int] = {}
         for name, port in ports.items():
-            command = server_command(port=port, data_dir=bench.work / f"data-rounds-{name}", token=token, extra=bench.args.server_args.split())
-            process = stack.enter_context(_process(command, port, cwd=bench.work, log=bench.work / f"server-rounds-{name}.log"))
+            command = server_command(
+                port=port,
+                data_dir=bench.work / f"data-rounds-{name}",
+                token=token,
+                extra=bench.args.server_args.split(),
+            )
+            process = stack.enter_context(
+                _process(
+                    command, port, cwd=bench.work, log=bench.work / f"server-rounds-{name}.log"
+                )
+            )
             pids[name] = process.pid
             await _seed(name, port, token, audit=audit if name == "audited" else None)
         ratios: list[float] = []
@@ -487,8 +574,15 @@ async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
             measured: dict[str, Result] = {}
             for name in order:
                 measured[name] = await bench.load(
-                    f"kustos sqlite {name} read", pids[name], ports[name], reads, token, seconds=seconds,
-                    warmup=min(bench.args.warmup, 1),  # both servers are warm: this only opens the connections
+                    f"kustos sqlite {name} read",
+                    pids[name],
+                    ports[name],
+                    reads,
+                    token,
+                    seconds=seconds,
+                    warmup=min(
+                        bench.args.warmup, 1
+                    ),  # both servers are warm: this only opens the connections
                 )
                 cpu[name].append(measured[name].server_cpu_us)
             ratio = measured["audited"].rate / measured["plain"].rate
@@ -512,9 +606,15 @@ async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--read-seconds", type=int, default=10, help="measured seconds of reads per target")
-    parser.add_argument("--write-seconds", type=int, default=5, help="measured seconds of writes per target")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of the same load before each measurement")
+    parser.add_argument(
+        "--read-seconds", type=int, default=10, help="measured seconds of reads per target"
+    )
+    parser.add_argument(
+        "--write-seconds", type=int, default=5, help="measured seconds of writes per target"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of the same load before each measurement"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
@@ -523,7 +623,9 @@ def main() -> None:
         help="server setups to measure: sqlite (default read cache), sqlite-nocache, sqlite-audit (sqlite plus a "
         "file audit device), postgresql",
     )
-    parser.add_argument("--server-args", default="", help="extra arguments for every kustos server, space-separated")
+    parser.add_argument(
+        "--server-args", default="", help="extra arguments for every kustos server, space-separated"
+    )
     parser.add_argument(
         "--audit-rounds",
         type=int,
@@ -531,7 +633,9 @@ def main() -> None:
         help="with sqlite-audit among the targets: alternating rounds of reads against an unaudited and an audited "
         "server running side by side (0: skip)",
     )
-    parser.add_argument("--round-seconds", type=int, default=3, help="measured seconds per server per audit round")
+    parser.add_argument(
+        "--round-seconds", type=int, default=3, help="measured seconds per server per audit round"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -557,11 +661,23 @@ async def _main(args: argparse.Namespace, wrk: str | None) -> None:
     )
     try:
         bare_port = _free_port()
-        with _process([PYTHON, __file__, "--serve-bare", str(bare_port)], bare_port, cwd=ROOT, log=work / "bare.log") as bare_process:
+        with _process(
+            [PYTHON, __file__, "--serve-bare", str(bare_port)],
+            bare_port,
+            cwd=ROOT,
+            log=work / "bare.log",
+        ) as bare_process:
             get = [Request("GET", "/v1/secret/data/bench/k0")]
 
             async def bare() -> Result:
-                return await bench.load("bare ASGI read", bare_process.pid, bare_port, get, "t", seconds=args.read_seconds)
+                return await bench.load(
+                    "bare ASGI read",
+                    bare_process.pid,
+                    bare_port,
+                    get,
+                    "t",
+                    seconds=args.read_seconds,
+                )
 
             results: dict[str, list[Result]] = {}
             for target in filter(None, args.targets.split(",")):
@@ -570,8 +686,13 @@ async def _main(args: argparse.Namespace, wrk: str | None) -> None:
                 plain, audited = results["sqlite"], results["sqlite-audit"]
                 for index, op in ((1, "read"), (2, "write")):
                     # each against its own bare baseline, so machine load between the two runs cancels out
-                    share = (audited[index].rate / audited[0].rate) / (plain[index].rate / plain[0].rate)
-                    print(f"audit device: sqlite {op} throughput {share:.1%} of unaudited (cost {1 - share:.1%})", flush=True)
+                    share = (audited[index].rate / audited[0].rate) / (
+                        plain[index].rate / plain[0].rate
+                    )
+                    print(
+                        f"audit device: sqlite {op} throughput {share:.1%} of unaudited (cost {1 - share:.1%})",
+                        flush=True,
+                    )
             if "sqlite-audit" in args.targets.split(",") and args.audit_rounds > 0:
                 await _audit_rounds(bench, args.audit_rounds, args.round_seconds)
     finally:
@@ -580,7 +701,9 @@ async def _main(args: argparse.Namespace, wrk: str | None) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def _run_target(bench: Bench, target: str, bare: Callable[[], Awaitable[Result]]) -> list[Result]:
+async def _run_target(
+    bench: Bench, target: str, bare: Callable[[], Awaitable[Result]]
+) -> list[Result]:
     extra = bench.args.server_args.split()
     pg: Any = None
     audit: Path | None = None
@@ -600,13 +723,21 @@ async def _run_target(bench: Bench, target: str, bare: Callable[[], Awaitable[Re
         pg.start()
         extra += ["--storage", pg.create_database("kustos_bench")]
     elif target != "sqlite":
-        raise SystemExit(f"unknown target {target!r}: use sqlite, sqlite-nocache, sqlite-audit or postgresql")
+        raise SystemExit(
+            f"unknown target {target!r}: use sqlite, sqlite-nocache, sqlite-audit or postgresql"
+        )
     try:
         port = _free_port()
         token = "hvs.bench-" + os.urandom(8).hex()
-        command = server_command(port=port, data_dir=bench.work / f"data-{target}", token=token, extra=extra)
-        with _process(command, port, cwd=bench.work, log=bench.work / f"server-{target}.log") as process:
-            return await _bench_target(bench, f"kustos {target}", process.pid, port, token, bare, audit=audit)
+        command = server_command(
+            port=port, data_dir=bench.work / f"data-{target}", token=token, extra=extra
+        )
+        with _process(
+            command, port, cwd=bench.work, log=bench.work / f"server-{target}.log"
+        ) as process:
+            return await _bench_target(
+                bench, f"kustos {target}", process.pid, port, token, bare, audit=audit
+            )
     finally:
         if pg is not None:
             pg.stop()

@@ -81,7 +81,9 @@ def _child(k8s: str, workers: int) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        options = OperatorOptions(reloader=False, sealed_secrets=False, workers=workers, extra_settings=(fast,))
+        options = OperatorOptions(
+            reloader=False, sealed_secrets=False, workers=workers, extra_settings=(fast,)
+        )
         await serve(connection=Connection(server=k8s), options=options, stop_flag=stop)
 
     asyncio.run(main())
@@ -151,7 +153,11 @@ def _server() -> Any:
 async def _wait_all(kube: httpx.AsyncClient, count: int, value: bytes, *, deadline: float) -> None:
     while time.monotonic() < deadline:
         items = (await kube.get(f"/api/v1/namespaces/{_NS}/secrets")).json().get("items") or []
-        synced = sum(1 for item in items if base64.b64decode((item.get("data") or {}).get("value", "")).startswith(value))
+        synced = sum(
+            1
+            for item in items
+            if base64.b64decode((item.get("data") or {}).get("value", "")).startswith(value)
+        )
         if synced >= count:
             return
         await asyncio.sleep(0.2)
@@ -196,7 +202,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
                 async def put(index: int, value: str) -> None:
                     async with limiter:
-                        response = await kv.post(f"/v1/secret/data/bench/k{index}", json={"data": {"v": value}})
+                        response = await kv.post(
+                            f"/v1/secret/data/bench/k{index}", json={"data": {"v": value}}
+                        )
                         response.raise_for_status()
 
                 async def create(plural: str, body: dict[str, Any], api: str) -> None:
@@ -206,8 +214,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                         response.raise_for_status()
 
                 await asyncio.gather(*(put(i, f"initial-{i}") for i in range(args.count)))
-                await create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kustos-token"},
-                                         "data": {"token": base64.b64encode(token.encode()).decode()}}, "/api/v1")
+                await create(
+                    "secrets",
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": "kustos-token"},
+                        "data": {"token": base64.b64encode(token.encode()).decode()},
+                    },
+                    "/api/v1",
+                )
                 await create("secretstores", {"apiVersion": "kustos.io/v1", "kind": "SecretStore",
                                               "metadata": {"name": "kustos"},
                                               "spec": {"provider": {"kustos": {"server": addr, "auth": {
@@ -228,7 +244,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 operator.start()
                 try:
                     try:
-                        await _wait_all(kube, args.count, b"initial-", deadline=started + args.timeout)
+                        await _wait_all(
+                            kube, args.count, b"initial-", deadline=started + args.timeout
+                        )
                     except SystemExit:
                         sys.stderr.write(operator.log_tail())
                         raise
@@ -244,7 +262,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                         await put(index, new.decode())
                         while await _secret_value(kube, f"s-{index}") != new:
                             if time.perf_counter() - t0 > 30:
-                                raise SystemExit(f"timed out waiting for change {n} to reach the Secret")
+                                raise SystemExit(
+                                    f"timed out waiting for change {n} to reach the Secret"
+                                )
                             await asyncio.sleep(0.002)
                         latencies.append(time.perf_counter() - t0)
 
@@ -279,7 +299,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000, help="ExternalSecrets (and KV secrets)")
     parser.add_argument("--changes", type=int, default=100, help="KV writes timed one by one")
     parser.add_argument("--workers", type=int, default=8, help="operator reconcile workers")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="give up after this many seconds"
+    )
     parser.add_argument("--child", metavar="K8S_URL", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
@@ -291,10 +313,14 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"ExternalSecrets:              {result['count']}")
-    print(f"first full sync:              {result['first_sync_s']} s ({result['es_per_s']} ExternalSecrets/s)")
+    print(
+        f"first full sync:              {result['first_sync_s']} s ({result['es_per_s']} ExternalSecrets/s)"
+    )
     print(f"change -> Secret (push):      p50 {result['push_p50_ms']} ms, p99 {result['push_p99_ms']} ms "
           f"(mean {result['push_mean_ms']} ms, {result['changes']} changes)")  # fmt: skip
-    print(f"baseline PATCH+GET on kmock:  p50 {result['floor_p50_ms']} ms (push p50 = {result['push_vs_floor_p50']}x)")
+    print(
+        f"baseline PATCH+GET on kmock:  p50 {result['floor_p50_ms']} ms (push p50 = {result['push_vs_floor_p50']}x)"
+    )
     print(f"operator peak RSS:            {result['operator_peak_rss_mib']} MiB "
           f"(idle operator, empty cluster: {result['idle_operator_peak_rss_mib']} MiB)")  # fmt: skip
 

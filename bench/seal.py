@@ -92,13 +92,20 @@ def _interleaved(
             per[key].append(time.perf_counter() - t)
         progress.advance(task)
     progress.remove_task(task)
-    return {key: Row(name, sum(per[key]), per[key], count, count * values_per) for key, (name, _, _) in rows.items()}
+    return {
+        key: Row(name, sum(per[key]), per[key], count, count * values_per)
+        for key, (name, _, _) in rows.items()
+    }
 
 
-def _controller_style_unseal(doc: dict[str, Any], keys: Sequence[SealingPrivateKey], rng: random.Random) -> None:
+def _controller_style_unseal(
+    doc: dict[str, Any], keys: Sequence[SealingPrivateKey], rng: random.Random
+) -> None:
     """What the Sealed Secrets controller does: no key id, keys in map (random) order, per value."""
     meta = doc["metadata"]
-    label = scope_label(scope_of(meta.get("annotations")), namespace=meta["namespace"], name=meta["name"])
+    label = scope_label(
+        scope_of(meta.get("annotations")), namespace=meta["namespace"], name=meta["name"]
+    )
     for key_name, value in doc["spec"]["encryptedData"].items():
         blob = unb64(value, what=key_name)
         order = list(keys)
@@ -117,14 +124,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="Secrets to seal and unseal")
     parser.add_argument("--values", type=int, default=5, help="keys per Secret")
-    parser.add_argument("--keyring-size", type=int, default=8, help="keys the controller-style baseline holds")
+    parser.add_argument(
+        "--keyring-size", type=int, default=8, help="keys the controller-style baseline holds"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     now = datetime.now(UTC)
 
     print(f"generating {args.keyring_size} RSA-4096 sealing keys...", file=sys.stderr)
-    pairs = [generate_sealing_key(now=now - timedelta(days=30 * (args.keyring_size - i))) for i in range(args.keyring_size)]
+    pairs = [
+        generate_sealing_key(now=now - timedelta(days=30 * (args.keyring_size - i)))
+        for i in range(args.keyring_size)
+    ]
     newest = pairs[-1]
     all_keys = [p.private_key for p in pairs]
     secrets_in = [
@@ -143,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         return lambda s: sealed[fmt].extend(seal_secret(s, certificates=[cert], now=now, fmt=fmt))
 
     rsa_wrapped = [
-        seal_secret(s, certificates=[newest.certificate], now=now, fmt=SealFormat.kustos)[0] for s in secrets_in
+        seal_secret(s, certificates=[newest.certificate], now=now, fmt=SealFormat.kustos)[0]
+        for s in secrets_in
     ]
 
     with Progress(transient=True) as progress:
@@ -188,10 +201,18 @@ def main(argv: list[str] | None = None) -> None:
     def ratio(fast: str, slow: str) -> float:
         return rows[slow].seconds / rows[fast].seconds
 
-    print(f"seal:   native vs bitnami                          {ratio('seal kustos', 'seal bitnami'):6.1f}x faster")
-    print(f"unseal: native vs bitnami (Kustos, key-id hint)    {ratio('unseal kustos', 'unseal bitnami'):6.1f}x faster")
-    print(f"unseal: native vs bitnami (controller-style)       {ratio('unseal kustos', 'unseal controller'):6.1f}x faster")
-    print(f"unseal: native X25519 vs native RSA wrap           {ratio('unseal kustos', 'unseal kustos rsa'):6.1f}x faster")
+    print(
+        f"seal:   native vs bitnami                          {ratio('seal kustos', 'seal bitnami'):6.1f}x faster"
+    )
+    print(
+        f"unseal: native vs bitnami (Kustos, key-id hint)    {ratio('unseal kustos', 'unseal bitnami'):6.1f}x faster"
+    )
+    print(
+        f"unseal: native vs bitnami (controller-style)       {ratio('unseal kustos', 'unseal controller'):6.1f}x faster"
+    )
+    print(
+        f"unseal: native X25519 vs native RSA wrap           {ratio('unseal kustos', 'unseal kustos rsa'):6.1f}x faster"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -33,14 +33,24 @@ from kustos.config import KeyProviderConfig, ServerConfig, StorageConfig
 from kustos.server import Core, create_app
 
 Scope = MutableMapping[str, Any]
-App = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+App = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 TOKEN = "hvs.bench-audit-token"
 
 
 async def _call(app: App, method: str, path: str, body: bytes = b"") -> int:
     scope = {
-        "type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
-        "headers": [(b"host", b"bench"), (b"x-vault-token", TOKEN.encode()), (b"content-length", str(len(body)).encode())],
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": b"",
+        "client": ("127.0.0.1", 50000),
+        "headers": [
+            (b"host", b"bench"),
+            (b"x-vault-token", TOKEN.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
     }
     status = 0
 
@@ -67,7 +77,9 @@ async def _open(base: Path, audit_file: Path | None) -> tuple[Core, App]:
     await core.dev_bootstrap(root_token_id=TOKEN)
     app: App = create_app(config, core=core)
     for i in range(64):
-        body = orjson.dumps({"data": {"username": f"svc-{i}", "password": f"pw-{i}-0123456789abcdef"}})
+        body = orjson.dumps(
+            {"data": {"username": f"svc-{i}", "password": f"pw-{i}-0123456789abcdef"}}
+        )
         assert await _call(app, "POST", f"/v1/secret/data/bench/k{i}", body) == 200
     if audit_file is not None:
         device = orjson.dumps({"type": "file", "options": {"file_path": str(audit_file)}})
@@ -92,7 +104,9 @@ def _summary(label: str, times: list[float]) -> float:
     ordered = sorted(times)
     p50 = ordered[len(ordered) // 2] * 1e6
     p99 = ordered[int(len(ordered) * 0.99)] * 1e6
-    print(f"{label:<22} {rate:10.0f} reads/s   p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({len(times)} reads)")
+    print(
+        f"{label:<22} {rate:10.0f} reads/s   p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({len(times)} reads)"
+    )
     return rate
 
 
@@ -114,14 +128,24 @@ async def main(reads: int, rounds: int) -> None:
                 times = await _round(app, reads)
                 results[label] += times
                 medians[label].append(len(times) / sum(times))
-        print(f"KV read (GET secret/data/..., root token, SQLite, read cache), {rounds} alternating rounds of {reads}")
+        print(
+            f"KV read (GET secret/data/..., root token, SQLite, read cache), {rounds} alternating rounds of {reads}"
+        )
         base_rate = _summary("no audit", results["no audit"])
         audit_rate = _summary("file audit device", results["file audit device"])
-        print(f"throughput ratio audited/plain: {audit_rate / base_rate:.2f} (audit costs {100 * (1 - audit_rate / base_rate):.0f}% of read throughput)")
-        per_round = [a / p for a, p in zip(medians["file audit device"], medians["no audit"], strict=True)]
-        print(f"per-round ratios: {', '.join(f'{r:.2f}' for r in per_round)} (median {statistics.median(per_round):.2f})")
+        print(
+            f"throughput ratio audited/plain: {audit_rate / base_rate:.2f} (audit costs {100 * (1 - audit_rate / base_rate):.0f}% of read throughput)"
+        )
+        per_round = [
+            a / p for a, p in zip(medians["file audit device"], medians["no audit"], strict=True)
+        ]
+        print(
+            f"per-round ratios: {', '.join(f'{r:.2f}' for r in per_round)} (median {statistics.median(per_round):.2f})"
+        )
         written = audit_file.stat().st_size - start_size
-        print(f"audit file: {written / (reads * rounds):.0f} bytes per read (request + response entry)")
+        print(
+            f"audit file: {written / (reads * rounds):.0f} bytes per read (request + response entry)"
+        )
         result = verify_file(audit_file)
         print(f"audit chain verified: {result.ok} ({result.entries} entries)")
         await plain_core.close()

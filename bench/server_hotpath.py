@@ -26,19 +26,36 @@ from kustos.config import KeyProviderConfig, ServerConfig, StorageConfig
 from kustos.server import Core, create_app
 
 Scope = MutableMapping[str, Any]
-App = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+App = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 TOKEN = "hvs.bench-hotpath-token"
 
 
-async def _bare(scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+async def _bare(
+    scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"data":{"data":{"password":"x"}}}'})
 
 
 async def _call(app: App, method: str, path: str, body: bytes = b"") -> int:
     scope = {
-        "type": "http", "method": method, "path": path, "query_string": b"",
-        "headers": [(b"host", b"bench"), (b"x-vault-token", TOKEN.encode()), (b"content-length", str(len(body)).encode())],
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": b"",
+        "headers": [
+            (b"host", b"bench"),
+            (b"x-vault-token", TOKEN.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
     }
     status = 0
 
@@ -65,7 +82,9 @@ async def _per_request(label: str, fn: Callable[[], Awaitable[object]], n: int) 
     return micros
 
 
-async def _measure(label: str, config: ServerConfig, *, cache_entries: int | None, requests: int) -> None:
+async def _measure(
+    label: str, config: ServerConfig, *, cache_entries: int | None, requests: int
+) -> None:
     core = await Core.open(config, cache_entries=cache_entries)
     await core.dev_bootstrap(root_token_id=TOKEN)
     app = create_app(config, core=core)
@@ -94,14 +113,19 @@ async def _measure(label: str, config: ServerConfig, *, cache_entries: int | Non
         await _call(app, "GET", f"/v1/secret/data/bench/k{i % 64}")
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"{'2000 reads: memory kept / peak':<38} {current / 1024:8.1f} KiB / {peak / 1024:.1f} KiB")
+    print(
+        f"{'2000 reads: memory kept / peak':<38} {current / 1024:8.1f} KiB / {peak / 1024:.1f} KiB"
+    )
     print(f"{'server cost per read (read - bare)':<38} {read - bare:8.1f} µs")
     await core.close()
 
 
 async def main(requests: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="kustos-hotpath-"))
-    for name, label, cache in (("cached", "SQLite, read cache", None), ("uncached", "SQLite, no read cache", 0)):
+    for name, label, cache in (
+        ("cached", "SQLite, read cache", None),
+        ("uncached", "SQLite, no read cache", 0),
+    ):
         config = ServerConfig(
             storage=StorageConfig(url=f"sqlite:{work / name}.db"),
             keys=KeyProviderConfig(kind="local", key_file=work / "kustos.key"),

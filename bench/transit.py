@@ -27,12 +27,22 @@ from kustos.config import KeyProviderConfig, ServerConfig, StorageConfig
 from kustos.server import Core, create_app
 
 Scope = MutableMapping[str, Any]
-App = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+App = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 TOKEN = "hvs.bench-transit-token"
 
 
-async def _bare(scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+async def _bare(
+    scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"data":{"ciphertext":"vault:v1:x"}}'})
 
 
@@ -58,7 +68,9 @@ async def _call(app: App, method: str, path: str, body: bytes = b"") -> tuple[in
     return status, b"".join(chunks)
 
 
-async def _per_request(label: str, fn: Callable[[], Awaitable[object]], n: int, *, items: int = 1) -> float:
+async def _per_request(
+    label: str, fn: Callable[[], Awaitable[object]], n: int, *, items: int = 1
+) -> float:
     for _ in range(min(n, 300)):
         await fn()
     started = time.perf_counter()
@@ -83,31 +95,71 @@ async def main(requests: int) -> None:
     assert (await _call(app, "POST", "/v1/sys/mounts/transit", b'{"type":"transit"}'))[0] == 204
     for name, body in (("k", b"{}"), ("d", b'{"derived":true}')):
         assert (await _call(app, "POST", f"/v1/transit/keys/{name}", body))[0] == 200
-    assert (await _call(app, "POST", "/v1/secret/data/bench/k", b'{"data":{"password":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}'))[0] == 200
+    assert (
+        await _call(
+            app,
+            "POST",
+            "/v1/secret/data/bench/k",
+            b'{"data":{"password":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}',
+        )
+    )[0] == 200
     small = json.dumps({"plaintext": base64.b64encode(b"x" * 32).decode()}).encode()
     large = json.dumps({"plaintext": base64.b64encode(b"x" * 4096).decode()}).encode()
-    derived = json.dumps({"plaintext": base64.b64encode(b"x" * 32).decode(), "context": "dGVuYW50"}).encode()
-    batch = json.dumps({"batch_input": [{"plaintext": base64.b64encode(b"x" * 32).decode()}] * 100}).encode()
+    derived = json.dumps(
+        {"plaintext": base64.b64encode(b"x" * 32).decode(), "context": "dGVuYW50"}
+    ).encode()
+    batch = json.dumps(
+        {"batch_input": [{"plaintext": base64.b64encode(b"x" * 32).decode()}] * 100}
+    ).encode()
     status, answer = await _call(app, "POST", "/v1/transit/encrypt/k", small)
     assert status == 200
     ciphertext = json.loads(answer)["data"]["ciphertext"]
     decrypt = json.dumps({"ciphertext": ciphertext}).encode()
 
     print(f"-- SQLite, read cache on; {requests} requests each")
-    bare = await _per_request("bare ASGI app (baseline)", lambda: _call(_bare, "POST", "/v1/x"), requests)
-    kv = await _per_request("KV read (GET secret/data/<path>)", lambda: _call(app, "GET", "/v1/secret/data/bench/k"), requests)
-    enc = await _per_request("transit encrypt, 32 B", lambda: _call(app, "POST", "/v1/transit/encrypt/k", small), requests)
-    dec = await _per_request("transit decrypt, 32 B", lambda: _call(app, "POST", "/v1/transit/decrypt/k", decrypt), requests)
-    await _per_request("transit encrypt, 4 KiB", lambda: _call(app, "POST", "/v1/transit/encrypt/k", large), requests)
-    await _per_request("transit encrypt, derived key (HKDF)", lambda: _call(app, "POST", "/v1/transit/encrypt/d", derived), requests)
-    await _per_request("transit encrypt, batch of 100", lambda: _call(app, "POST", "/v1/transit/encrypt/k", batch), max(requests // 50, 20), items=100)
+    bare = await _per_request(
+        "bare ASGI app (baseline)", lambda: _call(_bare, "POST", "/v1/x"), requests
+    )
+    kv = await _per_request(
+        "KV read (GET secret/data/<path>)",
+        lambda: _call(app, "GET", "/v1/secret/data/bench/k"),
+        requests,
+    )
+    enc = await _per_request(
+        "transit encrypt, 32 B",
+        lambda: _call(app, "POST", "/v1/transit/encrypt/k", small),
+        requests,
+    )
+    dec = await _per_request(
+        "transit decrypt, 32 B",
+        lambda: _call(app, "POST", "/v1/transit/decrypt/k", decrypt),
+        requests,
+    )
+    await _per_request(
+        "transit encrypt, 4 KiB",
+        lambda: _call(app, "POST", "/v1/transit/encrypt/k", large),
+        requests,
+    )
+    await _per_request(
+        "transit encrypt, derived key (HKDF)",
+        lambda: _call(app, "POST", "/v1/transit/encrypt/d", derived),
+        requests,
+    )
+    await _per_request(
+        "transit encrypt, batch of 100",
+        lambda: _call(app, "POST", "/v1/transit/encrypt/k", batch),
+        max(requests // 50, 20),
+        items=100,
+    )
     gc.collect()
     tracemalloc.start()
     for _ in range(2000):
         await _call(app, "POST", "/v1/transit/encrypt/k", small)
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"{'2000 encrypts: memory kept / peak':<44} {current / 1024:8.1f} KiB / {peak / 1024:.1f} KiB")
+    print(
+        f"{'2000 encrypts: memory kept / peak':<44} {current / 1024:8.1f} KiB / {peak / 1024:.1f} KiB"
+    )
     print(f"{'encrypt / KV read (server cost, minus bare)':<44} {(enc - bare) / (kv - bare):8.2f}x")
     print(f"{'decrypt / KV read (server cost, minus bare)':<44} {(dec - bare) / (kv - bare):8.2f}x")
     await core.close()

@@ -49,7 +49,9 @@ class DecryptionError(KustosError):
     the error reveals nothing about which check failed.
     """
 
-    def __init__(self, message: str = "decryption failed: ciphertext is invalid or was tampered with") -> None:
+    def __init__(
+        self, message: str = "decryption failed: ciphertext is invalid or was tampered with"
+    ) -> None:
         super().__init__(message)
 
 

@@ -56,7 +56,9 @@ def _render(text: str, context: dict[str, Any]) -> str:
             continue
         elif expression.startswith("toYaml "):
             value_path, _, indent = expression[7:].partition("| nindent")
-            dumped = yaml.safe_dump(_lookup(value_path.strip(), context), sort_keys=False).rstrip("\n")
+            dumped = yaml.safe_dump(_lookup(value_path.strip(), context), sort_keys=False).rstrip(
+                "\n"
+            )
             pad = " " * int(indent)
             out.append("\n" + "\n".join(pad + line for line in dumped.splitlines()))
         elif re.fullmatch(r"\.[A-Za-z][\w.]*", expression):
@@ -70,7 +72,10 @@ def _render(text: str, context: dict[str, Any]) -> str:
 
 
 def render_chart(
-    *, release: str = "kustos", namespace: str = "kustos-system", overrides: dict[str, Any] | None = None
+    *,
+    release: str = "kustos",
+    namespace: str = "kustos-system",
+    overrides: dict[str, Any] | None = None,
 ) -> str:
     """The chart's CRDs and templates as one multi-document YAML string."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -86,11 +86,17 @@ _HASH_FIELD: Final = b',"hash":"%s",'
 _REQUEST_TAIL: Final = b'"prev_hash":"%s","request":%s,"seq":%d,"time":"%s","type":"request"}'
 _RESPONSE_PART: Final = b'{"data":%s,"mount_type":%s,"status":%d,"warnings":%s}'
 _KV_JSON: Final = b'"kv"'
-_RESPONSE_TAIL: Final = b'"prev_hash":"%s","request":%s,"response":%s,"seq":%d,"time":"%s","type":"response"}'
+_RESPONSE_TAIL: Final = (
+    b'"prev_hash":"%s","request":%s,"response":%s,"seq":%d,"time":"%s","type":"response"}'
+)
 _PENDING_LIMIT: Final = 1024
 HMAC_KEY_BYTES: Final = 32
 # Serialize only what the walk would hash as the same text (others raise TypeError).
-_PLAIN_JSON: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+_PLAIN_JSON: Final = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 class AuditWriteError(KustosError):
@@ -165,7 +171,11 @@ def _parse_chained(line: bytes) -> dict[str, Any] | None:
         entry = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str) or not isinstance(entry.get("seq"), int):
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("hash"), str)
+        or not isinstance(entry.get("seq"), int)
+    ):
         return None
     if canonical_json(entry) + b"\n" != line or entry_hash(entry) != entry["hash"]:
         return None
@@ -231,7 +241,9 @@ class FileAuditDevice:
         self._clear_response = frozenset(clear_response_keys)
         self._lock = threading.Lock()
         self._broken: str | None = None
-        self._second: float | None = None  # the last entry's time in whole seconds (int with epoch_clock), and its text
+        self._second: float | None = (
+            None  # the last entry's time in whole seconds (int with epoch_clock), and its text
+        )
         self._second_text = ""
         self._second_bytes = b""
         # Calls between their request and response entry: the auth and request parts, serialized once.
@@ -245,9 +257,13 @@ class FileAuditDevice:
         self._hashed_data: dict[bytes, bytes] = {}
         self._data_mac = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=16)
         try:
-            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode
+            )
         except OSError as exc:
-            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be opened: {exc.strerror}") from None
+            raise AuditWriteError(
+                f"audit file {str(self.path)!r} cannot be opened: {exc.strerror}"
+            ) from None
         self._batch = StagedBatch(b"", -1)  # empty; staging takes the chain tip from head and seq
         try:
             self._resume(random)
@@ -265,7 +281,9 @@ class FileAuditDevice:
                 first = _read_first_line(fd, size) if size else b""
                 last = _read_last_line(fd, size) if size else b""
         except OSError as exc:
-            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be read: {exc.strerror}") from None
+            raise AuditWriteError(
+                f"audit file {str(self.path)!r} cannot be read: {exc.strerror}"
+            ) from None
         if size == 0:
             self.device_id = random(16).hex()
             genesis = {
@@ -281,15 +299,25 @@ class FileAuditDevice:
             return
         where = f"audit file {str(self.path)!r}"
         if not last.endswith(b"\n"):
-            raise AuditWriteError(f"{where} ends with an incomplete line; run `kustos audit verify` before reusing it")
+            raise AuditWriteError(
+                f"{where} ends with an incomplete line; run `kustos audit verify` before reusing it"
+            )
         head = _parse_chained(first)
-        if head is None or head.get("type") != "genesis" or not isinstance(head.get("device"), dict):
-            raise AuditWriteError(f"{where} does not start with a valid genesis entry; run `kustos audit verify`")
+        if (
+            head is None
+            or head.get("type") != "genesis"
+            or not isinstance(head.get("device"), dict)
+        ):
+            raise AuditWriteError(
+                f"{where} does not start with a valid genesis entry; run `kustos audit verify`"
+            )
         if head["device"].get("key_check") != key_check(self._key):
             raise AuditWriteError(f"{where} was started with a different HMAC key")
         tail = _parse_chained(last)
         if tail is None:
-            raise AuditWriteError(f"{where} ends with a damaged entry; run `kustos audit verify` before reusing it")
+            raise AuditWriteError(
+                f"{where} ends with a damaged entry; run `kustos audit verify` before reusing it"
+            )
         self.device_id = str(head["device"].get("id", ""))
         self.head = str(tail["hash"])
         self.seq = int(tail["seq"])
@@ -310,7 +338,10 @@ class FileAuditDevice:
             digest, line = self._chain_line(before, after)
         else:  # a key sorts between "hash" and "mac": the plain way
             digest = entry_hash(body)
-            line = canonical_json({**body, "hash": digest, "mac": self._hasher.chain_mac(digest)}) + b"\n"
+            line = (
+                canonical_json({**body, "hash": digest, "mac": self._hasher.chain_mac(digest)})
+                + b"\n"
+            )
         return self._write(digest, (line,))
 
     def _write(self, digest: str, pieces: Sequence[bytes], entries: int = 1) -> str:
@@ -320,10 +351,14 @@ class FileAuditDevice:
         try:
             written = os.write(self._fd, b"".join(pieces))
         except OSError as exc:
-            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be written: {exc.strerror}") from None
+            raise AuditWriteError(
+                f"audit file {str(self.path)!r} cannot be written: {exc.strerror}"
+            ) from None
         if written != sum(map(len, pieces)):
             self._remove_partial(self._fd, written)
-            raise AuditWriteError(f"audit file {str(self.path)!r} cannot be written: short write (disk full?)")
+            raise AuditWriteError(
+                f"audit file {str(self.path)!r} cannot be written: short write (disk full?)"
+            )
         if self._fsync:
             try:
                 os.fsync(self._fd)
@@ -339,8 +374,17 @@ class FileAuditDevice:
         whose fields are ``before`` (keys sorting before "hash") and ``after`` (after "mac")."""
         head = canonical_json(before)[1:-1]
         tail = canonical_json(after)[1:-1]
-        digest = CHAIN_PREFIX + hashlib.sha256(b"{" + b",".join(p for p in (head, tail) if p) + b"}").hexdigest()
-        middle = b'"hash":"' + digest.encode() + b'","mac":"' + self._hasher.chain_mac(digest).encode() + b'"'
+        digest = (
+            CHAIN_PREFIX
+            + hashlib.sha256(b"{" + b",".join(p for p in (head, tail) if p) + b"}").hexdigest()
+        )
+        middle = (
+            b'"hash":"'
+            + digest.encode()
+            + b'","mac":"'
+            + self._hasher.chain_mac(digest).encode()
+            + b'"'
+        )
         return digest, b"{" + b",".join(p for p in (head, middle, tail) if p) + b"}\n"
 
     def _remove_partial(self, fd: int, written: int) -> None:
@@ -371,7 +415,13 @@ class FileAuditDevice:
             if entry_type == "response":
                 response_part = self._response_part(response or AuditResponse(status=0))
             digest, line = self._entry_line(
-                caller, request_part, response_part, error, self._time_bytes(), self.seq + 1, self.head.encode()
+                caller,
+                request_part,
+                response_part,
+                error,
+                self._time_bytes(),
+                self.seq + 1,
+                self.head.encode(),
             )
             return self._write(digest.decode(), line)
 
@@ -402,7 +452,12 @@ class FileAuditDevice:
             tail = _RESPONSE_TAIL % (prev_hash, request_part, response_part, seq, time_bytes)
         state.update(tail)
         digest = _CHAIN_PREFIX_BYTES + state.hexdigest().encode()
-        return digest, (head, _CHAIN_FIELDS % (digest, self._hasher.chain_mac_bytes(digest)), tail, b"\n")
+        return digest, (
+            head,
+            _CHAIN_FIELDS % (digest, self._hasher.chain_mac_bytes(digest)),
+            tail,
+            b"\n",
+        )
 
     @staticmethod
     def _error_head(caller: _Caller, error: str) -> tuple[bytes, Any]:
@@ -418,7 +473,9 @@ class FileAuditDevice:
         # microseconds since the epoch; the text up to the second reused
         second, micros = divmod(round(epoch_clock() * 1_000_000), 1_000_000)
         if second != self._second:
-            self._second_bytes = format_time(datetime.fromtimestamp(second, UTC))[: -len(".000000Z")].encode()
+            self._second_bytes = format_time(datetime.fromtimestamp(second, UTC))[
+                : -len(".000000Z")
+            ].encode()
             self._second = second
         return b"%s.%06dZ" % (self._second_bytes, micros)
 
@@ -435,7 +492,9 @@ class FileAuditDevice:
             return canonical_json(format_response(self._hasher, response, self._clear_response))
         try:
             raw = orjson.dumps(data, option=_PLAIN_JSON)
-        except TypeError:  # not plain JSON (Sensitive, datetime, str subclass, ...): the walk handles it
+        except (
+            TypeError
+        ):  # not plain JSON (Sensitive, datetime, str subclass, ...): the walk handles it
             return canonical_json(format_response(self._hasher, response, self._clear_response))
         keyed = self._data_mac.copy()
         keyed.update(raw)
@@ -473,7 +532,13 @@ class FileAuditDevice:
         head = b'{"auth":' + auth_part + b',"error":""'
         if len(self._auths) >= _PENDING_LIMIT:
             self._auths.clear()
-        caller = self._auths[id(auth)] = (auth, auth_part, token_mac, head, hashlib.sha256(head + b","))
+        caller = self._auths[id(auth)] = (
+            auth,
+            auth_part,
+            token_mac,
+            head,
+            hashlib.sha256(head + b","),
+        )
         return caller
 
     def _call_parts(
@@ -503,9 +568,13 @@ class FileAuditDevice:
         """The ``request`` part as canonical JSON; ``token_mac`` is the HMAC of ``auth``'s token."""
         if request.client_token is not auth.client_token:
             token = request.client_token
-            token_mac = self._hasher.value(token.reveal()) if token is not None and token.reveal() else ""
+            token_mac = (
+                self._hasher.value(token.reveal()) if token is not None and token.reveal() else ""
+            )
         return canonical_json(
-            format_request(self._hasher, request, token_mac=token_mac, clear_request_keys=self._clear_request)
+            format_request(
+                self._hasher, request, token_mac=token_mac, clear_request_keys=self._clear_request
+            )
         )
 
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str:
@@ -556,8 +625,14 @@ class FileAuditDevice:
             state.update(second_tail)
             batch.head = _CHAIN_PREFIX_BYTES + state.hexdigest().encode()
             batch.pieces += (
-                head, _HASH_FIELD % first, first_tail, b"\n",
-                second_head, _HASH_FIELD % batch.head, second_tail, b"\n",
+                head,
+                _HASH_FIELD % first,
+                first_tail,
+                b"\n",
+                second_head,
+                _HASH_FIELD % batch.head,
+                second_tail,
+                b"\n",
             )
             batch.entries += 2
             batch.seq = seq + 2
@@ -573,11 +648,15 @@ class FileAuditDevice:
         if not batch.entries:
             return
         try:
-            pieces = batch.pieces  # the last entry's chain fields get its mac, which vouches for the batch
+            pieces = (
+                batch.pieces
+            )  # the last entry's chain fields get its mac, which vouches for the batch
             pieces[-3] = _CHAIN_FIELDS % (batch.head, self._hasher.chain_mac_bytes(batch.head))
             self._write(batch.head.decode(), pieces, entries=batch.entries)
             batch.written = True
-        except AuditWriteError as exc:  # none of them is in the file; the chain goes on from what is
+        except (
+            AuditWriteError
+        ) as exc:  # none of them is in the file; the chain goes on from what is
             batch.error = str(exc)
         self._batch = StagedBatch(self.head.encode(), self.seq)
 
@@ -648,7 +727,9 @@ class AuditBroker:
         return written
 
     def _refuse(self, failures: list[str]) -> AuditWriteError:
-        return AuditWriteError("no audit device could record the request; refusing it (" + "; ".join(failures) + ")")
+        return AuditWriteError(
+            "no audit device could record the request; refusing it (" + "; ".join(failures) + ")"
+        )
 
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> int:
         """Record the request on every device; return how many did. Raises if devices exist and none did."""
@@ -674,7 +755,9 @@ class AuditBroker:
                 except AuditWriteError as exc:
                     raise self._refuse([f"{name}: {exc}"]) from None
                 return 1
-        return self._each(lambda d: d.log_response(auth=auth, request=request, response=response, error=error))
+        return self._each(
+            lambda d: d.log_response(auth=auth, request=request, response=response, error=error)
+        )
 
     def stage_call(
         self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
@@ -689,14 +772,28 @@ class AuditBroker:
         if len(devices) == 1:  # the usual setup
             for name, device in devices.items():
                 try:
-                    return [(name, device.stage_call(auth=auth, request=request, response=response, error=error))]
+                    return [
+                        (
+                            name,
+                            device.stage_call(
+                                auth=auth, request=request, response=response, error=error
+                            ),
+                        )
+                    ]
                 except AuditWriteError as exc:
                     raise self._refuse([f"{name}: {exc}"]) from None
         staged: list[tuple[str, StagedBatch]] = []
         failures: list[str] = []
         for name, device in list(devices.items()):
             try:
-                staged.append((name, device.stage_call(auth=auth, request=request, response=response, error=error)))
+                staged.append(
+                    (
+                        name,
+                        device.stage_call(
+                            auth=auth, request=request, response=response, error=error
+                        ),
+                    )
+                )
             except AuditWriteError as exc:
                 failures.append(f"{name}: {exc}")
         if not staged and (failures or devices):
@@ -711,7 +808,9 @@ class AuditBroker:
     def check_staged(self, staged: list[tuple[str, StagedBatch]]) -> None:
         """Raise :class:`AuditWriteError` unless at least one device wrote its staged entries."""
         if staged and not any(batch.written for _, batch in staged):
-            raise self._refuse([f"{name}: {batch.error or 'not written'}" for name, batch in staged])
+            raise self._refuse(
+                [f"{name}: {batch.error or 'not written'}" for name, batch in staged]
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -166,7 +166,9 @@ def _auth(auth: AuditAuth, token_mac: str) -> AuthPayload:
     }
 
 
-def _request(hasher: ValueHasher, request: AuditRequest, clear_keys: Collection[str], token_mac: str) -> RequestPayload:
+def _request(
+    hasher: ValueHasher, request: AuditRequest, clear_keys: Collection[str], token_mac: str
+) -> RequestPayload:
     data, headers = request.data, request.headers
     return {
         "id": request.id,
@@ -179,12 +181,16 @@ def _request(hasher: ValueHasher, request: AuditRequest, clear_keys: Collection[
         "client_token": token_mac,
         "client_token_accessor": request.client_token_accessor,
         "data": None if data is None else hasher.structure(data, clear_keys),
-        "headers": {str(k).lower(): hasher.value(str(v)) for k, v in headers.items()} if headers else {},
+        "headers": {str(k).lower(): hasher.value(str(v)) for k, v in headers.items()}
+        if headers
+        else {},
         "reason": request.reason,
     }
 
 
-def _response(hasher: ValueHasher, response: AuditResponse, clear_keys: Collection[str]) -> ResponsePayload:
+def _response(
+    hasher: ValueHasher, response: AuditResponse, clear_keys: Collection[str]
+) -> ResponsePayload:
     payload: ResponsePayload = {
         "status": response.status,
         "mount_type": response.mount_type,
@@ -214,7 +220,9 @@ def format_entry(
     for a device that writes many entries).
     """
     hasher = key if isinstance(key, ValueHasher) else ValueHasher(key)
-    auth_payload, request_payload = format_call(hasher, auth=auth, request=request, clear_request_keys=clear_request_keys)
+    auth_payload, request_payload = format_call(
+        hasher, auth=auth, request=request, clear_request_keys=clear_request_keys
+    )
     entry: dict[str, Any] = {
         "type": entry_type,
         "time": format_time(time),
@@ -223,12 +231,18 @@ def format_entry(
         "error": error,
     }
     if entry_type == "response":
-        entry["response"] = format_response(hasher, response or AuditResponse(status=0), clear_response_keys)
+        entry["response"] = format_response(
+            hasher, response or AuditResponse(status=0), clear_response_keys
+        )
     return entry
 
 
 def format_call(
-    hasher: ValueHasher, *, auth: AuditAuth, request: AuditRequest, clear_request_keys: Collection[str] = ()
+    hasher: ValueHasher,
+    *,
+    auth: AuditAuth,
+    request: AuditRequest,
+    clear_request_keys: Collection[str] = (),
 ) -> tuple[AuthPayload, RequestPayload]:
     """The ``auth`` and ``request`` parts of an entry (the same in a call's request and response entries)."""
     auth_token = _token(hasher, auth.client_token)
@@ -246,11 +260,14 @@ def format_auth(hasher: ValueHasher, auth: AuditAuth) -> tuple[AuthPayload, str]
 
 
 def format_request(
-    hasher: ValueHasher, request: AuditRequest, *, token_mac: str, clear_request_keys: Collection[str] = ()
+    hasher: ValueHasher,
+    request: AuditRequest,
+    *,
+    token_mac: str,
+    clear_request_keys: Collection[str] = (),
 ) -> RequestPayload:
     """The ``request`` part of an entry; ``token_mac`` is the HMAC of ``request.client_token``."""
     return _request(hasher, request, clear_request_keys, token_mac)
-
 
 
 def format_response(

@@ -116,11 +116,17 @@ class ValueHasher:
             if not clear_keys:  # strings hashed inline: most values of a JSON body are
                 hashed = self.value
                 return {
-                    (k if k.__class__ is str else str(k)): (hashed(v) if v.__class__ is str else structure(v))
+                    (k if k.__class__ is str else str(k)): (
+                        hashed(v) if v.__class__ is str else structure(v)
+                    )
                     for k, v in value.items()
                 }
             return {
-                str(k): (v if str(k) in clear_keys and not isinstance(v, Sensitive) else structure(v, clear_keys))
+                str(k): (
+                    v
+                    if str(k) in clear_keys and not isinstance(v, Sensitive)
+                    else structure(v, clear_keys)
+                )
                 for k, v in value.items()
             }
         if value is None or kind is bool:
@@ -135,12 +141,18 @@ class ValueHasher:
             return self.value(_scalar_text(value))
         if isinstance(value, Sensitive):
             return self.value(value.reveal())
-        if isinstance(value, orjson.Fragment):  # pre-encoded JSON (a KV read's value): hash what it holds
+        if isinstance(
+            value, orjson.Fragment
+        ):  # pre-encoded JSON (a KV read's value): hash what it holds
             return self.structure(orjson.loads(orjson.dumps(value)), clear_keys)
         if isinstance(value, Mapping):
             structure = self.structure
             return {
-                str(k): (v if clear_keys and str(k) in clear_keys and not isinstance(v, Sensitive) else structure(v, clear_keys))
+                str(k): (
+                    v
+                    if clear_keys and str(k) in clear_keys and not isinstance(v, Sensitive)
+                    else structure(v, clear_keys)
+                )
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple | set | frozenset):
@@ -179,4 +191,9 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
 
 def chain_mac(key: Sensitive[bytes], chained_hash: str) -> str:
     """HMAC of an entry's ``hash`` under the device key (domain-separated from value HMACs)."""
-    return HMAC_PREFIX + hmac.new(key.reveal(), _CHAIN_MAC_CONTEXT + chained_hash.encode(), hashlib.sha256).hexdigest()
+    return (
+        HMAC_PREFIX
+        + hmac.new(
+            key.reveal(), _CHAIN_MAC_CONTEXT + chained_hash.encode(), hashlib.sha256
+        ).hexdigest()
+    )

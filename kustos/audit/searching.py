@@ -23,7 +23,15 @@ from typing import Any
 
 import orjson
 
-__all__ = ["AccessRecord", "AuditRecord", "access_map", "identity_of", "iter_entries", "parse_time", "search"]
+__all__ = [
+    "AccessRecord",
+    "AuditRecord",
+    "access_map",
+    "identity_of",
+    "iter_entries",
+    "parse_time",
+    "search",
+]
 
 
 def parse_time(value: str) -> datetime:
@@ -229,7 +237,9 @@ def access_map(
         record = _record(number, entry)
         if record is None or record.operation not in operations:
             continue
-        if (since is not None and record.time < since) or (until is not None and record.time > until):
+        if (since is not None and record.time < since) or (
+            until is not None and record.time > until
+        ):
             continue
         status = record.status if record.status is not None else 0
         if 0 < status < 400:
@@ -239,11 +249,21 @@ def access_map(
         else:
             continue
         key = (record.identity, record.kind, record.path)
-        row = rows.setdefault(key, {"reads": 0, "denied": 0, "first": record.time, "last": record.time})
+        row = rows.setdefault(
+            key, {"reads": 0, "denied": 0, "first": record.time, "last": record.time}
+        )
         row[outcome] += 1
         row["first"] = min(row["first"], record.time)
         row["last"] = max(row["last"], record.time)
     return [
-        AccessRecord(identity=i, kind=k, path=p, reads=r["reads"], denied=r["denied"], first=r["first"], last=r["last"])
+        AccessRecord(
+            identity=i,
+            kind=k,
+            path=p,
+            reads=r["reads"],
+            denied=r["denied"],
+            first=r["first"],
+            last=r["last"],
+        )
         for (i, k, p), r in sorted(rows.items())
     ]

@@ -69,7 +69,9 @@ class VerifyResult:
 _MAC_MISMATCH: Final = "the entry's mac does not match under this key (forged or rewritten)"
 
 
-def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sensitive[bytes] | None) -> tuple[str | None, dict[str, Any] | None]:
+def _problem(
+    line: bytes, number: int, previous: dict[str, Any] | None, key: Sensitive[bytes] | None
+) -> tuple[str | None, dict[str, Any] | None]:
     if not line.endswith(b"\n"):
         return "the line is incomplete (no end of line): the file was truncated", None
     try:
@@ -79,7 +81,12 @@ def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sen
     if not isinstance(entry, dict):
         return "the line is not a JSON object", None
     digest, prev, seq = entry.get("hash"), entry.get("prev_hash"), entry.get("seq")
-    if not isinstance(digest, str) or not isinstance(prev, str) or not isinstance(seq, int) or isinstance(seq, bool):
+    if (
+        not isinstance(digest, str)
+        or not isinstance(prev, str)
+        or not isinstance(seq, int)
+        or isinstance(seq, bool)
+    ):
         return "the entry lacks hash, prev_hash or seq", None
     if canonical_json(entry) + b"\n" != line:
         return "the line is not in canonical form (it was edited)", None
@@ -89,9 +96,14 @@ def _problem(line: bytes, number: int, previous: dict[str, Any] | None, key: Sen
         return _MAC_MISMATCH, None
     if previous is None:
         if entry.get("type") != "genesis" or prev != GENESIS_PREV_HASH or seq != 0:
-            return "the first line is not the genesis entry (lines were removed from the start)", None
+            return (
+                "the first line is not the genesis entry (lines were removed from the start)",
+                None,
+            )
         device = entry.get("device")
-        if key is not None and (not isinstance(device, dict) or device.get("key_check") != key_check(key)):
+        if key is not None and (
+            not isinstance(device, dict) or device.get("key_check") != key_check(key)
+        ):
             return "the file was started with a different HMAC key", None
         return None, entry
     if entry.get("type") == "genesis":
@@ -136,16 +148,25 @@ def verify_file(
                 progress(done)
             problem, entry = _problem(line, number, previous, hmac_key)
             if problem is not None or entry is None:
-                if problem is _MAC_MISMATCH and vouched < number - 1:  # the forgery may start after the last mac
+                if (
+                    problem is _MAC_MISMATCH and vouched < number - 1
+                ):  # the forgery may start after the last mac
                     return VerifyResult(
-                        ok=False, entries=vouched, first_bad_line=vouched + 1,
+                        ok=False,
+                        entries=vouched,
+                        first_bad_line=vouched + 1,
                         reason=f"{_lines(vouched + 1, number - 1)} carry no mac that vouches for them, "
                         f"and line {number}: {problem}",
-                        head=vouched_head, device_id=device_id,
+                        head=vouched_head,
+                        device_id=device_id,
                     )
                 return VerifyResult(
-                    ok=False, entries=number - 1, first_bad_line=number, reason=problem,
-                    head=None if previous is None else previous["hash"], device_id=device_id,
+                    ok=False,
+                    entries=number - 1,
+                    first_bad_line=number,
+                    reason=problem,
+                    head=None if previous is None else previous["hash"],
+                    device_id=device_id,
                 )
             if previous is None:
                 device = entry.get("device")
@@ -156,17 +177,25 @@ def verify_file(
                 vouched, vouched_head = number, entry["hash"]
             previous = entry
     if previous is None:
-        return VerifyResult(ok=False, entries=0, first_bad_line=1, reason="the file is empty (no genesis entry)")
+        return VerifyResult(
+            ok=False, entries=0, first_bad_line=1, reason="the file is empty (no genesis entry)"
+        )
     if hmac_key is not None and vouched < number:
         return VerifyResult(
-            ok=False, entries=vouched, first_bad_line=vouched + 1,
+            ok=False,
+            entries=vouched,
+            first_bad_line=vouched + 1,
             reason=f"{_lines(vouched + 1, number)} at the end of the file carry no mac that vouches for them (forged or appended)",
-            head=vouched_head, device_id=device_id,
+            head=vouched_head,
+            device_id=device_id,
         )
     if not seen_expected:
         return VerifyResult(
-            ok=False, entries=number, first_bad_line=number + 1,
+            ok=False,
+            entries=number,
+            first_bad_line=number + 1,
             reason=f"the expected head {expected_head} is not in the file: entries were removed from the end",
-            head=previous["hash"], device_id=device_id,
+            head=previous["hash"],
+            device_id=device_id,
         )
     return VerifyResult(ok=True, entries=number, head=previous["hash"], device_id=device_id)

@@ -79,7 +79,10 @@ def _read_key(path: Path) -> Sensitive[bytes]:
         return Sensitive(bytes.fromhex(text.decode()))
     if len(raw) == 32:
         return Sensitive(raw)
-    fail(f"key file {str(path)!r} must hold the 32-byte device key, raw or as 64 hex digits", code=EXIT_BAD_INPUT)
+    fail(
+        f"key file {str(path)!r} must hold the 32-byte device key, raw or as 64 hex digits",
+        code=EXIT_BAD_INPUT,
+    )
 
 
 @audit_app.command("verify")
@@ -87,7 +90,10 @@ def verify(
     file: FileArgument,
     head: Annotated[
         str | None,
-        typer.Option("--head", help="A chain hash recorded earlier (sha256:...); it must still be in the file."),
+        typer.Option(
+            "--head",
+            help="A chain hash recorded earlier (sha256:...); it must still be in the file.",
+        ),
     ] = None,
     key_file: Annotated[
         Path | None,
@@ -103,13 +109,20 @@ def verify(
     key = _read_key(key_file) if key_file is not None else None
     size = file.stat().st_size
     with Progress(
-        TextColumn("verifying"), BarColumn(), DownloadColumn(), console=stderr, transient=True,
+        TextColumn("verifying"),
+        BarColumn(),
+        DownloadColumn(),
+        console=stderr,
+        transient=True,
         disable=not stderr.is_terminal,
     ) as progress:
         task = progress.add_task("verify", total=size)
         try:
             result = verify_file(
-                file, hmac_key=key, expected_head=head, progress=lambda done: progress.update(task, completed=done)
+                file,
+                hmac_key=key,
+                expected_head=head,
+                progress=lambda done: progress.update(task, completed=done),
             )
         except OSError as exc:
             fail(f"cannot read {str(file)!r}: {exc.strerror}")
@@ -121,13 +134,23 @@ def verify(
 @audit_app.command("search")
 def search_command(
     file: FileArgument,
-    path: Annotated[str | None, typer.Option("--path", help="Request path prefix, e.g. secret/data/payments/.")] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Request path prefix, e.g. secret/data/payments/.")
+    ] = None,
     who: Annotated[
         str | None,
-        typer.Option("--who", help="Part of an identity: namespace/serviceaccount, display name, accessor, metadata."),
+        typer.Option(
+            "--who",
+            help="Part of an identity: namespace/serviceaccount, display name, accessor, metadata.",
+        ),
     ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="From this time: ISO 8601 or an age (30m, 24h, 7d).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Up to this time: ISO 8601 or an age.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="From this time: ISO 8601 or an age (30m, 24h, 7d)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this time: ISO 8601 or an age.")
+    ] = None,
     operation: Annotated[
         str | None, typer.Option("--operation", help="create, read, update, patch, delete or list.")
     ] = None,
@@ -141,13 +164,22 @@ def search_command(
         fail(f"--type must be 'request' or 'response', got {entry_type!r}", code=EXIT_BAD_INPUT)
     try:
         records = search(
-            file, path_prefix=path, who=who, since=_moment(since, "--since"), until=_moment(until, "--until"),
-            operation=operation, entry_type=entry_type,
+            file,
+            path_prefix=path,
+            who=who,
+            since=_moment(since, "--since"),
+            until=_moment(until, "--until"),
+            operation=operation,
+            entry_type=entry_type,
         )
     except OSError as exc:
         fail(f"cannot read {str(file)!r}: {exc.strerror}")
     rows = [r.as_dict() for r in records]
-    render(rows, output, columns=["line", "time", "type", "identity", "operation", "path", "status", "reason"])
+    render(
+        rows,
+        output,
+        columns=["line", "time", "type", "identity", "operation", "path", "status", "reason"],
+    )
 
 
 @audit_app.command("access-map")
@@ -157,19 +189,29 @@ def access_map_command(
         list[str] | None,
         typer.Option("--operation", help="Operations to count (repeatable); default: read."),
     ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="From this time: ISO 8601 or an age.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Up to this time: ISO 8601 or an age.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time: ISO 8601 or an age.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this time: ISO 8601 or an age.")
+    ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Which identities and workloads read which paths: reads, denials, first and last time."""
     try:
         rows = access_map(
-            file, operations=tuple(operation or ("read",)),
-            since=_moment(since, "--since"), until=_moment(until, "--until"),
+            file,
+            operations=tuple(operation or ("read",)),
+            since=_moment(since, "--since"),
+            until=_moment(until, "--until"),
         )
     except OSError as exc:
         fail(f"cannot read {str(file)!r}: {exc.strerror}")
-    render([r.as_dict() for r in rows], output, columns=["identity", "kind", "path", "reads", "denied", "first", "last"])
+    render(
+        [r.as_dict() for r in rows],
+        output,
+        columns=["identity", "kind", "path", "reads", "denied", "first", "last"],
+    )
 
 
 @audit_app.command("enable")
@@ -177,10 +219,17 @@ def enable_command(
     device_type: Annotated[str, typer.Argument(metavar="TYPE", help="Device type: file.")],
     options: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[OPTION=VALUE]...", help="Device options, e.g. file_path=/var/log/kustos/audit.log."),
+        typer.Argument(
+            metavar="[OPTION=VALUE]...",
+            help="Device options, e.g. file_path=/var/log/kustos/audit.log.",
+        ),
     ] = None,
-    path: Annotated[str | None, typer.Option("--path", help="Where to mount the device (default: the type).")] = None,
-    description: Annotated[str, typer.Option("--description", help="Free text shown by `audit list`.")] = "",
+    path: Annotated[
+        str | None, typer.Option("--path", help="Where to mount the device (default: the type).")
+    ] = None,
+    description: Annotated[
+        str, typer.Option("--description", help="Free text shown by `audit list`.")
+    ] = "",
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
@@ -193,8 +242,12 @@ def enable_command(
         if not sep or not key:
             fail(f"device option {position} is not OPTION=VALUE", code=EXIT_BAD_INPUT)
         parsed[key] = value
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
-        client.audit.enable_audit_device(device_type, path=path, description=description, options=parsed)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        client.audit.enable_audit_device(
+            device_type, path=path, description=description, options=parsed
+        )
     stderr.print(f"Enabled the {device_type} audit device at {(path or device_type).strip('/')}/")
 
 
@@ -207,7 +260,9 @@ def disable_command(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Disable an audit device (DELETE sys/audit/PATH); its file is kept."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.audit.disable_audit_device(path)
     stderr.print(f"Disabled the audit device at {path.strip('/')}/")
 
@@ -221,10 +276,17 @@ def list_command(
     ca_cert: CaCertOption = None,
 ) -> None:
     """List the server's enabled audit devices (GET sys/audit)."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         devices = client.audit.list_enabled_audit_devices()
     rows = [
-        {"path": path, "type": d.get("type"), "description": d.get("description"), "options": d.get("options")}
+        {
+            "path": path,
+            "type": d.get("type"),
+            "description": d.get("description"),
+            "options": d.get("options"),
+        }
         for path, d in sorted(devices.items())
     ]
     render(rows, output, columns=["path", "type", "description", "options"])
@@ -233,7 +295,9 @@ def list_command(
 @audit_app.command("hash")
 def hash_command(
     path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
-    value: Annotated[str, typer.Argument(help="The value to hash ('-' reads one line from stdin).")],
+    value: Annotated[
+        str, typer.Argument(help="The value to hash ('-' reads one line from stdin).")
+    ],
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
@@ -243,7 +307,9 @@ def hash_command(
     import sys
 
     text = sys.stdin.readline().rstrip("\n") if value == "-" else value
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         typer.echo(client.audit.calculate_hash(path, text))
 
 

@@ -93,18 +93,29 @@ def _method_login(
         try:
             secret = jwt_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            fail(f"cannot read the service-account token {jwt_file}: {exc.strerror or exc}", code=EXIT_BAD_INPUT)
+            fail(
+                f"cannot read the service-account token {jwt_file}: {exc.strerror or exc}",
+                code=EXIT_BAD_INPUT,
+            )
         if not secret:
             fail(f"the service-account token file {jwt_file} is empty", code=EXIT_BAD_INPUT)
     with open_client(
-        address=address, token=None, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert, require_token=False
+        address=address,
+        token=None,
+        tls_skip_verify=tls_skip_verify,
+        ca_cert=ca_cert,
+        require_token=False,
     ) as client:
         client.token = None
         methods = client.auth_methods
         if method is LoginMethod.userpass:
-            auth = methods.login_userpass(username=str(username), password=Sensitive(secret), mount_point=path)
+            auth = methods.login_userpass(
+                username=str(username), password=Sensitive(secret), mount_point=path
+            )
         elif method is LoginMethod.approle:
-            auth = methods.login_approle(role_id=str(role_id), secret_id=Sensitive(secret), mount_point=path)
+            auth = methods.login_approle(
+                role_id=str(role_id), secret_id=Sensitive(secret), mount_point=path
+            )
         else:
             auth = methods.login_kubernetes(role=str(role), jwt=Sensitive(secret), mount_point=path)
     answer = dict(auth)
@@ -123,19 +134,39 @@ def login(
         LoginMethod, typer.Option("--method", "-m", help="How to log in.", case_sensitive=False)
     ] = LoginMethod.token,
     mount: Annotated[
-        str | None, typer.Option("--path", help="Where the auth method is enabled (default: its type).", show_default=False)
+        str | None,
+        typer.Option(
+            "--path",
+            help="Where the auth method is enabled (default: its type).",
+            show_default=False,
+        ),
     ] = None,
-    username: Annotated[str | None, typer.Option("--username", help="userpass: the user name.", show_default=False)] = None,
+    username: Annotated[
+        str | None, typer.Option("--username", help="userpass: the user name.", show_default=False)
+    ] = None,
     password: Annotated[
         str | None,
-        typer.Option("--password", help="userpass: the password ('-': stdin; omitted: prompt).", show_default=False),
+        typer.Option(
+            "--password",
+            help="userpass: the password ('-': stdin; omitted: prompt).",
+            show_default=False,
+        ),
     ] = None,
-    role_id: Annotated[str | None, typer.Option("--role-id", help="approle: the role id.", show_default=False)] = None,
+    role_id: Annotated[
+        str | None, typer.Option("--role-id", help="approle: the role id.", show_default=False)
+    ] = None,
     secret_id: Annotated[
         str | None,
-        typer.Option("--secret-id", help="approle: the secret id ('-': stdin; omitted: prompt).", show_default=False),
+        typer.Option(
+            "--secret-id",
+            help="approle: the secret id ('-': stdin; omitted: prompt).",
+            show_default=False,
+        ),
     ] = None,
-    role: Annotated[str | None, typer.Option("--role", help="kubernetes: the role to log in as.", show_default=False)] = None,
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help="kubernetes: the role to log in as.", show_default=False),
+    ] = None,
     jwt_file: Annotated[
         Path, typer.Option("--jwt-file", help="kubernetes: the service-account token file.")
     ] = _SA_TOKEN,
@@ -166,7 +197,9 @@ def login(
             ca_cert=ca_cert,
         )
         path = save_token(Sensitive(new_token), home=Path.home())
-        stderr.print(f"Logged in with {method.value}; token saved to {path} (mode 0600).", highlight=False)
+        stderr.print(
+            f"Logged in with {method.value}; token saved to {path} (mode 0600).", highlight=False
+        )
         render(info, output)
         return
     if token == _FROM_STDIN or (token is None and not sys.stdin.isatty()):
@@ -186,16 +219,25 @@ def login(
     render(public_token_info(info), output)
 
 
-auth_app = typer.Typer(name="auth", help="Enable, list and disable auth methods (sys/auth).", no_args_is_help=True)
+auth_app = typer.Typer(
+    name="auth", help="Enable, list and disable auth methods (sys/auth).", no_args_is_help=True
+)
 
 
 @auth_app.command("enable")
 def enable(
-    method_type: Annotated[str, typer.Argument(metavar="TYPE", help="kubernetes, approle or userpass.")],
+    method_type: Annotated[
+        str, typer.Argument(metavar="TYPE", help="kubernetes, approle or userpass.")
+    ],
     mount: Annotated[
-        str | None, typer.Option("--path", help="Where to enable it (default: the type's name).", show_default=False)
+        str | None,
+        typer.Option(
+            "--path", help="Where to enable it (default: the type's name).", show_default=False
+        ),
     ] = None,
-    description: Annotated[str, typer.Option("--description", help="A human-readable description.")] = "",
+    description: Annotated[
+        str, typer.Option("--description", help="A human-readable description.")
+    ] = "",
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
@@ -203,7 +245,9 @@ def enable(
 ) -> None:
     """Enable an auth method, e.g. `kustos auth enable kubernetes`."""
     path = (mount or method_type).strip("/")
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.auth_methods.enable_auth_method(method_type, path=path, description=description)
     stderr.print(f"Success! Enabled {method_type} auth method at: auth/{path}/", highlight=False)
 
@@ -217,10 +261,17 @@ def list_methods(
     ca_cert: CaCertOption = None,
 ) -> None:
     """List the enabled auth methods."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         methods = client.auth_methods.list_auth_methods()
     rows = [
-        {"path": path, "type": info.get("type", ""), "accessor": info.get("accessor", ""), "description": info.get("description", "")}
+        {
+            "path": path,
+            "type": info.get("type", ""),
+            "accessor": info.get("accessor", ""),
+            "description": info.get("description", ""),
+        }
         for path, info in sorted(methods.items())
         if isinstance(info, dict)
     ]
@@ -229,14 +280,18 @@ def list_methods(
 
 @auth_app.command("disable")
 def disable(
-    path: Annotated[str, typer.Argument(help="The path the method is enabled at, e.g. kubernetes.")],
+    path: Annotated[
+        str, typer.Argument(help="The path the method is enabled at, e.g. kubernetes.")
+    ],
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
     ca_cert: CaCertOption = None,
 ) -> None:
     """Disable an auth method: its roles/users are deleted and the tokens it issued are revoked."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.auth_methods.disable_auth_method(path.strip("/"))
     stderr.print(f"Success! Disabled the auth method at: auth/{path.strip('/')}/", highlight=False)
 

@@ -55,32 +55,67 @@ __all__ = ["register"]
 
 _FILE = Annotated[Path, typer.Argument(help="The file to work on.")]
 _INPUT_TYPE = Annotated[
-    str | None, typer.Option("--input-type", help="yaml, json, dotenv, ini or binary (default: from the extension).")
+    str | None,
+    typer.Option(
+        "--input-type", help="yaml, json, dotenv, ini or binary (default: from the extension)."
+    ),
 ]
-_OUTPUT_TYPE = Annotated[str | None, typer.Option("--output-type", help="Format to write (default: the input type).")]
-_OUTPUT = Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")]
+_OUTPUT_TYPE = Annotated[
+    str | None, typer.Option("--output-type", help="Format to write (default: the input type).")
+]
+_OUTPUT = Annotated[
+    Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
+]
 _IN_PLACE = Annotated[bool, typer.Option("--in-place", "-i", help="Write the result back to FILE.")]
-_IGNORE_MAC = Annotated[bool, typer.Option("--ignore-mac", help="Do not verify the MAC (as sops --ignore-mac).")]
-_CONFIG = Annotated[Path | None, typer.Option("--config", help="Path to .sops.yaml (default: search upwards).")]
-_AGE = Annotated[str | None, typer.Option("--age", "-a", help="Comma-separated age recipients [env SOPS_AGE_RECIPIENTS].")]
-_PGP = Annotated[str | None, typer.Option("--pgp", "-p", help="Comma-separated PGP fingerprints [env SOPS_PGP_FP].")]
-_KMS = Annotated[str | None, typer.Option("--kms", "-k", help="Comma-separated AWS KMS ARNs [env SOPS_KMS_ARN].")]
+_IGNORE_MAC = Annotated[
+    bool, typer.Option("--ignore-mac", help="Do not verify the MAC (as sops --ignore-mac).")
+]
+_CONFIG = Annotated[
+    Path | None, typer.Option("--config", help="Path to .sops.yaml (default: search upwards).")
+]
+_AGE = Annotated[
+    str | None,
+    typer.Option("--age", "-a", help="Comma-separated age recipients [env SOPS_AGE_RECIPIENTS]."),
+]
+_PGP = Annotated[
+    str | None,
+    typer.Option("--pgp", "-p", help="Comma-separated PGP fingerprints [env SOPS_PGP_FP]."),
+]
+_KMS = Annotated[
+    str | None, typer.Option("--kms", "-k", help="Comma-separated AWS KMS ARNs [env SOPS_KMS_ARN].")
+]
 _VAULT = Annotated[
     str | None,
-    typer.Option("--hc-vault-transit", help="Comma-separated transit key URIs [env SOPS_VAULT_URIS]."),
+    typer.Option(
+        "--hc-vault-transit", help="Comma-separated transit key URIs [env SOPS_VAULT_URIS]."
+    ),
 ]
 _CONTEXT = Annotated[
-    str | None, typer.Option("--encryption-context", help="KMS encryption context: key:value,key:value.")
+    str | None,
+    typer.Option("--encryption-context", help="KMS encryption context: key:value,key:value."),
 ]
-_AWS_PROFILE = Annotated[str | None, typer.Option("--aws-profile", help="AWS profile for KMS keys.")]
+_AWS_PROFILE = Annotated[
+    str | None, typer.Option("--aws-profile", help="AWS profile for KMS keys.")
+]
 _THRESHOLD = Annotated[
     int | None,
-    typer.Option("--shamir-secret-sharing-threshold", help="Key groups needed to decrypt (with several groups)."),
+    typer.Option(
+        "--shamir-secret-sharing-threshold",
+        help="Key groups needed to decrypt (with several groups).",
+    ),
 ]
-_UNENC_SUFFIX = Annotated[str | None, typer.Option("--unencrypted-suffix", help="Keys ending with this stay clear.")]
-_ENC_SUFFIX = Annotated[str | None, typer.Option("--encrypted-suffix", help="Only keys ending with this are encrypted.")]
-_UNENC_REGEX = Annotated[str | None, typer.Option("--unencrypted-regex", help="Keys matching this stay clear.")]
-_ENC_REGEX = Annotated[str | None, typer.Option("--encrypted-regex", help="Only keys matching this are encrypted.")]
+_UNENC_SUFFIX = Annotated[
+    str | None, typer.Option("--unencrypted-suffix", help="Keys ending with this stay clear.")
+]
+_ENC_SUFFIX = Annotated[
+    str | None, typer.Option("--encrypted-suffix", help="Only keys ending with this are encrypted.")
+]
+_UNENC_REGEX = Annotated[
+    str | None, typer.Option("--unencrypted-regex", help="Keys matching this stay clear.")
+]
+_ENC_REGEX = Annotated[
+    str | None, typer.Option("--encrypted-regex", help="Only keys matching this are encrypted.")
+]
 _MAC_ONLY = Annotated[
     bool, typer.Option("--mac-only-encrypted", help="Compute the MAC over encrypted values only.")
 ]
@@ -157,7 +192,11 @@ def _recipients(
     if config_path is not None:
         rule = load_rule(config_path, path)
         if rule is not None and rule.key_groups:
-            return [list(g) for g in rule.key_groups], threshold or rule.shamir_threshold, rule.rules
+            return (
+                [list(g) for g in rule.key_groups],
+                threshold or rule.shamir_threshold,
+                rule.rules,
+            )
     fail(
         "no recipients: give --age, --pgp, --kms or --hc-vault-transit (or SOPS_AGE_RECIPIENTS, SOPS_PGP_FP, ...), "
         "or a .sops.yaml creation rule matching this file"
@@ -180,7 +219,10 @@ def _rules(
         encrypted_regex=encrypted_regex or "",
         mac_only_encrypted=mac_only_encrypted,
     )
-    if any((unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex)) or base is None:
+    if (
+        any((unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex))
+        or base is None
+    ):
         return flags
     if mac_only_encrypted:
         return EncryptionRules(**{**base.to_dict(), "mac_only_encrypted": True})
@@ -204,7 +246,9 @@ def memory_file(data: bytes, *, name: str) -> Iterator[Path]:
             base = candidate
             break
     if base is None:
-        fail("no tmpfs (/dev/shm or $XDG_RUNTIME_DIR) available: refusing to write plaintext to disk")
+        fail(
+            "no tmpfs (/dev/shm or $XDG_RUNTIME_DIR) available: refusing to write plaintext to disk"
+        )
     directory = tempfile.mkdtemp(prefix="kustos-", dir=base)
     path = Path(directory) / Path(name).name
     try:
@@ -233,7 +277,11 @@ def _is_tmpfs(directory: str) -> bool:
 
 def _emit_extract(value: Any, store: Store) -> bytes:
     if isinstance(value, dict | list):
-        return store.emit_plain(value) if store.name in ("yaml", "json") else json.dumps(value).encode()
+        return (
+            store.emit_plain(value)
+            if store.name in ("yaml", "json")
+            else json.dumps(value).encode()
+        )
     if isinstance(value, bool):
         return b"true" if value else b"false"
     return str(value).encode("utf-8", "surrogateescape")
@@ -301,7 +349,9 @@ def register(app: typer.Typer) -> None:
         """Decrypt FILE and print it (or write it with --output / --in-place)."""
         with _errors():
             store = _store(file, input_type)
-            result = decrypt_file(_read(file), store=store, services=_services(), ignore_mac=ignore_mac)
+            result = decrypt_file(
+                _read(file), store=store, services=_services(), ignore_mac=ignore_mac
+            )
             data = result.plaintext
             if extract_path:
                 data = _emit_extract(extract(result.tree, parse_tree_path(extract_path)), store)
@@ -329,7 +379,9 @@ def register(app: typer.Typer) -> None:
             previous = None
             plaintext = b""
             if file.exists():
-                previous = decrypt_file(_read(file), store=store, services=services, ignore_mac=ignore_mac)
+                previous = decrypt_file(
+                    _read(file), store=store, services=services, ignore_mac=ignore_mac
+                )
                 plaintext = previous.plaintext
             with memory_file(plaintext, name=file.name) as tmp:
                 done = subprocess.run([*shlex.split(editor), str(tmp)], check=False)  # noqa: S603
@@ -347,7 +399,12 @@ def register(app: typer.Typer) -> None:
                     threshold=shamir_secret_sharing_threshold, config=config, env=os.environ,
                 )  # fmt: skip
                 result = encrypt_file(
-                    edited, store=store, key_groups=groups, services=services, shamir_threshold=threshold, rules=rules
+                    edited,
+                    store=store,
+                    key_groups=groups,
+                    services=services,
+                    shamir_threshold=threshold,
+                    rules=rules,
                 )
             _write_result(result, path=file, in_place=True, output=None)
 
@@ -355,7 +412,9 @@ def register(app: typer.Typer) -> None:
     def set_cmd(
         file: _FILE,
         index: Annotated[str, typer.Argument(help='Where, e.g. \'["a"]["b"]\'.')],
-        value: Annotated[str, typer.Argument(help='The new value as JSON, e.g. \'"secret"\' or \'{"k": 1}\'.')],
+        value: Annotated[
+            str, typer.Argument(help="The new value as JSON, e.g. '\"secret\"' or '{\"k\": 1}'.")
+        ],
         ignore_mac: _IGNORE_MAC = False,
         input_type: _INPUT_TYPE = None,
     ) -> None:
@@ -367,9 +426,13 @@ def register(app: typer.Typer) -> None:
                 fail(f"value is not valid JSON: {exc.msg}")
             store = _store(file, input_type)
             services = _services()
-            previous = decrypt_file(_read(file), store=store, services=services, ignore_mac=ignore_mac)
+            previous = decrypt_file(
+                _read(file), store=store, services=services, ignore_mac=ignore_mac
+            )
             tree = set_value(previous.tree, parse_tree_path(index), new_value)
-            result = reencrypt(store.emit_plain(tree), store=store, previous=previous, services=services)
+            result = reencrypt(
+                store.emit_plain(tree), store=store, previous=previous, services=services
+            )
             _write_result(result, path=file, in_place=True, output=None)
 
     @app.command("unset")
@@ -383,9 +446,13 @@ def register(app: typer.Typer) -> None:
         with _errors():
             store = _store(file, input_type)
             services = _services()
-            previous = decrypt_file(_read(file), store=store, services=services, ignore_mac=ignore_mac)
+            previous = decrypt_file(
+                _read(file), store=store, services=services, ignore_mac=ignore_mac
+            )
             tree = unset_value(previous.tree, parse_tree_path(index))
-            result = reencrypt(store.emit_plain(tree), store=store, previous=previous, services=services)
+            result = reencrypt(
+                store.emit_plain(tree), store=store, previous=previous, services=services
+            )
             _write_result(result, path=file, in_place=True, output=None)
 
     @app.command("rotate")
@@ -400,16 +467,28 @@ def register(app: typer.Typer) -> None:
         with _errors():
             store = _store(file, input_type)
             services = _services()
-            previous = decrypt_file(_read(file), store=store, services=services, ignore_mac=ignore_mac)
-            _write_result(rotate(previous, store=store, services=services), path=file, in_place=in_place, output=output)
+            previous = decrypt_file(
+                _read(file), store=store, services=services, ignore_mac=ignore_mac
+            )
+            _write_result(
+                rotate(previous, store=store, services=services),
+                path=file,
+                in_place=in_place,
+                output=output,
+            )
 
     @app.command("updatekeys")
     def updatekeys_cmd(
         file: _FILE,
         rotate_key: Annotated[
-            bool, typer.Option("--rotate", help="Also make a new data key, so removed recipients lose access.")
+            bool,
+            typer.Option(
+                "--rotate", help="Also make a new data key, so removed recipients lose access."
+            ),
         ] = False,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (kustos never asks).")] = False,
+        yes: Annotated[
+            bool, typer.Option("--yes", "-y", help="Do not ask (kustos never asks).")
+        ] = False,
         age: _AGE = None,
         pgp: _PGP = None,
         kms: _KMS = None,
@@ -430,10 +509,20 @@ def register(app: typer.Typer) -> None:
             previous = decrypt_file(_read(file), store=store, services=services)
             removed = removed_recipients(previous, groups)
             if rotate_key:
-                result = rotate(previous, store=store, services=services, key_groups=groups, shamir_threshold=threshold)
+                result = rotate(
+                    previous,
+                    store=store,
+                    services=services,
+                    key_groups=groups,
+                    shamir_threshold=threshold,
+                )
             else:
                 result = update_keys(
-                    previous, store=store, services=services, key_groups=groups, shamir_threshold=threshold
+                    previous,
+                    store=store,
+                    services=services,
+                    key_groups=groups,
+                    shamir_threshold=threshold,
                 )
                 for name in removed:
                     stderr.print(
@@ -464,7 +553,9 @@ def register(app: typer.Typer) -> None:
             fail("give the command to run after --, e.g. kustos exec-env secrets.env -- ./run.sh")
         with _errors():
             store = _store(file, input_type)
-            result = decrypt_file(_read(file), store=store, services=_services(), ignore_mac=ignore_mac)
+            result = decrypt_file(
+                _read(file), store=store, services=_services(), ignore_mac=ignore_mac
+            )
             if not isinstance(result.tree, dict):
                 fail("exec-env needs a file whose top level is a mapping")
             env = dict(os.environ)
@@ -479,7 +570,9 @@ def register(app: typer.Typer) -> None:
     def exec_file_cmd(
         ctx: typer.Context,
         file: _FILE,
-        filename: Annotated[str | None, typer.Option("--filename", help="Name of the tmpfs file.")] = None,
+        filename: Annotated[
+            str | None, typer.Option("--filename", help="Name of the tmpfs file.")
+        ] = None,
         ignore_mac: _IGNORE_MAC = False,
         input_type: _INPUT_TYPE = None,
         output_type: _OUTPUT_TYPE = None,
@@ -490,7 +583,9 @@ def register(app: typer.Typer) -> None:
             fail("give the command to run after --, e.g. kustos exec-file values.yaml -- cat {}")
         with _errors():
             store = _store(file, input_type)
-            result = decrypt_file(_read(file), store=store, services=_services(), ignore_mac=ignore_mac)
+            result = decrypt_file(
+                _read(file), store=store, services=_services(), ignore_mac=ignore_mac
+            )
             data = result.plaintext
             if output_type and output_type != store.name:
                 data = _store(file, output_type).emit_plain(result.tree)
@@ -530,7 +625,11 @@ def register(app: typer.Typer) -> None:
                     continue
                 paths = []
                 for item in value.split(","):
-                    paths.append(_helm_values(Path(item), services, stack) if item and Path(item).is_file() else item)
+                    paths.append(
+                        _helm_values(Path(item), services, stack)
+                        if item and Path(item).is_file()
+                        else item
+                    )
                 out.append(prefix + ",".join(paths))
             try:
                 code = subprocess.run([helm, *out], check=False).returncode  # noqa: S603
@@ -538,7 +637,9 @@ def register(app: typer.Typer) -> None:
                 fail(f"{helm}: helm is not installed or not on PATH")
         raise typer.Exit(code)
 
-    git = typer.Typer(help="Git integration: decrypted diffs of encrypted files.", no_args_is_help=True)
+    git = typer.Typer(
+        help="Git integration: decrypted diffs of encrypted files.", no_args_is_help=True
+    )
 
     @git.command("textconv")
     def textconv_cmd(file: _FILE) -> None:

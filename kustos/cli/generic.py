@@ -52,7 +52,9 @@ def parse_pairs(pairs: list[str], *, stdin_text: str | None = None) -> dict[str,
             try:
                 value = Path(value[1:]).read_text(encoding="utf-8")
             except OSError as exc:
-                raise ValueError(f"cannot read {value[1:]} for {key}: {exc.strerror or exc}") from None
+                raise ValueError(
+                    f"cannot read {value[1:]} for {key}: {exc.strerror or exc}"
+                ) from None
         if key in data:
             current = data[key]
             data[key] = [*current, value] if isinstance(current, list) else [current, value]
@@ -62,8 +64,12 @@ def parse_pairs(pairs: list[str], *, stdin_text: str | None = None) -> dict[str,
 
 
 def write(
-    path: Annotated[str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")],
-    pairs: Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE...", help="Fields to send.")] = None,
+    path: Annotated[
+        str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
+    ],
+    pairs: Annotated[
+        list[str] | None, typer.Argument(metavar="KEY=VALUE...", help="Fields to send.")
+    ] = None,
     output: OutputOption = OutputFormat.table,
     address: AddressOption = None,
     token: TokenOption = None,
@@ -75,7 +81,9 @@ def write(
         data = parse_pairs(pairs or [])
     except ValueError as exc:
         fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         answer = client.generic.write(path.strip("/"), data)
     shown = _shown(answer)
     if shown:
@@ -85,7 +93,9 @@ def write(
 
 
 def read(
-    path: Annotated[str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")],
+    path: Annotated[
+        str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
+    ],
     output: OutputOption = OutputFormat.table,
     address: AddressOption = None,
     token: TokenOption = None,
@@ -93,7 +103,9 @@ def read(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Read any path (GET), like `vault read`."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         answer = client.generic.read(path.strip("/"))
     if answer is None:
         fail(f"no value found at {path.strip('/')}")
@@ -109,7 +121,9 @@ def list_keys(
     ca_cert: CaCertOption = None,
 ) -> None:
     """List the keys under any path (LIST), like `vault list`."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         keys = client.generic.list(path.strip("/"))
     if not keys:
         fail(f"no entries found at {path.strip('/')}")
@@ -117,14 +131,18 @@ def list_keys(
 
 
 def delete(
-    path: Annotated[str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")],
+    path: Annotated[
+        str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
+    ],
     address: AddressOption = None,
     token: TokenOption = None,
     tls_skip_verify: TlsSkipVerifyOption = False,
     ca_cert: CaCertOption = None,
 ) -> None:
     """Delete any path (DELETE), like `vault delete`."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.generic.delete(path.strip("/"))
     stderr.print(f"Success! Data deleted (if it existed) at: {path.strip('/')}", highlight=False)
 

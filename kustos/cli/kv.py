@@ -55,7 +55,15 @@ metadata_app = typer.Typer(
 )
 kv_app.add_typer(metadata_app)
 
-_STANDARD_VERSION_FIELDS = ("created_time", "deletion_time", "destroyed", "created_by", "identity", "reason", "changes")
+_STANDARD_VERSION_FIELDS = (
+    "created_time",
+    "deletion_time",
+    "destroyed",
+    "created_by",
+    "identity",
+    "reason",
+    "changes",
+)
 _CHANGE_KINDS = ("added", "changed", "removed")
 
 
@@ -226,7 +234,11 @@ def history_rows(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
         for kind in _CHANGE_KINDS:
             row[kind] = list(changes.get(kind) or []) if changes is not None else None
         row.update(
-            {"deleted": deleted, "destroyed": bool(info.get("destroyed", False)), "current": int(key) == current}
+            {
+                "deleted": deleted,
+                "destroyed": bool(info.get("destroyed", False)),
+                "current": int(key) == current,
+            }
         )
         for extra, value in info.items():
             if extra not in _STANDARD_VERSION_FIELDS:
@@ -736,7 +748,10 @@ def diff(
     first: Annotated[int, typer.Argument(help="The earlier version.", min=1)],
     second: Annotated[int, typer.Argument(help="The later version.", min=1)],
     show_values: Annotated[
-        bool, typer.Option("--show-values", help="Also print the old and new values (needs read permission).")
+        bool,
+        typer.Option(
+            "--show-values", help="Also print the old and new values (needs read permission)."
+        ),
     ] = False,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
@@ -758,32 +773,63 @@ def diff(
         versions = meta.get("versions") or {}
         for number in (first, second):
             if str(number) not in versions:
-                fail(f"{where} has no version {number} (versions: {', '.join(sorted(versions, key=int))})")
+                fail(
+                    f"{where} has no version {number} (versions: {', '.join(sorted(versions, key=int))})"
+                )
         pair: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
         try:
             if show_values:
-                read = [client.kv_v2.read_secret_version(secret, version=n, mount_point=mount_name) for n in (first, second)]
+                read = [
+                    client.kv_v2.read_secret_version(secret, version=n, mount_point=mount_name)
+                    for n in (first, second)
+                ]
                 pair = (read[0].get("data") or {}, read[1].get("data") or {})
                 keys = (pair[0], pair[1])
             else:
                 keys = (
-                    client.kv_v2.read_subkeys(secret, version=first, depth=1, mount_point=mount_name).get("subkeys") or {},
-                    client.kv_v2.read_subkeys(secret, version=second, depth=1, mount_point=mount_name).get("subkeys") or {},
+                    client.kv_v2.read_subkeys(
+                        secret, version=first, depth=1, mount_point=mount_name
+                    ).get("subkeys")
+                    or {},
+                    client.kv_v2.read_subkeys(
+                        secret, version=second, depth=1, mount_point=mount_name
+                    ).get("subkeys")
+                    or {},
                 )
         except PermissionDeniedError:
             what = "read the values (data)" if show_values else "read the key names (subkeys)"
-            fail(f"permission denied: --show-values needs read on {mount_name}/data/{secret}" if show_values else f"permission denied: diff needs read on {mount_name}/subkeys/{secret} to {what}")
+            fail(
+                f"permission denied: --show-values needs read on {mount_name}/data/{secret}"
+                if show_values
+                else f"permission denied: diff needs read on {mount_name}/subkeys/{secret} to {what}"
+            )
         except NotFoundError:
-            fail(f"version {first} or {second} of {where} was deleted or destroyed; undelete it first or pick another")
+            fail(
+                f"version {first} or {second} of {where} was deleted or destroyed; undelete it first or pick another"
+            )
     rows = diff_rows(meta, keys[0], keys[1], first=first, second=second, values=pair)
     later = versions[str(max(first, second))]
     if output is OutputFormat.table:
         who = later.get("identity") or later.get("created_by") or "?"
-        stderr.print(f"{where}: version {first} -> {second}, version {max(first, second)} by {who}: {later.get('reason') or '(no reason given)'}", highlight=False)
-        render(rows, output, columns=["key", "change", *([f"v{first}", f"v{second}"] if pair else [])])
+        stderr.print(
+            f"{where}: version {first} -> {second}, version {max(first, second)} by {who}: {later.get('reason') or '(no reason given)'}",
+            highlight=False,
+        )
+        render(
+            rows, output, columns=["key", "change", *([f"v{first}", f"v{second}"] if pair else [])]
+        )
     else:
-        render({"path": where, "from": first, "to": second, "who": later.get("identity") or later.get("created_by"),
-                "reason": later.get("reason"), "keys": rows}, output)
+        render(
+            {
+                "path": where,
+                "from": first,
+                "to": second,
+                "who": later.get("identity") or later.get("created_by"),
+                "reason": later.get("reason"),
+                "keys": rows,
+            },
+            output,
+        )
 
 
 def _short_time(value: Any) -> Any:

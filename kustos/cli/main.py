@@ -21,7 +21,19 @@ from kustos import __version__
 
 __all__ = ["AREAS", "COMMAND_AREAS", "app", "build_app", "main"]
 
-AREAS: Final = ("server", "operator", "kv", "auth", "token", "policy", "audit", "seal", "files", "transit", "generic")
+AREAS: Final = (
+    "server",
+    "operator",
+    "kv",
+    "auth",
+    "token",
+    "policy",
+    "audit",
+    "seal",
+    "files",
+    "transit",
+    "generic",
+)
 """Every CLI area module under ``kustos.cli``, in the order their commands are listed."""
 
 COMMAND_AREAS: Final[Mapping[str, str]] = {

@@ -321,35 +321,57 @@ def _rewrap_summary(result: dict[str, Any]) -> str:
 @operator_app.command("run")
 def run_operator(
     namespaces: Annotated[
-        str, typer.Option("--namespaces", help="Comma-separated namespaces to watch (default: the whole cluster).")
+        str,
+        typer.Option(
+            "--namespaces", help="Comma-separated namespaces to watch (default: the whole cluster)."
+        ),
     ] = "",
     reload_strategy: Annotated[
         str, typer.Option("--reload-strategy", help="Reloader strategy: env-vars or annotations.")
     ] = "env-vars",
     liveness: Annotated[
-        str | None, typer.Option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+        str | None,
+        typer.Option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz."),
     ] = None,
     server: Annotated[
-        str | None, typer.Option("--server", help="Kubernetes API URL (default: in-cluster, then kubeconfig).")
+        str | None,
+        typer.Option("--server", help="Kubernetes API URL (default: in-cluster, then kubeconfig)."),
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="KUSTOS_K8S_TOKEN", help="Bearer token for --server.", show_default=False),
+        typer.Option(
+            "--token",
+            envvar="KUSTOS_K8S_TOKEN",
+            help="Bearer token for --server.",
+            show_default=False,
+        ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Concurrent ExternalSecret reconciles.")] = 8,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Concurrent ExternalSecret reconciles.")
+    ] = 8,
     kustos_addr: Annotated[
         str | None,
-        typer.Option("--kustos-addr", envvar="KUSTOS_ADDR", help="Kustos server that unseals SealedSecrets."),
+        typer.Option(
+            "--kustos-addr", envvar="KUSTOS_ADDR", help="Kustos server that unseals SealedSecrets."
+        ),
     ] = None,
     kustos_token: Annotated[
         str | None,
-        typer.Option("--kustos-token", envvar="KUSTOS_TOKEN", help="Token for --kustos-addr.", show_default=False),
+        typer.Option(
+            "--kustos-token",
+            envvar="KUSTOS_TOKEN",
+            help="Token for --kustos-addr.",
+            show_default=False,
+        ),
     ] = None,
     kustos_ca: Annotated[
         str | None, typer.Option("--kustos-ca", help="CA bundle (PEM file) for --kustos-addr.")
     ] = None,
     sealed_secrets: Annotated[
-        bool, typer.Option("--sealed-secrets/--no-sealed-secrets", help="Run the SealedSecret controller.")
+        bool,
+        typer.Option(
+            "--sealed-secrets/--no-sealed-secrets", help="Run the SealedSecret controller."
+        ),
     ] = True,
 ) -> None:
     """Run the Kubernetes operator (SealedSecrets, ExternalSecrets, Reloader) until interrupted."""

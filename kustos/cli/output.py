@@ -35,7 +35,9 @@ class OutputFormat(enum.StrEnum):
 
 OutputOption = Annotated[
     OutputFormat,
-    typer.Option("--output", "-o", help="How to print the result: table, json or yaml.", case_sensitive=False),
+    typer.Option(
+        "--output", "-o", help="How to print the result: table, json or yaml.", case_sensitive=False
+    ),
 ]
 
 

@@ -41,7 +41,9 @@ policy_app = typer.Typer(
 
 FilesArgument = Annotated[
     list[Path],
-    typer.Argument(exists=True, dir_okay=False, readable=True, help="Policy documents (HCL or JSON)."),
+    typer.Argument(
+        exists=True, dir_okay=False, readable=True, help="Policy documents (HCL or JSON)."
+    ),
 ]
 
 
@@ -85,11 +87,20 @@ def check(files: FilesArgument, output: OutputOption = OutputFormat.table) -> No
 
 @policy_app.command("fmt")
 def fmt(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A policy document.")],
-    write: Annotated[bool, typer.Option("--write", "-w", help="Rewrite the file in place.")] = False,
-    check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if the file is not formatted; print nothing.")] = False,
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A policy document.")
+    ],
+    write: Annotated[
+        bool, typer.Option("--write", "-w", help="Rewrite the file in place.")
+    ] = False,
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if the file is not formatted; print nothing.")
+    ] = False,
     drop_comments: Annotated[
-        bool, typer.Option("--drop-comments", help="Allow --write to drop comments (fmt cannot keep them).")
+        bool,
+        typer.Option(
+            "--drop-comments", help="Allow --write to drop comments (fmt cannot keep them)."
+        ),
     ] = False,
 ) -> None:
     """Print the policy as canonical HCL (two-space indent, one block per path)."""
@@ -102,7 +113,10 @@ def fmt(
         return
     if write:
         if _COMMENT_RE.search(text) and not drop_comments:
-            fail(f"{file} has comments that fmt would drop; pass --drop-comments to rewrite it anyway", code=EXIT_BAD_INPUT)
+            fail(
+                f"{file} has comments that fmt would drop; pass --drop-comments to rewrite it anyway",
+                code=EXIT_BAD_INPUT,
+            )
         file.write_text(formatted, encoding="utf-8")
         return
     sys.stdout.write(formatted)
@@ -111,9 +125,14 @@ def fmt(
 @policy_app.command("eval")
 def evaluate(
     files: FilesArgument,
-    path: Annotated[list[str], typer.Option("--path", "-p", help="A request path to evaluate (repeatable).")],
+    path: Annotated[
+        list[str], typer.Option("--path", "-p", help="A request path to evaluate (repeatable).")
+    ],
     with_default: Annotated[
-        bool, typer.Option("--default/--no-default", help="Add the built-in default policy, as tokens get it.")
+        bool,
+        typer.Option(
+            "--default/--no-default", help="Add the built-in default policy, as tokens get it."
+        ),
     ] = True,
     output: OutputOption = OutputFormat.table,
 ) -> None:
@@ -133,7 +152,9 @@ def evaluate(
             {
                 "path": request_path,
                 "capabilities": ", ".join(acl.capabilities_response(request_path)),
-                "rule": "root" if acl.is_root else (rule.pattern if rule else "(none: default deny)"),
+                "rule": "root"
+                if acl.is_root
+                else (rule.pattern if rule else "(none: default deny)"),
                 "policies": ", ".join(rule.policies) if rule else "",
             }
         )
@@ -158,7 +179,9 @@ def write(
         Policy.parse(name, text)
     except PolicyError as exc:
         fail(f"{file}: {exc}")
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.policies.create_or_update_acl_policy(name, text)
     stderr.print(f"Uploaded policy {name}", highlight=False)
 
@@ -172,7 +195,9 @@ def read(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Print a policy document as stored on the server."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         text = client.policies.read_acl_policy(name)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -186,7 +211,9 @@ def list_(
     ca_cert: CaCertOption = None,
 ) -> None:
     """List the server's policies (root and default included)."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         names = client.policies.list_acl_policies()
     render([{"name": n} for n in names], output, columns=["name"])
 
@@ -200,7 +227,9 @@ def delete(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Delete a policy from the server (tokens holding it lose what it granted at once)."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.policies.delete_acl_policy(name)
     stderr.print(f"Deleted policy {name}", highlight=False)
 

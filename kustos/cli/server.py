@@ -42,24 +42,94 @@ def _write_token(token: str) -> Path:
 
 
 def server(
-    dev: Annotated[bool, typer.Option("--dev", help="Dev mode: 127.0.0.1:8200, SQLite + local key under ./.kustos, auto-init, prints the root token.")] = False,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Dev mode: 127.0.0.1:8200, SQLite + local key under ./.kustos, auto-init, prints the root token.",
+        ),
+    ] = False,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8200,
-    storage: Annotated[str | None, typer.Option(help="Storage URL: sqlite:///path/kustos.db or postgresql://... (default: SQLite in --data-dir).")] = None,
-    key_provider: Annotated[str, typer.Option("--key-provider", help="What protects the keyring: local, shamir or pkcs11.")] = "local",
-    key_file: Annotated[Path | None, typer.Option("--key-file", help="Key file of the local provider (default: <data-dir>/kustos.key).")] = None,
-    pkcs11_module: Annotated[str | None, typer.Option("--pkcs11-module", help="Path of the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so).")] = None,
-    pkcs11_token_label: Annotated[str | None, typer.Option("--pkcs11-token-label", help="Label of the PKCS#11 token.")] = None,
-    pkcs11_pin: Annotated[str | None, typer.Option("--pkcs11-pin", envvar="KUSTOS_PKCS11_PIN", help="User PIN of the token (prefer the KUSTOS_PKCS11_PIN environment variable).", show_default=False)] = None,
-    pkcs11_key_label: Annotated[str, typer.Option("--pkcs11-key-label", help="Label of the AES key in the token.")] = "kustos-root",
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="TLS certificate (PEM); serve HTTPS with --tls-key.")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Directory for the SQLite file and the local key.")] = Path(".kustos"),
-    max_value_bytes: Annotated[int, typer.Option("--max-value-bytes", help="Largest secret (JSON-encoded data) accepted in one write.")] = DEFAULT_MAX_VALUE_BYTES,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log one JSON line per request (no values, no tokens).")] = False,
-    cache_entries: Annotated[int | None, typer.Option("--cache-entries", help="Records kept in the in-memory read cache (default 50000; on PostgreSQL kept correct across replicas by LISTEN/NOTIFY; 0 turns it off).")] = None,
-    dev_root_token_id: Annotated[str | None, typer.Option("--dev-root-token-id", envvar="KUSTOS_DEV_ROOT_TOKEN_ID", help="Dev mode: use this root token instead of a random one.")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Storage URL: sqlite:///path/kustos.db or postgresql://... (default: SQLite in --data-dir)."
+        ),
+    ] = None,
+    key_provider: Annotated[
+        str,
+        typer.Option("--key-provider", help="What protects the keyring: local, shamir or pkcs11."),
+    ] = "local",
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file", help="Key file of the local provider (default: <data-dir>/kustos.key)."
+        ),
+    ] = None,
+    pkcs11_module: Annotated[
+        str | None,
+        typer.Option(
+            "--pkcs11-module",
+            help="Path of the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so).",
+        ),
+    ] = None,
+    pkcs11_token_label: Annotated[
+        str | None, typer.Option("--pkcs11-token-label", help="Label of the PKCS#11 token.")
+    ] = None,
+    pkcs11_pin: Annotated[
+        str | None,
+        typer.Option(
+            "--pkcs11-pin",
+            envvar="KUSTOS_PKCS11_PIN",
+            help="User PIN of the token (prefer the KUSTOS_PKCS11_PIN environment variable).",
+            show_default=False,
+        ),
+    ] = None,
+    pkcs11_key_label: Annotated[
+        str, typer.Option("--pkcs11-key-label", help="Label of the AES key in the token.")
+    ] = "kustos-root",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="TLS certificate (PEM); serve HTTPS with --tls-key."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="TLS private key (PEM).")
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Directory for the SQLite file and the local key.")
+    ] = Path(".kustos"),
+    max_value_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-value-bytes", help="Largest secret (JSON-encoded data) accepted in one write."
+        ),
+    ] = DEFAULT_MAX_VALUE_BYTES,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log one JSON line per request (no values, no tokens).",
+        ),
+    ] = False,
+    cache_entries: Annotated[
+        int | None,
+        typer.Option(
+            "--cache-entries",
+            help="Records kept in the in-memory read cache (default 50000; on PostgreSQL kept correct across replicas by LISTEN/NOTIFY; 0 turns it off).",
+        ),
+    ] = None,
+    dev_root_token_id: Annotated[
+        str | None,
+        typer.Option(
+            "--dev-root-token-id",
+            envvar="KUSTOS_DEV_ROOT_TOKEN_ID",
+            help="Dev mode: use this root token instead of a random one.",
+        ),
+    ] = None,
 ) -> None:
     """Run the Kustos server (Vault-compatible API on /v1, metrics on /metrics)."""
     from kustos.server import serve
@@ -110,7 +180,11 @@ def server(
     def announce(core: object, boot: object) -> None:
         from kustos.server.core import DevBootstrap
 
-        lines = [f"Kustos server listening on {address}", f"    Storage:      {storage_url}", f"    Key provider: {key_provider}"]
+        lines = [
+            f"Kustos server listening on {address}",
+            f"    Storage:      {storage_url}",
+            f"    Key provider: {key_provider}",
+        ]
         if isinstance(boot, DevBootstrap):
             lines.insert(0, "Kustos dev server (do not use in production)")
             if boot.root_token is not None:
@@ -130,7 +204,12 @@ def server(
         typer.echo("\n".join(lines), err=False)
 
     try:
-        serve(config, dev_root_token_id=dev_root_token_id, cache_entries=cache_entries, on_ready=announce)
+        serve(
+            config,
+            dev_root_token_id=dev_root_token_id,
+            cache_entries=cache_entries,
+            on_ready=announce,
+        )
     except KustosError as exc:
         fail(f"cannot start the server: {exc}")
     except KeyboardInterrupt:

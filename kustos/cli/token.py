@@ -127,10 +127,15 @@ def create(
 
 TargetOption = Annotated[
     str | None,
-    typer.Option("--target", help="Another token to act on (read from stdin with '-'); default: the calling token.", show_default=False),
+    typer.Option(
+        "--target",
+        help="Another token to act on (read from stdin with '-'); default: the calling token.",
+        show_default=False,
+    ),
 ]
 AccessorOption = Annotated[
-    str | None, typer.Option("--accessor", help="Act on the token with this accessor.", show_default=False)
+    str | None,
+    typer.Option("--accessor", help="Act on the token with this accessor.", show_default=False),
 ]
 
 
@@ -166,7 +171,10 @@ def lookup(
 
 @token_app.command("renew")
 def renew(
-    increment: Annotated[str | None, typer.Option("--increment", help="New TTL from now, like 1h.", show_default=False)] = None,
+    increment: Annotated[
+        str | None,
+        typer.Option("--increment", help="New TTL from now, like 1h.", show_default=False),
+    ] = None,
     target: TargetOption = None,
     accessor: AccessorOption = None,
     output: OutputOption = OutputFormat.table,
@@ -194,7 +202,10 @@ def revoke(
     target: TargetOption = None,
     accessor: AccessorOption = None,
     orphan: Annotated[
-        bool, typer.Option("--orphan", help="Revoke only this token; its children become orphans (needs sudo).")
+        bool,
+        typer.Option(
+            "--orphan", help="Revoke only this token; its children become orphans (needs sudo)."
+        ),
     ] = False,
     address: AddressOption = None,
     token: TokenOption = None,

@@ -46,11 +46,17 @@ MountOption = Annotated[
 ]
 ContextOption = Annotated[
     str | None,
-    typer.Option("--context", help="Derivation context (text) for a derived key.", show_default=False),
+    typer.Option(
+        "--context", help="Derivation context (text) for a derived key.", show_default=False
+    ),
 ]
 KeyVersionOption = Annotated[
     int | None,
-    typer.Option("--key-version", help="Encrypt with this key version instead of the latest.", show_default=False),
+    typer.Option(
+        "--key-version",
+        help="Encrypt with this key version instead of the latest.",
+        show_default=False,
+    ),
 ]
 
 
@@ -85,7 +91,11 @@ def create_key(
     ] = False,
     auto_rotate_period: Annotated[
         str | None,
-        typer.Option("--auto-rotate-period", help="Rotate after this long, like 720h (at least 1h).", show_default=False),
+        typer.Option(
+            "--auto-rotate-period",
+            help="Rotate after this long, like 720h (at least 1h).",
+            show_default=False,
+        ),
     ] = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
@@ -95,7 +105,9 @@ def create_key(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Create a named key (nothing changes if it exists)."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         info = client.transit.create_key(
             name, key_type=key_type, derived=derived or None, auto_rotate_period=auto_rotate_period,
             mount_point=mount,
@@ -113,7 +125,9 @@ def list_keys(
     ca_cert: CaCertOption = None,
 ) -> None:
     """List the keys of a transit mount."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         keys = client.transit.list_keys(mount_point=mount)
     render(keys, output, columns=["Key"])
 
@@ -129,7 +143,9 @@ def read_key(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Show a key's type, versions (with creation times) and settings; never its material."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         info = client.transit.read_key(name, mount_point=mount)
     render(dict(info), output, title=f"{mount}/keys/{name}")
 
@@ -145,7 +161,9 @@ def rotate(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Add a key version; new ciphertexts use it, old ones still decrypt (then `rewrap` them)."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         info = client.transit.rotate_key(name, mount_point=mount)
     render({"name": name, "latest_version": info.get("latest_version")}, output)
 
@@ -155,15 +173,27 @@ def config(
     name: NameArg,
     min_decryption_version: Annotated[
         int | None,
-        typer.Option("--min-decryption-version", help="Refuse ciphertexts of older versions.", show_default=False),
+        typer.Option(
+            "--min-decryption-version",
+            help="Refuse ciphertexts of older versions.",
+            show_default=False,
+        ),
     ] = None,
     min_encryption_version: Annotated[
         int | None,
-        typer.Option("--min-encryption-version", help="Refuse --key-version below this (0: latest).", show_default=False),
+        typer.Option(
+            "--min-encryption-version",
+            help="Refuse --key-version below this (0: latest).",
+            show_default=False,
+        ),
     ] = None,
     deletion_allowed: Annotated[
         bool | None,
-        typer.Option("--deletion-allowed/--no-deletion-allowed", help="Allow deleting the key.", show_default=False),
+        typer.Option(
+            "--deletion-allowed/--no-deletion-allowed",
+            help="Allow deleting the key.",
+            show_default=False,
+        ),
     ] = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
@@ -173,7 +203,9 @@ def config(
     ca_cert: CaCertOption = None,
 ) -> None:
     """Change a key's settings (only those given) and show the result."""
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         client.transit.update_key_configuration(
             name, min_decryption_version=min_decryption_version, min_encryption_version=min_encryption_version,
             deletion_allowed=deletion_allowed, mount_point=mount,
@@ -206,7 +238,9 @@ def encrypt(
         data = read_plaintext(plaintext, file=file)
     except ValueError as exc:
         fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         result = client.transit.encrypt_data(
             name, data, context=_context(context), key_version=key_version, mount_point=mount
         )
@@ -219,7 +253,9 @@ def encrypt(
 @transit_app.command("decrypt")
 def decrypt(
     name: NameArg,
-    ciphertext: Annotated[str, typer.Argument(help="A vault:vN:... ciphertext; '-' reads it from stdin.")],
+    ciphertext: Annotated[
+        str, typer.Argument(help="A vault:vN:... ciphertext; '-' reads it from stdin.")
+    ],
     context: ContextOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
@@ -230,8 +266,12 @@ def decrypt(
 ) -> None:
     """Decrypt; write the plaintext bytes to stdout (json/yaml: base64 in 'plaintext')."""
     text = sys.stdin.read().strip() if ciphertext == "-" else ciphertext.strip()
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
-        plain = client.transit.decrypt_data(name, text, context=_context(context), mount_point=mount)
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
+        plain = client.transit.decrypt_data(
+            name, text, context=_context(context), mount_point=mount
+        )
     if output is OutputFormat.table:
         sys.stdout.buffer.write(plain.reveal())
         sys.stdout.buffer.flush()
@@ -242,7 +282,9 @@ def decrypt(
 @transit_app.command("rewrap")
 def rewrap(
     name: NameArg,
-    ciphertexts: Annotated[list[str], typer.Argument(help="vault:vN:... ciphertexts to move to the latest version.")],
+    ciphertexts: Annotated[
+        list[str], typer.Argument(help="vault:vN:... ciphertexts to move to the latest version.")
+    ],
     context: ContextOption = None,
     key_version: KeyVersionOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
@@ -254,10 +296,16 @@ def rewrap(
 ) -> None:
     """Re-encrypt ciphertexts under the latest key version; the plaintext is never shown."""
     results: list[dict[str, Any]] = []
-    with open_client(address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert) as client:
+    with open_client(
+        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
+    ) as client:
         for text in ciphertexts:
             result = client.transit.rewrap_data(
-                name, text.strip(), context=_context(context), key_version=key_version, mount_point=mount
+                name,
+                text.strip(),
+                context=_context(context),
+                key_version=key_version,
+                mount_point=mount,
             )
             results.append(dict(result))
     if output is OutputFormat.table:

@@ -25,10 +25,19 @@ class Audit:
         """``GET /v1/sys/audit``: devices by path (``file/``), with type, description and options."""
         body = self._adapter.request("GET", "sys/audit") or {}
         data = body.get("data")
-        return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        return (
+            {str(k): v for k, v in data.items() if isinstance(v, dict)}
+            if isinstance(data, dict)
+            else {}
+        )
 
     def enable_audit_device(
-        self, device_type: str, *, path: str | None = None, description: str = "", options: Mapping[str, Any] | None = None
+        self,
+        device_type: str,
+        *,
+        path: str | None = None,
+        description: str = "",
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """``PUT /v1/sys/audit/<path>`` (path defaults to the type): ``{"type", "description", "options"}``."""
         payload = {"type": device_type, "description": description, "options": dict(options or {})}
@@ -40,7 +49,9 @@ class Audit:
 
     def calculate_hash(self, path: str, input_to_hash: str) -> str:
         """``POST /v1/sys/audit-hash/<path>``: the ``hmac-sha256:...`` that device writes for the value."""
-        body = self._adapter.request("POST", join_path("sys/audit-hash", path), json={"input": input_to_hash})
+        body = self._adapter.request(
+            "POST", join_path("sys/audit-hash", path), json={"input": input_to_hash}
+        )
         value = ((body or {}).get("data") or {}).get("hash")
         if not isinstance(value, str):
             raise KustosError(f"audit hash on {path}: the server's answer has no hash")

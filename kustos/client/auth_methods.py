@@ -36,7 +36,9 @@ class AuthMethods:
     def __init__(self, adapter: Adapter) -> None:
         self._adapter = adapter
 
-    def enable_auth_method(self, method_type: str, *, path: str | None = None, description: str = "") -> None:
+    def enable_auth_method(
+        self, method_type: str, *, path: str | None = None, description: str = ""
+    ) -> None:
         """``POST /v1/sys/auth/<path>``: enable ``method_type`` at ``path`` (default: the type's name)."""
         payload: dict[str, Any] = {"type": method_type}
         if description:
@@ -54,10 +56,14 @@ class AuthMethods:
         """``DELETE /v1/sys/auth/<path>``: disable it, deleting its roles and revoking its tokens."""
         self._adapter.request("DELETE", join_path("sys/auth", path))
 
-    def login_kubernetes(self, *, role: str, jwt: str | Sensitive[str], mount_point: str = "kubernetes") -> TokenAuth:
+    def login_kubernetes(
+        self, *, role: str, jwt: str | Sensitive[str], mount_point: str = "kubernetes"
+    ) -> TokenAuth:
         """``POST /v1/auth/<mount>/login``: log in with a service-account JWT."""
         body = self._adapter.request(
-            "POST", join_path("auth", mount_point, "login"), json={"role": role, "jwt": _reveal(jwt)}
+            "POST",
+            join_path("auth", mount_point, "login"),
+            json={"role": role, "jwt": _reveal(jwt)},
         )
         return _auth(body, what="kubernetes login")
 
@@ -77,6 +83,8 @@ class AuthMethods:
     ) -> TokenAuth:
         """``POST /v1/auth/<mount>/login/<username>``: log in with a password."""
         body = self._adapter.request(
-            "POST", join_path("auth", mount_point, "login", username), json={"password": _reveal(password)}
+            "POST",
+            join_path("auth", mount_point, "login", username),
+            json={"password": _reveal(password)},
         )
         return _auth(body, what="userpass login")

@@ -98,11 +98,16 @@ class AuthToken:
 
     def lookup(self, token: str) -> JSONObject:
         """``POST /v1/auth/token/lookup``: another token's properties (needs sudo)."""
-        return _data(self._adapter.request("POST", "auth/token/lookup", json={"token": token}), what="token lookup")
+        return _data(
+            self._adapter.request("POST", "auth/token/lookup", json={"token": token}),
+            what="token lookup",
+        )
 
     def lookup_accessor(self, accessor: str) -> JSONObject:
         """``POST /v1/auth/token/lookup-accessor``: a token's properties by accessor (needs sudo)."""
-        body = self._adapter.request("POST", "auth/token/lookup-accessor", json={"accessor": accessor})
+        body = self._adapter.request(
+            "POST", "auth/token/lookup-accessor", json={"accessor": accessor}
+        )
         return _data(body, what="token lookup-accessor")
 
     def renew(self, token: str, *, increment: str | None = None) -> TokenAuth:
@@ -110,14 +115,19 @@ class AuthToken:
         payload: dict[str, Any] = {"token": token}
         if increment is not None:
             payload["increment"] = increment
-        return _auth(self._adapter.request("POST", "auth/token/renew", json=payload), what="token renew")
+        return _auth(
+            self._adapter.request("POST", "auth/token/renew", json=payload), what="token renew"
+        )
 
     def renew_accessor(self, accessor: str, *, increment: str | None = None) -> TokenAuth:
         """``POST /v1/auth/token/renew-accessor``: extend a token's TTL by its accessor."""
         payload: dict[str, Any] = {"accessor": accessor}
         if increment is not None:
             payload["increment"] = increment
-        return _auth(self._adapter.request("POST", "auth/token/renew-accessor", json=payload), what="token renew-accessor")
+        return _auth(
+            self._adapter.request("POST", "auth/token/renew-accessor", json=payload),
+            what="token renew-accessor",
+        )
 
     def revoke(self, token: str) -> None:
         """``POST /v1/auth/token/revoke``: revoke a token and its children."""

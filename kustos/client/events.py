@@ -92,16 +92,22 @@ async def subscribe(
     headers = {"Accept": "text/event-stream"}
     if token is not None:
         headers["X-Vault-Token"] = token.reveal()
-    timeout = httpx.Timeout(connect=10.0, read=float(heartbeat or 15) * 3 + 5.0, write=10.0, pool=10.0)
+    timeout = httpx.Timeout(
+        connect=10.0, read=float(heartbeat or 15) * 3 + 5.0, write=10.0, pool=10.0
+    )
     try:
-        async with http.stream("GET", SUBSCRIBE_PATH, params=params, headers=headers, timeout=timeout) as response:
+        async with http.stream(
+            "GET", SUBSCRIBE_PATH, params=params, headers=headers, timeout=timeout
+        ) as response:
             if response.status_code != 200:
                 await response.aread()
                 try:
                     body = response.json()
                 except ValueError:
                     body = None
-                raise error_from_response(status=response.status_code, body=body, method="GET", path=SUBSCRIBE_PATH)
+                raise error_from_response(
+                    status=response.status_code, body=body, method="GET", path=SUBSCRIBE_PATH
+                )
             kind, event_id = "message", None
             data: list[str] = []
             async for line in response.aiter_lines():
@@ -145,7 +151,9 @@ async def follow(
     while True:
         reason = "stream ended"
         try:
-            events = subscribe(http, prefix=prefix, token=token(), last_event_id=last_id, heartbeat=heartbeat)
+            events = subscribe(
+                http, prefix=prefix, token=token(), last_event_id=last_id, heartbeat=heartbeat
+            )
             async with contextlib.aclosing(events):
                 async for event in events:
                     if event.id:
@@ -163,7 +171,9 @@ async def follow(
             delay = most
         except KustosError as exc:
             reason = str(exc)
-        _log.info("change stream for %s dropped (%s); reconnecting in %.1f s", prefix, reason, delay)
+        _log.info(
+            "change stream for %s dropped (%s); reconnecting in %.1f s", prefix, reason, delay
+        )
         yield StreamEvent(type="disconnected")
         await sleep(delay)
         delay = min(delay * 2, most)

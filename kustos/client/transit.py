@@ -218,5 +218,7 @@ class Transit:
             payload["bits"] = bits
         if context is not None:
             payload["context"] = _b64(context)
-        body = self._adapter.request("POST", join_path(mount_point, "datakey", key_type, name), json=payload)
+        body = self._adapter.request(
+            "POST", join_path(mount_point, "datakey", key_type, name), json=payload
+        )
         return cast(DataKey, _data(body, what="datakey"))

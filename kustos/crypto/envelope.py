@@ -189,7 +189,9 @@ class Keyring:
                 raise ValueError("KEK versions must be 1..2**32-1 and keys 32 bytes")
         object.__setattr__(self, "_keks", tuple(sorted(keks, key=lambda k: k.version)))
         object.__setattr__(self, "_active", active)
-        object.__setattr__(self, "_ciphers", {k.version: AESGCM(k.key) for k in keks if not k.disabled})
+        object.__setattr__(
+            self, "_ciphers", {k.version: AESGCM(k.key) for k in keks if not k.disabled}
+        )
         object.__setattr__(self, "_deks", {})
         object.__setattr__(self, "_opened", {})
 
@@ -301,7 +303,9 @@ class Keyring:
         if len(dek) != aead.KEY_SIZE or len(wrap_nonce) != aead.NONCE_SIZE:
             raise ValueError("randbytes returned the wrong number of bytes")
         header = _header(self._active)
-        wrapped = wrap_nonce + self._ciphers[self._active].encrypt(wrap_nonce, dek, _dek_aad(header, context))
+        wrapped = wrap_nonce + self._ciphers[self._active].encrypt(
+            wrap_nonce, dek, _dek_aad(header, context)
+        )
         data = aead.seal(dek, plaintext, aad=_data_aad(context), nonce=data_nonce)
         return header + wrapped + data
 
@@ -359,7 +363,9 @@ class Keyring:
         wrap_nonce = randbytes(aead.NONCE_SIZE)
         if len(wrap_nonce) != aead.NONCE_SIZE:
             raise ValueError("randbytes returned the wrong number of bytes")
-        wrapped = wrap_nonce + self._ciphers[self._active].encrypt(wrap_nonce, dek, _dek_aad(header, context))
+        wrapped = wrap_nonce + self._ciphers[self._active].encrypt(
+            wrap_nonce, dek, _dek_aad(header, context)
+        )
         return header + wrapped + data
 
     @staticmethod

@@ -70,7 +70,9 @@ _ENC_RE: Final = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(
 
 def is_encrypted_value(value: object) -> bool:
     """True if ``value`` is a string in the ``ENC[AES256_GCM,...]`` format."""
-    return isinstance(value, str) and value.startswith("ENC[AES256_GCM,data:") and value.endswith("]")
+    return (
+        isinstance(value, str) and value.startswith("ENC[AES256_GCM,data:") and value.endswith("]")
+    )
 
 
 def generate_data_key(*, randbytes: Callable[[int], bytes] = os.urandom) -> bytes:
@@ -156,7 +158,9 @@ class ValueCipher:
             raise DecryptionError("value has invalid base64 in the sops ENC[...] format") from None
         value_type = match.group(4)
         if value_type not in VALUE_TYPES or len(tag) != _TAG_SIZE or not 8 <= len(iv) <= 128:
-            raise DecryptionError("value has an invalid type, IV or tag in the sops ENC[...] format")
+            raise DecryptionError(
+                "value has an invalid type, IV or tag in the sops ENC[...] format"
+            )
         try:
             plaintext = self._aead.decrypt(iv, data + tag, aad.encode())
         except InvalidTag:

@@ -122,7 +122,9 @@ def _cipher(key_type: str, key: bytes) -> AESGCM | ChaCha20Poly1305:
         return AESGCM(key)
     if key_type == "chacha20-poly1305":
         return ChaCha20Poly1305(key)
-    raise InvalidRequestError(f"unsupported key type {key_type!r}; use one of {', '.join(KEY_TYPES)}")
+    raise InvalidRequestError(
+        f"unsupported key type {key_type!r}; use one of {', '.join(KEY_TYPES)}"
+    )
 
 
 def encrypt(

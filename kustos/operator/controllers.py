@@ -50,11 +50,19 @@ from kustos.operator.syncing import (
     status_fingerprint,
 )
 
-__all__ = ["CLUSTER_SECRET_STORES", "EXTERNAL_SECRETS", "SECRET_STORES", "ExternalSecretController", "Reloader"]
+__all__ = [
+    "CLUSTER_SECRET_STORES",
+    "EXTERNAL_SECRETS",
+    "SECRET_STORES",
+    "ExternalSecretController",
+    "Reloader",
+]
 
 EXTERNAL_SECRETS: Final = Resource("kustos.io", "v1", "externalsecrets", "ExternalSecret")
 SECRET_STORES: Final = Resource("kustos.io", "v1", "secretstores", "SecretStore")
-CLUSTER_SECRET_STORES: Final = Resource("kustos.io", "v1", "clustersecretstores", "ClusterSecretStore", namespaced=False)
+CLUSTER_SECRET_STORES: Final = Resource(
+    "kustos.io", "v1", "clustersecretstores", "ClusterSecretStore", namespaced=False
+)
 
 _log = logging.getLogger("kustos.operator")
 
@@ -116,7 +124,9 @@ class ExternalSecretController:
         """Start the scheduler and the workers."""
         self._tasks.append(asyncio.create_task(self._schedule_loop(), name="kustos-es-scheduler"))
         for index in range(self._workers):
-            self._tasks.append(asyncio.create_task(self._work_loop(), name=f"kustos-es-worker-{index}"))
+            self._tasks.append(
+                asyncio.create_task(self._work_loop(), name=f"kustos-es-worker-{index}")
+            )
 
     async def stop(self) -> None:
         """Stop every task and close the cached providers."""
@@ -243,7 +253,9 @@ class ExternalSecretController:
         try:
             provider, entry.store_key = await self._provider(spec)
             entry.remote_keys, entry.remote_prefixes = remote_keys(spec)
-            existing = await self._kube.get(SECRETS, name=spec.target_name, namespace=spec.namespace)
+            existing = await self._kube.get(
+                SECRETS, name=spec.target_name, namespace=spec.namespace
+            )
             try:
                 data = await fetch_data(spec, provider)
             except NotFoundError as exc:
@@ -254,8 +266,14 @@ class ExternalSecretController:
             plan = plan_secret(spec=spec, owner=body, existing=existing, desired=desired)
             entry.written_hash = data_hash(desired.plain())
             entry.managed_keys = sorted(desired.data)
-            await self._apply(spec, plan, body, desired_plan=lambda current: plan_secret(
-                spec=spec, owner=body, existing=current, desired=desired))
+            await self._apply(
+                spec,
+                plan,
+                body,
+                desired_plan=lambda current: plan_secret(
+                    spec=spec, owner=body, existing=current, desired=desired
+                ),
+            )
         except KustosError as exc:
             entry.failures += 1
             await self._failed(entry, str(exc))
@@ -267,19 +285,32 @@ class ExternalSecretController:
         await self._status(entry, "True", "SecretSynced", message)
         return spec.refresh or None
 
-    async def _provider(self, spec: ExternalSecretSpec) -> tuple[Provider, tuple[str, str, str, str]]:
+    async def _provider(
+        self, spec: ExternalSecretSpec
+    ) -> tuple[Provider, tuple[str, str, str, str]]:
         if spec.store_kind == "ClusterSecretStore":
             store = await self._kube.get(CLUSTER_SECRET_STORES, name=spec.store_name)
         else:
-            store = await self._kube.get(SECRET_STORES, name=spec.store_name, namespace=spec.namespace)
+            store = await self._kube.get(
+                SECRET_STORES, name=spec.store_name, namespace=spec.namespace
+            )
         if store is None:
             raise ConfigError(f"{spec.store_kind} {spec.store_name!r} does not exist")
-        cache_key = (spec.store_kind, store.get("metadata", {}).get("namespace") or "", spec.store_name, spec.namespace)
-        fingerprint = hashlib.sha256(json.dumps(store.get("spec") or {}, sort_keys=True).encode()).hexdigest()
+        cache_key = (
+            spec.store_kind,
+            store.get("metadata", {}).get("namespace") or "",
+            spec.store_name,
+            spec.namespace,
+        )
+        fingerprint = hashlib.sha256(
+            json.dumps(store.get("spec") or {}, sort_keys=True).encode()
+        ).hexdigest()
         cached = self._store_cache.get(cache_key)
         if cached is not None and cached[0] == fingerprint:
             return cached[1], cache_key
-        provider = await self._providers.create(store=store, namespace=spec.namespace, kube=self._kube)
+        provider = await self._providers.create(
+            store=store, namespace=spec.namespace, kube=self._kube
+        )
         if cached is not None:
             with contextlib.suppress(Exception):
                 await cached[1].close()
@@ -289,47 +320,83 @@ class ExternalSecretController:
             await watch(lambda keys: self.remote_changed(cache_key, keys))
         return provider, cache_key
 
-    def remote_changed(self, store_key: tuple[str, str, str, str], keys: frozenset[str] | None) -> None:
+    def remote_changed(
+        self, store_key: tuple[str, str, str, str], keys: frozenset[str] | None
+    ) -> None:
         """A pushing provider saw ``keys`` change (``None``: anything may have): reconcile their readers now."""
         self.pushes += 1
         for key, entry in self._entries.items():
             if entry.store_key != store_key:
                 continue
-            if keys is None or not entry.remote_keys.isdisjoint(keys) or any(
-                changed.startswith(prefix) for prefix in entry.remote_prefixes for changed in keys
+            if (
+                keys is None
+                or not entry.remote_keys.isdisjoint(keys)
+                or any(
+                    changed.startswith(prefix)
+                    for prefix in entry.remote_prefixes
+                    for changed in keys
+                )
             ):
                 self._enqueue(key)
 
     async def _apply(
-        self, spec: ExternalSecretSpec, plan: SecretPlan, owner: Body, *, desired_plan: Callable[[Body | None], SecretPlan]
+        self,
+        spec: ExternalSecretSpec,
+        plan: SecretPlan,
+        owner: Body,
+        *,
+        desired_plan: Callable[[Body | None], SecretPlan],
     ) -> None:
         if plan.action == "create":
             try:
                 await self._kube.create(SECRETS, body=plan.body, namespace=spec.namespace)
             except ConflictError:  # created meanwhile: plan again against what is there
-                current = await self._kube.get(SECRETS, name=spec.target_name, namespace=spec.namespace)
+                current = await self._kube.get(
+                    SECRETS, name=spec.target_name, namespace=spec.namespace
+                )
                 plan = desired_plan(current)
                 if plan.action == "patch":
-                    await self._kube.patch(SECRETS, name=spec.target_name, namespace=spec.namespace, patch=plan.body)
+                    await self._kube.patch(
+                        SECRETS, name=spec.target_name, namespace=spec.namespace, patch=plan.body
+                    )
         elif plan.action == "patch":
-            await self._kube.patch(SECRETS, name=spec.target_name, namespace=spec.namespace, patch=plan.body)
+            await self._kube.patch(
+                SECRETS, name=spec.target_name, namespace=spec.namespace, patch=plan.body
+            )
         elif plan.action == "delete":
             await self._kube.delete(SECRETS, name=spec.target_name, namespace=spec.namespace)
         if plan.event_reason:
-            await self._event(owner, "Normal", plan.event_reason, f"secret {spec.target_name} {plan.event_reason.lower()}")
+            await self._event(
+                owner,
+                "Normal",
+                plan.event_reason,
+                f"secret {spec.target_name} {plan.event_reason.lower()}",
+            )
 
-    async def _remote_gone(self, entry: _Entry, spec: ExternalSecretSpec, existing: Body | None, why: str) -> float | None:
+    async def _remote_gone(
+        self, entry: _Entry, spec: ExternalSecretSpec, existing: Body | None, why: str
+    ) -> float | None:
         plan = plan_deletion(spec=spec, existing=existing, managed_keys=entry.managed_keys)
         entry.written_hash = None
         if plan.action == "none":
             await self._failed(entry, f"could not get secret data from provider: {why}")
             return spec.refresh or None
         await self._apply(spec, plan, entry.body, desired_plan=lambda current: SecretPlan("none"))
-        await self._status(entry, "True", "SecretDeleted", f"secret deleted because the remote data is gone ({spec.deletion_policy.value})")
+        await self._status(
+            entry,
+            "True",
+            "SecretDeleted",
+            f"secret deleted because the remote data is gone ({spec.deletion_policy.value})",
+        )
         return spec.refresh or None
 
     async def _failed(self, entry: _Entry, message: str) -> None:
-        _log.warning("ExternalSecret %s/%s: %s", entry.body["metadata"].get("namespace"), entry.body["metadata"].get("name"), message)
+        _log.warning(
+            "ExternalSecret %s/%s: %s",
+            entry.body["metadata"].get("namespace"),
+            entry.body["metadata"].get("name"),
+            message,
+        )
         await self._event(entry.body, "Warning", "UpdateFailed", message)
         await self._status(entry, "False", "SecretSyncedError", message)
 
@@ -337,27 +404,45 @@ class ExternalSecretController:
         meta = entry.body.get("metadata") or {}
         previous = list((entry.body.get("status") or {}).get("conditions") or [])
         now = self._now()
-        condition = ready_condition(status=status, reason=reason, message=message, previous=previous, now=now)
+        condition = ready_condition(
+            status=status, reason=reason, message=message, previous=previous, now=now
+        )
         patch: Body = {
             "status": {
                 "conditions": [condition, *(c for c in previous if c.get("type") != "Ready")],
                 "refreshTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "syncedResourceVersion": str(meta.get("generation", meta.get("resourceVersion", ""))),
-                "binding": {"name": ((entry.body.get("spec") or {}).get("target") or {}).get("name") or meta.get("name")},
+                "syncedResourceVersion": str(
+                    meta.get("generation", meta.get("resourceVersion", ""))
+                ),
+                "binding": {
+                    "name": ((entry.body.get("spec") or {}).get("target") or {}).get("name")
+                    or meta.get("name")
+                },
             }
         }
         try:
             await self._kube.patch(
-                EXTERNAL_SECRETS, name=meta["name"], namespace=meta.get("namespace"), patch=patch, subresource="status"
+                EXTERNAL_SECRETS,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                patch=patch,
+                subresource="status",
             )
         except NotFoundError:
             self.forget(meta.get("namespace", ""), meta.get("name", ""))
         except KustosError as exc:
-            _log.warning("status of ExternalSecret %s/%s not written: %s", meta.get("namespace"), meta.get("name"), exc)
+            _log.warning(
+                "status of ExternalSecret %s/%s not written: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                exc,
+            )
 
     async def _event(self, involved: Body, type_: str, reason: str, message: str) -> None:
         try:
-            await self._kube.post_event(involved=involved, type_=type_, reason=reason, message=message, now=self._now())
+            await self._kube.post_event(
+                involved=involved, type_=type_, reason=reason, message=message, now=self._now()
+            )
         except KustosError as exc:
             _log.debug("event %s not posted: %s", reason, exc)
 
@@ -380,7 +465,11 @@ class Reloader:
         """How many workload patches were sent (for tests and the benchmark)."""
 
     async def source_event(
-        self, kind: SourceKind, event_type: str | None, body: Body, workloads: Iterable[tuple[Resource, Body]]
+        self,
+        kind: SourceKind,
+        event_type: str | None,
+        body: Body,
+        workloads: Iterable[tuple[Resource, Body]],
     ) -> None:
         """A Secret/ConfigMap was listed, added, modified or deleted; ``workloads`` are its namespace's candidates."""
         meta = body.get("metadata") or {}
@@ -399,8 +488,13 @@ class Reloader:
             resources[workload.get("metadata", {}).get("name"), workload.get("kind")] = resource
             bodies.append(workload)
         planned = plan_reloads(
-            kind=kind, source=body, new_hash=new_hash, previous_hash=previous,
-            workloads=bodies, strategy=self._strategy, now=int(self._unix_time()),
+            kind=kind,
+            source=body,
+            new_hash=new_hash,
+            previous_hash=previous,
+            workloads=bodies,
+            strategy=self._strategy,
+            now=int(self._unix_time()),
         )
         for reload in planned:
             resource = resources[reload.name, reload.kind]
@@ -409,10 +503,24 @@ class Reloader:
                 continue
             fresh.setdefault("kind", resource.kind)
             again = plan_reloads(
-                kind=kind, source=body, new_hash=new_hash, previous_hash=previous,
-                workloads=[fresh], strategy=self._strategy, now=int(self._unix_time()),
+                kind=kind,
+                source=body,
+                new_hash=new_hash,
+                previous_hash=previous,
+                workloads=[fresh],
+                strategy=self._strategy,
+                now=int(self._unix_time()),
             )
             for item in again:
-                await self._kube.patch(resource, name=item.name, namespace=item.namespace, patch=item.patch)
+                await self._kube.patch(
+                    resource, name=item.name, namespace=item.namespace, patch=item.patch
+                )
                 self.patches += 1
-                _log.info("reloaded %s %s/%s after %s %s changed", resource.kind, item.namespace, item.name, kind.value, meta.get("name"))
+                _log.info(
+                    "reloaded %s %s/%s after %s %s changed",
+                    resource.kind,
+                    item.namespace,
+                    item.name,
+                    kind.value,
+                    meta.get("name"),
+                )

@@ -120,7 +120,9 @@ def build_registry(
         @kopf.on.event("", "v1", "configmaps", registry=registry)
         async def _configmap(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
             plain = _plain(body)
-            await reloader.source_event(SourceKind.CONFIGMAP, type, plain, _candidates(plain, kwargs))
+            await reloader.source_event(
+                SourceKind.CONFIGMAP, type, plain, _candidates(plain, kwargs)
+            )
 
     if sealed is not None:
         for resource in SEALED_SECRETS:
@@ -129,7 +131,9 @@ def build_registry(
     return registry
 
 
-def _register_sealed(registry: kopf.OperatorRegistry, resource: Resource, sealed: SealedSecretController) -> None:
+def _register_sealed(
+    registry: kopf.OperatorRegistry, resource: Resource, sealed: SealedSecretController
+) -> None:
     @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
     async def _sealed(type: str | None, body: kopf.Body, **_: Any) -> None:
         plain = _plain(body)
@@ -139,7 +143,14 @@ def _register_sealed(registry: kopf.OperatorRegistry, resource: Resource, sealed
 
 
 def _register_index(registry: kopf.OperatorRegistry, index_id: str, resource: Resource) -> None:
-    @kopf.index(resource.group, resource.version, resource.plural, id=index_id, when=_annotated, registry=registry)
+    @kopf.index(
+        resource.group,
+        resource.version,
+        resource.plural,
+        id=index_id,
+        when=_annotated,
+        registry=registry,
+    )
     def _index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Body]:
         return {namespace or "": _plain(body)}
 

@@ -60,7 +60,13 @@ class Resource:
         """The ``apiVersion`` field of the objects of this resource."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    def path(self, *, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+    def path(
+        self,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        subresource: str | None = None,
+    ) -> str:
         """The URL path of a collection, one object or one of its subresources."""
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace is not None:
@@ -125,7 +131,9 @@ class KubeClient:
     names the HTTP method and path it maps to.
     """
 
-    def __init__(self, *, connection: Connection, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, *, connection: Connection, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         headers = {"Accept": "application/json", **connection.extra_headers}
         if connection.token is not None:
             headers["Authorization"] = f"Bearer {connection.token.reveal()}"
@@ -153,7 +161,9 @@ class KubeClient:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def get(self, resource: Resource, *, name: str, namespace: str | None = None) -> Body | None:
+    async def get(
+        self, resource: Resource, *, name: str, namespace: str | None = None
+    ) -> Body | None:
         """``GET .../<plural>/<name>``; ``None`` when the object does not exist."""
         try:
             return await self._call("GET", resource.path(namespace=namespace, name=name))
@@ -174,7 +184,13 @@ class KubeClient:
         return await self._call("POST", resource.path(namespace=namespace), json=body)
 
     async def patch(
-        self, resource: Resource, *, name: str, patch: Body, namespace: str | None = None, subresource: str | None = None
+        self,
+        resource: Resource,
+        *,
+        name: str,
+        patch: Body,
+        namespace: str | None = None,
+        subresource: str | None = None,
     ) -> Body:
         """``PATCH .../<plural>/<name>[/<subresource>]`` as a JSON merge patch (``None`` deletes a key)."""
         path = resource.path(namespace=namespace, name=name, subresource=subresource)
@@ -230,12 +246,19 @@ class KubeClient:
         await self.create(EVENTS, body=event, namespace=namespace)
 
     async def _call(
-        self, method: str, path: str, *, json: Body | None = None, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Body | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Body:
         try:
             response = await self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as exc:
-            raise KubeError(f"Kubernetes API unreachable at {self._connection.server}: {type(exc).__name__}") from None
+            raise KubeError(
+                f"Kubernetes API unreachable at {self._connection.server}: {type(exc).__name__}"
+            ) from None
         if response.status_code < 300:
             body = response.json() if response.content else {}
             return body if isinstance(body, dict) else {}

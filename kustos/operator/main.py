@@ -47,7 +47,9 @@ class OperatorOptions:
     """Server-side timeout of each watch request, in seconds (kopf reconnects after it)."""
     liveness_endpoint: str | None = None
     """e.g. ``http://0.0.0.0:8080/healthz`` for the Deployment's probes."""
-    extra_settings: Collection[Callable[[kopf.OperatorSettings], None]] = field(default_factory=tuple)
+    extra_settings: Collection[Callable[[kopf.OperatorSettings], None]] = field(
+        default_factory=tuple
+    )
     sealed_secrets: bool = True
     """Run the SealedSecret controller (it needs ``kustos_addr``: the server unseals)."""
     kustos_addr: str | None = None
@@ -60,11 +62,17 @@ class OperatorOptions:
 def find_connection() -> Connection:
     """The API server and credentials, found the way kubectl finds them."""
     settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
     if info is None:
-        raise ConfigError("no Kubernetes credentials: not in a pod, and no KUBECONFIG or ~/.kube/config")
+        raise ConfigError(
+            "no Kubernetes credentials: not in a pod, and no KUBECONFIG or ~/.kube/config"
+        )
     if info.certificate_data or info.private_key_data:
-        raise ConfigError("client certificates embedded in a kubeconfig are not supported yet; use a token")
+        raise ConfigError(
+            "client certificates embedded in a kubeconfig are not supported yet; use a token"
+        )
     ca_data = info.ca_data.encode() if isinstance(info.ca_data, str) else info.ca_data
     return Connection(
         server=info.server,
@@ -111,14 +119,24 @@ async def serve(
             if options.external_secrets
             else None
         )
-        reloader = Reloader(kube=kube, strategy=options.reload_strategy) if options.reloader else None
+        reloader = (
+            Reloader(kube=kube, strategy=options.reload_strategy) if options.reloader else None
+        )
         sealed = None
         if options.sealed_secrets and options.kustos_addr:
-            unsealer = ServerUnsealer(address=options.kustos_addr, token=options.kustos_token, ca_path=options.kustos_ca_path)
+            unsealer = ServerUnsealer(
+                address=options.kustos_addr,
+                token=options.kustos_token,
+                ca_path=options.kustos_ca_path,
+            )
             sealed = SealedSecretController(kube=kube, unsealer=unsealer)
         elif options.sealed_secrets:
-            _log.warning("SealedSecrets are not handled: no Kustos server address (--kustos-addr) to unseal them")
-        registry = build_registry(connection=connection, controller=controller, reloader=reloader, sealed=sealed)
+            _log.warning(
+                "SealedSecrets are not handled: no Kustos server address (--kustos-addr) to unseal them"
+            )
+        registry = build_registry(
+            connection=connection, controller=controller, reloader=reloader, sealed=sealed
+        )
         if controller is not None:
             await controller.start()
         try:
@@ -155,7 +173,10 @@ def run(
     """
     if server:
         connection = Connection(
-            server=server, token=Sensitive(token) if token else None, ca_path=ca_path, insecure=insecure
+            server=server,
+            token=Sensitive(token) if token else None,
+            ca_path=ca_path,
+            insecure=insecure,
         )
     else:
         connection = find_connection()

@@ -104,7 +104,9 @@ def secret_hash(data: Mapping[str, bytes]) -> str:
 def configmap_hash(data: Mapping[str, str], binary_data: Mapping[str, bytes] | None = None) -> str:
     """Stakater's hash of a ConfigMap (``binaryData`` values in standard base64)."""
     values = [f"{key}={value}".encode() for key, value in data.items()]
-    values += [key.encode() + b"=" + base64.b64encode(value) for key, value in (binary_data or {}).items()]
+    values += [
+        key.encode() + b"=" + base64.b64encode(value) for key, value in (binary_data or {}).items()
+    ]
     return _sha1_of(sorted(values))
 
 
@@ -113,7 +115,9 @@ def source_hash(kind: SourceKind, body: Body) -> str:
     if kind is SourceKind.SECRET:
         raw = body.get("data") or {}
         return secret_hash({key: base64.b64decode(value or "") for key, value in raw.items()})
-    binary = {key: base64.b64decode(value or "") for key, value in (body.get("binaryData") or {}).items()}
+    binary = {
+        key: base64.b64decode(value or "") for key, value in (body.get("binaryData") or {}).items()
+    }
     return configmap_hash(body.get("data") or {}, binary)
 
 
@@ -177,19 +181,25 @@ def referenced_sources(pod_spec: Mapping[str, Any]) -> dict[tuple[SourceKind, st
     return found
 
 
-def wants_reload(workload: Body, *, kind: SourceKind, name: str, source_annotations: Mapping[str, str]) -> bool:
+def wants_reload(
+    workload: Body, *, kind: SourceKind, name: str, source_annotations: Mapping[str, str]
+) -> bool:
     """Does this workload's Reloader annotation select the Secret/ConfigMap ``name``?"""
     if _true(source_annotations.get(ANNOTATION_IGNORE)):
         return False
     annotations = _workload_annotations(workload)
-    explicit = ANNOTATION_SECRET_RELOAD if kind is SourceKind.SECRET else ANNOTATION_CONFIGMAP_RELOAD
+    explicit = (
+        ANNOTATION_SECRET_RELOAD if kind is SourceKind.SECRET else ANNOTATION_CONFIGMAP_RELOAD
+    )
     if name in _names(annotations.get(explicit, "")):
         return True
     kind_auto = ANNOTATION_SECRET_AUTO if kind is SourceKind.SECRET else ANNOTATION_CONFIGMAP_AUTO
     if _true(annotations.get(ANNOTATION_AUTO)) or _true(annotations.get(kind_auto)):
         if (kind, name) in referenced_sources(_pod_spec(workload)):
             return True
-    return _true(annotations.get(ANNOTATION_SEARCH)) and _true(source_annotations.get(ANNOTATION_MATCH))
+    return _true(annotations.get(ANNOTATION_SEARCH)) and _true(
+        source_annotations.get(ANNOTATION_MATCH)
+    )
 
 
 def recorded_hash(workload: Body, *, kind: SourceKind, name: str, strategy: Strategy) -> str | None:
@@ -202,7 +212,9 @@ def recorded_hash(workload: Body, *, kind: SourceKind, name: str, strategy: Stra
                 if env.get("name") == var and "value" in env:
                     return str(env["value"])
         return None
-    hashes = _json_object(template.get("metadata", {}).get("annotations", {}).get(ANNOTATION_HASHES))
+    hashes = _json_object(
+        template.get("metadata", {}).get("annotations", {}).get(ANNOTATION_HASHES)
+    )
     value = hashes.get(f"{kind.value}/{name}")
     return value if isinstance(value, str) else None
 
@@ -240,13 +252,35 @@ def plan_reloads(
         recorded = recorded_hash(workload, kind=kind, name=name, strategy=strategy)
         if recorded == new_hash or (previous_hash is None and recorded is None):
             continue
-        patch = _patch(workload, kind=kind, name=name, namespace=namespace, new_hash=new_hash, strategy=strategy, now=now)
-        reloads.append(Reload(kind=workload.get("kind", ""), name=workload["metadata"]["name"], namespace=namespace, patch=patch))
+        patch = _patch(
+            workload,
+            kind=kind,
+            name=name,
+            namespace=namespace,
+            new_hash=new_hash,
+            strategy=strategy,
+            now=now,
+        )
+        reloads.append(
+            Reload(
+                kind=workload.get("kind", ""),
+                name=workload["metadata"]["name"],
+                namespace=namespace,
+                patch=patch,
+            )
+        )
     return reloads
 
 
 def _patch(
-    workload: Body, *, kind: SourceKind, name: str, namespace: str, new_hash: str, strategy: Strategy, now: int
+    workload: Body,
+    *,
+    kind: SourceKind,
+    name: str,
+    namespace: str,
+    new_hash: str,
+    strategy: Strategy,
+    now: int,
 ) -> Body:
     template = workload.get("spec", {}).get("template", {})
     refs = referenced_sources(_pod_spec(workload)).get((kind, name)) or []
@@ -259,7 +293,9 @@ def _patch(
         "observedAt": now,
     }
     if strategy is Strategy.ANNOTATIONS:
-        hashes = _json_object(template.get("metadata", {}).get("annotations", {}).get(ANNOTATION_HASHES))
+        hashes = _json_object(
+            template.get("metadata", {}).get("annotations", {}).get(ANNOTATION_HASHES)
+        )
         hashes[f"{kind.value}/{name}"] = new_hash
         annotations = {
             ANNOTATION_LAST_RELOADED_FROM: json.dumps(source_info, separators=(",", ":")),
@@ -279,7 +315,13 @@ def _patch(
     return {
         "spec": {
             "template": {
-                "metadata": {"annotations": {ANNOTATION_LAST_RELOADED_FROM: json.dumps(source_info, separators=(",", ":"))}},
+                "metadata": {
+                    "annotations": {
+                        ANNOTATION_LAST_RELOADED_FROM: json.dumps(
+                            source_info, separators=(",", ":")
+                        )
+                    }
+                },
                 "spec": {"containers": containers},
             }
         }
@@ -297,7 +339,9 @@ def _pod_spec(workload: Body) -> Mapping[str, Any]:
 
 def _workload_annotations(workload: Body) -> dict[str, str]:
     # Stakater reads the workload's annotations, then the pod template's.
-    template = workload.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+    template = (
+        workload.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+    )
     own = workload.get("metadata", {}).get("annotations") or {}
     return {**template, **own}
 

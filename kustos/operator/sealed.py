@@ -80,23 +80,36 @@ class ServerUnsealer:
     """Asks a Kustos server (``POST /v1/sys/sealing/unseal``); the token needs ``update`` on that path."""
 
     def __init__(
-        self, *, address: str, token: Sensitive[str] | None, ca_path: str | None = None, timeout: float = 30.0
+        self,
+        *,
+        address: str,
+        token: Sensitive[str] | None,
+        ca_path: str | None = None,
+        timeout: float = 30.0,
     ) -> None:
         headers = {"X-Vault-Token": token.reveal()} if token is not None else {}
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_path) if ca_path else True
-        self._http = httpx.AsyncClient(base_url=address.rstrip("/"), headers=headers, verify=verify, timeout=timeout)
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca_path) if ca_path else True
+        )
+        self._http = httpx.AsyncClient(
+            base_url=address.rstrip("/"), headers=headers, verify=verify, timeout=timeout
+        )
 
     async def unseal(self, sealed: Body) -> Body:
         try:
             response = await self._http.post(UNSEAL_PATH, json={"sealed_secret": sealed})
         except httpx.HTTPError as exc:
-            raise KustosError(f"Kustos server unreachable for unsealing: {type(exc).__name__}") from None
+            raise KustosError(
+                f"Kustos server unreachable for unsealing: {type(exc).__name__}"
+            ) from None
         try:
             body = response.json()
         except ValueError:
             body = {}
         if response.status_code in (401, 403):
-            raise PermissionDeniedError("the Kustos server refused to unseal: the operator's token lacks permission")
+            raise PermissionDeniedError(
+                "the Kustos server refused to unseal: the operator's token lacks permission"
+            )
         if response.status_code >= 300:
             errors = body.get("errors") if isinstance(body, dict) else None
             detail = "; ".join(str(e) for e in errors) if errors else f"HTTP {response.status_code}"
@@ -141,7 +154,9 @@ def plan_sealed_secret(*, sealed: Body, unsealed: Body, existing: Body | None) -
     labels = dict(wanted_meta.get("labels") or {})
     annotations = dict(wanted_meta.get("annotations") or {})
     data = dict(unsealed.get("data") or {})
-    skip_owner = _true(annotations, ANNOTATION_SKIP_OWNER) or _true(meta.get("annotations") or {}, ANNOTATION_SKIP_OWNER)
+    skip_owner = _true(annotations, ANNOTATION_SKIP_OWNER) or _true(
+        meta.get("annotations") or {}, ANNOTATION_SKIP_OWNER
+    )
     if existing is None:
         metadata: Body = {"name": name, "namespace": namespace}
         if labels:
@@ -158,8 +173,14 @@ def plan_sealed_secret(*, sealed: Body, unsealed: Body, existing: Body | None) -
     current_meta = existing.get("metadata") or {}
     current_annotations = current_meta.get("annotations") or {}
     patch_mode = _true(current_annotations, ANNOTATION_PATCH)
-    if not (_controlled_by(existing, sealed) or _true(current_annotations, ANNOTATION_MANAGED) or patch_mode):
-        raise NotManagedError(f'Resource "{name}" already exists and is not managed by SealedSecret')
+    if not (
+        _controlled_by(existing, sealed)
+        or _true(current_annotations, ANNOTATION_MANAGED)
+        or patch_mode
+    ):
+        raise NotManagedError(
+            f'Resource "{name}" already exists and is not managed by SealedSecret'
+        )
     current = existing.get("data") or {}
     wanted: dict[str, str | None] = dict(data) if patch_mode else {**dict.fromkeys(current), **data}
     patch_data = {key: value for key, value in wanted.items() if current.get(key) != value}
@@ -170,7 +191,9 @@ def plan_sealed_secret(*, sealed: Body, unsealed: Body, existing: Body | None) -
     if any(current_annotations.get(k) != v for k, v in annotations.items()):
         patch_meta["annotations"] = annotations
     if not skip_owner and not patch_mode and not _controlled_by(existing, sealed):
-        others = [ref for ref in current_meta.get("ownerReferences") or [] if not ref.get("controller")]
+        others = [
+            ref for ref in current_meta.get("ownerReferences") or [] if not ref.get("controller")
+        ]
         patch_meta["ownerReferences"] = [*others, _owner_reference(sealed)]
     patch: Body = {}
     if patch_data:
@@ -231,7 +254,10 @@ class SealedSecretController:
         seen = self._seen.get(key)
         if seen is not None and seen.fingerprint == fingerprint:
             return  # our own status write, or nothing that matters
-        resource = next((r for r in SEALED_SECRETS if r.api_version == body.get("apiVersion")), SEALED_SECRETS[0])
+        resource = next(
+            (r for r in SEALED_SECRETS if r.api_version == body.get("apiVersion")),
+            SEALED_SECRETS[0],
+        )
         self._seen[key] = _Seen(fingerprint=fingerprint, resource=resource)
         await self.reconcile(body, resource=resource)
 
@@ -249,13 +275,20 @@ class SealedSecretController:
                 _true(annotations, ANNOTATION_MANAGED) or _true(annotations, ANNOTATION_PATCH)
             ):
                 return
-        elif not any(ref.get("kind") == "SealedSecret" for ref in meta.get("ownerReferences") or []):
+        elif not any(
+            ref.get("kind") == "SealedSecret" for ref in meta.get("ownerReferences") or []
+        ):
             return
         sealed = await self._kube.get(seen.resource, name=key[1], namespace=key[0])
         if sealed is not None and not (sealed.get("metadata") or {}).get("deletionTimestamp"):
             sealed.setdefault("apiVersion", seen.resource.api_version)
             sealed.setdefault("kind", "SealedSecret")
-            _log.info("Secret %s/%s changed (%s); reconciling its SealedSecret", key[0], key[1], event_type)
+            _log.info(
+                "Secret %s/%s changed (%s); reconciling its SealedSecret",
+                key[0],
+                key[1],
+                event_type,
+            )
             await self.reconcile(sealed, resource=seen.resource)
 
     async def reconcile(self, sealed: Body, *, resource: Resource) -> None:
@@ -265,7 +298,13 @@ class SealedSecretController:
         try:
             unsealed = await self._unsealer.unseal(sealed)
         except KustosError as exc:
-            await self._outcome(sealed, resource, ok=False, reason="ErrUnsealFailed", message=f"Failed to unseal: {exc}")
+            await self._outcome(
+                sealed,
+                resource,
+                ok=False,
+                reason="ErrUnsealFailed",
+                message=f"Failed to unseal: {exc}",
+            )
             return
         try:
             existing = await self._kube.get(SECRETS, name=name, namespace=namespace)
@@ -277,15 +316,25 @@ class SealedSecretController:
                     existing = await self._kube.get(SECRETS, name=name, namespace=namespace)
                     plan = plan_sealed_secret(sealed=sealed, unsealed=unsealed, existing=existing)
                     if plan.action == "patch":
-                        await self._kube.patch(SECRETS, name=name, namespace=namespace, patch=plan.body)
+                        await self._kube.patch(
+                            SECRETS, name=name, namespace=namespace, patch=plan.body
+                        )
             elif plan.action == "patch":
                 await self._kube.patch(SECRETS, name=name, namespace=namespace, patch=plan.body)
         except NotManagedError as exc:
             self._refused.add((namespace, name))
-            await self._outcome(sealed, resource, ok=False, reason="ErrUpdateFailed", message=str(exc))
+            await self._outcome(
+                sealed, resource, ok=False, reason="ErrUpdateFailed", message=str(exc)
+            )
             return
         except KustosError as exc:
-            await self._outcome(sealed, resource, ok=False, reason="ErrUpdateFailed", message=f"Failed to write the Secret: {exc}")
+            await self._outcome(
+                sealed,
+                resource,
+                ok=False,
+                reason="ErrUpdateFailed",
+                message=f"Failed to write the Secret: {exc}",
+            )
             return
         self._refused.discard((namespace, name))
         if plan.action != "none":
@@ -294,7 +343,14 @@ class SealedSecretController:
                             post=plan.action != "none")  # fmt: skip
 
     async def _outcome(
-        self, sealed: Body, resource: Resource, *, ok: bool, reason: str, message: str, post: bool = True
+        self,
+        sealed: Body,
+        resource: Resource,
+        *,
+        ok: bool,
+        reason: str,
+        message: str,
+        post: bool = True,
     ) -> None:
         meta = sealed.get("metadata") or {}
         if not ok:
@@ -307,8 +363,17 @@ class SealedSecretController:
                 _log.debug("event %s not posted: %s", reason, exc)
         stamp = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
         status_text = "True" if ok else "False"
-        previous: Body = next((c for c in (sealed.get("status") or {}).get("conditions") or [] if c.get("type") == "Synced"), {})
-        transition = previous.get("lastTransitionTime") if previous.get("status") == status_text else None
+        previous: Body = next(
+            (
+                c
+                for c in (sealed.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Synced"
+            ),
+            {},
+        )
+        transition = (
+            previous.get("lastTransitionTime") if previous.get("status") == status_text else None
+        )
         condition: Body = {"type": "Synced", "status": status_text, "lastUpdateTime": stamp,
                            "lastTransitionTime": transition or stamp}  # fmt: skip
         if not ok:
@@ -321,5 +386,9 @@ class SealedSecretController:
             await self._kube.patch(resource, name=meta.get("name", ""), namespace=meta.get("namespace"), patch=patch,
                                    subresource="status")  # fmt: skip
         except (NotFoundError, KubeError, InvalidRequestError) as exc:
-            _log.debug("status of SealedSecret %s/%s not written: %s", meta.get("namespace"), meta.get("name"), exc)
-
+            _log.debug(
+                "status of SealedSecret %s/%s not written: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                exc,
+            )

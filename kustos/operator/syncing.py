@@ -165,7 +165,9 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
         raise InvalidRequestError("spec.secretStoreRef.name is required")
     kind = store.get("kind") or "SecretStore"
     if kind not in ("SecretStore", "ClusterSecretStore"):
-        raise InvalidRequestError(f"spec.secretStoreRef.kind must be SecretStore or ClusterSecretStore, not {kind!r}")
+        raise InvalidRequestError(
+            f"spec.secretStoreRef.kind must be SecretStore or ClusterSecretStore, not {kind!r}"
+        )
     target = spec.get("target") or {}
     creation_text = target.get("creationPolicy") or "Owner"
     deletion_text = target.get("deletionPolicy") or "Retain"
@@ -183,7 +185,13 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
         ref = item.get("remoteRef") or {}
         if not item.get("secretKey") or not ref.get("key"):
             raise InvalidRequestError(f"spec.data[{index}] needs secretKey and remoteRef.key")
-        data.append(DataItem(secret_key=item["secretKey"], ref=_ref(ref), decoding=ref.get("decodingStrategy") or "None"))
+        data.append(
+            DataItem(
+                secret_key=item["secretKey"],
+                ref=_ref(ref),
+                decoding=ref.get("decodingStrategy") or "None",
+            )
+        )
     data_from: list[DataFromItem] = []
     for index, item in enumerate(spec.get("dataFrom") or []):
         rewrites = tuple(
@@ -195,17 +203,29 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
             extract = item["extract"]
             if not extract.get("key"):
                 raise InvalidRequestError(f"spec.dataFrom[{index}].extract.key is required")
-            data_from.append(DataFromItem(extract=_ref(extract), decoding=extract.get("decodingStrategy") or "None", rewrites=rewrites))
+            data_from.append(
+                DataFromItem(
+                    extract=_ref(extract),
+                    decoding=extract.get("decodingStrategy") or "None",
+                    rewrites=rewrites,
+                )
+            )
         elif item.get("find") is not None:
             find = item["find"]
             regexp = (find.get("name") or {}).get("regexp") or ""
             try:
                 re.compile(regexp)
             except re.error:
-                raise InvalidRequestError(f"spec.dataFrom[{index}].find.name.regexp is not a valid regular expression") from None
+                raise InvalidRequestError(
+                    f"spec.dataFrom[{index}].find.name.regexp is not a valid regular expression"
+                ) from None
             data_from.append(
                 DataFromItem(
-                    find=FindSpec(path=find.get("path") or "", name_regexp=regexp, tags=dict(find.get("tags") or {})),
+                    find=FindSpec(
+                        path=find.get("path") or "",
+                        name_regexp=regexp,
+                        tags=dict(find.get("tags") or {}),
+                    ),
                     decoding=find.get("decodingStrategy") or "None",
                     rewrites=rewrites,
                 )
@@ -237,13 +257,17 @@ async def fetch_data(spec: ExternalSecretSpec, provider: Provider) -> dict[str, 
         if item.extract is not None:
             fetched = await provider.get_map(item.extract)
         elif item.find is not None:
-            fetched = {_find_key(name): value for name, value in (await provider.find(item.find)).items()}
+            fetched = {
+                _find_key(name): value for name, value in (await provider.find(item.find)).items()
+            }
         else:
             continue
         for key, value in fetched.items():
             out[_rewrite(key, item.rewrites)] = _decode(value, item.decoding, key=key)
     for data_item in spec.data:
-        out[data_item.secret_key] = _decode(await provider.get(data_item.ref), data_item.decoding, key=data_item.secret_key)
+        out[data_item.secret_key] = _decode(
+            await provider.get(data_item.ref), data_item.decoding, key=data_item.secret_key
+        )
     return out
 
 
@@ -254,7 +278,9 @@ def desired_secret(spec: ExternalSecretSpec, data: Mapping[str, Sensitive[bytes]
     annotations = dict((template.get("metadata") or {}).get("annotations") or {})
     result = dict(data)
     if template.get("data"):
-        rendered = render_templates(template["data"], data={key: value.reveal() for key, value in data.items()})
+        rendered = render_templates(
+            template["data"], data={key: value.reveal() for key, value in data.items()}
+        )
         templated = {key: Sensitive(value) for key, value in rendered.items()}
         result = {**data, **templated} if template.get("mergePolicy") == "Merge" else templated
     return DesiredSecret(
@@ -275,7 +301,9 @@ def data_hash(data: Mapping[str, bytes]) -> str:
     return digest.hexdigest()[:56]
 
 
-def plan_secret(*, spec: ExternalSecretSpec, owner: Body, existing: Body | None, desired: DesiredSecret) -> SecretPlan:
+def plan_secret(
+    *, spec: ExternalSecretSpec, owner: Body, existing: Body | None, desired: DesiredSecret
+) -> SecretPlan:
     """What to write so the target Secret matches ``desired`` under ``creationPolicy``.
 
     A hand edit shows up as a difference between ``existing`` and ``desired``
@@ -291,18 +319,33 @@ def plan_secret(*, spec: ExternalSecretSpec, owner: Body, existing: Body | None,
     annotations = {**desired.annotations, ANNOTATION_DATA_HASH: digest}
     if existing is None:
         if spec.creation_policy is CreationPolicy.MERGE:
-            raise InvalidRequestError(f"target secret {spec.target_name!r} does not exist and creationPolicy is Merge")
-        metadata: Body = {"name": spec.target_name, "namespace": spec.namespace, "labels": labels, "annotations": annotations}
+            raise InvalidRequestError(
+                f"target secret {spec.target_name!r} does not exist and creationPolicy is Merge"
+            )
+        metadata: Body = {
+            "name": spec.target_name,
+            "namespace": spec.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        }
         if spec.creation_policy is CreationPolicy.OWNER:
             metadata["ownerReferences"] = [_owner_reference(owner)]
-        body: Body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": desired.type, "data": encoded}
+        body: Body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": desired.type,
+            "data": encoded,
+        }
         if desired.immutable:
             body["immutable"] = True
         return SecretPlan("create", body, "Created")
     meta = existing.get("metadata") or {}
     if spec.creation_policy is CreationPolicy.OWNER:
         for reference in meta.get("ownerReferences") or []:
-            if reference.get("controller") and reference.get("uid") != owner.get("metadata", {}).get("uid"):
+            if reference.get("controller") and reference.get("uid") != owner.get(
+                "metadata", {}
+            ).get("uid"):
                 raise InvalidRequestError(
                     f"target secret {spec.target_name!r} is owned by {reference.get('kind')} {reference.get('name')!r}"
                 )
@@ -321,20 +364,28 @@ def plan_secret(*, spec: ExternalSecretSpec, owner: Body, existing: Body | None,
     if any(current_annotations.get(k) != v for k, v in annotations.items()):
         patch_meta["annotations"] = annotations
     if spec.creation_policy is CreationPolicy.OWNER and not _owned_by(meta, owner):
-        patch_meta["ownerReferences"] = [*(meta.get("ownerReferences") or []), _owner_reference(owner)]
+        patch_meta["ownerReferences"] = [
+            *(meta.get("ownerReferences") or []),
+            _owner_reference(owner),
+        ]
     patch: Body = {}
     if patch_data:
         patch["data"] = patch_data
     if patch_meta:
         patch["metadata"] = patch_meta
-    if spec.creation_policy is not CreationPolicy.MERGE and existing.get("type", "Opaque") != desired.type:
+    if (
+        spec.creation_policy is not CreationPolicy.MERGE
+        and existing.get("type", "Opaque") != desired.type
+    ):
         patch["type"] = desired.type
     if not patch:
         return SecretPlan("none")
     return SecretPlan("patch", patch, "Updated" if patch_data or "type" in patch else "")
 
 
-def plan_deletion(*, spec: ExternalSecretSpec, existing: Body | None, managed_keys: list[str]) -> SecretPlan:
+def plan_deletion(
+    *, spec: ExternalSecretSpec, existing: Body | None, managed_keys: list[str]
+) -> SecretPlan:
     """``deletionPolicy`` when the remote data is gone: keep, delete, or drop our keys."""
     if existing is None or spec.deletion_policy is DeletionPolicy.RETAIN:
         return SecretPlan("none")
@@ -346,21 +397,37 @@ def plan_deletion(*, spec: ExternalSecretSpec, existing: Body | None, managed_ke
     current = existing.get("data") or {}
     drop = {key: None for key in managed_keys if key in current}
     if spec.deletion_policy is DeletionPolicy.MERGE and drop:
-        return SecretPlan("patch", {"data": drop, "metadata": {"annotations": {ANNOTATION_DATA_HASH: None}}}, "Deleted")
+        return SecretPlan(
+            "patch",
+            {"data": drop, "metadata": {"annotations": {ANNOTATION_DATA_HASH: None}}},
+            "Deleted",
+        )
     return SecretPlan("none")
 
 
-def ready_condition(*, status: str, reason: str, message: str, previous: list[Body], now: datetime.datetime) -> Body:
+def ready_condition(
+    *, status: str, reason: str, message: str, previous: list[Body], now: datetime.datetime
+) -> Body:
     """A ``Ready`` condition; ``lastTransitionTime`` moves only when the status changes."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     for condition in previous:
         if condition.get("type") == "Ready" and condition.get("status") == status:
             stamp = condition.get("lastTransitionTime") or stamp
-    return {"type": "Ready", "status": status, "reason": reason, "message": message, "lastTransitionTime": stamp}
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": stamp,
+    }
 
 
 def _ref(raw: Mapping[str, Any]) -> RemoteRef:
-    return RemoteRef(key=str(raw["key"]), property=str(raw.get("property") or ""), version=str(raw.get("version") or ""))
+    return RemoteRef(
+        key=str(raw["key"]),
+        property=str(raw.get("property") or ""),
+        version=str(raw.get("version") or ""),
+    )
 
 
 def _find_key(name: str) -> str:
@@ -424,5 +491,9 @@ def status_fingerprint(body: Body) -> str:
     """What makes a new reconcile necessary: the spec and the force-sync annotation."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    payload = {"spec": body.get("spec") or {}, "force": annotations.get(ANNOTATION_FORCE_SYNC), "uid": meta.get("uid")}
+    payload = {
+        "spec": body.get("spec") or {},
+        "force": annotations.get(ANNOTATION_FORCE_SYNC),
+        "uid": meta.get("uid"),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -25,7 +25,9 @@ __all__ = ["make_environment", "render_templates"]
 
 def make_environment() -> SandboxedEnvironment:
     """A fresh sandbox with the Kustos filters; autoescape off (values are not HTML)."""
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
     env.filters["b64enc"] = lambda value: base64.b64encode(_bytes(value)).decode()
     env.filters["b64dec"] = lambda value: base64.b64decode(_bytes(value)).decode()
     env.filters["fromjson"] = lambda value: json.loads(value)
@@ -33,7 +35,10 @@ def make_environment() -> SandboxedEnvironment:
 
 
 def render_templates(
-    templates: Mapping[str, str], *, data: Mapping[str, bytes], env: SandboxedEnvironment | None = None
+    templates: Mapping[str, str],
+    *,
+    data: Mapping[str, bytes],
+    env: SandboxedEnvironment | None = None,
 ) -> dict[str, bytes]:
     """Render every ``template.data`` entry; errors name the key, never a value."""
     env = env or make_environment()
@@ -44,7 +49,9 @@ def render_templates(
         try:
             rendered[key] = env.from_string(source).render(context).encode()
         except TemplateError as exc:
-            raise InvalidRequestError(f"template for key {key!r} failed: {type(exc).__name__}: {_safe(exc)}") from None
+            raise InvalidRequestError(
+                f"template for key {key!r} failed: {type(exc).__name__}: {_safe(exc)}"
+            ) from None
     return rendered
 
 

@@ -52,7 +52,13 @@ _RULE_KEYS: Final = frozenset(
 # Vault features Kustos does not implement. Ignoring them would silently drop a
 # restriction the author relied on, so a document using them is refused.
 _UNSUPPORTED_KEYS: Final = frozenset(
-    {"min_wrapping_ttl", "max_wrapping_ttl", "mfa_methods", "control_group", "subscribe_event_types"}
+    {
+        "min_wrapping_ttl",
+        "max_wrapping_ttl",
+        "mfa_methods",
+        "control_group",
+        "subscribe_event_types",
+    }
 )
 _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,127}$")
 _PATH_HEADER_RE: Final = re.compile(r'^\s*path\s+"((?:[^"\\]|\\.)*)"')
@@ -153,7 +159,9 @@ class Policy:
         for rule in self.rules:
             body: dict[str, Any] = {"capabilities": list(rule.capabilities)}
             if rule.allowed_parameters:
-                body["allowed_parameters"] = {k: list(v) for k, v in rule.allowed_parameters.items()}
+                body["allowed_parameters"] = {
+                    k: list(v) for k, v in rule.allowed_parameters.items()
+                }
             if rule.denied_parameters:
                 body["denied_parameters"] = {k: list(v) for k, v in rule.denied_parameters.items()}
             if rule.required_parameters:
@@ -179,7 +187,9 @@ def _load_json(text: str, *, where: str) -> tuple[Any, dict[str, list[int]]]:
     try:
         document = json.loads(text, object_pairs_hook=_pairs)
     except json.JSONDecodeError as exc:
-        raise PolicyError(f"{where}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise PolicyError(
+            f"{where}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     for number, line in enumerate(text.splitlines(), start=1):
         match = re.match(r'^\s*"((?:[^"\\]|\\.)*)"\s*:\s*\{', line)
         if match:
@@ -241,7 +251,9 @@ def _load_hcl(text: str, *, where: str) -> tuple[Any, dict[str, list[int]]]:
     return document, lines
 
 
-def _rules_from_document(document: Any, *, lines: Mapping[str, list[int]], where: str) -> tuple[PathRule, ...]:
+def _rules_from_document(
+    document: Any, *, lines: Mapping[str, list[int]], where: str
+) -> tuple[PathRule, ...]:
     if not isinstance(document, dict):
         raise PolicyError(f"{where}: a policy document must be an object with 'path' blocks")
     unknown = sorted(set(document) - {"path", "name"})
@@ -278,10 +290,12 @@ def _at(where: str, line: int | None) -> str:
 def _validate_pattern(pattern: str, *, at: str) -> str:
     path = pattern.lstrip("/")
     if path == "":
-        raise PolicyError(f"{at}: empty path pattern (use \"*\" to match every path)")
+        raise PolicyError(f'{at}: empty path pattern (use "*" to match every path)')
     star = path.find("*")
     if star != -1 and star != len(path) - 1:
-        raise PolicyError(f"{at}: path {pattern!r}: '*' is only allowed as the last character (a prefix glob)")
+        raise PolicyError(
+            f"{at}: path {pattern!r}: '*' is only allowed as the last character (a prefix glob)"
+        )
     for segment in path.rstrip("*").split("/"):
         if "+" in segment and segment != "+":
             raise PolicyError(
@@ -304,7 +318,9 @@ def _parameters(value: Any, *, at: str, key: str) -> Mapping[str, ParameterValue
         merged: dict[str, Any] = {}
         for item in value:
             if not isinstance(item, dict):
-                raise PolicyError(f"{at}: {key} must be an object mapping parameter names to value lists")
+                raise PolicyError(
+                    f"{at}: {key} must be an object mapping parameter names to value lists"
+                )
             merged.update(item)
         value = merged
     if not isinstance(value, dict):
@@ -312,7 +328,9 @@ def _parameters(value: Any, *, at: str, key: str) -> Mapping[str, ParameterValue
     result: dict[str, ParameterValues] = {}
     for name, values in value.items():
         if not isinstance(values, list):
-            raise PolicyError(f"{at}: {key}.{name} must be a list of allowed values ([] means any value)")
+            raise PolicyError(
+                f"{at}: {key}.{name} must be a list of allowed values ([] means any value)"
+            )
         result[str(name).lower()] = tuple(values)
     return types.MappingProxyType(result)
 
@@ -327,7 +345,9 @@ def _parse_rule(pattern: Any, body: Any, *, line: int | None, where: str) -> Pat
         raise PolicyError(f"{at}: the rule must be a block with 'capabilities'")
     for key in body:
         if key in _UNSUPPORTED_KEYS:
-            raise PolicyError(f"{at}: {key!r} is a Vault feature Kustos does not support; remove it")
+            raise PolicyError(
+                f"{at}: {key!r} is a Vault feature Kustos does not support; remove it"
+            )
         if key not in _RULE_KEYS:
             allowed = ", ".join(sorted(_RULE_KEYS))
             raise PolicyError(f"{at}: unknown key {key!r} (expected one of: {allowed})")
@@ -342,7 +362,9 @@ def _parse_rule(pattern: Any, body: Any, *, line: int | None, where: str) -> Pat
     legacy = body.get("policy")
     if legacy is not None:
         if not isinstance(legacy, str) or legacy not in _LEGACY_POLICY:
-            raise PolicyError(f"{at}: invalid policy value {legacy!r} (valid: {', '.join(_LEGACY_POLICY)})")
+            raise PolicyError(
+                f"{at}: invalid policy value {legacy!r} (valid: {', '.join(_LEGACY_POLICY)})"
+            )
         for capability in _LEGACY_POLICY[legacy]:
             if capability not in capabilities:
                 capabilities.append(capability)
@@ -350,8 +372,12 @@ def _parse_rule(pattern: Any, body: Any, *, line: int | None, where: str) -> Pat
     return PathRule(
         path=path,
         capabilities=tuple(capabilities),
-        allowed_parameters=_parameters(body.get("allowed_parameters", {}), at=at, key="allowed_parameters"),
-        denied_parameters=_parameters(body.get("denied_parameters", {}), at=at, key="denied_parameters"),
+        allowed_parameters=_parameters(
+            body.get("allowed_parameters", {}), at=at, key="allowed_parameters"
+        ),
+        denied_parameters=_parameters(
+            body.get("denied_parameters", {}), at=at, key="denied_parameters"
+        ),
         required_parameters=tuple(dict.fromkeys(p.lower() for p in required)),
         line=line,
     )
@@ -374,10 +400,15 @@ def _hcl_list(values: Sequence[Any]) -> str:
 
 def _rule_to_hcl(rule: PathRule) -> str:
     lines = [f"path {json.dumps(rule.path)} {{", f"  capabilities = {_hcl_list(rule.capabilities)}"]
-    for key, params in (("allowed_parameters", rule.allowed_parameters), ("denied_parameters", rule.denied_parameters)):
+    for key, params in (
+        ("allowed_parameters", rule.allowed_parameters),
+        ("denied_parameters", rule.denied_parameters),
+    ):
         if params:
             lines.append(f"  {key} = {{")
-            lines.extend(f"    {json.dumps(name)} = {_hcl_list(values)}" for name, values in params.items())
+            lines.extend(
+                f"    {json.dumps(name)} = {_hcl_list(values)}" for name, values in params.items()
+            )
             lines.append("  }")
     if rule.required_parameters:
         lines.append(f"  required_parameters = {_hcl_list(rule.required_parameters)}")

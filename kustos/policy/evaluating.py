@@ -63,10 +63,14 @@ class Operation(enum.StrEnum):
 
 
 # Operations whose request parameters are checked against allowed/denied/required_parameters.
-_PARAMETER_OPERATIONS: Final = frozenset({Operation.read, Operation.create, Operation.update, Operation.patch})
+_PARAMETER_OPERATIONS: Final = frozenset(
+    {Operation.read, Operation.create, Operation.update, Operation.patch}
+)
 
 
-def operation_for(method: str, *, exists: bool | None = None, list_query: bool = False) -> Operation:
+def operation_for(
+    method: str, *, exists: bool | None = None, list_query: bool = False
+) -> Operation:
     """Map an HTTP request to the operation (and so the capability) it needs.
 
     ``GET`` reads, or lists when the request carries ``?list=true``
@@ -171,9 +175,13 @@ def _merge(existing: Permissions | None, rule: PathRule, policy: str) -> Permiss
         )
     policies = existing.policies if policy in existing.policies else (*existing.policies, policy)
     if existing.denies:
-        return Permissions(pattern=existing.pattern, capabilities=existing.capabilities, policies=policies)
+        return Permissions(
+            pattern=existing.pattern, capabilities=existing.capabilities, policies=policies
+        )
     if "deny" in caps:
-        return Permissions(pattern=existing.pattern, capabilities=frozenset({"deny"}), policies=policies)
+        return Permissions(
+            pattern=existing.pattern, capabilities=frozenset({"deny"}), policies=policies
+        )
     return Permissions(
         pattern=existing.pattern,
         capabilities=existing.capabilities | caps,
@@ -218,7 +226,9 @@ class _SegmentRule:
             if self.is_prefix and index == last and path_parts[index].startswith(part):
                 continue
             return None
-        return _Candidate(self.first_plus, self.is_prefix, self.wildcards, self.stem, self.permissions)
+        return _Candidate(
+            self.first_plus, self.is_prefix, self.wildcards, self.stem, self.permissions
+        )
 
 
 def _glob_match(pattern: str, value: str) -> bool:
@@ -391,7 +401,9 @@ class ACL:
         listers = [c for c in candidates if "list" in c.permissions.capabilities]
         best_deny = max(denies, key=_Candidate.priority) if denies else None
         best_list = max(listers, key=_Candidate.priority) if listers else None
-        if best_deny is not None and (best_list is None or best_list.priority() < best_deny.priority()):
+        if best_deny is not None and (
+            best_list is None or best_list.priority() < best_deny.priority()
+        ):
             return best_deny.permissions
         if best_list is not None:
             return best_list.permissions
@@ -421,7 +433,9 @@ class ACL:
             raise PolicyError(f"unknown capability {capability!r}")
         return self.check(Operation(capability), path, data=data).allowed
 
-    def check(self, operation: Operation | str, path: str, *, data: Mapping[str, Any] | None = None) -> Decision:
+    def check(
+        self, operation: Operation | str, path: str, *, data: Mapping[str, Any] | None = None
+    ) -> Decision:
         """Decide whether ``operation`` on ``path`` is allowed, with a reason either way.
 
         ``data`` is the request body (or query parameters); for read, create,
@@ -432,32 +446,60 @@ class ACL:
         clean = path.lstrip("/")
         if self.is_root:
             return Decision(
-                allowed=True, operation=op, path=clean, capabilities=frozenset(_GRANTS), sudo=True,
-                is_root=True, pattern=None, policies=("root",), reason="root policy",
+                allowed=True,
+                operation=op,
+                path=clean,
+                capabilities=frozenset(_GRANTS),
+                sudo=True,
+                is_root=True,
+                pattern=None,
+                policies=("root",),
+                reason="root policy",
             )
         permissions = self.permissions(clean, listing=op is Operation.list)
         if permissions is None:
-            return self._deny(op, clean, None, f"no policy grants {op.value!r} on {clean!r} (default deny)")
+            return self._deny(
+                op, clean, None, f"no policy grants {op.value!r} on {clean!r} (default deny)"
+            )
         if permissions.denies:
-            return self._deny(op, clean, permissions, f"{op.value!r} on {clean!r} is explicitly denied by rule {permissions.pattern!r}")
+            return self._deny(
+                op,
+                clean,
+                permissions,
+                f"{op.value!r} on {clean!r} is explicitly denied by rule {permissions.pattern!r}",
+            )
         if op.value not in permissions.capabilities:
-            return self._deny(op, clean, permissions, f"rule {permissions.pattern!r} does not grant {op.value!r}")
+            return self._deny(
+                op, clean, permissions, f"rule {permissions.pattern!r} does not grant {op.value!r}"
+            )
         if op in _PARAMETER_OPERATIONS:
             problem = _parameter_problem(permissions, data)
             if problem is not None:
-                return self._deny(op, clean, permissions, f"{problem} (rule {permissions.pattern!r})")
+                return self._deny(
+                    op, clean, permissions, f"{problem} (rule {permissions.pattern!r})"
+                )
         return Decision(
-            allowed=True, operation=op, path=clean, capabilities=permissions.granted,
-            sudo="sudo" in permissions.capabilities, is_root=False, pattern=permissions.pattern,
-            policies=permissions.policies, reason=f"granted by rule {permissions.pattern!r}",
+            allowed=True,
+            operation=op,
+            path=clean,
+            capabilities=permissions.granted,
+            sudo="sudo" in permissions.capabilities,
+            is_root=False,
+            pattern=permissions.pattern,
+            policies=permissions.policies,
+            reason=f"granted by rule {permissions.pattern!r}",
         )
 
     @staticmethod
     def _deny(op: Operation, path: str, permissions: Permissions | None, reason: str) -> Decision:
         return Decision(
-            allowed=False, operation=op, path=path,
+            allowed=False,
+            operation=op,
+            path=path,
             capabilities=frozenset() if permissions is None else permissions.granted,
             sudo=False if permissions is None else "sudo" in permissions.granted,
-            is_root=False, pattern=None if permissions is None else permissions.pattern,
-            policies=() if permissions is None else permissions.policies, reason=reason,
+            is_root=False,
+            pattern=None if permissions is None else permissions.pattern,
+            policies=() if permissions is None else permissions.policies,
+            reason=reason,
         )

@@ -127,7 +127,9 @@ class _Api:
             # An API prefix only matches paths with the same first segment (see the dispatch loop),
             # so a path whose first segment starts no prefix (a KV read) skips the loop.
             prefixes = [api.prefix for api in self._apis_built]
-            self._api_heads = None if "" in prefixes else frozenset(p.partition("/")[0] for p in prefixes)
+            self._api_heads = (
+                None if "" in prefixes else frozenset(p.partition("/")[0] for p in prefixes)
+            )
         return self._apis_built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -190,14 +192,20 @@ class _Api:
             auditing = core.audit
             try:
                 if auditing.needs_load:
-                    audit = await auditing.begin(scope=scope, request_id=request_id, method=method, path=path)
+                    audit = await auditing.begin(
+                        scope=scope, request_id=request_id, method=method, path=path
+                    )
                 elif auditing.active:
-                    audit = auditing.start(scope=scope, request_id=request_id, method=method, path=path)
+                    audit = auditing.start(
+                        scope=scope, request_id=request_id, method=method, path=path
+                    )
                 unauthenticated = False
                 heads = self._api_heads
                 for api in apis if heads is None or path.partition("/")[0] in heads else ():
                     # a prefix without a trailing "/" is an exact path (cert.pem, verify, rotate)
-                    if path.startswith(api.prefix) and (api.prefix[-1] == "/" or len(path) == len(api.prefix)):
+                    if path.startswith(api.prefix) and (
+                        api.prefix[-1] == "/" or len(path) == len(api.prefix)
+                    ):
                         route = api.route(path)
                         unauthenticated = not api.needs_unsealed(path)
                         handler = api.handle
@@ -210,7 +218,9 @@ class _Api:
                         route = engine.route(method, rest) if engine is not None else "unknown"
                 validate_api_path(path)
                 if wrap_requested:
-                    raise InvalidRequestError("response wrapping (X-Vault-Wrap-TTL) is not supported by this server")
+                    raise InvalidRequestError(
+                        "response wrapping (X-Vault-Wrap-TTL) is not supported by this server"
+                    )
                 if not unauthenticated and not core.barrier.serving:
                     raise SealedError()
                 entry = None
@@ -235,7 +245,9 @@ class _Api:
                     raw_token=Sensitive(token_text) if token_text else None,
                 )
                 if audit is not None:  # before anything happens; AuditWriteError refuses the call
-                    audit.request(call, mount, read_only=engine is not None and engine.read_only(method, rest))
+                    audit.request(
+                        call, mount, read_only=engine is not None and engine.read_only(method, rest)
+                    )
                 if entry is not None and not entry.is_root:
                     await core.policies.refresh_if_stale()
                     problem = core.policies.parameter_problem(
@@ -259,23 +271,31 @@ class _Api:
                         reply_type = reply.content_type.encode("latin-1")
             except AuditWriteError as exc:
                 status, body = 503, error_body(f"audit log unavailable, request refused: {exc}")
-                _log.error("audit log unavailable", extra={"request_id": request_id, "route": route, "error": str(exc)})
+                _log.error(
+                    "audit log unavailable",
+                    extra={"request_id": request_id, "route": route, "error": str(exc)},
+                )
             except KustosError as exc:
                 status = status_for(exc)
                 message = public_message(exc)
                 body = error_body(message) if message else error_body()
-                self._note_error(core, exc, route=route, method=method, path=path, request_id=request_id)
+                self._note_error(
+                    core, exc, route=route, method=method, path=path, request_id=request_id
+                )
             except _ClientGoneError:
                 status, body = 400, error_body("client disconnected")
             except Exception:
                 status = 500
                 body = error_body(f"internal error; see the server log for request id {request_id}")
                 _log.exception(
-                    "unexpected error", extra={"request_id": request_id, "route": route, "method": method}
+                    "unexpected error",
+                    extra={"request_id": request_id, "route": route, "method": method},
                 )
             if audit is not None:
                 refused = audit.response(status=status, reply=audit_reply, body=body)
-                if refused is None and audit.staged is not None:  # a read: its entries go out with others'
+                if (
+                    refused is None and audit.staged is not None
+                ):  # a read: its entries go out with others'
                     refused = await core.audit.flushed(audit)
                 if refused is not None:
                     (status, body), stream = refused, None
@@ -291,7 +311,12 @@ class _Api:
             headers.append((b"content-type", reply_type if status < 400 else _JSON))
             headers.append((b"content-length", str(len(body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" or status == 204 else body})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"" if method == "HEAD" or status == 204 else body,
+            }
+        )
         elapsed = _perf_counter() - started
         if core is not None:
             core.metrics.observe_request(route, method, status, elapsed)
@@ -316,7 +341,7 @@ class _Api:
                 mount, rest = resolved
         engine = core.engines.get(mount.type) if mount is not None else None
         if mount is None or engine is None:
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         return await engine.handle(call, mount, rest)
 
     async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
@@ -332,17 +357,23 @@ class _Api:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise RequestTooLargeError(f"request body is larger than the maximum of {limit} bytes")
+                raise RequestTooLargeError(
+                    f"request body is larger than the maximum of {limit} bytes"
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
     @staticmethod
-    def _note_error(core: Core, exc: KustosError, *, route: str, method: str, path: str, request_id: str) -> None:
+    def _note_error(
+        core: Core, exc: KustosError, *, route: str, method: str, path: str, request_id: str
+    ) -> None:
         fields = {"request_id": request_id, "route": route, "method": method}
         if isinstance(exc, DecryptionError):
             core.metrics.integrity_error()
-            _log.warning("integrity check failed for a stored record", extra={**fields, "path": path})
+            _log.warning(
+                "integrity check failed for a stored record", extra={**fields, "path": path}
+            )
         elif isinstance(exc, StorageError):
             core.metrics.storage_error(route=route)
             _log.error("storage failure", extra={**fields, "error": str(exc)})
@@ -350,7 +381,9 @@ class _Api:
             _log.error("key provider or configuration failure", extra={**fields, "error": str(exc)})
 
 
-async def _send_stream(reply: StreamReply, *, request_id: str, receive: Receive, send: Send) -> None:
+async def _send_stream(
+    reply: StreamReply, *, request_id: str, receive: Receive, send: Send
+) -> None:
     """Send a streaming reply chunk by chunk until it ends or the client goes away."""
     headers = [
         (b"x-request-id", request_id.encode("latin-1")),
@@ -406,7 +439,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = holder.core is None
         if owned:
-            holder.core = await Core.open(config, clock=clock, authorizer=authorizer, cache_entries=cache_entries)
+            holder.core = await Core.open(
+                config, clock=clock, authorizer=authorizer, cache_entries=cache_entries
+            )
         sealing = holder.core.sealing if holder.core is not None else None
         if sealing is not None:
             sealing.start()  # sealing key renewal timer

@@ -121,7 +121,9 @@ class _BrokenDevice:
     def log_request(self, *, auth: AuditAuth, request: AuditRequest, error: str = "") -> str:
         raise AuditWriteError(self._reason)
 
-    def log_response(self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = "") -> str:
+    def log_response(
+        self, *, auth: AuditAuth, request: AuditRequest, response: AuditResponse, error: str = ""
+    ) -> str:
         raise AuditWriteError(self._reason)
 
     def stage_call(
@@ -149,7 +151,9 @@ def _file_options(raw: object) -> dict[str, str]:
     options = {str(k): str(v) for k, v in raw.items()}
     file_path = options.get("file_path", "")
     if not file_path or not Path(file_path).is_absolute():
-        raise InvalidRequestError("options.file_path must be an absolute path to the audit log file")
+        raise InvalidRequestError(
+            "options.file_path must be an absolute path to the audit log file"
+        )
     if options.get("fsync", "false").lower() not in ("true", "false", "1", "0"):
         raise InvalidRequestError("options.fsync must be true or false")
     mode = options.get("mode", "0600")
@@ -206,15 +210,22 @@ class Auditing:
             doc = orjson.loads(raw)
             path = str(doc["path"])
             config = AuditDeviceConfig(
-                path=path, type=str(doc["type"]), description=str(doc.get("description", "")),
+                path=path,
+                type=str(doc["type"]),
+                description=str(doc.get("description", "")),
                 options={str(k): str(v) for k, v in doc["options"].items()},
             )
             self._configs[path] = config
             try:
-                plain = await self._barrier.decrypt(base64.b64decode(doc["key"]), context=context(_KEY_LABEL, path))
+                plain = await self._barrier.decrypt(
+                    base64.b64decode(doc["key"]), context=context(_KEY_LABEL, path)
+                )
                 device: Any = self._open(config, Sensitive(plain))
             except AuditWriteError as exc:
-                _log.error("audit device cannot be reopened; requests will be refused", extra={"device": path, "error": str(exc)})
+                _log.error(
+                    "audit device cannot be reopened; requests will be refused",
+                    extra={"device": path, "error": str(exc)},
+                )
                 device = _BrokenDevice(f"{path}: {exc}")
             self.broker.enable(path, device)
         self.active = bool(self._configs)
@@ -228,17 +239,25 @@ class Auditing:
     def list(self) -> dict[str, dict[str, Any]]:
         return {path: config.describe() for path, config in sorted(self._configs.items())}
 
-    async def enable(self, path: str, *, type: str, description: str, options: object) -> AuditDeviceConfig:
+    async def enable(
+        self, path: str, *, type: str, description: str, options: object
+    ) -> AuditDeviceConfig:
         """Create the device (its file must be writable now), then store its configuration."""
         name = normalize_device_path(path)
         if type != "file":
-            raise InvalidRequestError(f"unknown audit device type {type!r}; this server supports 'file'")
+            raise InvalidRequestError(
+                f"unknown audit device type {type!r}; this server supports 'file'"
+            )
         if name in self._configs:
             raise InvalidRequestError(f"an audit device is already enabled at {name}")
-        config = AuditDeviceConfig(path=name, type=type, description=description, options=_file_options(options))
+        config = AuditDeviceConfig(
+            path=name, type=type, description=description, options=_file_options(options)
+        )
         for other in self._configs.values():
             if other.options.get("file_path") == config.options["file_path"]:
-                raise InvalidRequestError(f"audit device {other.path} already writes to {config.options['file_path']}")
+                raise InvalidRequestError(
+                    f"audit device {other.path} already writes to {config.options['file_path']}"
+                )
         key = generate_hmac_key()
         try:
             device = self._open(config, key)
@@ -246,8 +265,12 @@ class Auditing:
             raise InvalidRequestError(f"cannot enable audit device {name}: {exc}") from None
         sealed_key = self._barrier.encrypt(key.reveal(), context=context(_KEY_LABEL, name))
         doc = {
-            "path": name, "type": type, "description": description, "options": dict(config.options),
-            "key": base64.b64encode(sealed_key).decode("ascii"), "created_time": rfc3339(self._clock()),
+            "path": name,
+            "type": type,
+            "description": description,
+            "options": dict(config.options),
+            "key": base64.b64encode(sealed_key).decode("ascii"),
+            "created_time": rfc3339(self._clock()),
         }
         try:
             async with self._storage.transaction() as tx:
@@ -279,7 +302,9 @@ class Auditing:
 
     # -- per request -----------------------------------------------------------------------
 
-    async def begin(self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str) -> AuditCall | None:
+    async def begin(
+        self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str
+    ) -> AuditCall | None:
         """An :class:`AuditCall` for this request, or ``None`` when nothing is audited."""
         if self.needs_load:
             await self.load()
@@ -304,11 +329,15 @@ class Auditing:
         except Exception:  # a batch that was not written says so; its calls get 503
             _log.exception("audit flush failed")
 
-    def start(self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str) -> AuditCall | None:
+    def start(
+        self, *, scope: Mapping[str, Any], request_id: str, method: str, path: str
+    ) -> AuditCall | None:
         """:meth:`begin` once the devices are loaded (``needs_load`` is false): no coroutine on the hot path."""
         if not self.active or path.rstrip("/") in UNAUDITED:
             return None
-        return AuditCall(self.broker, request_id, method, path, scope.get("client"), self._clock, self._auths)
+        return AuditCall(
+            self.broker, request_id, method, path, scope.get("client"), self._clock, self._auths
+        )
 
 
 def _error_text(body: bytes) -> str:
@@ -363,8 +392,18 @@ class AuditCall:
     """
 
     __slots__ = (
-        "_auth", "_auths", "_broker", "_call", "_client", "_clock", "_method", "_mount", "_path", "_request",
-        "_request_id", "staged",
+        "_auth",
+        "_auths",
+        "_broker",
+        "_call",
+        "_client",
+        "_clock",
+        "_method",
+        "_mount",
+        "_path",
+        "_request",
+        "_request_id",
+        "staged",
     )
 
     def __init__(
@@ -391,7 +430,9 @@ class AuditCall:
         self.staged: list[tuple[str, StagedBatch]] | None = None
         """A read's entries, staged by :meth:`response`: the answer waits for :meth:`Auditing.flushed`."""
 
-    def _describe(self, call: Call | None, mount: MountEntry | None) -> tuple[AuditAuth, AuditRequest]:
+    def _describe(
+        self, call: Call | None, mount: MountEntry | None
+    ) -> tuple[AuditAuth, AuditRequest]:
         data: Mapping[str, Any] | None = None
         token: Sensitive[str] | None = None
         entry: TokenEntry | None = None
@@ -449,7 +490,10 @@ class AuditCall:
         try:
             self._broker.check_staged(staged)
         except AuditWriteError as exc:
-            _log.error("audit entries could not be written", extra={"request_id": self._request_id, "error": str(exc)})
+            _log.error(
+                "audit entries could not be written",
+                extra={"request_id": self._request_id, "error": str(exc)},
+            )
             return 503, error_body(f"audit log unavailable: {exc}")
         return None
 
@@ -493,7 +537,9 @@ class AuditCall:
             warnings: tuple[str, ...] = ()
             if reply is not None:
                 data = reply.raw if reply.raw is not None else reply.data
-                if data is not None:  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
+                if (
+                    data is not None
+                ):  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
                     if data.__class__ is not dict and not isinstance(data, Mapping):
                         data = {"value": data}
                 if reply.auth is not None and isinstance(reply.auth, Mapping):
@@ -501,15 +547,28 @@ class AuditCall:
                 mount_type = reply.mount_type
                 if reply.warnings:
                     warnings = tuple(reply.warnings)
-            response = AuditResponse(status=status, data=data, auth=auth, mount_type=mount_type, warnings=warnings)
+            response = AuditResponse(
+                status=status, data=data, auth=auth, mount_type=mount_type, warnings=warnings
+            )
             if deferred is not None:
-                self.staged = self._broker.stage_call(auth=self._auth, request=self._request, response=response, error=error)
+                self.staged = self._broker.stage_call(
+                    auth=self._auth, request=self._request, response=response, error=error
+                )
             else:
-                self._broker.log_response(auth=self._auth, request=self._request, response=response, error=error)
+                self._broker.log_response(
+                    auth=self._auth, request=self._request, response=response, error=error
+                )
         except AuditWriteError as exc:
-            _log.error("audit response entry could not be written", extra={"request_id": self._request_id, "error": str(exc)})
+            _log.error(
+                "audit response entry could not be written",
+                extra={"request_id": self._request_id, "error": str(exc)},
+            )
             return 503, error_body(f"audit log unavailable: {exc}")
         except Exception:  # whatever went wrong, the answer must not leave unaudited
-            _log.exception("audit response entry could not be built", extra={"request_id": self._request_id})
-            return 503, error_body(f"audit log unavailable; see the server log for request id {self._request_id}")
+            _log.exception(
+                "audit response entry could not be built", extra={"request_id": self._request_id}
+            )
+            return 503, error_body(
+                f"audit log unavailable; see the server log for request id {self._request_id}"
+            )
         return None

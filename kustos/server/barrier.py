@@ -91,7 +91,9 @@ class CiphertextFamily:
     replace: Callable[[bytes, bytes], bytes]
 
     @classmethod
-    def whole_records(cls, prefix: str, context_for: Callable[[str], bytes | None]) -> CiphertextFamily:
+    def whole_records(
+        cls, prefix: str, context_for: Callable[[str], bytes | None]
+    ) -> CiphertextFamily:
         """Records that are one ciphertext each; ``context_for(key)`` gives its context (or ``None``)."""
 
         def locate(key: str, record: bytes) -> tuple[bytes, bytes] | None:
@@ -227,7 +229,9 @@ class Barrier:
             seal_config: ShamirConfig | None = None
             provider = self._provider
             if isinstance(provider, ShamirKeyProvider):
-                shares, seal_config = provider.initialize(shares=secret_shares, threshold=secret_threshold)
+                shares, seal_config = provider.initialize(
+                    shares=secret_shares, threshold=secret_threshold
+                )
             try:
                 wrapped = self._wrap(keyring)
                 async with self._storage.transaction() as tx:
@@ -266,7 +270,9 @@ class Barrier:
                     provider.reset()
                     return self.status()
                 if not key:
-                    raise InvalidRequestError("missing required parameter 'key' (an unseal key share)")
+                    raise InvalidRequestError(
+                        "missing required parameter 'key' (an unseal key share)"
+                    )
                 progress = provider.submit(key, config)
                 if progress.sealed:
                     return self.status()
@@ -416,9 +422,15 @@ class Barrier:
             if on_progress is not None:
                 on_progress(rewrapped)
         if failed:
-            _log.warning("rewrap left records that failed to verify", extra={"error": f"{failed} records"})
+            _log.warning(
+                "rewrap left records that failed to verify", extra={"error": f"{failed} records"}
+            )
         return RewrapReport(
-            active_version=active, scanned=scanned, rewrapped=rewrapped, remaining=remaining, failed=failed
+            active_version=active,
+            scanned=scanned,
+            rewrapped=rewrapped,
+            remaining=remaining,
+            failed=failed,
         )
 
     async def _rewrap_batch(self, batch: Sequence[tuple[str, CiphertextFamily]]) -> tuple[int, int]:
@@ -461,7 +473,9 @@ class Barrier:
         """Disable KEK ``version`` once no stored record uses it any more."""
         keyring = self._require()
         if version == keyring.active_version:
-            raise InvalidRequestError(f"cannot disable the active key version {version}; rotate first")
+            raise InvalidRequestError(
+                f"cannot disable the active key version {version}; rotate first"
+            )
         if not any(v.version == version for v in keyring.versions()):
             raise InvalidRequestError(f"no key version {version} in the keyring")
         in_use = await self.count_using(families, version)

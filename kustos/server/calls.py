@@ -47,7 +47,13 @@ def validate_api_path(path: str) -> None:
     """
     if len(path) > MAX_PATH_LENGTH:
         raise InvalidRequestError(f"request path is longer than {MAX_PATH_LENGTH} characters")
-    if "//" not in path and "/." not in path and path[:1] not in "/." and path.isascii() and path.isprintable():
+    if (
+        "//" not in path
+        and "/." not in path
+        and path[:1] not in "/."
+        and path.isascii()
+        and path.isprintable()
+    ):
         return  # the common case: printable ASCII, no empty segment, no segment starting with '.'
     if _SUSPECT.search(path) is None:
         return  # no control character, no '//', no dot segment
@@ -56,7 +62,9 @@ def validate_api_path(path: str) -> None:
     if _CONTROL.search(path) is not None:
         raise InvalidRequestError("request path contains a control character")
     if path.startswith("/"):
-        raise InvalidRequestError("request path has an empty segment: it starts with '//' after /v1")
+        raise InvalidRequestError(
+            "request path has an empty segment: it starts with '//' after /v1"
+        )
     segments = path.split("/")
     if segments and segments[-1] == "":
         segments.pop()
@@ -117,7 +125,9 @@ class Call:
 
 
 def unsupported(call: Call) -> UnsupportedOperationError:
-    return UnsupportedOperationError(f"unsupported operation: {call.method} is not allowed on {call.path}")
+    return UnsupportedOperationError(
+        f"unsupported operation: {call.method} is not allowed on {call.path}"
+    )
 
 
 @dataclass(slots=True)
@@ -153,7 +163,15 @@ def envelope(reply: Reply, *, request_id: str) -> bytes:
     if reply.top is None and reply.warnings is None and reply.auth is None:
         # the common shape, joined from constant pieces: the same bytes as dumping the dict below
         return b"".join(
-            (_HEAD, orjson.dumps(request_id), _MIDDLE, orjson.dumps(reply.data), _TAIL, orjson.dumps(reply.mount_type), b"}")
+            (
+                _HEAD,
+                orjson.dumps(request_id),
+                _MIDDLE,
+                orjson.dumps(reply.data),
+                _TAIL,
+                orjson.dumps(reply.mount_type),
+                b"}",
+            )
         )
     doc = {
         "request_id": request_id,

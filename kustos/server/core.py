@@ -88,13 +88,20 @@ class Core:
         self._unwatch: Unsubscribe | None = None
         # shared storage with change notifications: caches start bypassed until the feed is up (watch_storage)
         self.cache = RecordCache(
-            storage=storage, max_entries=cache_entries, bypass=watched, on_forget=self.barrier.forget_plaintexts
+            storage=storage,
+            max_entries=cache_entries,
+            bypass=watched,
+            on_forget=self.barrier.forget_plaintexts,
         )
         # storage owned alone (a read cache is on): cache token entries until they expire; shared with
         # notifications: until another replica changes them; shared without: re-read after a second
-        self.tokens = TokenStore(storage=storage, clock=clock, cache_ttl=None if owned else 0 if watched else 1.0)
+        self.tokens = TokenStore(
+            storage=storage, clock=clock, cache_ttl=None if owned else 0 if watched else 1.0
+        )
         self.mounts = MountTable(storage=storage, clock=clock)
-        self.policies = PolicyStore(storage=storage, clock=clock, refresh_interval=None if owned else 1.0)
+        self.policies = PolicyStore(
+            storage=storage, clock=clock, refresh_interval=None if owned else 1.0
+        )
         """ACL policies; with the default authorizer, every permission check is decided by them."""
         if authorizer is authorize:
             self.authorizer = authorizer = self.policies.authorize
@@ -115,7 +122,13 @@ class Core:
         """GitOps sealing keys, barrier-encrypted (``sys/sealing/*``, ``/v1/cert.pem``)."""
         self.engines: dict[str, Engine] = {"kv": self.kv}
         """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""
-        self.engines["transit"] = TransitEngine(storage=storage, barrier=self.barrier, cache=self.cache, clock=clock, authorizer=authorizer)
+        self.engines["transit"] = TransitEngine(
+            storage=storage,
+            barrier=self.barrier,
+            cache=self.cache,
+            clock=clock,
+            authorizer=authorizer,
+        )
 
     @classmethod
     async def open(
@@ -139,7 +152,9 @@ class Core:
             key_provider = provider if provider is not None else open_provider(config.keys)
             if cache_entries is None:
                 cache_entries = (
-                    DEFAULT_CACHE_ENTRIES if backend.name == "sqlite" or isinstance(backend, ChangeWatching) else 0
+                    DEFAULT_CACHE_ENTRIES
+                    if backend.name == "sqlite" or isinstance(backend, ChangeWatching)
+                    else 0
                 )
             core = cls(
                 config=config,
@@ -162,7 +177,11 @@ class Core:
 
     async def watch_storage(self) -> None:
         """On shared storage with change notifications, follow them with the record and token caches."""
-        if self._unwatch is None and self.storage.name != "sqlite" and isinstance(self.storage, ChangeWatching):
+        if (
+            self._unwatch is None
+            and self.storage.name != "sqlite"
+            and isinstance(self.storage, ChangeWatching)
+        ):
             self._unwatch = await self.storage.watch_changes(self._storage_changed)
 
     def _storage_changed(self, changes: Changes) -> None:
@@ -178,16 +197,22 @@ class Core:
         await self.storage.close()
 
     def refresh_seal_metrics(self) -> None:
-        self.metrics.set_seal_state(initialized=self.barrier.initialized, sealed=self.barrier.sealed)
+        self.metrics.set_seal_state(
+            initialized=self.barrier.initialized, sealed=self.barrier.sealed
+        )
 
     def ciphertext_families(self) -> list[CiphertextFamily]:
         """Every place a ciphertext is stored (for rewrap and key-version checks)."""
-        return [
-            family
-            for mount in self.mounts.entries()
-            if (engine := self.engines.get(mount.type)) is not None
-            for family in engine.ciphertext_families(mount)
-        ] + self.sealing.ciphertext_families() + auth_method_families()
+        return (
+            [
+                family
+                for mount in self.mounts.entries()
+                if (engine := self.engines.get(mount.type)) is not None
+                for family in engine.ciphertext_families(mount)
+            ]
+            + self.sealing.ciphertext_families()
+            + auth_method_families()
+        )
 
     async def initialize(
         self,
@@ -220,16 +245,28 @@ class Core:
     async def dev_bootstrap(self, *, root_token_id: str | None = None) -> DevBootstrap:
         """Initialize on first start (with a ``secret/`` kv-v2 mount); ensure the dev root token."""
         if not self.barrier.initialized:
-            result = await self.initialize(secret_shares=1, secret_threshold=1, root_token_id=root_token_id)
+            result = await self.initialize(
+                secret_shares=1, secret_threshold=1, root_token_id=root_token_id
+            )
             if self.barrier.sealed:
-                raise InvalidRequestError("dev mode needs an auto-unseal key provider (local or pkcs11)")
+                raise InvalidRequestError(
+                    "dev mode needs an auto-unseal key provider (local or pkcs11)"
+                )
             if self.mounts.get("secret/") is None:
-                await self.mounts.enable("secret/", type="kv", description="key/value secret storage", options={"version": "2"})
+                await self.mounts.enable(
+                    "secret/",
+                    type="kv",
+                    description="key/value secret storage",
+                    options={"version": "2"},
+                )
             return DevBootstrap(initialized_now=True, root_token=result.root_token)
         if root_token_id is not None and await self.tokens.lookup(root_token_id) is None:
             if await self.storage.get(f"auth/token/id/{hash_token(root_token_id)}") is None:
                 token, _ = await self.tokens.create(
-                    policies=["root"], display_prefix="root", token_id=root_token_id, path="auth/token/root"
+                    policies=["root"],
+                    display_prefix="root",
+                    token_id=root_token_id,
+                    path="auth/token/root",
                 )
                 return DevBootstrap(initialized_now=False, root_token=token)
         return DevBootstrap(initialized_now=False, root_token=None)

@@ -41,7 +41,9 @@ from kustos.server.calls import Reply
 
 __all__ = ["CHANGE_KINDS", "Change", "ChangeHub", "StreamReply", "Subscription"]
 
-CHANGE_KINDS: Final = frozenset({"write", "delete", "undelete", "destroy", "metadata", "metadata-delete"})
+CHANGE_KINDS: Final = frozenset(
+    {"write", "delete", "undelete", "destroy", "metadata", "metadata-delete"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +61,27 @@ class Change:
 
     def document(self) -> dict[str, object]:
         """The JSON form sent to subscribers."""
-        return {"mount": self.mount, "path": self.path, "version": self.version, "kind": self.kind, "time": self.time}
+        return {
+            "mount": self.mount,
+            "path": self.path,
+            "version": self.version,
+            "kind": self.kind,
+            "time": self.time,
+        }
 
 
 class Subscription:
     """One subscriber's bounded queue of changes under a prefix."""
 
-    def __init__(self, *, hub: ChangeHub, mount: str, prefix: str, limit: int, accept: Callable[[Change], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        hub: ChangeHub,
+        mount: str,
+        prefix: str,
+        limit: int,
+        accept: Callable[[Change], bool],
+    ) -> None:
         self.mount = mount
         self.prefix = prefix
         self._hub = hub
@@ -78,7 +94,11 @@ class Subscription:
         self.closed = False
 
     def matches(self, change: Change) -> bool:
-        return change.mount == self.mount and change.path.startswith(self.prefix) and self._accept(change)
+        return (
+            change.mount == self.mount
+            and change.path.startswith(self.prefix)
+            and self._accept(change)
+        )
 
     def offer(self, change: Change) -> None:
         """Queue ``change`` (called by the hub); a full queue turns into one resync marker."""
@@ -124,7 +144,13 @@ class Subscription:
 class ChangeHub:
     """Fans committed changes out to subscribers; cheap when nobody listens."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, history: int = 4096, queue_limit: int = 1024) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        history: int = 4096,
+        queue_limit: int = 1024,
+    ) -> None:
         self._clock = clock
         self._seq = itertools.count(1)
         self._history: collections.deque[Change] = collections.deque(maxlen=history)
@@ -140,7 +166,14 @@ class ChangeHub:
 
     def publish(self, mount: str, path: str, version: int, kind: str) -> None:
         """Record one committed change and hand it to every matching subscriber."""
-        change = Change(seq=next(self._seq), mount=mount, path=path, version=version, kind=kind, time=self._clock())
+        change = Change(
+            seq=next(self._seq),
+            mount=mount,
+            path=path,
+            version=version,
+            kind=kind,
+            time=self._clock(),
+        )
         self._history.append(change)
         self.published += 1
         subscribers = self._subscribers.get(mount)
@@ -163,7 +196,9 @@ class ChangeHub:
         changes since then are queued at once, or a resync when they are no
         longer known.
         """
-        subscription = Subscription(hub=self, mount=mount, prefix=prefix, limit=self.queue_limit, accept=accept)
+        subscription = Subscription(
+            hub=self, mount=mount, prefix=prefix, limit=self.queue_limit, accept=accept
+        )
         self._subscribers.setdefault(mount, []).append(subscription)
         if after is not None:
             seq = self._resume_point(after)

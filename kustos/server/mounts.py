@@ -27,7 +27,16 @@ from kustos.store.base import StorageBackend
 __all__ = ["MOUNTS_KEY", "RESERVED_PREFIXES", "MountEntry", "MountTable", "normalize_mount_path"]
 
 MOUNTS_KEY: Final = "core/mounts"
-RESERVED_PREFIXES: Final = ("sys/", "auth/", "identity/", "cubbyhole/", "audit/", "cert.pem/", "verify/", "rotate/")
+RESERVED_PREFIXES: Final = (
+    "sys/",
+    "auth/",
+    "identity/",
+    "cubbyhole/",
+    "audit/",
+    "cert.pem/",
+    "verify/",
+    "rotate/",
+)
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAX_PATH: Final = 256
 _RELOAD_INTERVAL: Final = 1.0
@@ -218,7 +227,9 @@ class MountTable:
 
         return await self._change(add)
 
-    async def tune(self, path: str, *, description: str | None, config: Mapping[str, Any]) -> MountEntry:
+    async def tune(
+        self, path: str, *, description: str | None, config: Mapping[str, Any]
+    ) -> MountEntry:
         normalized = normalize_mount_path(path)
 
         def tune(mounts: dict[str, MountEntry]) -> MountEntry:

@@ -52,7 +52,9 @@ _PARAMETER_OPERATIONS: Final = {
 class PolicyStore:
     """Policy CRUD in storage, parsed policies and ACLs in memory, and the authorizer."""
 
-    def __init__(self, *, storage: StorageBackend, clock: Clock, refresh_interval: float | None = None) -> None:
+    def __init__(
+        self, *, storage: StorageBackend, clock: Clock, refresh_interval: float | None = None
+    ) -> None:
         """``refresh_interval``: ``None`` when this process owns its storage (no refresh needed)."""
         self._storage = storage
         self._clock = clock
@@ -73,7 +75,9 @@ class PolicyStore:
                 continue
             text = _decode(raw)
             known = self._policies.get(name)
-            policies[name] = known if known is not None and known.raw == text else Policy.parse(name, text)
+            policies[name] = (
+                known if known is not None and known.raw == text else Policy.parse(name, text)
+            )
         self._policies = policies
         self._acls = {}
         self._epoch = await self._storage.get(_EPOCH_KEY) or b""
@@ -98,7 +102,9 @@ class PolicyStore:
         """The parsed policy called ``name`` (``root`` has no document: :class:`InvalidRequestError`)."""
         canonical = normalize_policy_name(name)
         if canonical == "root":
-            raise InvalidRequestError("the root policy has no document: it grants every capability on every path")
+            raise InvalidRequestError(
+                "the root policy has no document: it grants every capability on every path"
+            )
         return self._policies.get(canonical)
 
     def text(self, name: str) -> str:
@@ -166,10 +172,14 @@ class PolicyStore:
             return "sudo" in acl.capabilities(path)
         if capability == "list":
             # as Vault does for list operations: a/b is checked as a/b/ (so a/b/* rules apply)
-            return "list" in acl.capabilities(path if path.endswith("/") else path + "/", listing=True)
+            return "list" in acl.capabilities(
+                path if path.endswith("/") else path + "/", listing=True
+            )
         return capability in acl.capabilities(path)
 
-    def parameter_problem(self, token: TokenEntry, path: str, method: str, data: Mapping[str, Any] | None) -> str | None:
+    def parameter_problem(
+        self, token: TokenEntry, path: str, method: str, data: Mapping[str, Any] | None
+    ) -> str | None:
         """Why ``data`` breaks the parameter rules (allowed/denied/required) of the rule for ``path``, if it does.
 
         The authorizer only sees path and capability; the dispatcher calls this
@@ -181,11 +191,17 @@ class PolicyStore:
         permissions = acl.permissions(path)
         if permissions is None or permissions.denies:
             return None
-        if not (permissions.allowed_parameters or permissions.denied_parameters or permissions.required_parameters):
+        if not (
+            permissions.allowed_parameters
+            or permissions.denied_parameters
+            or permissions.required_parameters
+        ):
             return None
         operation = _PARAMETER_OPERATIONS.get(method)
         if method in ("POST", "PUT"):
-            operation = Operation.update if "update" in permissions.capabilities else Operation.create
+            operation = (
+                Operation.update if "update" in permissions.capabilities else Operation.create
+            )
         if operation is None or operation.value not in permissions.capabilities:
             return None
         decision = acl.check(operation, path, data=data)
@@ -201,4 +217,3 @@ def _decode(raw: bytes) -> str:
     if not isinstance(text, str):
         raise StorageError("a stored policy is malformed")
     return text
-

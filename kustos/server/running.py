@@ -102,7 +102,12 @@ def serve(
     configure_logging(level=config.log_level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(
-            _serve(config, dev_root_token_id=dev_root_token_id, cache_entries=cache_entries, on_ready=on_ready)
+            _serve(
+                config,
+                dev_root_token_id=dev_root_token_id,
+                cache_entries=cache_entries,
+                on_ready=on_ready,
+            )
         )
 
 
@@ -157,7 +162,9 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-async def _announce(server: uvicorn.Server, core: Core, boot: DevBootstrap | None, on_ready: OnReady | None) -> None:
+async def _announce(
+    server: uvicorn.Server, core: Core, boot: DevBootstrap | None, on_ready: OnReady | None
+) -> None:
     while not server.started:
         if server.should_exit:
             return

@@ -46,7 +46,9 @@ def parse_duration(value: object, *, field: str) -> float:
     negative values, or durations over 100 years.
     """
     if isinstance(value, bool):
-        raise InvalidRequestError(f"{field} must be a duration such as \"30m\" or a number of seconds")
+        raise InvalidRequestError(
+            f'{field} must be a duration such as "30m" or a number of seconds'
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -56,7 +58,9 @@ def parse_duration(value: object, *, field: str) -> float:
         else:
             seconds = _parse_go(text, field=field)
     else:
-        raise InvalidRequestError(f"{field} must be a duration such as \"30m\" or a number of seconds")
+        raise InvalidRequestError(
+            f'{field} must be a duration such as "30m" or a number of seconds'
+        )
     if seconds < 0 or seconds > _MAX_SECONDS:
         raise InvalidRequestError(f"{field} must be between 0s and 100 years")
     return seconds
@@ -64,13 +68,15 @@ def parse_duration(value: object, *, field: str) -> float:
 
 def _parse_go(text: str, *, field: str) -> float:
     if not text:
-        raise InvalidRequestError(f"{field} is empty; use a duration such as \"30m\"")
+        raise InvalidRequestError(f'{field} is empty; use a duration such as "30m"')
     position = 0
     total = 0.0
     while position < len(text):
         match = _PART.match(text, position)
         if match is None:
-            raise InvalidRequestError(f"{field}: invalid duration {text[:40]!r}; use for example \"1h30m\" or \"45s\"")
+            raise InvalidRequestError(
+                f'{field}: invalid duration {text[:40]!r}; use for example "1h30m" or "45s"'
+            )
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()
     return total
@@ -85,7 +91,9 @@ def format_duration(seconds: float) -> str:
         return f"{ms:g}ms"
     whole_hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    secs_text = f"{int(secs)}" if float(secs).is_integer() else f"{secs:.9f}".rstrip("0").rstrip(".")
+    secs_text = (
+        f"{int(secs)}" if float(secs).is_integer() else f"{secs:.9f}".rstrip("0").rstrip(".")
+    )
     if whole_hours:
         return f"{int(whole_hours)}h{int(minutes)}m{secs_text}s"
     if minutes:

@@ -194,7 +194,9 @@ class TokenStore:
         own transaction (``sys/init`` writes keyring and root token together).
         """
         if token_id is not None and not _CUSTOM_ID.fullmatch(token_id):
-            raise InvalidRequestError("token id must be 1-256 characters of letters, digits and ._~+/=-")
+            raise InvalidRequestError(
+                "token id must be 1-256 characters of letters, digits and ._~+/=-"
+            )
         token = token_id if token_id is not None else self._new_token()
         policy_list = sorted(set(policies))
         now = self._clock()
@@ -252,7 +254,9 @@ class TokenStore:
         ttl = self._cache_ttl
         if ttl is not None or entry.expire_time is not None:
             now = self._clock()
-            if (ttl is not None and now - loaded_at >= ttl) or (entry.expire_time is not None and entry.expire_time <= now):
+            if (ttl is not None and now - loaded_at >= ttl) or (
+                entry.expire_time is not None and entry.expire_time <= now
+            ):
                 return None
         return entry if hmac.compare_digest(entry.id_hash, digest) else None
 
@@ -348,14 +352,21 @@ class TokenStore:
     async def revoke_orphan(self, entry: TokenEntry) -> None:
         """Revoke ``entry`` alone; the tokens it created become orphans (they keep working)."""
         self._invalidate(entry.id_hash)
-        children = [c for c in await self._storage.list(f"{_PARENT_PREFIX}{entry.id_hash}/") if not c.endswith("/")]
+        children = [
+            c
+            for c in await self._storage.list(f"{_PARENT_PREFIX}{entry.id_hash}/")
+            if not c.endswith("/")
+        ]
         try:
             async with self._storage.transaction() as tx:
                 for child in children:
                     raw = await tx.get(_ID_PREFIX + child, for_update=True)
                     if raw is not None:
                         current = TokenEntry.from_json(raw)
-                        await tx.put(_ID_PREFIX + child, replace(current, orphan=True, parent_hash=None).to_json())
+                        await tx.put(
+                            _ID_PREFIX + child,
+                            replace(current, orphan=True, parent_hash=None).to_json(),
+                        )
                 await tx.delete_prefix(f"{_PARENT_PREFIX}{entry.id_hash}/")
                 raw = await tx.get(_ID_PREFIX + entry.id_hash, for_update=True)
                 if raw is not None:

@@ -36,7 +36,12 @@ class Changes:
 
     def touches(self, key: str) -> bool:
         """Whether a cached ``key`` must be forgotten."""
-        return self.everything or not self.watching or key in self.keys or key.startswith(self.prefixes)
+        return (
+            self.everything
+            or not self.watching
+            or key in self.keys
+            or key.startswith(self.prefixes)
+        )
 
     def matching(self, keys: Iterable[str]) -> list[str]:
         """Those of ``keys`` that must be forgotten."""

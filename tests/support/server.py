@@ -102,7 +102,9 @@ class RunningServer:
                 last_error = type(exc).__name__
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"kustos server did not become ready ({last_error}):\n{self.stderr()[-4000:]}")
+        raise RuntimeError(
+            f"kustos server did not become ready ({last_error}):\n{self.stderr()[-4000:]}"
+        )
 
     def stop(self, *, sig: int = signal.SIGTERM) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
@@ -156,7 +158,6 @@ def start_server(
         yield server
     finally:
         server.stop()
-
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,11 @@ def _rule_from(raw: Mapping[str, Any]) -> CreationRule:
                     context = {str(k): str(v) for k, v in (entry.get("context") or {}).items()}
                     role = str(entry.get("role") or "")
                     arn = str(entry["arn"]) + (f"+{role}" if role else "")
-                    keys.extend(kms.parse_arns(arn, context=context, profile=str(entry.get("aws_profile") or profile)))
+                    keys.extend(
+                        kms.parse_arns(
+                            arn, context=context, profile=str(entry.get("aws_profile") or profile)
+                        )
+                    )
                 else:
                     keys.extend(kms.parse_arns(str(entry), profile=profile))
             groups.append(tuple(keys))
@@ -126,7 +130,9 @@ def _rule_from(raw: Mapping[str, Any]) -> CreationRule:
         mac_only_encrypted=bool(raw.get("mac_only_encrypted")),
     )
     return CreationRule(
-        key_groups=tuple(groups), shamir_threshold=int(raw.get("shamir_threshold") or 0), rules=rules
+        key_groups=tuple(groups),
+        shamir_threshold=int(raw.get("shamir_threshold") or 0),
+        rules=rules,
     )
 
 

@@ -143,7 +143,14 @@ class OtherKey(MasterKey):
     fields: Mapping[str, Any]
 
     def identifier(self) -> str:
-        name = next((str(self.fields[k]) for k in ("resource_id", "vault_url", "key_id") if k in self.fields), "?")
+        name = next(
+            (
+                str(self.fields[k])
+                for k in ("resource_id", "vault_url", "key_id")
+                if k in self.fields
+            ),
+            "?",
+        )
         return f"{self.type_name}:{name}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,7 +229,9 @@ class EncryptionRules:
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    raise ConfigError(f"{name} {pattern!r} is not a valid regular expression: {exc}") from None
+                    raise ConfigError(
+                        f"{name} {pattern!r} is not a valid regular expression: {exc}"
+                    ) from None
         if not chosen:
             return replace(self, unencrypted_suffix=DEFAULT_UNENCRYPTED_SUFFIX)
         return self
@@ -244,7 +253,9 @@ class EncryptionRules:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in self._SELECTORS if getattr(self, name)}
+        out: dict[str, Any] = {
+            name: getattr(self, name) for name in self._SELECTORS if getattr(self, name)
+        }
         if self.mac_only_encrypted:
             out["mac_only_encrypted"] = True
         return out
@@ -341,7 +352,9 @@ def metadata_from_dict(raw: Mapping[str, Any]) -> Metadata:
     except (ConfigError, ValueError) as exc:
         raise DecryptionError(f"sops metadata is invalid: {exc}") from None
     lastmodified: Any = raw.get("lastmodified")
-    if lastmodified is not None and hasattr(lastmodified, "strftime"):  # a YAML loader made a datetime
+    if lastmodified is not None and hasattr(
+        lastmodified, "strftime"
+    ):  # a YAML loader made a datetime
         lastmodified = lastmodified.strftime("%Y-%m-%dT%H:%M:%SZ")
     return Metadata(
         key_groups=groups,

@@ -96,7 +96,9 @@ def encrypt_file(
         rules=(rules or EncryptionRules()).normalized(),
         shamir_threshold=(threshold or len(groups)) if len(groups) > 1 else 0,
     )
-    return _finish(store, plaintext, metadata=metadata, cipher=ValueCipher(data_key), services=services)
+    return _finish(
+        store, plaintext, metadata=metadata, cipher=ValueCipher(data_key), services=services
+    )
 
 
 def decrypt_file(
@@ -109,7 +111,9 @@ def decrypt_file(
     """Decrypt and verify a sops file. :class:`DecryptionError` names what failed."""
     loaded = store.load_encrypted(data)
     metadata = metadata_from_dict(loaded.metadata)
-    data_key = recover_data_key(metadata.key_groups, threshold=metadata.shamir_threshold, services=services)
+    data_key = recover_data_key(
+        metadata.key_groups, threshold=metadata.shamir_threshold, services=services
+    )
     cipher = ValueCipher(data_key)
     handler = LeafDecryptor(cipher=cipher, rules=metadata.rules)
     decrypted = loaded.decrypt(handler)
@@ -135,9 +139,13 @@ def decrypt_file(
     )
 
 
-def reencrypt(plaintext: bytes, *, store: Store, previous: DecryptedFile, services: KeyServices) -> bytes:
+def reencrypt(
+    plaintext: bytes, *, store: Store, previous: DecryptedFile, services: KeyServices
+) -> bytes:
     """Encrypt an edited plaintext under the same data key; unchanged values keep their ciphertext."""
-    return _finish(store, plaintext, metadata=previous.metadata, cipher=previous.cipher, services=services)
+    return _finish(
+        store, plaintext, metadata=previous.metadata, cipher=previous.cipher, services=services
+    )
 
 
 def rotate(
@@ -149,19 +157,33 @@ def rotate(
     shamir_threshold: int | None = None,
 ) -> bytes:
     """A new data key (every value re-encrypted with fresh IVs), wrapped for the recipients."""
-    groups_in = key_groups if key_groups is not None else [
-        [replace(k, enc="") for k in g] for g in previous.metadata.key_groups
-    ]
+    groups_in = (
+        key_groups
+        if key_groups is not None
+        else [[replace(k, enc="") for k in g] for g in previous.metadata.key_groups]
+    )
     threshold = previous.metadata.shamir_threshold if shamir_threshold is None else shamir_threshold
     data_key = generate_data_key()
-    groups = wrap_data_key(groups_in, data_key, threshold=threshold if len(groups_in) > 1 else 0, services=services)
-    metadata = replace(
-        previous.metadata, key_groups=groups, shamir_threshold=(threshold or len(groups)) if len(groups) > 1 else 0
+    groups = wrap_data_key(
+        groups_in, data_key, threshold=threshold if len(groups_in) > 1 else 0, services=services
     )
-    return _finish(store, previous.plaintext, metadata=metadata, cipher=ValueCipher(data_key), services=services)
+    metadata = replace(
+        previous.metadata,
+        key_groups=groups,
+        shamir_threshold=(threshold or len(groups)) if len(groups) > 1 else 0,
+    )
+    return _finish(
+        store,
+        previous.plaintext,
+        metadata=metadata,
+        cipher=ValueCipher(data_key),
+        services=services,
+    )
 
 
-def removed_recipients(previous: DecryptedFile, key_groups: Sequence[Sequence[MasterKey]]) -> list[str]:
+def removed_recipients(
+    previous: DecryptedFile, key_groups: Sequence[Sequence[MasterKey]]
+) -> list[str]:
     """Recipients of ``previous`` that ``key_groups`` no longer contains."""
     new = {k.identifier() for g in key_groups for k in g}
     return [k.identifier() for k in previous.metadata.all_keys() if k.identifier() not in new]
@@ -179,9 +201,13 @@ def update_keys(
     threshold = shamir_threshold if len(key_groups) > 1 else 0
     groups = wrap_data_key(key_groups, previous.data_key, threshold=threshold, services=services)
     metadata = replace(
-        previous.metadata, key_groups=groups, shamir_threshold=(threshold or len(groups)) if len(groups) > 1 else 0
+        previous.metadata,
+        key_groups=groups,
+        shamir_threshold=(threshold or len(groups)) if len(groups) > 1 else 0,
     )
-    return _finish(store, previous.plaintext, metadata=metadata, cipher=previous.cipher, services=services)
+    return _finish(
+        store, previous.plaintext, metadata=metadata, cipher=previous.cipher, services=services
+    )
 
 
 _COMPONENT = re.compile(r'\[(?:"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|(-?\d+))\]')
@@ -195,11 +221,15 @@ def parse_tree_path(text: str) -> list[str | int]:
     while pos < len(text):
         match = _COMPONENT.match(text, pos)
         if match is None:
-            raise ConfigError(f"invalid tree path {text!r}: expected components like [\"key\"] or [0]")
+            raise ConfigError(
+                f'invalid tree path {text!r}: expected components like ["key"] or [0]'
+            )
         if match.group(3) is not None:
             path.append(int(match.group(3)))
         else:
-            path.append(json.loads(f'"{match.group(1)}"') if match.group(1) is not None else match.group(2))
+            path.append(
+                json.loads(f'"{match.group(1)}"') if match.group(1) is not None else match.group(2)
+            )
         pos = match.end()
     if not path:
         raise ConfigError("empty tree path")
@@ -243,7 +273,9 @@ def unset_value(tree: Any, path: Sequence[str | int]) -> Any:
             copy[head] = unset_value(tree[head], rest)  # type: ignore[index]
             return copy
         if isinstance(tree, list) and isinstance(head, int):
-            return [v for i, v in enumerate(tree) if i != head] if head < len(tree) else _missing(head)
+            return (
+                [v for i, v in enumerate(tree) if i != head] if head < len(tree) else _missing(head)
+            )
         if isinstance(tree, dict) and head in tree:
             return {k: v for k, v in tree.items() if k != head}
     except (KeyError, IndexError, TypeError):

@@ -140,7 +140,9 @@ class LeafDecryptor:
         encrypted = self.rules.should_encrypt(path)
         if encrypted:
             if not isinstance(value, str):
-                raise DecryptionError(f"the value at {path_display(path)} should be encrypted but is not")
+                raise DecryptionError(
+                    f"the value at {path_display(path)} should be encrypted but is not"
+                )
             if value == "":
                 return ""
             try:
@@ -171,7 +173,9 @@ class LeafDecryptor:
 Handler = LeafEncryptor | LeafDecryptor
 
 
-def walk(node: Any, handler: Handler, path: tuple[str, ...] = (), *, skip_top: str | None = None) -> Any:
+def walk(
+    node: Any, handler: Handler, path: tuple[str, ...] = (), *, skip_top: str | None = None
+) -> Any:
     """Apply ``handler`` to every leaf and comment of ``node``; returns the new tree."""
     if isinstance(node, dict):
         out: dict[Any, Any] = {}

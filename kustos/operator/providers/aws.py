@@ -59,21 +59,30 @@ class SecretsManagerProvider:
         return bytes(answer.get("SecretBinary") or b"")
 
     async def _call(self, operation: str, key: str, **kwargs: Any) -> dict[str, Any]:
-        method = {"GetSecretValue": self._client.get_secret_value, "ListSecrets": self._client.list_secrets}[operation]
+        method = {
+            "GetSecretValue": self._client.get_secret_value,
+            "ListSecrets": self._client.list_secrets,
+        }[operation]
         try:
             result: dict[str, Any] = await asyncio.to_thread(method, **kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ResourceNotFoundException":
-                raise NotFoundError(f"AWS secret {key!r} does not exist in {self._region}") from None
+                raise NotFoundError(
+                    f"AWS secret {key!r} does not exist in {self._region}"
+                ) from None
             raise ProviderError(f"AWS Secrets Manager {operation} {key!r} failed: {code}") from None
         except BotoCoreError as exc:
-            raise ProviderError(f"AWS Secrets Manager {operation} {key!r} failed: {type(exc).__name__}") from None
+            raise ProviderError(
+                f"AWS Secrets Manager {operation} {key!r} failed: {type(exc).__name__}"
+            ) from None
         return result
 
     async def get(self, ref: RemoteRef) -> Sensitive[bytes]:
         value = await self._value(ref.key, ref.version)
-        return Sensitive(extract_property(value, ref.property, key=ref.key) if ref.property else value)
+        return Sensitive(
+            extract_property(value, ref.property, key=ref.key) if ref.property else value
+        )
 
     async def get_map(self, ref: RemoteRef) -> dict[str, Sensitive[bytes]]:
         value = await self._value(ref.key, ref.version)
@@ -91,7 +100,9 @@ class SecretsManagerProvider:
             page = await self._call("ListSecrets", spec.path or "*", **kwargs)
             for item in page.get("SecretList", []):
                 tags = {tag.get("Key"): tag.get("Value") for tag in item.get("Tags") or []}
-                if spec.matches_name(item.get("Name", "")) and all(tags.get(k) == v for k, v in spec.tags.items()):
+                if spec.matches_name(item.get("Name", "")) and all(
+                    tags.get(k) == v for k, v in spec.tags.items()
+                ):
                     names.append(item["Name"])
             token = page.get("NextToken")
             if not token:
@@ -113,7 +124,9 @@ async def create(context: ProviderContext) -> Provider:
     """Factory registered as ``aws``."""
     config = context.config
     if (config.get("service") or "SecretsManager") != "SecretsManager":
-        raise ConfigError(f"aws provider: only service SecretsManager is supported, not {config.get('service')!r}")
+        raise ConfigError(
+            f"aws provider: only service SecretsManager is supported, not {config.get('service')!r}"
+        )
     region = str(config.get("region") or "")
     if not region:
         raise ConfigError("aws provider: region is required")
@@ -122,12 +135,18 @@ async def create(context: ProviderContext) -> Provider:
         kwargs["endpoint_url"] = str(config["endpoint"])
     secret_ref = (config.get("auth") or {}).get("secretRef")
     if secret_ref:
-        access = await read_secret_key(context, secret_ref.get("accessKeyIDSecretRef") or {}, what="aws accessKeyID")
-        secret = await read_secret_key(context, secret_ref.get("secretAccessKeySecretRef") or {}, what="aws secretAccessKey")
+        access = await read_secret_key(
+            context, secret_ref.get("accessKeyIDSecretRef") or {}, what="aws accessKeyID"
+        )
+        secret = await read_secret_key(
+            context, secret_ref.get("secretAccessKeySecretRef") or {}, what="aws secretAccessKey"
+        )
         kwargs["aws_access_key_id"] = access.reveal()
         kwargs["aws_secret_access_key"] = secret.reveal()
         if secret_ref.get("sessionTokenSecretRef"):
-            session = await read_secret_key(context, secret_ref["sessionTokenSecretRef"], what="aws sessionToken")
+            session = await read_secret_key(
+                context, secret_ref["sessionTokenSecretRef"], what="aws sessionToken"
+            )
             kwargs["aws_session_token"] = session.reveal()
     client = await asyncio.to_thread(_client, kwargs)
     return SecretsManagerProvider(client=client, region=region)

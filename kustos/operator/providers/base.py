@@ -144,7 +144,9 @@ def extract_property(value: bytes, prop: str, *, key: str) -> bytes:
     try:
         node: Any = json.loads(value)
     except ValueError:
-        raise NotFoundError(f"remote secret {key!r} is not JSON, so it has no property {prop!r}") from None
+        raise NotFoundError(
+            f"remote secret {key!r} is not JSON, so it has no property {prop!r}"
+        ) from None
     if isinstance(node, dict) and prop in node:  # a key that itself contains dots
         node = node[prop]
     else:
@@ -155,7 +157,9 @@ def extract_property(value: bytes, prop: str, *, key: str) -> bytes:
                 node = node[int(part)]
             else:
                 raise NotFoundError(f"remote secret {key!r} has no property {prop!r}")
-    return node.encode() if isinstance(node, str) else json.dumps(node, separators=(",", ":")).encode()
+    return (
+        node.encode() if isinstance(node, str) else json.dumps(node, separators=(",", ":")).encode()
+    )
 
 
 def json_to_map(value: bytes, *, key: str) -> dict[str, Sensitive[bytes]]:
@@ -163,16 +167,24 @@ def json_to_map(value: bytes, *, key: str) -> dict[str, Sensitive[bytes]]:
     try:
         node = json.loads(value)
     except ValueError:
-        raise ProviderError(f"remote secret {key!r} is not a JSON object and cannot be extracted") from None
+        raise ProviderError(
+            f"remote secret {key!r} is not a JSON object and cannot be extracted"
+        ) from None
     if not isinstance(node, dict):
         raise ProviderError(f"remote secret {key!r} is not a JSON object and cannot be extracted")
     return {
-        str(name): Sensitive(item.encode() if isinstance(item, str) else json.dumps(item, separators=(",", ":")).encode())
+        str(name): Sensitive(
+            item.encode()
+            if isinstance(item, str)
+            else json.dumps(item, separators=(",", ":")).encode()
+        )
         for name, item in node.items()
     }
 
 
-async def read_secret_key(context: ProviderContext, selector: Mapping[str, Any], *, what: str) -> Sensitive[str]:
+async def read_secret_key(
+    context: ProviderContext, selector: Mapping[str, Any], *, what: str
+) -> Sensitive[str]:
     """Read a credential a store points at with ``{name, key, namespace}``.
 
     A namespaced SecretStore may only read Secrets of its own namespace (as in
@@ -185,7 +197,9 @@ async def read_secret_key(context: ProviderContext, selector: Mapping[str, Any],
     if context.cluster_scoped:
         namespace = selector.get("namespace") or ""
         if not namespace:
-            raise ConfigError(f"{what}: a ClusterSecretStore must give the namespace of secret {name!r}")
+            raise ConfigError(
+                f"{what}: a ClusterSecretStore must give the namespace of secret {name!r}"
+            )
     secret = await context.kube.get(SECRETS, name=name, namespace=namespace)
     if secret is None:
         raise ConfigError(f"{what}: secret {namespace}/{name} does not exist")

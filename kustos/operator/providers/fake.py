@@ -36,11 +36,15 @@ class FakeProvider:
                 if "valueMap" in entry and "value" not in entry:
                     return json.dumps(entry["valueMap"], separators=(",", ":")).encode()
                 return str(entry.get("value", "")).encode()
-        raise NotFoundError(f"fake store has no key {key!r}" + (f" at version {version!r}" if version else ""))
+        raise NotFoundError(
+            f"fake store has no key {key!r}" + (f" at version {version!r}" if version else "")
+        )
 
     async def get(self, ref: RemoteRef) -> Sensitive[bytes]:
         value = self._value(ref.key, ref.version)
-        return Sensitive(extract_property(value, ref.property, key=ref.key) if ref.property else value)
+        return Sensitive(
+            extract_property(value, ref.property, key=ref.key) if ref.property else value
+        )
 
     async def get_map(self, ref: RemoteRef) -> dict[str, Sensitive[bytes]]:
         value = self._value(ref.key, ref.version)

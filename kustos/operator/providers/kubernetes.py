@@ -40,19 +40,26 @@ class KubernetesProvider:
 
     @staticmethod
     def _decoded(secret: Body) -> dict[str, bytes]:
-        return {key: base64.b64decode(value or "") for key, value in (secret.get("data") or {}).items()}
+        return {
+            key: base64.b64decode(value or "") for key, value in (secret.get("data") or {}).items()
+        }
 
     async def get(self, ref: RemoteRef) -> Sensitive[bytes]:
         data = self._decoded(await self._secret(ref.key))
         if ref.property:
             if ref.property not in data:
-                raise NotFoundError(f"secret {self._namespace}/{ref.key} has no key {ref.property!r}")
+                raise NotFoundError(
+                    f"secret {self._namespace}/{ref.key} has no key {ref.property!r}"
+                )
             return Sensitive(data[ref.property])
         as_text = {key: value.decode(errors="replace") for key, value in data.items()}
         return Sensitive(json.dumps(as_text, separators=(",", ":"), sort_keys=True).encode())
 
     async def get_map(self, ref: RemoteRef) -> dict[str, Sensitive[bytes]]:
-        return {key: Sensitive(value) for key, value in self._decoded(await self._secret(ref.key)).items()}
+        return {
+            key: Sensitive(value)
+            for key, value in self._decoded(await self._secret(ref.key)).items()
+        }
 
     async def find(self, spec: FindSpec) -> dict[str, Sensitive[bytes]]:
         found: dict[str, Sensitive[bytes]] = {}
@@ -63,8 +70,12 @@ class KubernetesProvider:
                 continue
             if any(labels.get(tag) != value for tag, value in spec.tags.items()):
                 continue
-            as_text = {key: value.decode(errors="replace") for key, value in self._decoded(secret).items()}
-            found[meta["name"]] = Sensitive(json.dumps(as_text, separators=(",", ":"), sort_keys=True).encode())
+            as_text = {
+                key: value.decode(errors="replace") for key, value in self._decoded(secret).items()
+            }
+            found[meta["name"]] = Sensitive(
+                json.dumps(as_text, separators=(",", ":"), sort_keys=True).encode()
+            )
         return found
 
     async def validate(self) -> None:
@@ -84,5 +95,9 @@ async def create(context: ProviderContext) -> Provider:
         return KubernetesProvider(kube=context.kube, remote_namespace=remote, owns_client=False)
     store_namespace = context.store.get("metadata", {}).get("namespace") or context.namespace
     user = f"system:serviceaccount:{store_namespace}:{account or 'default'}"
-    connection = dataclasses.replace(context.kube.connection, extra_headers={"Impersonate-User": user})
-    return KubernetesProvider(kube=KubeClient(connection=connection), remote_namespace=remote, owns_client=True)
+    connection = dataclasses.replace(
+        context.kube.connection, extra_headers={"Impersonate-User": user}
+    )
+    return KubernetesProvider(
+        kube=KubeClient(connection=connection), remote_namespace=remote, owns_client=True
+    )

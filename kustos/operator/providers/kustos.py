@@ -41,7 +41,12 @@ class KustosProvider(VaultProvider):
     """A KV v2 mount of a Kustos server, with push through the change stream."""
 
     def __init__(
-        self, *, http: httpx.AsyncClient, mount: str, kv_version: str, backoff: tuple[float, float] = (0.2, 30.0)
+        self,
+        *,
+        http: httpx.AsyncClient,
+        mount: str,
+        kv_version: str,
+        backoff: tuple[float, float] = (0.2, 30.0),
     ) -> None:
         super().__init__(http=http, mount=mount, kv_version=kv_version)
         self._backoff = backoff
@@ -54,13 +59,17 @@ class KustosProvider(VaultProvider):
         if self._task is not None:
             return
         live = asyncio.Event()
-        self._task = asyncio.create_task(self._follow(on_change, live), name=f"kustos-stream-{self._mount}")
+        self._task = asyncio.create_task(
+            self._follow(on_change, live), name=f"kustos-stream-{self._mount}"
+        )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(READY_WAIT):
                 await live.wait()
 
     async def _follow(self, on_change: ChangeCallback, live: asyncio.Event) -> None:
-        events = follow(self._http, prefix=f"{self._mount}/", token=lambda: None, backoff=self._backoff)
+        events = follow(
+            self._http, prefix=f"{self._mount}/", token=lambda: None, backoff=self._backoff
+        )
         async with contextlib.aclosing(events):
             async for event in events:
                 if event.type == "ready":

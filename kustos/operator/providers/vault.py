@@ -55,14 +55,20 @@ class VaultProvider:
             return self._mount, key
         mount, _, rest = key.partition("/")
         if not rest:
-            raise ConfigError(f"vault key {key!r} must start with its mount when the store has no path")
+            raise ConfigError(
+                f"vault key {key!r} must start with its mount when the store has no path"
+            )
         return mount, rest
 
-    async def _request(self, method: str, url: str, *, key: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _request(
+        self, method: str, url: str, *, key: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
             response = await self._http.request(method, url, params=params)
         except httpx.HTTPError as exc:
-            raise ProviderError(f"vault server unreachable reading {key!r}: {type(exc).__name__}") from None
+            raise ProviderError(
+                f"vault server unreachable reading {key!r}: {type(exc).__name__}"
+            ) from None
         if response.status_code == 404:
             raise NotFoundError(f"vault secret {key!r} does not exist")
         if response.status_code in (401, 403):
@@ -75,7 +81,9 @@ class VaultProvider:
     async def _data(self, key: str, version: str) -> dict[str, Any]:
         mount, path = self._split(key)
         if not self._v2:
-            return dict((await self._request("GET", f"/v1/{mount}/{path}", key=key)).get("data") or {})
+            return dict(
+                (await self._request("GET", f"/v1/{mount}/{path}", key=key)).get("data") or {}
+            )
         params = {"version": version} if version else None
         body = await self._request("GET", f"/v1/{mount}/data/{path}", key=key, params=params)
         data = (body.get("data") or {}).get("data")
@@ -86,7 +94,9 @@ class VaultProvider:
     async def get(self, ref: RemoteRef) -> Sensitive[bytes]:
         data = await self._data(ref.key, ref.version)
         document = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-        return Sensitive(extract_property(document, ref.property, key=ref.key) if ref.property else document)
+        return Sensitive(
+            extract_property(document, ref.property, key=ref.key) if ref.property else document
+        )
 
     async def get_map(self, ref: RemoteRef) -> dict[str, Sensitive[bytes]]:
         data = await self._data(ref.key, ref.version)
@@ -133,7 +143,9 @@ class VaultProvider:
         await self._http.aclose()
 
 
-async def build_http(context: ProviderContext, *, default_mount: str) -> tuple[httpx.AsyncClient, str, str]:
+async def build_http(
+    context: ProviderContext, *, default_mount: str
+) -> tuple[httpx.AsyncClient, str, str]:
     """The HTTP client (server, token, namespace, CA) a store's block describes, its mount and KV version."""
     config = context.config
     server = str(config.get("server") or "")
@@ -151,7 +163,9 @@ async def build_http(context: ProviderContext, *, default_mount: str) -> tuple[h
     verify: ssl.SSLContext | bool = True
     if config.get("caBundle"):
         verify = ssl.create_default_context(cadata=base64.b64decode(config["caBundle"]).decode())
-    http = httpx.AsyncClient(base_url=server.rstrip("/"), headers=headers, verify=verify, timeout=30.0)
+    http = httpx.AsyncClient(
+        base_url=server.rstrip("/"), headers=headers, verify=verify, timeout=30.0
+    )
     return http, str(config.get("path") or default_mount), str(config.get("version") or "v2")
 
 

@@ -94,7 +94,9 @@ class _Role:
         }
 
     def mac(self, secret_id: str) -> str:
-        return hmac.new(bytes.fromhex(self.hmac_key), secret_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(
+            bytes.fromhex(self.hmac_key), secret_id.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
 
 
 class AppRoleMethod:
@@ -126,7 +128,9 @@ class AppRoleMethod:
         if parts[0] == "role" and len(parts) >= 2:
             name = parts[1].lower()
             if not _ROLE_NAME.fullmatch(name):
-                raise InvalidRequestError("role name must be 1-128 letters, digits, '.', '_', '@' or '-'")
+                raise InvalidRequestError(
+                    "role name must be 1-128 letters, digits, '.', '_', '@' or '-'"
+                )
             sub = "/".join(parts[2:])
             if sub == "":
                 return await self._role(call, records, name)
@@ -134,13 +138,20 @@ class AppRoleMethod:
                 return await self._role_id(call, records, name)
             if sub in ("secret-id", "custom-secret-id"):
                 return await self._secret_id(call, records, name, custom=sub == "custom-secret-id")
-            if sub in ("secret-id/lookup", "secret-id/destroy", "secret-id-accessor/lookup", "secret-id-accessor/destroy"):
+            if sub in (
+                "secret-id/lookup",
+                "secret-id/destroy",
+                "secret-id-accessor/lookup",
+                "secret-id-accessor/destroy",
+            ):
                 return await self._secret_id_manage(call, records, name, sub)
-        raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     # -- roles -------------------------------------------------------------------------------
 
-    async def _load_role(self, records: Records, name: str, *, tx: Transaction | None = None) -> _Role:
+    async def _load_role(
+        self, records: Records, name: str, *, tx: Transaction | None = None
+    ) -> _Role:
         doc = await records.get(f"role/{name}", tx=tx)
         if doc is None:
             raise InvalidRequestError(f'role "{name}" does not exist')
@@ -183,7 +194,9 @@ class AppRoleMethod:
             await records.put(key, role.to_doc(), tx=tx)
         return Reply.no_content()
 
-    async def _claim_role_id(self, records: Records, tx: Transaction, role_id: str, name: str) -> None:
+    async def _claim_role_id(
+        self, records: Records, tx: Transaction, role_id: str, name: str
+    ) -> None:
         index = _role_id_key(role_id)
         owner = await records.get(index, tx=tx, for_update=True)
         if owner is not None and owner.get("role") != name:
@@ -212,13 +225,19 @@ class AppRoleMethod:
         if call.method == "LIST" and not custom:
             self._deps.require(call, "list")
             await self._load_role(records, name)
-            accessors = [a for a in await records.list(f"secret-id-accessor/{name}/") if not a.endswith("/")]
+            accessors = [
+                a for a in await records.list(f"secret-id-accessor/{name}/") if not a.endswith("/")
+            ]
             return Reply(data={"keys": accessors}) if accessors else _not_found()
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         self._deps.require(call, "update")
         body = call.json()
-        secret_id = _check_id(str_field(body, "secret_id"), field="secret_id") if custom else self._deps.new_id()
+        secret_id = (
+            _check_id(str_field(body, "secret_id"), field="secret_id")
+            if custom
+            else self._deps.new_id()
+        )
         metadata = _metadata(body.get("metadata"))
         now = self._deps.clock()
         accessor = self._deps.new_id()
@@ -232,7 +251,9 @@ class AppRoleMethod:
             if body.get("num_uses") not in (None, ""):
                 requested_uses = int_param(body["num_uses"], field="num_uses")
                 if uses and (requested_uses == 0 or requested_uses > uses):
-                    raise InvalidRequestError("num_uses cannot be higher than the role's secret_id_num_uses")
+                    raise InvalidRequestError(
+                        "num_uses cannot be higher than the role's secret_id_num_uses"
+                    )
                 uses = requested_uses or uses
             mac = role.mac(secret_id)
             entry_key = f"secret-id/{name}/{mac}"
@@ -269,10 +290,16 @@ class AppRoleMethod:
         async with records.transaction() as tx:
             role = await self._load_role(records, name, tx=tx)
             if sub.startswith("secret-id-accessor"):
-                accessor = _check_id(str_field(body, "secret_id_accessor"), field="secret_id_accessor")
-                pointer = await records.get(f"secret-id-accessor/{name}/{accessor}", tx=tx, for_update=True)
+                accessor = _check_id(
+                    str_field(body, "secret_id_accessor"), field="secret_id_accessor"
+                )
+                pointer = await records.get(
+                    f"secret-id-accessor/{name}/{accessor}", tx=tx, for_update=True
+                )
                 if pointer is None:
-                    raise InvalidRequestError(f"failed to find accessor entry for secret_id_accessor: {accessor!r}")
+                    raise InvalidRequestError(
+                        f"failed to find accessor entry for secret_id_accessor: {accessor!r}"
+                    )
                 mac = str(pointer.get("mac", ""))
             else:
                 mac = role.mac(_check_id(str_field(body, "secret_id"), field="secret_id"))
@@ -290,9 +317,13 @@ class AppRoleMethod:
             data={
                 "secret_id_accessor": entry["accessor"],
                 "creation_time": rfc3339(float(entry["creation_time"])),
-                "expiration_time": rfc3339(float(expiration)) if expiration else "0001-01-01T00:00:00Z",
+                "expiration_time": rfc3339(float(expiration))
+                if expiration
+                else "0001-01-01T00:00:00Z",
                 "secret_id_num_uses": int(entry.get("num_uses", 0)),
-                "secret_id_ttl": int(float(expiration) - float(entry["creation_time"])) if expiration else 0,
+                "secret_id_ttl": int(float(expiration) - float(entry["creation_time"]))
+                if expiration
+                else 0,
                 "metadata": entry.get("metadata") or {},
                 "cidr_list": [],
                 "token_bound_cidrs": [],
@@ -331,7 +362,9 @@ class AppRoleMethod:
                 mac = role.mac(secret_id)
                 entry_key = f"secret-id/{name}/{mac}"
                 entry = await records.get(entry_key, tx=tx, for_update=True)
-                if entry is None or not hmac.compare_digest(str(entry.get("mac", "")).encode(), mac.encode()):
+                if entry is None or not hmac.compare_digest(
+                    str(entry.get("mac", "")).encode(), mac.encode()
+                ):
                     raise InvalidRequestError(INVALID_CREDENTIALS)
                 expiration = entry.get("expiration_time")
                 uses = int(entry.get("num_uses", 0))
@@ -347,7 +380,9 @@ class AppRoleMethod:
                         await records.delete(accessor_key, tx=tx)
                     elif uses > 1:
                         await records.put(entry_key, {**entry, "num_uses": uses - 1}, tx=tx)
-                    metadata.update({str(k): str(v) for k, v in (entry.get("metadata") or {}).items()})
+                    metadata.update(
+                        {str(k): str(v) for k, v in (entry.get("metadata") or {}).items()}
+                    )
         if expired:
             raise InvalidRequestError(INVALID_CREDENTIALS)
         auth = await issue_login_token(
@@ -366,7 +401,9 @@ def _check_id(value: str, *, field: str) -> str:
     if not value:
         raise InvalidRequestError(f"missing {field}")
     if len(value) > _MAX_ID or "/" in value or any(ord(c) < 32 for c in value):
-        raise InvalidRequestError(f"{field} must be at most {_MAX_ID} printable characters without '/'")
+        raise InvalidRequestError(
+            f"{field} must be at most {_MAX_ID} printable characters without '/'"
+        )
     return value
 
 

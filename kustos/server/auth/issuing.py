@@ -94,7 +94,9 @@ class TokenSettings:
                 break
         if body.get("token_num_uses") not in (None, 0, "0", ""):
             int_param(body["token_num_uses"], field="token_num_uses")
-            raise InvalidRequestError("token_num_uses is not supported; limited-use tokens are not available")
+            raise InvalidRequestError(
+                "token_num_uses is not supported; limited-use tokens are not available"
+            )
         if body.get("token_type") not in (None, "", "default", "service", "default-service"):
             raise InvalidRequestError("token_type: only service tokens are supported")
         ttl = duration("token_ttl", "ttl", current=self.ttl)
@@ -103,7 +105,9 @@ class TokenSettings:
             raise InvalidRequestError("token_ttl cannot be greater than token_max_ttl")
         no_default = self.no_default_policy
         if body.get("token_no_default_policy") is not None:
-            no_default = bool_param(body["token_no_default_policy"], field="token_no_default_policy")
+            no_default = bool_param(
+                body["token_no_default_policy"], field="token_no_default_policy"
+            )
         return TokenSettings(
             policies=policies,
             ttl=ttl,

@@ -65,17 +65,24 @@ def load_pem_keys(pems: Sequence[str]) -> list[VerificationKey]:
     keys: list[VerificationKey] = []
     for index, pem in enumerate(pems):
         loaded = None
-        for family, algorithm in (("RSA", RSAAlgorithm(RSAAlgorithm.SHA256)), ("EC", ECAlgorithm(ECAlgorithm.SHA256))):
+        for family, algorithm in (
+            ("RSA", RSAAlgorithm(RSAAlgorithm.SHA256)),
+            ("EC", ECAlgorithm(ECAlgorithm.SHA256)),
+        ):
             try:
                 key = algorithm.prepare_key(pem)
             except (jwt.InvalidKeyError, ValueError, TypeError):
                 continue
             if hasattr(key, "sign"):  # a private key: refuse, the config is public material
-                raise InvalidRequestError(f"pem_keys[{index}] is a private key; give the public key")
+                raise InvalidRequestError(
+                    f"pem_keys[{index}] is a private key; give the public key"
+                )
             loaded = VerificationKey(family=family, kid=None, key=key)
             break
         if loaded is None:
-            raise InvalidRequestError(f"pem_keys[{index}] is not a PEM-encoded RSA or EC public key")
+            raise InvalidRequestError(
+                f"pem_keys[{index}] is not a PEM-encoded RSA or EC public key"
+            )
         keys.append(loaded)
     return keys
 
@@ -84,19 +91,27 @@ def load_jwks(doc: Mapping[str, Any]) -> list[VerificationKey]:
     """Load the RSA and EC keys of a JWKS document (``{"keys": [...]}``)."""
     raw_keys = doc.get("keys")
     if not isinstance(raw_keys, list) or not raw_keys:
-        raise InvalidRequestError('jwks must be a JSON Web Key Set: {"keys": [...]} with at least one key')
+        raise InvalidRequestError(
+            'jwks must be a JSON Web Key Set: {"keys": [...]} with at least one key'
+        )
     keys: list[VerificationKey] = []
     for index, item in enumerate(raw_keys):
         if not isinstance(item, dict) or item.get("kty") not in _FAMILIES:
             continue  # other key types (oct, OKP) are not used for service-account tokens
         if "d" in item:
-            raise InvalidRequestError(f"jwks key {index} is a private key; publish only public keys")
+            raise InvalidRequestError(
+                f"jwks key {index} is a private key; publish only public keys"
+            )
         try:
             loaded = jwt.PyJWK.from_dict(item)
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
-            raise InvalidRequestError(f"jwks key {index} is not a valid {item['kty']} key: {exc}") from None
+            raise InvalidRequestError(
+                f"jwks key {index} is not a valid {item['kty']} key: {exc}"
+            ) from None
         kid = item.get("kid")
-        keys.append(VerificationKey(family=str(item["kty"]), kid=str(kid) if kid else None, key=loaded.key))
+        keys.append(
+            VerificationKey(family=str(item["kty"]), kid=str(kid) if kid else None, key=loaded.key)
+        )
     if not keys:
         raise InvalidRequestError("jwks holds no RSA or EC public key")
     return keys
@@ -130,7 +145,9 @@ def verify_jwt(
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise PermissionDeniedError("invalid JWT: not a well-formed signed JSON Web Token") from None
+        raise PermissionDeniedError(
+            "invalid JWT: not a well-formed signed JSON Web Token"
+        ) from None
     algorithm = header.get("alg")
     if algorithm not in _ALLOWED:
         raise PermissionDeniedError(
@@ -138,7 +155,9 @@ def verify_jwt(
         )
     family = "RSA" if algorithm.startswith(("RS", "PS")) else "EC"
     kid = header.get("kid")
-    candidates = [k for k in keys if k.family == family and (k.kid is None or kid is None or k.kid == kid)]
+    candidates = [
+        k for k in keys if k.family == family and (k.kid is None or kid is None or k.kid == kid)
+    ]
     claims: dict[str, Any] | None = None
     for candidate in candidates:
         try:
@@ -159,7 +178,9 @@ def verify_jwt(
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError:
-            raise PermissionDeniedError("invalid JWT: not a well-formed signed JSON Web Token") from None
+            raise PermissionDeniedError(
+                "invalid JWT: not a well-formed signed JSON Web Token"
+            ) from None
     if claims is None:
         raise PermissionDeniedError("invalid JWT signature: no configured key verifies it")
     _check_times(claims, now=now, leeway=leeway)
@@ -247,7 +268,9 @@ def service_account_from_claims(claims: Mapping[str, Any]) -> ServiceAccount:
         )
     sub = claims.get("sub")
     if sub is not None and sub != account.username:
-        raise PermissionDeniedError("invalid JWT: the sub claim does not match the kubernetes.io claims")
+        raise PermissionDeniedError(
+            "invalid JWT: the sub claim does not match the kubernetes.io claims"
+        )
     return account
 
 

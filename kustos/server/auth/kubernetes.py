@@ -186,7 +186,7 @@ class KubernetesMethod:
             return Reply(data={"keys": names}) if names else _not_found()
         if rest.startswith("role/"):
             return await self._role(call, mount, rest[len("role/") :])
-        raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     # -- config -----------------------------------------------------------------------
 
@@ -211,7 +211,9 @@ class KubernetesMethod:
 
     async def _role(self, call: Call, mount: AuthMount, name: str) -> Reply:
         if not _ROLE_NAME.fullmatch(name):
-            raise InvalidRequestError("role name must be 1-128 letters, digits, '.', '_', '@' or '-'")
+            raise InvalidRequestError(
+                "role name must be 1-128 letters, digits, '.', '_', '@' or '-'"
+            )
         records = self._deps.records(mount)
         key = f"role/{name}"
         if call.method == "GET":
@@ -247,7 +249,9 @@ class KubernetesMethod:
         if len(token) > _MAX_JWT:
             raise InvalidRequestError("jwt is too long")
         records = self._deps.records(mount)
-        role_doc = await records.get(f"role/{role_name}") if _ROLE_NAME.fullmatch(role_name) else None
+        role_doc = (
+            await records.get(f"role/{role_name}") if _ROLE_NAME.fullmatch(role_name) else None
+        )
         if role_doc is None:
             raise InvalidRequestError(f'invalid role name "{role_name[:128]}"')
         role = _Role.from_doc(role_doc)
@@ -261,7 +265,9 @@ class KubernetesMethod:
         if config.offline:
             keys = await self._keys(mount, config)
             issuer = config.issuer if config.issuer and not config.disable_iss_validation else None
-            claims = verify_jwt(token, keys=keys, now=now, issuer=issuer, audience=role.audience or None)
+            claims = verify_jwt(
+                token, keys=keys, now=now, issuer=issuer, audience=role.audience or None
+            )
             account = service_account_from_claims(claims)
         else:
             account = await _token_review(config, token, audience=role.audience)
@@ -311,9 +317,13 @@ class KubernetesMethod:
             async with httpx.AsyncClient(verify=verify, timeout=_HTTP_TIMEOUT) as http:
                 response = await http.get(config.jwks_url)
         except httpx.HTTPError as exc:
-            raise TokenReviewError(f"could not fetch jwks_url {config.jwks_url}: {type(exc).__name__}") from None
+            raise TokenReviewError(
+                f"could not fetch jwks_url {config.jwks_url}: {type(exc).__name__}"
+            ) from None
         if response.status_code != 200:
-            raise TokenReviewError(f"could not fetch jwks_url {config.jwks_url}: HTTP {response.status_code}")
+            raise TokenReviewError(
+                f"could not fetch jwks_url {config.jwks_url}: HTTP {response.status_code}"
+            )
         try:
             doc = orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -332,11 +342,17 @@ def _not_found() -> NoReturn:
 def _parse_config(body: dict[str, Any]) -> _Config:
     host = str_field(body, "kubernetes_host").strip().rstrip("/")
     if host and not host.startswith(("https://", "http://")):
-        raise InvalidRequestError("kubernetes_host must be a URL starting with https:// (or http://)")
+        raise InvalidRequestError(
+            "kubernetes_host must be a URL starting with https:// (or http://)"
+        )
     ca = str_field(body, "kubernetes_ca_cert").strip()
     if ca:
         _ca_context(ca, field="kubernetes_ca_cert")
-    pem_keys = str_list_param(body.get("pem_keys"), field="pem_keys") if not isinstance(body.get("pem_keys"), str) else [body["pem_keys"]]
+    pem_keys = (
+        str_list_param(body.get("pem_keys"), field="pem_keys")
+        if not isinstance(body.get("pem_keys"), str)
+        else [body["pem_keys"]]
+    )
     pem_keys = [k for k in pem_keys if k.strip()]
     load_pem_keys(pem_keys)
     jwks_raw = body.get("jwks")
@@ -345,7 +361,9 @@ def _parse_config(body: dict[str, Any]) -> _Config:
         try:
             jwks_raw = orjson.loads(jwks_raw)
         except orjson.JSONDecodeError:
-            raise InvalidRequestError("jwks must be a JSON Web Key Set (JSON object or JSON text)") from None
+            raise InvalidRequestError(
+                "jwks must be a JSON Web Key Set (JSON object or JSON text)"
+            ) from None
     if isinstance(jwks_raw, dict):
         load_jwks(jwks_raw)
         jwks = jwks_raw
@@ -358,7 +376,9 @@ def _parse_config(body: dict[str, Any]) -> _Config:
     if jwks_ca:
         _ca_context(jwks_ca, field="jwks_ca_pem")
     if not (host or pem_keys or jwks or jwks_url):
-        raise InvalidRequestError("kubernetes_host is required unless pem_keys, jwks or jwks_url is set")
+        raise InvalidRequestError(
+            "kubernetes_host is required unless pem_keys, jwks or jwks_url is set"
+        )
     flags = {}
     for name in ("disable_iss_validation", "disable_local_ca_jwt"):
         flags[name] = body.get(name) is not None and bool_param(body[name], field=name)
@@ -399,14 +419,24 @@ def _parse_role(body: dict[str, Any], current: _Role | None) -> _Role:
     if "alias_name_source" in body:
         alias = str_field(body, "alias_name_source")
         if alias not in ("serviceaccount_uid", "serviceaccount_name"):
-            raise InvalidRequestError('alias_name_source must be "serviceaccount_uid" or "serviceaccount_name"')
+            raise InvalidRequestError(
+                'alias_name_source must be "serviceaccount_uid" or "serviceaccount_name"'
+            )
     token = (current.token if current else TokenSettings()).updated(body)
-    return _Role(names=names, namespaces=namespaces, audience=audience, alias_name_source=alias, token=token)
+    return _Role(
+        names=names, namespaces=namespaces, audience=audience, alias_name_source=alias, token=token
+    )
 
 
 def _parse_username(username: str) -> tuple[str, str] | None:
     parts = username.split(":")
-    if len(parts) != 4 or parts[0] != "system" or parts[1] != "serviceaccount" or not parts[2] or not parts[3]:
+    if (
+        len(parts) != 4
+        or parts[0] != "system"
+        or parts[1] != "serviceaccount"
+        or not parts[2]
+        or not parts[3]
+    ):
         return None
     return parts[2], parts[3]
 
@@ -430,16 +460,22 @@ async def _token_review(config: _Config, token: str, *, audience: str) -> Servic
     url = config.kubernetes_host + _REVIEW_PATH
     try:
         async with httpx.AsyncClient(verify=verify, timeout=_HTTP_TIMEOUT) as http:
-            response = await http.post(url, json=review, headers={"Authorization": f"Bearer {bearer}"})
+            response = await http.post(
+                url, json=review, headers={"Authorization": f"Bearer {bearer}"}
+            )
     except httpx.HTTPError as exc:
-        raise TokenReviewError(f"TokenReview request to {config.kubernetes_host} failed: {type(exc).__name__}") from None
+        raise TokenReviewError(
+            f"TokenReview request to {config.kubernetes_host} failed: {type(exc).__name__}"
+        ) from None
     if response.status_code in (401, 403):
         raise TokenReviewError(
             f"the Kubernetes API refused the TokenReview (HTTP {response.status_code}): the reviewer needs "
             "permission to create tokenreviews (ClusterRole system:auth-delegator)"
         )
     if response.status_code not in (200, 201):
-        raise TokenReviewError(f"TokenReview failed: the Kubernetes API answered HTTP {response.status_code}")
+        raise TokenReviewError(
+            f"TokenReview failed: the Kubernetes API answered HTTP {response.status_code}"
+        )
     try:
         doc = orjson.loads(response.content)
         status = doc.get("status") or {}
@@ -450,7 +486,9 @@ async def _token_review(config: _Config, token: str, *, audience: str) -> Servic
         extra = user.get("extra") or {}
         audiences = status.get("audiences")
     except (orjson.JSONDecodeError, AttributeError, TypeError):
-        raise TokenReviewError("TokenReview failed: the Kubernetes API answered with a malformed body") from None
+        raise TokenReviewError(
+            "TokenReview failed: the Kubernetes API answered with a malformed body"
+        ) from None
     if not authenticated:
         raise PermissionDeniedError(
             "lookup failed: service account unauthorized; this could mean it has been deleted or recreated with a new token"
@@ -460,9 +498,15 @@ async def _token_review(config: _Config, token: str, *, audience: str) -> Servic
         raise PermissionDeniedError("the token does not belong to a service account")
     namespace, name = parsed
     if audience and isinstance(audiences, list) and audience not in audiences:
-        raise PermissionDeniedError(f"invalid audience (aud) claim: the token is not for audience {audience!r}")
-    pod_names = extra.get("authentication.kubernetes.io/pod-name") if isinstance(extra, dict) else None
-    pod_uids = extra.get("authentication.kubernetes.io/pod-uid") if isinstance(extra, dict) else None
+        raise PermissionDeniedError(
+            f"invalid audience (aud) claim: the token is not for audience {audience!r}"
+        )
+    pod_names = (
+        extra.get("authentication.kubernetes.io/pod-name") if isinstance(extra, dict) else None
+    )
+    pod_uids = (
+        extra.get("authentication.kubernetes.io/pod-uid") if isinstance(extra, dict) else None
+    )
     secret_name = ""
     if claims is not None:
         try:
@@ -471,7 +515,9 @@ async def _token_review(config: _Config, token: str, *, audience: str) -> Servic
             from_claims = None
         if from_claims is not None:
             if (from_claims.namespace, from_claims.name) != (namespace, name):
-                raise PermissionDeniedError("the JWT's claims do not match the service account the TokenReview names")
+                raise PermissionDeniedError(
+                    "the JWT's claims do not match the service account the TokenReview names"
+                )
             secret_name = from_claims.secret_name
     return ServiceAccount(
         namespace=namespace,

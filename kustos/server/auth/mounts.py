@@ -131,7 +131,9 @@ def normalize_auth_path(path: str) -> str:
             )
     normalized = text + "/"
     if normalized == "token/" or normalized.startswith("token/"):
-        raise InvalidRequestError("the token auth method is built in at auth/token/ and cannot be changed")
+        raise InvalidRequestError(
+            "the token auth method is built in at auth/token/ and cannot be changed"
+        )
     return normalized
 
 
@@ -172,7 +174,9 @@ class AuthTable:
         """``(mount, rest)`` for an API path after ``auth/`` (longest matching mount path)."""
         best: AuthMount | None = None
         for mount_path, mount in self._mounts.items():
-            if (path + "/").startswith(mount_path) and (best is None or len(mount_path) > len(best.path)):
+            if (path + "/").startswith(mount_path) and (
+                best is None or len(mount_path) > len(best.path)
+            ):
                 best = mount
         if best is None:
             return None
@@ -187,7 +191,9 @@ class AuthTable:
             found = self.resolve(path)
         return found
 
-    async def enable(self, path: str, *, type: str, description: str, config: Mapping[str, Any]) -> AuthMount:
+    async def enable(
+        self, path: str, *, type: str, description: str, config: Mapping[str, Any]
+    ) -> AuthMount:
         mount = AuthMount(
             path=path,
             type=type,

@@ -22,7 +22,9 @@ from kustos.store.base import StorageBackend, Transaction
 
 __all__ = ["AUTH_METHOD_FAMILY", "Records", "auth_method_families"]
 
-AUTH_METHOD_FAMILY: Final = CiphertextFamily.whole_records(METHOD_PREFIX, lambda key: key.encode("utf-8"))
+AUTH_METHOD_FAMILY: Final = CiphertextFamily.whole_records(
+    METHOD_PREFIX, lambda key: key.encode("utf-8")
+)
 """Every record under ``auth-methods/`` is one ciphertext whose context is its storage key."""
 
 
@@ -57,8 +59,14 @@ class Records:
             raise DecryptionError()
         return doc
 
-    async def get(self, name: str, *, tx: Transaction | None = None, for_update: bool = False) -> dict[str, Any] | None:
-        blob = await (tx.get(self.key(name), for_update=for_update) if tx is not None else self._storage.get(self.key(name)))
+    async def get(
+        self, name: str, *, tx: Transaction | None = None, for_update: bool = False
+    ) -> dict[str, Any] | None:
+        blob = await (
+            tx.get(self.key(name), for_update=for_update)
+            if tx is not None
+            else self._storage.get(self.key(name))
+        )
         return None if blob is None else await self.open(name, blob)
 
     async def put(self, name: str, doc: dict[str, Any], *, tx: Transaction | None = None) -> None:

@@ -75,7 +75,7 @@ class UserpassMethod:
                 return await self._user(call, records, name)
             if parts[2] in ("password", "policies"):
                 return await self._user_field(call, records, name, parts[2])
-        raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     # -- users -------------------------------------------------------------------------
 
@@ -104,7 +104,9 @@ class UserpassMethod:
             self._deps.require(call, "create" if current is None else "update")
             if current is None and password_hash is None:
                 raise InvalidRequestError("missing password")
-            settings = TokenSettings.from_doc(current.get("token", {}) if current else {}).updated(body)
+            settings = TokenSettings.from_doc(current.get("token", {}) if current else {}).updated(
+                body
+            )
             record: dict[str, Any] = {
                 "password_hash": password_hash or (current or {}).get("password_hash"),
                 "token": settings.to_doc(),
@@ -125,7 +127,9 @@ class UserpassMethod:
             if password_hash is not None:
                 current["password_hash"] = password_hash
             else:
-                current["token"] = TokenSettings.from_doc(current.get("token", {})).updated(body).to_doc()
+                current["token"] = (
+                    TokenSettings.from_doc(current.get("token", {})).updated(body).to_doc()
+                )
             await records.put(f"user/{name}", current, tx=tx)
         return Reply.no_content()
 
@@ -173,7 +177,9 @@ class UserpassMethod:
 def _username(raw: str) -> str:
     name = raw.lower()
     if not _USERNAME.fullmatch(name):
-        raise InvalidRequestError("username must be 1-128 letters, digits, '.', '_', '@', '+' or '-'")
+        raise InvalidRequestError(
+            "username must be 1-128 letters, digits, '.', '_', '@', '+' or '-'"
+        )
     return name
 
 

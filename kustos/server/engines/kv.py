@@ -108,7 +108,9 @@ def _custom_metadata(value: object, *, allow_null_values: bool = False) -> dict[
         raise InvalidRequestError(f"custom_metadata has more than {_MAX_CUSTOM_KEYS} keys")
     for key, item in value.items():
         if not key or len(key) > _MAX_CUSTOM_KEY_LEN:
-            raise InvalidRequestError(f"custom_metadata keys must be 1-{_MAX_CUSTOM_KEY_LEN} characters")
+            raise InvalidRequestError(
+                f"custom_metadata keys must be 1-{_MAX_CUSTOM_KEY_LEN} characters"
+            )
         if item is None and allow_null_values:
             continue
         if not isinstance(item, str):
@@ -332,7 +334,7 @@ class KvEngine:
             if method in ("POST", "PUT"):
                 return self._write_config(call, mount)
         else:
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         raise unsupported(call)
 
     def _require(self, call: Call, capability: str) -> None:
@@ -343,7 +345,9 @@ class KvEngine:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    async def _read(self, call: Call, mount: MountEntry, path: str, *, subkeys_depth: int | None) -> Reply:
+    async def _read(
+        self, call: Call, mount: MountEntry, path: str, *, subkeys_depth: int | None
+    ) -> Reply:
         self._require(call, "read")
         raw_version = call.query.get("version")
         version = 0 if raw_version in (None, "") else int_param(raw_version, field="version")
@@ -370,13 +374,17 @@ class KvEngine:
         ctx = self._context(mount, path, version)
         try:
             plaintext = self._barrier.decrypt_loaded(blob, context=ctx)
-        except DecryptionError:  # perhaps a KEK version another replica added: reload and retry once
+        except (
+            DecryptionError
+        ):  # perhaps a KEK version another replica added: reload and retry once
             plaintext = await self._barrier.decrypt(blob, context=ctx)
         if subkeys_depth is not None:
             value = orjson.loads(plaintext)
             if not isinstance(value, dict):
                 raise DecryptionError()
-            return self._reply({"subkeys": subkeys(value, depth=subkeys_depth), "metadata": metadata})
+            return self._reply(
+                {"subkeys": subkeys(value, depth=subkeys_depth), "metadata": metadata}
+            )
         return self._reply({"data": orjson.Fragment(plaintext), "metadata": metadata})
 
     async def _read_metadata(self, call: Call, mount: MountEntry, path: str) -> Reply:
@@ -433,7 +441,11 @@ class KvEngine:
 
     @staticmethod
     def _parse_config(raw: bytes | None) -> dict[str, Any]:
-        config: dict[str, Any] = {"max_versions": 0, "cas_required": False, "delete_version_after": 0.0}
+        config: dict[str, Any] = {
+            "max_versions": 0,
+            "cas_required": False,
+            "delete_version_after": 0.0,
+        }
         if raw is not None:
             config.update(orjson.loads(raw))
         return config
@@ -465,7 +477,9 @@ class KvEngine:
     def _reason(self, call: Call) -> str | None:
         reason = call.reason
         if reason is not None and len(reason) > _MAX_REASON_LEN:
-            raise InvalidRequestError(f"X-Kustos-Reason is longer than {_MAX_REASON_LEN} characters")
+            raise InvalidRequestError(
+                f"X-Kustos-Reason is longer than {_MAX_REASON_LEN} characters"
+            )
         return reason
 
     def _new_meta(self, now_text: str) -> Meta:
@@ -562,7 +576,9 @@ class KvEngine:
             touched.append(key)
         meta["oldest_version"] = min(int(v) for v in versions)
 
-    async def _put_meta(self, tx: Transaction, touched: list[str], mount: MountEntry, path: str, meta: Meta) -> None:
+    async def _put_meta(
+        self, tx: Transaction, touched: list[str], mount: MountEntry, path: str, meta: Meta
+    ) -> None:
         key = self._meta_key(mount, path)
         await tx.put(key, _encode_meta(meta))
         touched.append(key)
@@ -579,7 +595,9 @@ class KvEngine:
         blob = meta.get(_LATEST) or await tx.get(self._version_key(mount, path, version))
         if blob is None:
             return None
-        return orjson.loads(await self._barrier.decrypt(blob, context=self._context(mount, path, version)))
+        return orjson.loads(
+            await self._barrier.decrypt(blob, context=self._context(mount, path, version))
+        )
 
     async def _write(self, call: Call, mount: MountEntry, path: str) -> Reply:
         body = call.json()
@@ -595,8 +613,17 @@ class KvEngine:
             if meta is None:
                 meta = self._new_meta(rfc3339(self._clock()))
             result = await self._append_version(
-                tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
-                plaintext=plaintext, reason=reason, previous_data=previous, new=body.get("data"),
+                tx,
+                touched,
+                call=call,
+                mount=mount,
+                path=path,
+                meta=meta,
+                config=config,
+                plaintext=plaintext,
+                reason=reason,
+                previous_data=previous,
+                new=body.get("data"),
             )
         self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
@@ -621,10 +648,14 @@ class KvEngine:
             version = int(meta["current_version"])
             vm = meta["versions"][str(version)]
             if vm["destroyed"] or _deleted(vm, self._clock()):
-                not_found = self._reply({"data": None, "metadata": _version_metadata(meta, version, vm)}, status=404)
+                not_found = self._reply(
+                    {"data": None, "metadata": _version_metadata(meta, version, vm)}, status=404
+                )
             else:
                 if cas is not None and cas != version:
-                    raise CheckAndSetError("check-and-set parameter did not match the current version")
+                    raise CheckAndSetError(
+                        "check-and-set parameter did not match the current version"
+                    )
                 blob = meta.get(_LATEST) or await tx.get(self._version_key(mount, path, version))
                 if blob is None:
                     raise DecryptionError()
@@ -634,8 +665,17 @@ class KvEngine:
                 merged = merge_patch(current, patch)
                 plaintext = self._secret_bytes(merged)
                 result = await self._append_version(
-                    tx, touched, call=call, mount=mount, path=path, meta=meta, config=config,
-                    plaintext=plaintext, reason=reason, previous_data=current, new=merged,
+                    tx,
+                    touched,
+                    call=call,
+                    mount=mount,
+                    path=path,
+                    meta=meta,
+                    config=config,
+                    plaintext=plaintext,
+                    reason=reason,
+                    previous_data=current,
+                    new=merged,
                 )
         if not_found is not None:
             return not_found
@@ -661,7 +701,9 @@ class KvEngine:
         self._events.publish(mount.path, path, deleted, "delete")
         return Reply.no_content()
 
-    async def _change_versions(self, call: Call, mount: MountEntry, path: str, *, operation: str) -> Reply:
+    async def _change_versions(
+        self, call: Call, mount: MountEntry, path: str, *, operation: str
+    ) -> Reply:
         versions = _versions_param(call.json())
         self._require(call, "update")
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
@@ -677,7 +719,11 @@ class KvEngine:
                 if operation == "delete" and not vm["destroyed"] and not _deleted(vm, now):
                     vm["deletion_time"], vm["deletion_ts"] = rfc3339(now), now
                     changed = True
-                elif operation == "undelete" and not vm["destroyed"] and vm["deletion_ts"] is not None:
+                elif (
+                    operation == "undelete"
+                    and not vm["destroyed"]
+                    and vm["deletion_ts"] is not None
+                ):
                     vm["deletion_time"], vm["deletion_ts"] = "", None
                     changed = True
                 elif operation == "destroy" and not vm["destroyed"]:
@@ -695,7 +741,9 @@ class KvEngine:
             self._events.publish(mount.path, path, int(meta["current_version"]), operation)
         return Reply.no_content()
 
-    async def _write_metadata(self, call: Call, mount: MountEntry, path: str, *, patch: bool) -> Reply:
+    async def _write_metadata(
+        self, call: Call, mount: MountEntry, path: str, *, patch: bool
+    ) -> Reply:
         if patch:
             call.require_merge_patch()
         body = call.json()
@@ -738,8 +786,12 @@ class KvEngine:
                 body["delete_version_after"], field="delete_version_after"
             )
         if body.get("custom_metadata") is not None:
-            changes["custom_metadata"] = _custom_metadata(body["custom_metadata"], allow_null_values=patch)
-        unknown = sorted(set(body) - {"max_versions", "cas_required", "delete_version_after", "custom_metadata"})
+            changes["custom_metadata"] = _custom_metadata(
+                body["custom_metadata"], allow_null_values=patch
+            )
+        unknown = sorted(
+            set(body) - {"max_versions", "cas_required", "delete_version_after", "custom_metadata"}
+        )
         if unknown:
             raise InvalidRequestError(f"unknown metadata field(s): {', '.join(unknown)}")
         return changes
@@ -810,4 +862,3 @@ def _effective(secret_value: float, mount_value: float) -> float:
     """Vault's rule for delete_version_after: the smaller of the non-zero settings."""
     values = [v for v in (float(secret_value), float(mount_value)) if v > 0]
     return min(values) if values else 0.0
-

@@ -286,8 +286,12 @@ class TransitEngine:
             if method not in ("POST", "PUT"):
                 raise unsupported(call)
             if args[0] not in ("plaintext", "wrapped"):
-                raise InvalidRequestError(f"invalid data key type {args[0]!r}: use plaintext or wrapped")
-            return await self._datakey(call, mount, _key_name(args[1]), plaintext=args[0] == "plaintext")
+                raise InvalidRequestError(
+                    f"invalid data key type {args[0]!r}: use plaintext or wrapped"
+                )
+            return await self._datakey(
+                call, mount, _key_name(args[1]), plaintext=args[0] == "plaintext"
+            )
         elif operation in ("hmac", "verify") and len(args) in (1, 2):
             if method not in ("POST", "PUT"):
                 raise unsupported(call)
@@ -296,7 +300,7 @@ class TransitEngine:
             if operation == "hmac":
                 return await self._hmac(call, mount, name, algorithm)
             return await self._verify(call, mount, name, algorithm)
-        raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     def _require(self, call: Call, capability: str) -> None:
         require(self._authorizer, call.require_token(), call.path, capability)
@@ -316,7 +320,9 @@ class TransitEngine:
             raise InvalidRequestError("encryption key not found")
         return policy
 
-    async def _material(self, mount: MountEntry, name: str, version: int, memo: Memo) -> tc.KeyMaterial:
+    async def _material(
+        self, mount: MountEntry, name: str, version: int, memo: Memo
+    ) -> tc.KeyMaterial:
         known = memo.get(version)
         if known is not None:
             return known
@@ -334,12 +340,17 @@ class TransitEngine:
         material = tc.KeyMaterial.generate(randbytes=self._randbytes)
         name = policy["name"]
         key = self._material_key(mount, name, version)
-        await tx.put(key, self._barrier.encrypt(material.to_bytes(), context=self._context(mount, name, version)))
+        await tx.put(
+            key,
+            self._barrier.encrypt(material.to_bytes(), context=self._context(mount, name, version)),
+        )
         touched.append(key)
         policy["versions"][str(version)] = int(self._clock())
         policy["latest_version"] = version
 
-    async def _put_policy(self, tx: Transaction, touched: list[str], mount: MountEntry, policy: Policy) -> None:
+    async def _put_policy(
+        self, tx: Transaction, touched: list[str], mount: MountEntry, policy: Policy
+    ) -> None:
         key = self._policy_key(mount, policy["name"])
         await tx.put(key, orjson.dumps(policy))
         touched.append(key)
@@ -357,7 +368,9 @@ class TransitEngine:
     def _refuse_unsupported(body: Mapping[str, Any]) -> None:
         for flag in ("exportable", "allow_plaintext_backup", "convergent_encryption"):
             if body.get(flag) is not None and bool_param(body[flag], field=flag):
-                raise InvalidRequestError(f"{flag}=true is not supported by this server: keys never leave it")
+                raise InvalidRequestError(
+                    f"{flag}=true is not supported by this server: keys never leave it"
+                )
 
     async def _create_policy(
         self, mount: MountEntry, name: str, *, key_type: str, derived: bool, auto_rotate: float
@@ -450,15 +463,21 @@ class TransitEngine:
             if body.get("min_decryption_version") is not None:
                 value = int_param(body["min_decryption_version"], field="min_decryption_version")
                 if value > latest:
-                    raise InvalidRequestError("cannot set min decryption version beyond the latest version")
+                    raise InvalidRequestError(
+                        "cannot set min decryption version beyond the latest version"
+                    )
                 policy["min_decryption_version"] = max(value, 1)
             if body.get("min_encryption_version") is not None:
                 value = int_param(body["min_encryption_version"], field="min_encryption_version")
                 if value > latest:
-                    raise InvalidRequestError("cannot set min encryption version beyond the latest version")
+                    raise InvalidRequestError(
+                        "cannot set min encryption version beyond the latest version"
+                    )
                 policy["min_encryption_version"] = value
             if body.get("deletion_allowed") is not None:
-                policy["deletion_allowed"] = bool_param(body["deletion_allowed"], field="deletion_allowed")
+                policy["deletion_allowed"] = bool_param(
+                    body["deletion_allowed"], field="deletion_allowed"
+                )
             if body.get("auto_rotate_period") is not None:
                 policy["auto_rotate_period"] = int(self._auto_rotate(body["auto_rotate_period"]))
             min_enc = int(policy["min_encryption_version"])
@@ -500,9 +519,13 @@ class TransitEngine:
             return latest
         version = int_param(requested, field="key_version")
         if version > latest:
-            raise _ItemError("requested version for encryption is higher than the latest key version")
+            raise _ItemError(
+                "requested version for encryption is higher than the latest key version"
+            )
         if version < int(policy["min_encryption_version"]):
-            raise _ItemError("requested version for encryption is less than the minimum encryption key version")
+            raise _ItemError(
+                "requested version for encryption is less than the minimum encryption key version"
+            )
         return version
 
     async def _encrypt_one(
@@ -572,7 +595,9 @@ class TransitEngine:
             raise InvalidRequestError("missing batch input to process")
         if len(batch) > MAX_BATCH:
             raise InvalidRequestError(f"batch_input has more than {MAX_BATCH} items")
-        failure_status = int_param(body.get("partial_failure_response_code", 400), field="partial_failure_response_code")
+        failure_status = int_param(
+            body.get("partial_failure_response_code", 400), field="partial_failure_response_code"
+        )
         results: list[dict[str, Any]] = []
         failed = False
         for item in batch:
@@ -592,9 +617,17 @@ class TransitEngine:
         if policy is None:  # Vault's upsert: encrypt creates a missing key for callers allowed to
             self._require(call, "create")
             batch = body.get("batch_input")
-            first = batch[0] if isinstance(batch, list) and batch and isinstance(batch[0], dict) else body
+            first = (
+                batch[0]
+                if isinstance(batch, list) and batch and isinstance(batch[0], dict)
+                else body
+            )
             policy, _ = await self._create_policy(
-                mount, name, key_type=self._key_type(body), derived=bool(first.get("context")), auto_rotate=0.0
+                mount,
+                name,
+                key_type=self._key_type(body),
+                derived=bool(first.get("context")),
+                auto_rotate=0.0,
             )
         else:
             self._require(call, "update")
@@ -662,7 +695,9 @@ class TransitEngine:
         algorithm = self._algorithm(body, from_path)
         policy = await self._policy(mount, name)
 
-        async def one(mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo) -> dict[str, Any]:
+        async def one(
+            mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo
+        ) -> dict[str, Any]:
             data = _b64(item.get("input"), field="input")
             version = self._encryption_version(policy, item.get("key_version"))
             material = await self._material(mount, policy["name"], version, memo)
@@ -671,13 +706,17 @@ class TransitEngine:
 
         return await self._run(call, mount, policy, one)
 
-    async def _verify(self, call: Call, mount: MountEntry, name: str, from_path: str | None) -> Reply:
+    async def _verify(
+        self, call: Call, mount: MountEntry, name: str, from_path: str | None
+    ) -> Reply:
         self._require(call, "update")
         body = call.json()
         algorithm = self._algorithm(body, from_path)
         policy = await self._policy(mount, name)
 
-        async def one(mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo) -> dict[str, Any]:
+        async def one(
+            mount: MountEntry, policy: Policy, item: Mapping[str, Any], memo: Memo
+        ) -> dict[str, Any]:
             data = _b64(item.get("input"), field="input")
             given = item.get("hmac")
             if not isinstance(given, str) or not given:

@@ -48,7 +48,9 @@ def build_apis(core: Core) -> list[PathApi]:
     from kustos.server.routes.system import SystemApi
     from kustos.server.routes.tokens import TokenApi
 
-    auth_methods = AuthMethodsApi(core)  # sys/auth (before sys/) and auth/<path>/ (after auth/token/)
+    auth_methods = AuthMethodsApi(
+        core
+    )  # sys/auth (before sys/) and auth/<path>/ (after auth/token/)
     # the more specific sys/ areas come before SystemApi (first matching prefix wins)
     return [
         *auth_methods.sys_apis,

@@ -74,7 +74,7 @@ class AuditApi:
             self._require(call, "update")
             data: dict[str, Any] = {"hash": self._core.audit.hash(path[len(_HASH) :], value)}
             return Reply(data=data, top=data)
-        raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     async def _device(self, call: Call, name: str) -> Reply:
         audit = self._core.audit
@@ -82,12 +82,16 @@ class AuditApi:
             body = call.json()
             device_type = body.get("type")
             if not isinstance(device_type, str) or not device_type:
-                raise InvalidRequestError("missing required parameter 'type' (this server supports 'file')")
+                raise InvalidRequestError(
+                    "missing required parameter 'type' (this server supports 'file')"
+                )
             description = body.get("description") or ""
             if not isinstance(description, str):
                 raise InvalidRequestError("'description' must be a string")
             self._require(call, "update", "sudo")
-            await audit.enable(name, type=device_type, description=description, options=body.get("options"))
+            await audit.enable(
+                name, type=device_type, description=description, options=body.get("options")
+            )
             return Reply.no_content()
         if call.method == "DELETE":
             self._require(call, "delete", "sudo")

@@ -60,7 +60,7 @@ class SysAuthApi:
         if path == "sys/auth":
             return await self._list(call)
         if not path.startswith("sys/auth/"):
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         await self._table.ensure_loaded()
         mount_path = normalize_auth_path(path[len("sys/auth/") :])
         if call.method in ("POST", "PUT"):
@@ -92,9 +92,13 @@ class SysAuthApi:
         body = call.json()
         method_type = str_field(body, "type").strip()
         if not method_type:
-            raise InvalidRequestError('missing auth method type: give "type" (approle, kubernetes or userpass)')
+            raise InvalidRequestError(
+                'missing auth method type: give "type" (approle, kubernetes or userpass)'
+            )
         if method_type == "token":
-            raise InvalidRequestError("the token auth method is built in at auth/token/; it cannot be enabled again")
+            raise InvalidRequestError(
+                "the token auth method is built in at auth/token/; it cannot be enabled again"
+            )
         if method_type not in METHOD_TYPES:
             raise InvalidRequestError(
                 f'unknown auth method type "{method_type[:64]}"; supported: {", ".join(METHOD_TYPES)}'
@@ -171,9 +175,9 @@ class AuthMethodsApi:
     async def handle(self, call: Call) -> Reply:
         found = await self._table.resolve_fresh(call.path[len("auth/") :])
         if found is None:
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         mount, rest = found
         method = self._methods.get(mount.type)
         if method is None:
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         return await method.handle(call, mount, rest)

@@ -64,18 +64,24 @@ class EventsApi:
 
     def _may(self, token: TokenEntry, mount: str, path: str) -> bool:
         authorizer = self._core.authorizer
-        return authorizer(token, f"{mount}data/{path}", "read") or authorizer(token, f"{mount}metadata/{path}", "list")
+        return authorizer(token, f"{mount}data/{path}", "read") or authorizer(
+            token, f"{mount}metadata/{path}", "list"
+        )
 
     async def handle(self, call: Call) -> Reply:
         if call.path != _SUBSCRIBE:
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         if call.method != "GET":
             raise unsupported(call)
         token = call.require_token()
         prefix = call.query.get("prefix", "")
         if not prefix:
-            raise InvalidRequestError("prefix is required: a mount and an optional path prefix, e.g. secret/ or secret/team/")
-        heartbeat = int_param(call.query.get("heartbeat", str(DEFAULT_HEARTBEAT)), field="heartbeat")
+            raise InvalidRequestError(
+                "prefix is required: a mount and an optional path prefix, e.g. secret/ or secret/team/"
+            )
+        heartbeat = int_param(
+            call.query.get("heartbeat", str(DEFAULT_HEARTBEAT)), field="heartbeat"
+        )
         if not 1 <= heartbeat <= 300:
             raise InvalidRequestError("heartbeat must be between 1 and 300 seconds")
         resolved = self._core.mounts.resolve(prefix)
@@ -83,7 +89,9 @@ class EventsApi:
             raise InvalidRequestError(f"prefix {prefix!r} is not under any mount")
         mount, rest = resolved
         if mount.type != "kv":
-            raise InvalidRequestError(f"prefix {prefix!r} is under a {mount.type} mount; only kv mounts send changes")
+            raise InvalidRequestError(
+                f"prefix {prefix!r} is under a {mount.type} mount; only kv mounts send changes"
+            )
         if not self._may(token, mount.path, rest):
             raise PermissionDeniedError("permission denied")
         hub: ChangeHub = self._core.events
@@ -99,11 +107,18 @@ class EventsApi:
         return StreamReply(stream=self._stream(hub, subscription, raw_token, heartbeat, ready_id))
 
     async def _stream(
-        self, hub: ChangeHub, subscription: Subscription, raw_token: str, heartbeat: int, ready_id: str | None
+        self,
+        hub: ChangeHub,
+        subscription: Subscription,
+        raw_token: str,
+        heartbeat: int,
+        ready_id: str | None,
     ) -> AsyncIterator[bytes]:
         try:
             yield f"retry: {_RETRY_MS}\n".encode() + _frame(
-                "ready", {"mount": subscription.mount, "prefix": subscription.prefix}, event_id=ready_id
+                "ready",
+                {"mount": subscription.mount, "prefix": subscription.prefix},
+                event_id=ready_id,
             )
             deadline = time.monotonic() + self._lifetime
             while True:
@@ -119,7 +134,9 @@ class EventsApi:
                     yield b": heartbeat\n\n"
                 elif subscription.overflowed:
                     subscription.overflowed = False
-                    yield _frame("resync", {"reason": "changes were dropped"}, event_id=hub.last_event_id())
+                    yield _frame(
+                        "resync", {"reason": "changes were dropped"}, event_id=hub.last_event_id()
+                    )
                 else:
                     yield b"".join(self._change(hub, change) for change in items)
         finally:

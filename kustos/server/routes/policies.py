@@ -64,7 +64,7 @@ class PolicyApi:
         if path == self._base:
             return await self._list(call)
         if not path.startswith(self._base + "/"):
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         name = path[len(self._base) + 1 :]
         if call.method == "GET":
             return await self._read(call, name)
@@ -104,7 +104,9 @@ class PolicyApi:
         if text is None and self._legacy:
             text = body.get("rules")
         if not isinstance(text, str):
-            raise InvalidRequestError("missing required parameter 'policy' (the policy document, HCL or JSON, as a string)")
+            raise InvalidRequestError(
+                "missing required parameter 'policy' (the policy document, HCL or JSON, as a string)"
+            )
         self._require(call, "update")
         await self._core.policies.write(name, text)
         return Reply.no_content()
@@ -121,7 +123,11 @@ class CapabilitiesApi:
     @staticmethod
     def route(path: str) -> str:
         trimmed = path.rstrip("/")
-        return trimmed if trimmed in ("sys/capabilities", "sys/capabilities-self", "sys/capabilities-accessor") else "sys/unknown"
+        return (
+            trimmed
+            if trimmed in ("sys/capabilities", "sys/capabilities-self", "sys/capabilities-accessor")
+            else "sys/unknown"
+        )
 
     @staticmethod
     def needs_unsealed(path: str) -> bool:
@@ -130,7 +136,7 @@ class CapabilitiesApi:
     async def handle(self, call: Call) -> Reply:
         path = call.path.rstrip("/")
         if path not in ("sys/capabilities", "sys/capabilities-self", "sys/capabilities-accessor"):
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         caller = call.require_token()
@@ -147,7 +153,9 @@ class CapabilitiesApi:
             answer["capabilities"] = answer[paths[0]]
         return Reply(data=answer, top=answer)
 
-    async def _target(self, call: Call, path: str, body: dict[str, Any], caller: TokenEntry) -> TokenEntry:
+    async def _target(
+        self, call: Call, path: str, body: dict[str, Any], caller: TokenEntry
+    ) -> TokenEntry:
         if path == "sys/capabilities-self":
             return caller
         field = "token" if path == "sys/capabilities" else "accessor"

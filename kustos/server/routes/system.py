@@ -24,7 +24,9 @@ from kustos.server.times import parse_duration, rfc3339
 
 __all__ = ["UNAUTHENTICATED", "SystemApi"]
 
-UNAUTHENTICATED: Final = frozenset({"sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"})
+UNAUTHENTICATED: Final = frozenset(
+    {"sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"}
+)
 """``sys`` paths served without a token (and while sealed)."""
 
 _Handler = Callable[[Call], Awaitable[Reply]]
@@ -87,10 +89,12 @@ class SystemApi:
             return await self._mount(call, rest)
         if path.startswith("sys/internal/ui/mounts/"):
             return await self._ui_mount(call, path[len("sys/internal/ui/mounts/") :])
-        raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+        raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     def _require(self, call: Call, capability: str, path: str | None = None) -> None:
-        require(self._core.authorizer, call.require_token(), path or call.path.rstrip("/"), capability)
+        require(
+            self._core.authorizer, call.require_token(), path or call.path.rstrip("/"), capability
+        )
 
     # -- health and seal ---------------------------------------------------------------------
 
@@ -225,7 +229,13 @@ class SystemApi:
             config = self._mount_config(body.get("config"))
             normalized = normalize_mount_path(path)
             self._require(call, "update")
-            await mounts.enable(normalized, type=engine_type, description=description, options=options, config=config)
+            await mounts.enable(
+                normalized,
+                type=engine_type,
+                description=description,
+                options=options,
+                config=config,
+            )
             return Reply.no_content()
         if call.method == "DELETE":
             self._require(call, "delete")
@@ -239,7 +249,9 @@ class SystemApi:
     def _kv_type(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
         engine_type = body.get("type")
         if not isinstance(engine_type, str) or not engine_type:
-            raise InvalidRequestError("missing secrets engine 'type' (this server serves kv version 2 and transit)")
+            raise InvalidRequestError(
+                "missing secrets engine 'type' (this server serves kv version 2 and transit)"
+            )
         if engine_type == "transit":
             return "transit", {}
         options = body.get("options") or {}
@@ -249,10 +261,12 @@ class SystemApi:
         if engine_type == "kv-v2":
             version = version or "2"
         elif engine_type != "kv":
-            raise InvalidRequestError(f"unknown secrets engine type {engine_type!r}; this server serves kv version 2 and transit")
+            raise InvalidRequestError(
+                f"unknown secrets engine type {engine_type!r}; this server serves kv version 2 and transit"
+            )
         if version != "2":
             raise InvalidRequestError(
-                "only KV version 2 is supported: pass options.version=\"2\" (or type kv-v2)"
+                'only KV version 2 is supported: pass options.version="2" (or type kv-v2)'
             )
         return "kv", {"version": "2"}
 
@@ -279,17 +293,27 @@ class SystemApi:
             if entry is None:
                 raise InvalidRequestError(f"no secrets engine is mounted at {normalized}")
             described = entry.describe()
-            return Reply(data={**described["config"], "description": entry.description, "options": described["options"]})
+            return Reply(
+                data={
+                    **described["config"],
+                    "description": entry.description,
+                    "options": described["options"],
+                }
+            )
         if call.method in ("POST", "PUT"):
             body = call.json()
             options = body.get("options")
             if options is not None:
                 if not isinstance(options, dict) or str(options.get("version", "2")) != "2":
-                    raise InvalidRequestError("only KV version 2 is supported: options.version must stay \"2\"")
+                    raise InvalidRequestError(
+                        'only KV version 2 is supported: options.version must stay "2"'
+                    )
             description = body.get("description")
             if description is not None and not isinstance(description, str):
                 raise InvalidRequestError("'description' must be a string")
-            config = self._mount_config({k: body.get(k) for k in ("default_lease_ttl", "max_lease_ttl", "force_no_cache")})
+            config = self._mount_config(
+                {k: body.get(k) for k in ("default_lease_ttl", "max_lease_ttl", "force_no_cache")}
+            )
             self._require(call, "update")
             await mounts.tune(normalized, description=description, config=config)
             return Reply.no_content()
@@ -301,7 +325,9 @@ class SystemApi:
         call.require_token()
         resolved = self._core.mounts.resolve(path)
         if resolved is None:
-            raise InvalidRequestError(f"preflight capability check returned 403, please ensure client's policies grant access to path \"{path}/\"")
+            raise InvalidRequestError(
+                f'preflight capability check returned 403, please ensure client\'s policies grant access to path "{path}/"'
+            )
         entry, _ = resolved
         return Reply(data={**entry.describe(), "path": entry.path})
 
@@ -321,7 +347,13 @@ class SystemApi:
         barrier = self._core.barrier
         versions = barrier.key_versions()
         active = next(v for v in versions if v.version == barrier.active_version)
-        return Reply(data={"term": active.version, "install_time": rfc3339(active.created.timestamp()), "encryptions": None})
+        return Reply(
+            data={
+                "term": active.version,
+                "install_time": rfc3339(active.created.timestamp()),
+                "encryptions": None,
+            }
+        )
 
     async def _keyring(self, call: Call) -> Reply:
         if call.method != "GET":
@@ -332,7 +364,11 @@ class SystemApi:
             data={
                 "active_version": barrier.active_version,
                 "versions": [
-                    {"version": v.version, "created_time": rfc3339(v.created.timestamp()), "disabled": v.disabled}
+                    {
+                        "version": v.version,
+                        "created_time": rfc3339(v.created.timestamp()),
+                        "disabled": v.disabled,
+                    }
                     for v in barrier.key_versions()
                 ],
             }
@@ -343,7 +379,9 @@ class SystemApi:
             raise unsupported(call)
         body = call.json()
         if body.get("version") is None:
-            raise InvalidRequestError("missing required parameter 'version' (the key version to disable)")
+            raise InvalidRequestError(
+                "missing required parameter 'version' (the key version to disable)"
+            )
         version = int_param(body["version"], field="version", minimum=1)
         self._require(call, "sudo")
         await self._core.barrier.disable_key_version(version, self._core.ciphertext_families())
@@ -354,7 +392,11 @@ class SystemApi:
         if call.method not in ("PUT", "POST"):
             raise unsupported(call)
         body = call.json()
-        limit = None if body.get("max_records") is None else int_param(body["max_records"], field="max_records", minimum=1)
+        limit = (
+            None
+            if body.get("max_records") is None
+            else int_param(body["max_records"], field="max_records", minimum=1)
+        )
         self._require(call, "sudo")
         report = await self._core.barrier.rewrap(
             self._core.ciphertext_families(), limit=limit, invalidate=self._core.cache.invalidate

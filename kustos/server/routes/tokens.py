@@ -120,7 +120,7 @@ class TokenApi:
         name = call.path[len("auth/token/") :].rstrip("/")
         handler = self._handlers.get(name)
         if handler is None:
-            raise NotFoundError(f"no handler for route \"{call.path}\". route entry not found.")
+            raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
         return await handler(call)
 
     def _require(self, call: Call, capability: str) -> TokenEntry:
@@ -137,10 +137,14 @@ class TokenApi:
         orphan = call.path.rstrip("/").endswith("create-orphan")
         if body.get("no_parent") is not None and bool_param(body["no_parent"], field="no_parent"):
             if not sudo:
-                raise PermissionDeniedError("root or sudo privileges required to create an orphan token")
+                raise PermissionDeniedError(
+                    "root or sudo privileges required to create an orphan token"
+                )
             orphan = True
         requested = str_list_param(body.get("policies"), field="policies")
-        policies = requested or [p for p in parent.policies if p != "default"] or list(parent.policies)
+        policies = (
+            requested or [p for p in parent.policies if p != "default"] or list(parent.policies)
+        )
         if not sudo and not set(policies) <= set(parent.policies) | {"default"}:
             raise PermissionDeniedError("child policies must be subset of parent")
         if "root" in policies and not parent.is_root:
@@ -166,9 +170,15 @@ class TokenApi:
         meta = body.get("meta") or {}
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             raise InvalidRequestError("meta must be a JSON object of string values")
-        renewable = True if body.get("renewable") is None else bool_param(body["renewable"], field="renewable")
+        renewable = (
+            True
+            if body.get("renewable") is None
+            else bool_param(body["renewable"], field="renewable")
+        )
         if body.get("num_uses") not in (None, 0, "0"):
-            raise InvalidRequestError("num_uses is not supported; limited-use tokens are not available")
+            raise InvalidRequestError(
+                "num_uses is not supported; limited-use tokens are not available"
+            )
         token_id = body.get("id")
         if token_id is not None:
             if not sudo:
@@ -217,7 +227,9 @@ class TokenApi:
             raise unsupported(call)
         self._require_sudo(call, "update")
         entry = await self._target(call, by="token")
-        return Reply(data=_lookup(entry, self._core.clock(), token=Sensitive(str(call.json()["token"]))))
+        return Reply(
+            data=_lookup(entry, self._core.clock(), token=Sensitive(str(call.json()["token"])))
+        )
 
     async def _lookup_accessor(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
@@ -231,7 +243,11 @@ class TokenApi:
             raise unsupported(call)
         entry = self._require(call, "update")
         body = call.json()
-        increment = None if body.get("increment") in (None, "") else parse_duration(body["increment"], field="increment")
+        increment = (
+            None
+            if body.get("increment") in (None, "")
+            else parse_duration(body["increment"], field="increment")
+        )
         renewed = await self._core.tokens.renew(entry, increment=increment)
         token = call.raw_token or Sensitive("")
         return Reply(auth=_auth(token, renewed, self._core.clock()))
@@ -257,7 +273,11 @@ class TokenApi:
     @staticmethod
     def _increment(call: Call) -> float | None:
         body = call.json()
-        return None if body.get("increment") in (None, "") else parse_duration(body["increment"], field="increment")
+        return (
+            None
+            if body.get("increment") in (None, "")
+            else parse_duration(body["increment"], field="increment")
+        )
 
     async def _revoke_orphan(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):

@@ -150,7 +150,9 @@ class PostgresBackend:
         self._reader_limit = pool_max // 2
         self._readers = 0  # reader connections out of the pool (idle or busy)
         self._idle_readers: list[_Reader] = []
-        self._reader_waiters: collections.deque[asyncio.Future[_Reader | None]] = collections.deque()
+        self._reader_waiters: collections.deque[asyncio.Future[_Reader | None]] = (
+            collections.deque()
+        )
         self._heartbeat = heartbeat
         self._subscribers: list[ChangeCallback] = []
         self._listener: asyncio.Task[None] | None = None
@@ -290,14 +292,20 @@ class PostgresBackend:
             try:
                 handed = await waiter
             except BaseException:
-                if waiter.done() and not waiter.cancelled() and (given := waiter.result()) is not None:
+                if (
+                    waiter.done()
+                    and not waiter.cancelled()
+                    and (given := waiter.result()) is not None
+                ):
                     self._release_reader(given)  # handed over just as this read was cancelled
                 elif waiter in self._reader_waiters:
                     self._reader_waiters.remove(waiter)
                 raise
             if handed is not None:
                 return handed
-            pool = self._require_pool()  # woken without a reader: one was dropped, or the backend closed
+            pool = (
+                self._require_pool()
+            )  # woken without a reader: one was dropped, or the backend closed
 
     def _release_reader(self, reader: _Reader) -> None:
         waiters = self._reader_waiters
@@ -404,7 +412,9 @@ class PostgresBackend:
         self._subscribers.append(callback)
         callback(Changes(everything=True, watching=self.watching))
         if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="kustos-pg-listen")
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(), name="kustos-pg-listen"
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._listening.wait(), self._timeout)
 
@@ -433,11 +443,15 @@ class PostgresBackend:
                     application_name=LISTENER_APPLICATION_NAME,
                 )
             except (psycopg.Error, OSError) as exc:
-                _log.warning(f"postgresql: change listener cannot connect ({type(exc).__name__}); retrying")
+                _log.warning(
+                    f"postgresql: change listener cannot connect ({type(exc).__name__}); retrying"
+                )
             else:
                 try:
                     async with conn:
-                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANGES_CHANNEL)))
+                        await conn.execute(
+                            sql.SQL("LISTEN {}").format(sql.Identifier(CHANGES_CHANNEL))
+                        )
                         self._listening.set()
                         self._publish(Changes(everything=True, watching=True))
                         delay = _RETRY_FIRST
@@ -446,7 +460,9 @@ class PostgresBackend:
                                 self._publish(_parse_payload(notify.payload))
                             await asyncio.wait_for(conn.execute("SELECT 1"), self._timeout)
                 except Exception as exc:  # any failure: report it, reconnect
-                    _log.warning(f"postgresql: change listener lost its connection ({type(exc).__name__}); reconnecting")
+                    _log.warning(
+                        f"postgresql: change listener lost its connection ({type(exc).__name__}); reconnecting"
+                    )
                 finally:
                     if self._listening.is_set():
                         self._listening.clear()
@@ -466,7 +482,9 @@ def _commit_statement(keys: set[str], prefixes: list[str]) -> sql.Composed | str
     payload = json.dumps({"k": sorted(keys), "p": prefixes}, separators=(",", ":"))
     if len(payload.encode("utf-8")) > _MAX_PAYLOAD:
         payload = _FLUSH_ALL
-    return sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(sql.Literal(CHANGES_CHANNEL), sql.Literal(payload))
+    return sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(
+        sql.Literal(CHANGES_CHANNEL), sql.Literal(payload)
+    )
 
 
 def _parse_payload(payload: str) -> Changes:

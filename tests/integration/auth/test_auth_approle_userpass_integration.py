@@ -31,7 +31,9 @@ def test_approle_login_good_and_bad(kustos_server: RunningServer, admin: hvac.Cl
     assert me["meta"] == {"role_name": "deploy", "pipeline": "main"}
     assert me["path"] == "auth/approle/login" and 890 <= me["ttl"] <= 900
     with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
-        hvac.Client(url=kustos_server.addr).auth.approle.login(role_id=role_id, secret_id=secret["secret_id"])
+        hvac.Client(url=kustos_server.addr).auth.approle.login(
+            role_id=role_id, secret_id=secret["secret_id"]
+        )
     with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
         hvac.Client(url=kustos_server.addr).auth.approle.login(role_id=role_id, secret_id="guess")
     roles = admin.auth.approle.list_roles()["data"]["keys"]
@@ -53,11 +55,17 @@ def test_userpass_login_good_and_bad(kustos_server: RunningServer, admin: hvac.C
     assert me["display_name"] == "people-dana" and me["meta"] == {"username": "dana"}
     for user in ("dana", "nobody"):
         with pytest.raises(hvac.exceptions.InvalidRequest) as raised:
-            hvac.Client(url=kustos_server.addr).auth.userpass.login(user, "wrong", mount_point="people")
+            hvac.Client(url=kustos_server.addr).auth.userpass.login(
+                user, "wrong", mount_point="people"
+            )
         assert raised.value.errors == ["invalid username or password"]
     assert admin.auth.userpass.list_user(mount_point="people")["data"]["keys"] == ["dana"]
     methods = admin.sys.list_auth_methods()["data"]
-    assert {methods[p]["type"] for p in ("approle/", "people/", "token/")} == {"approle", "userpass", "token"}
+    assert {methods[p]["type"] for p in ("approle/", "people/", "token/")} == {
+        "approle",
+        "userpass",
+        "token",
+    }
     admin.sys.disable_auth_method("people")
     assert "people/" not in admin.sys.list_auth_methods()["data"]
     assert not human.is_authenticated()  # the tokens a disabled method issued are revoked

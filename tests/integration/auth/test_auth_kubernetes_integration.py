@@ -42,14 +42,20 @@ def admin(kustos_server: RunningServer, keys: ClusterKeys) -> hvac.Client:
     return client
 
 
-def test_service_account_jwt_logs_in_through_jwks(kustos_server: RunningServer, admin: hvac.Client, keys: ClusterKeys) -> None:
+def test_service_account_jwt_logs_in_through_jwks(
+    kustos_server: RunningServer, admin: hvac.Client, keys: ClusterKeys
+) -> None:
     workload = hvac.Client(url=kustos_server.addr)
-    answer = workload.auth.kubernetes.login(role="web", jwt=keys.token(namespace="apps", name="web"))
+    answer = workload.auth.kubernetes.login(
+        role="web", jwt=keys.token(namespace="apps", name="web")
+    )
     auth = answer["auth"]
     assert auth["policies"] == ["default", "web-read"]
     assert auth["metadata"]["service_account_namespace"] == "apps"
     assert auth["metadata"]["service_account_name"] == "web"
-    assert auth["metadata"]["service_account_uid"] == str(uuid.uuid5(uuid.NAMESPACE_DNS, "apps/web"))
+    assert auth["metadata"]["service_account_uid"] == str(
+        uuid.uuid5(uuid.NAMESPACE_DNS, "apps/web")
+    )
     assert workload.token == auth["client_token"]
     me = workload.auth.token.lookup_self()["data"]
     assert me["display_name"] == "kubernetes-apps-web"
@@ -63,17 +69,53 @@ def test_service_account_jwt_logs_in_through_jwks(kustos_server: RunningServer, 
 @pytest.mark.parametrize(
     ("jwt_for", "error", "message"),
     [
-        (lambda k: k.token(now=time.time() - 7200, lifetime=600), hvac.exceptions.Forbidden, "service account JWT is expired"),
-        (lambda k: k.token(audience="vault"), hvac.exceptions.Forbidden, "invalid audience (aud) claim"),
-        (lambda k: k.token(issuer="https://other-cluster.example"), hvac.exceptions.Forbidden, "invalid issuer (iss) claim"),
-        (lambda k: ClusterKeys(kid=k.kid).token(), hvac.exceptions.Forbidden, "invalid JWT signature"),
-        (lambda k: k.token(name="admin"), hvac.exceptions.Forbidden, "service account name not authorized"),
-        (lambda k: k.token(namespace="kube-system"), hvac.exceptions.Forbidden, "namespace not authorized"),
+        (
+            lambda k: k.token(now=time.time() - 7200, lifetime=600),
+            hvac.exceptions.Forbidden,
+            "service account JWT is expired",
+        ),
+        (
+            lambda k: k.token(audience="vault"),
+            hvac.exceptions.Forbidden,
+            "invalid audience (aud) claim",
+        ),
+        (
+            lambda k: k.token(issuer="https://other-cluster.example"),
+            hvac.exceptions.Forbidden,
+            "invalid issuer (iss) claim",
+        ),
+        (
+            lambda k: ClusterKeys(kid=k.kid).token(),
+            hvac.exceptions.Forbidden,
+            "invalid JWT signature",
+        ),
+        (
+            lambda k: k.token(name="admin"),
+            hvac.exceptions.Forbidden,
+            "service account name not authorized",
+        ),
+        (
+            lambda k: k.token(namespace="kube-system"),
+            hvac.exceptions.Forbidden,
+            "namespace not authorized",
+        ),
     ],
-    ids=["expired", "wrong-audience", "wrong-issuer", "bad-signature", "unbound-service-account", "unbound-namespace"],
+    ids=[
+        "expired",
+        "wrong-audience",
+        "wrong-issuer",
+        "bad-signature",
+        "unbound-service-account",
+        "unbound-namespace",
+    ],
 )
 def test_bad_tokens_are_rejected_with_a_clear_error(
-    kustos_server: RunningServer, admin: hvac.Client, keys: ClusterKeys, jwt_for: Any, error: type[Exception], message: str
+    kustos_server: RunningServer,
+    admin: hvac.Client,
+    keys: ClusterKeys,
+    jwt_for: Any,
+    error: type[Exception],
+    message: str,
 ) -> None:
     workload = hvac.Client(url=kustos_server.addr)
     with pytest.raises(error) as raised:
@@ -82,7 +124,9 @@ def test_bad_tokens_are_rejected_with_a_clear_error(
     assert workload.token is None or not workload.is_authenticated()
 
 
-def test_unknown_role_is_a_bad_request(kustos_server: RunningServer, admin: hvac.Client, keys: ClusterKeys) -> None:
+def test_unknown_role_is_a_bad_request(
+    kustos_server: RunningServer, admin: hvac.Client, keys: ClusterKeys
+) -> None:
     with pytest.raises(hvac.exceptions.InvalidRequest, match='invalid role name "nope"'):
         hvac.Client(url=kustos_server.addr).auth.kubernetes.login(role="nope", jwt=keys.token())
 
@@ -107,36 +151,51 @@ def _review(cluster: kmock.KubernetesEmulator, authenticated: dict[str, str]) ->
                     "groups": ["system:serviceaccounts"],
                     "extra": {"authentication.kubernetes.io/pod-name": ["worker-5f6d-abc12"]},
                 },
-                "audiences": request.data["spec"].get("audiences") or ["https://kubernetes.default.svc"],
+                "audiences": request.data["spec"].get("audiences")
+                or ["https://kubernetes.default.svc"],
             }
         return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status}
 
     return handle
 
 
-async def test_token_review_mode_against_kmock(kustos_server: RunningServer, kmock: kmock.KubernetesEmulator) -> None:
+async def test_token_review_mode_against_kmock(
+    kustos_server: RunningServer, kmock: kmock.KubernetesEmulator
+) -> None:
     keys = ClusterKeys()  # the server never sees these keys: the cluster vouches for the token
     good = keys.token(namespace="batch", name="worker", audience=["https://kubernetes.default.svc"])
     forged = ClusterKeys().token(namespace="batch", name="worker")
     other = keys.token(namespace="batch", name="intruder")
-    accounts = {good: "system:serviceaccount:batch:worker", other: "system:serviceaccount:batch:intruder"}
+    accounts = {
+        good: "system:serviceaccount:batch:worker",
+        other: "system:serviceaccount:batch:intruder",
+    }
     reviews = kmock["post /apis/authentication.k8s.io/v1/tokenreviews"] << _review(kmock, accounts)
     admin = hvac.Client(url=kustos_server.addr, token=kustos_server.root_token)
 
     def configure() -> None:
         admin.sys.enable_auth_method("kubernetes", path="k8s-review")
         admin.auth.kubernetes.configure(
-            kubernetes_host=str(kmock.url).rstrip("/"), token_reviewer_jwt=REVIEWER_JWT, mount_point="k8s-review"
+            kubernetes_host=str(kmock.url).rstrip("/"),
+            token_reviewer_jwt=REVIEWER_JWT,
+            mount_point="k8s-review",
         )
         admin.auth.kubernetes.create_role(
-            "batch", bound_service_account_names=["worker"], bound_service_account_namespaces=["batch"],
-            policies=["batch-jobs"], mount_point="k8s-review",
+            "batch",
+            bound_service_account_names=["worker"],
+            bound_service_account_namespaces=["batch"],
+            policies=["batch-jobs"],
+            mount_point="k8s-review",
         )
 
     await asyncio.to_thread(configure)
 
     def login(jwt: str) -> dict[str, Any]:
-        return dict(hvac.Client(url=kustos_server.addr).auth.kubernetes.login(role="batch", jwt=jwt, mount_point="k8s-review"))
+        return dict(
+            hvac.Client(url=kustos_server.addr).auth.kubernetes.login(
+                role="batch", jwt=jwt, mount_point="k8s-review"
+            )
+        )
 
     answer = await asyncio.to_thread(login, good)
     meta = answer["auth"]["metadata"]

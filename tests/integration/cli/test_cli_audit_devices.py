@@ -10,10 +10,24 @@ from tests.integration.cli._support import Cli
 
 def test_enable_list_hash_verify_disable(cli: Cli, tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
-    cli.ok("audit", "enable", "file", "--path", "cli-file", f"file_path={log}", "--description", "from the CLI")
+    cli.ok(
+        "audit",
+        "enable",
+        "file",
+        "--path",
+        "cli-file",
+        f"file_path={log}",
+        "--description",
+        "from the CLI",
+    )
 
     devices = json.loads(cli.ok("audit", "list", "-o", "json").stdout)
-    assert {"path": "cli-file/", "type": "file", "description": "from the CLI", "options": {"file_path": str(log)}} in devices
+    assert {
+        "path": "cli-file/",
+        "type": "file",
+        "description": "from the CLI",
+        "options": {"file_path": str(log)},
+    } in devices
 
     cli.ok("kv", "put", "secret/audited", "password=audit-cli-plaintext")
     cli.ok("kv", "get", "secret/audited")
@@ -27,7 +41,9 @@ def test_enable_list_hash_verify_disable(cli: Cli, tmp_path: Path) -> None:
 
     cli.ok("audit", "verify", str(log))
     cli.ok("audit", "disable", "cli-file")
-    assert all(d["path"] != "cli-file/" for d in json.loads(cli.ok("audit", "list", "-o", "json").stdout))
+    assert all(
+        d["path"] != "cli-file/" for d in json.loads(cli.ok("audit", "list", "-o", "json").stdout)
+    )
 
 
 def test_enable_rejects_a_malformed_option(cli: Cli) -> None:

@@ -27,7 +27,9 @@ def login(vault: hvac.Client, kustos_server: RunningServer) -> Iterator[Callable
     """``login("p1", "p2", display_name=...)``: an hvac client holding a fresh token with those policies."""
     clients: list[hvac.Client] = []
 
-    def make(*policies: str, display_name: str = "tester", meta: dict[str, str] | None = None) -> hvac.Client:
+    def make(
+        *policies: str, display_name: str = "tester", meta: dict[str, str] | None = None
+    ) -> hvac.Client:
         token = vault.auth.token.create(
             policies=list(policies), ttl="1h", display_name=display_name, meta=meta
         )["auth"]["client_token"]

@@ -64,7 +64,9 @@ def _call(server: RunningServer, method: str, path: str, token: str | None, **kw
     if token:
         headers["X-Vault-Token"] = token
     if method == "STREAM":
-        with httpx.stream("GET", f"{server.addr}/v1/{path}", headers=headers, timeout=10, **kwargs) as response:
+        with httpx.stream(
+            "GET", f"{server.addr}/v1/{path}", headers=headers, timeout=10, **kwargs
+        ) as response:
             response.close()
     else:
         httpx.request(method, f"{server.addr}/v1/{path}", headers=headers, timeout=10, **kwargs)
@@ -77,7 +79,9 @@ async def test_every_route_writes_a_request_and_a_response_entry(
     server, log = audited
     root = server.root_token
     vault = hvac.Client(url=server.addr, token=root)
-    vault.secrets.kv.v2.create_or_update_secret(path="walk/db", secret={"password": SECRET_VALUES[0]})
+    vault.secrets.kv.v2.create_or_update_secret(
+        path="walk/db", secret={"password": SECRET_VALUES[0]}
+    )
     vault.sys.enable_secrets_engine("transit", path="transit")
     calls: dict[str, tuple[str, str]] = {}
 
@@ -90,24 +94,41 @@ async def test_every_route_writes_a_request_and_a_response_entry(
         path = "sys/events/subscribe" if method == "STREAM" else path
         calls[_call(server, method, path, root, **extra)] = (method, path)
     kv_routes = [
-        ("GET", "secret/data/walk/db"), ("POST", "secret/data/walk/db"), ("GET", "secret/metadata/walk/db"),
-        ("LIST", "secret/metadata/walk"), ("GET", "secret/subkeys/walk/db"), ("POST", "secret/delete/walk/db"),
-        ("POST", "secret/undelete/walk/db"), ("POST", "secret/destroy/walk/db"), ("GET", "secret/config"),
-        ("DELETE", "secret/data/walk/db"), ("DELETE", "secret/metadata/walk/db"), ("GET", "secret/nothing"),
-        ("POST", "transit/keys/walk"), ("GET", "transit/keys/walk"), ("GET", "no-such-mount/x"),
+        ("GET", "secret/data/walk/db"),
+        ("POST", "secret/data/walk/db"),
+        ("GET", "secret/metadata/walk/db"),
+        ("LIST", "secret/metadata/walk"),
+        ("GET", "secret/subkeys/walk/db"),
+        ("POST", "secret/delete/walk/db"),
+        ("POST", "secret/undelete/walk/db"),
+        ("POST", "secret/destroy/walk/db"),
+        ("GET", "secret/config"),
+        ("DELETE", "secret/data/walk/db"),
+        ("DELETE", "secret/metadata/walk/db"),
+        ("GET", "secret/nothing"),
+        ("POST", "transit/keys/walk"),
+        ("GET", "transit/keys/walk"),
+        ("GET", "no-such-mount/x"),
     ]
     assert {op for op in KvEngine.route("GET", "x/y").split(":")[:1]} == {"kv"}
     for method, path in kv_routes:
-        body = {"data": {"password": SECRET_VALUES[0]}, "versions": [1]} if method == "POST" else None
+        body = (
+            {"data": {"password": SECRET_VALUES[0]}, "versions": [1]} if method == "POST" else None
+        )
         calls[_call(server, method, path, root, json=body)] = (method, path)
-    calls[_call(server, "GET", "auth/token/lookup-self", "hvs.not-a-real-token")] = ("GET", "bad token")
+    calls[_call(server, "GET", "auth/token/lookup-self", "hvs.not-a-real-token")] = (
+        "GET",
+        "bad token",
+    )
     calls[_call(server, "GET", "secret/data/../x", root)] = ("GET", "invalid path")
 
     by_id: dict[str, list[str]] = {}
     for entry in _entries(log)[1:]:
         by_id.setdefault(entry["request"]["id"], []).append(entry["type"])
     for request_id, (method, path) in calls.items():
-        assert by_id.get(request_id) == ["request", "response"], f"{method} {path}: {by_id.get(request_id)}"
+        assert by_id.get(request_id) == ["request", "response"], (
+            f"{method} {path}: {by_id.get(request_id)}"
+        )
     skipped = _call(server, "GET", "sys/health", None)
     assert skipped not in {e["request"]["id"] for e in _entries(log)[1:]}
 
@@ -115,10 +136,15 @@ async def test_every_route_writes_a_request_and_a_response_entry(
 def test_no_secret_value_and_no_token_in_the_file(audited: tuple[RunningServer, Path]) -> None:
     server, log = audited
     vault = hvac.Client(url=server.addr, token=server.root_token)
-    vault.secrets.kv.v2.create_or_update_secret(path="leak/db", secret={"password": SECRET_VALUES[0], "pin": PIN})
+    vault.secrets.kv.v2.create_or_update_secret(
+        path="leak/db", secret={"password": SECRET_VALUES[0], "pin": PIN}
+    )
     httpx.patch(
         f"{server.addr}/v1/secret/data/leak/db",
-        headers={"X-Vault-Token": server.root_token, "Content-Type": "application/merge-patch+json"},
+        headers={
+            "X-Vault-Token": server.root_token,
+            "Content-Type": "application/merge-patch+json",
+        },
         content=orjson.dumps({"data": {"other": SECRET_VALUES[1], "port": PORT}}),
     )
     read = vault.secrets.kv.v2.read_secret_version(path="leak/db", raise_on_deleted_version=True)
@@ -134,15 +160,23 @@ def test_no_secret_value_and_no_token_in_the_file(audited: tuple[RunningServer, 
     hashed = vault.sys.calculate_hash(path="file", input_to_hash=SECRET_VALUES[0])["data"]["hash"]
     assert hashed.startswith("hmac-sha256:") and hashed in text
     reads = [
-        e for e in _entries(log)[1:]
-        if e["type"] == "response" and e["request"]["path"] == "secret/data/leak/db" and e["request"]["operation"] == "read"
+        e
+        for e in _entries(log)[1:]
+        if e["type"] == "response"
+        and e["request"]["path"] == "secret/data/leak/db"
+        and e["request"]["operation"] == "read"
     ]
     assert reads and reads[-1]["response"]["data"]["data"]["password"] == hashed
-    assert reads[-1]["auth"]["display_name"] == "root" and reads[-1]["request"]["remote_address"] == "127.0.0.1"
+    assert (
+        reads[-1]["auth"]["display_name"] == "root"
+        and reads[-1]["request"]["remote_address"] == "127.0.0.1"
+    )
 
 
 @pytest.mark.parametrize("tamper", ["delete", "edit", "swap"])
-def test_tampering_is_named_by_audit_verify(audited: tuple[RunningServer, Path], tmp_path: Path, tamper: str) -> None:
+def test_tampering_is_named_by_audit_verify(
+    audited: tuple[RunningServer, Path], tmp_path: Path, tamper: str
+) -> None:
     server, log = audited
     hvac.Client(url=server.addr, token=server.root_token).auth.token.lookup_self()
     runner = CliRunner()
@@ -153,7 +187,11 @@ def test_tampering_is_named_by_audit_verify(audited: tuple[RunningServer, Path],
     if tamper == "delete":
         del lines[victim]
     elif tamper == "edit":
-        lines[victim] = lines[victim].replace(b'"status":', b'"status": ', 1) if b'"status":' in lines[victim] else lines[victim].replace(b'"operation":"', b'"operation":"x', 1)
+        lines[victim] = (
+            lines[victim].replace(b'"status":', b'"status": ', 1)
+            if b'"status":' in lines[victim]
+            else lines[victim].replace(b'"operation":"', b'"operation":"x', 1)
+        )
     else:
         lines[victim], lines[victim + 1] = lines[victim + 1], lines[victim]
     copy = tmp_path / f"{tamper}.log"
@@ -186,9 +224,21 @@ async def test_unwritable_audit_file_refuses_reads_and_writes(tmp_path: Path) ->
             before = await _snapshot(server.data_dir / "kustos.db")
             entries_before = log.read_bytes()
             read = httpx.get(f"{server.addr}/v1/secret/data/fc/db", headers=headers)
-            write = httpx.post(f"{server.addr}/v1/secret/data/fc/db", headers=headers, json={"data": {"password": "after"}})
-            token = httpx.post(f"{server.addr}/v1/auth/token/create", headers=headers, json={"policies": ["default"]})
-            policy = httpx.put(f"{server.addr}/v1/sys/policies/acl/x", headers=headers, json={"policy": 'path "a" { capabilities = ["read"] }'})
+            write = httpx.post(
+                f"{server.addr}/v1/secret/data/fc/db",
+                headers=headers,
+                json={"data": {"password": "after"}},
+            )
+            token = httpx.post(
+                f"{server.addr}/v1/auth/token/create",
+                headers=headers,
+                json={"policies": ["default"]},
+            )
+            policy = httpx.put(
+                f"{server.addr}/v1/sys/policies/acl/x",
+                headers=headers,
+                json={"policy": 'path "a" { capabilities = ["read"] }'},
+            )
             for response in (read, write, token, policy):
                 assert response.status_code == 503
                 assert "audit" in response.json()["errors"][0]
@@ -205,8 +255,12 @@ async def test_device_that_cannot_be_reopened_at_start_fails_closed(tmp_path: Pa
     log = tmp_path / "audit.log"
     with start_server(tmp_path / "srv") as server:
         vault = hvac.Client(url=server.addr, token=server.root_token)
-        vault.sys.enable_audit_device(device_type="file", description="main", options={"file_path": str(log)})
-        assert vault.sys.list_enabled_audit_devices()["data"]["file/"]["options"]["file_path"] == str(log)
+        vault.sys.enable_audit_device(
+            device_type="file", description="main", options={"file_path": str(log)}
+        )
+        assert vault.sys.list_enabled_audit_devices()["data"]["file/"]["options"][
+            "file_path"
+        ] == str(log)
         vault.secrets.kv.v2.create_or_update_secret(path="fc/db", secret={"password": "kept"})
         server.stop()
         log.unlink()
@@ -218,5 +272,7 @@ async def test_device_that_cannot_be_reopened_at_start_fails_closed(tmp_path: Pa
         server.stop()
         log.unlink()
         server.start()  # a fresh file: the chain starts again, requests go through
-        assert httpx.get(f"{server.addr}/v1/secret/data/fc/db", headers=headers).json()["data"]["data"] == {"password": "kept"}
+        assert httpx.get(f"{server.addr}/v1/secret/data/fc/db", headers=headers).json()["data"][
+            "data"
+        ] == {"password": "kept"}
         assert _entries(log)[0]["type"] == "genesis"

@@ -24,7 +24,9 @@ def _write(client: hvac.Client, path: str, data: dict[str, str]) -> None:
 
 
 def _read(client: hvac.Client, path: str) -> dict[str, str]:
-    answer = client.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
+    answer = client.secrets.kv.v2.read_secret_version(
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )
     data: dict[str, str] = answer["data"]["data"]
     return data
 
@@ -34,7 +36,9 @@ def test_policy_crud_both_spellings(vault: hvac.Client) -> None:
     vault.sys.create_or_update_acl_policy(name="crud-acl", policy=text)
     assert vault.sys.read_acl_policy("crud-acl")["data"] == {"name": "crud-acl", "policy": text}
     assert "crud-acl" in vault.sys.list_acl_policies()["data"]["keys"]
-    vault.sys.create_or_update_policy(name="crud-legacy", policy={"path": {"secret/data/x": {"capabilities": ["list"]}}})
+    vault.sys.create_or_update_policy(
+        name="crud-legacy", policy={"path": {"secret/data/x": {"capabilities": ["list"]}}}
+    )
     legacy = vault.sys.read_policy("crud-legacy")
     assert legacy["name"] == "crud-legacy" and '"secret/data/x"' in legacy["rules"]
     listed = vault.sys.list_policies()["policies"]
@@ -52,10 +56,14 @@ def test_builtins_and_bad_documents_are_refused(vault: hvac.Client) -> None:
     with pytest.raises(hvac.exceptions.InvalidRequest, match="root policy"):
         vault.sys.read_acl_policy("root")
     with pytest.raises(hvac.exceptions.InvalidRequest, match="cannot update the root policy"):
-        vault.sys.create_or_update_acl_policy(name="root", policy='path "*" { capabilities = ["read"] }')
+        vault.sys.create_or_update_acl_policy(
+            name="root", policy='path "*" { capabilities = ["read"] }'
+        )
     with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid capability 'reed'"):
-        vault.sys.create_or_update_acl_policy(name="bad", policy='path "a/*" { capabilities = ["reed"] }')
-    assert "path \"auth/token/lookup-self\"" in vault.sys.read_acl_policy("default")["data"]["policy"]
+        vault.sys.create_or_update_acl_policy(
+            name="bad", policy='path "a/*" { capabilities = ["reed"] }'
+        )
+    assert 'path "auth/token/lookup-self"' in vault.sys.read_acl_policy("default")["data"]["policy"]
 
 
 def test_each_capability(vault: hvac.Client, login: Login) -> None:
@@ -66,7 +74,9 @@ def test_each_capability(vault: hvac.Client, login: Login) -> None:
     _policy(vault, "cap-patch", 'path "secret/data/caps/*" { capabilities = ["patch"] }')
     _policy(vault, "cap-delete", 'path "secret/data/caps/*" { capabilities = ["delete"] }')
     _policy(vault, "cap-list", 'path "secret/metadata/caps/*" { capabilities = ["list"] }')
-    _policy(vault, "cap-sudo", 'path "auth/token/lookup-accessor" { capabilities = ["update", "sudo"] }')
+    _policy(
+        vault, "cap-sudo", 'path "auth/token/lookup-accessor" { capabilities = ["update", "sudo"] }'
+    )
 
     creator = login("cap-create")
     _write(creator, "caps/new-by-create", {"k": "1"})
@@ -95,12 +105,17 @@ def test_each_capability(vault: hvac.Client, login: Login) -> None:
         _read(patcher, "caps/existing")
 
     deleter = login("cap-delete")
-    deleter.secrets.kv.v2.delete_latest_version_of_secret(path="caps/new-by-create", mount_point="secret")
+    deleter.secrets.kv.v2.delete_latest_version_of_secret(
+        path="caps/new-by-create", mount_point="secret"
+    )
     with pytest.raises(hvac.exceptions.Forbidden):
         _read(deleter, "caps/existing")
 
     lister = login("cap-list")
-    assert "existing" in lister.secrets.kv.v2.list_secrets(path="caps/", mount_point="secret")["data"]["keys"]
+    assert (
+        "existing"
+        in lister.secrets.kv.v2.list_secrets(path="caps/", mount_point="secret")["data"]["keys"]
+    )
     with pytest.raises(hvac.exceptions.Forbidden):
         _read(lister, "caps/existing")
     with pytest.raises(hvac.exceptions.Forbidden):
@@ -114,7 +129,14 @@ def test_each_capability(vault: hvac.Client, login: Login) -> None:
 
 
 def test_globs_deny_precedence_and_priority(vault: hvac.Client, login: Login) -> None:
-    for path in ("team-a/config", "team-b/config", "team-a/deep/config", "app/special", "app/plain", "app/denied"):
+    for path in (
+        "team-a/config",
+        "team-b/config",
+        "team-a/deep/config",
+        "app/special",
+        "app/plain",
+        "app/denied",
+    ):
         _write(vault, path, {"v": path})
     _policy(vault, "glob-plus", 'path "secret/data/+/config" { capabilities = ["read"] }')
     _policy(vault, "prefix", 'path "secret/data/app/*" { capabilities = ["read", "update"] }')
@@ -142,7 +164,9 @@ def test_globs_deny_precedence_and_priority(vault: hvac.Client, login: Login) ->
 
 
 def test_write_only(vault: hvac.Client, login: Login, kustos_server: RunningServer) -> None:
-    _policy(vault, "write-only", 'path "secret/data/payments/*" { capabilities = ["create", "update"] }')
+    _policy(
+        vault, "write-only", 'path "secret/data/payments/*" { capabilities = ["create", "update"] }'
+    )
     writer = login("write-only")
     _write(writer, "payments/db", {"password": "s3cr3t-write-only"})
     _write(writer, "payments/db", {"password": "rotated-write-only"})
@@ -154,7 +178,11 @@ def test_write_only(vault: hvac.Client, login: Login, kustos_server: RunningServ
     token = writer.token
     for url in ("secret/subkeys/payments/db", "secret/data/payments/db?version=1"):
         answer = httpx.get(f"{kustos_server.addr}/v1/{url}", headers={"X-Vault-Token": token})
-        assert answer.status_code == 403 and "rotated" not in answer.text and "s3cr3t" not in answer.text
+        assert (
+            answer.status_code == 403
+            and "rotated" not in answer.text
+            and "s3cr3t" not in answer.text
+        )
 
 
 def test_capabilities_endpoints(vault: hvac.Client, login: Login) -> None:
@@ -167,7 +195,9 @@ def test_capabilities_endpoints(vault: hvac.Client, login: Login) -> None:
     other = vault.sys.get_capabilities(paths=["secret/data/q/x"], token=client.token)
     assert other["capabilities"] == ["list", "read"]
     accessor = client.auth.token.lookup_self()["data"]["accessor"]
-    assert vault.sys.get_capabilities(paths=["secret/data/q/x"], accessor=accessor)["capabilities"] == ["list", "read"]
+    assert vault.sys.get_capabilities(paths=["secret/data/q/x"], accessor=accessor)[
+        "capabilities"
+    ] == ["list", "read"]
     assert vault.sys.get_capabilities(paths=["anything"])["capabilities"] == ["root"]
 
 
@@ -189,7 +219,9 @@ def test_every_area_goes_through_the_policies(vault: hvac.Client, login: Login) 
     calls: list[Callable[[], object]] = [
         lambda: client.sys.list_mounted_secrets_engines(),
         lambda: client.sys.list_acl_policies(),
-        lambda: client.sys.create_or_update_acl_policy(name="x", policy='path "*" { capabilities = ["sudo"] }'),
+        lambda: client.sys.create_or_update_acl_policy(
+            name="x", policy='path "*" { capabilities = ["sudo"] }'
+        ),
         lambda: client.sys.list_enabled_audit_devices(),
         lambda: client.auth.token.create(policies=["default"]),
         lambda: client.auth.token.lookup(vault.token),
@@ -201,7 +233,9 @@ def test_every_area_goes_through_the_policies(vault: hvac.Client, login: Login) 
     assert "secret/" in login("mounts-reader").sys.list_mounted_secrets_engines()["data"]
 
 
-def test_parameter_rules_are_enforced(vault: hvac.Client, login: Login, kustos_server: RunningServer) -> None:
+def test_parameter_rules_are_enforced(
+    vault: hvac.Client, login: Login, kustos_server: RunningServer
+) -> None:
     _policy(vault, "app-read", 'path "secret/data/app/*" { capabilities = ["read"] }')
     _policy(
         vault,
@@ -212,7 +246,10 @@ def test_parameter_rules_are_enforced(vault: hvac.Client, login: Login, kustos_s
     maker = login("token-maker", "app-read")
     url = f"{kustos_server.addr}/v1/auth/token/create"
     headers = {"X-Vault-Token": maker.token}
-    assert httpx.post(url, headers=headers, json={"policies": ["app-read"], "ttl": "10m"}).status_code == 200
+    assert (
+        httpx.post(url, headers=headers, json={"policies": ["app-read"], "ttl": "10m"}).status_code
+        == 200
+    )
     refused = httpx.post(url, headers=headers, json={"policies": ["app-read"], "display_name": "x"})
     assert refused.status_code == 403 and "display_name" in refused.json()["errors"][0]
     refused = httpx.post(url, headers=headers, json={"policies": ["token-maker"]})

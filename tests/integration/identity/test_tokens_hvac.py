@@ -28,17 +28,23 @@ def test_ttl_max_ttl_and_renewals(vault: hvac.Client, kustos_server: RunningServ
     assert by_accessor["lease_duration"] <= 1800  # capped by explicit_max_ttl
     looked = vault.auth.token.lookup(auth["client_token"])["data"]
     assert looked["explicit_max_ttl"] == 1800 and looked["ttl"] <= 1800
-    self_renewed = _client(kustos_server, auth["client_token"]).auth.token.renew_self(increment="5m")["auth"]
+    self_renewed = _client(kustos_server, auth["client_token"]).auth.token.renew_self(
+        increment="5m"
+    )["auth"]
     assert 290 <= self_renewed["lease_duration"] <= 300
 
 
-def test_revoke_takes_children_revoke_orphan_does_not(vault: hvac.Client, kustos_server: RunningServer) -> None:
+def test_revoke_takes_children_revoke_orphan_does_not(
+    vault: hvac.Client, kustos_server: RunningServer
+) -> None:
     _ = vault.sys.create_or_update_acl_policy(
         name="token-parent", policy='path "auth/token/create" { capabilities = ["update"] }'
     )
     parent = vault.auth.token.create(policies=["token-parent"], ttl="1h")["auth"]["client_token"]
     parent_client = _client(kustos_server, parent)
-    child = parent_client.auth.token.create(policies=["token-parent"], ttl="30m")["auth"]["client_token"]
+    child = parent_client.auth.token.create(policies=["token-parent"], ttl="30m")["auth"][
+        "client_token"
+    ]
     grandchild = _client(kustos_server, child).auth.token.create(policies=["default"], ttl="10m")
     assert grandchild["auth"]["orphan"] is False
     vault.auth.token.revoke(parent)
@@ -47,7 +53,9 @@ def test_revoke_takes_children_revoke_orphan_does_not(vault: hvac.Client, kustos
             _client(kustos_server, token).auth.token.lookup_self()
 
     parent = vault.auth.token.create(policies=["token-parent"], ttl="1h")["auth"]["client_token"]
-    child = _client(kustos_server, parent).auth.token.create(policies=["default"], ttl="30m")["auth"]["client_token"]
+    child = _client(kustos_server, parent).auth.token.create(policies=["default"], ttl="30m")[
+        "auth"
+    ]["client_token"]
     vault.auth.token.revoke_and_orphan_children(parent)
     with pytest.raises(hvac.exceptions.Forbidden):
         _client(kustos_server, parent).auth.token.lookup_self()
@@ -63,9 +71,14 @@ def test_orphans_and_subset_rule_need_sudo(vault: hvac.Client, login: Login) -> 
         policy='path "auth/token/create" { capabilities = ["update", "sudo"] }\n'
         'path "auth/token/create-orphan" { capabilities = ["update", "sudo"] }',
     )
-    vault.sys.create_or_update_acl_policy(name="other", policy='path "secret/*" { capabilities = ["read"] }')
+    vault.sys.create_or_update_acl_policy(
+        name="other", policy='path "secret/*" { capabilities = ["read"] }'
+    )
     maker = login("maker")
-    assert maker.auth.token.create(policies=["maker"], ttl="5m")["auth"]["policies"] == ["default", "maker"]
+    assert maker.auth.token.create(policies=["maker"], ttl="5m")["auth"]["policies"] == [
+        "default",
+        "maker",
+    ]
     with pytest.raises(hvac.exceptions.Forbidden, match="subset"):
         maker.auth.token.create(policies=["other"])
     with pytest.raises(hvac.exceptions.Forbidden, match="orphan"):

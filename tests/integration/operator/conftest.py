@@ -73,18 +73,24 @@ class Api:
     async def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         body.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
         meta = body["metadata"]
-        response = await self.http.post(self._path(body["apiVersion"], plural, meta.get("namespace")), json=body)
+        response = await self.http.post(
+            self._path(body["apiVersion"], plural, meta.get("namespace")), json=body
+        )
         assert response.status_code < 300, response.text
         return dict(response.json())
 
-    async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, api_version: str, plural: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         response = await self.http.get(self._path(api_version, plural, namespace, name))
         if response.status_code == 404:
             return None
         assert response.status_code < 300, response.text
         return dict(response.json())
 
-    async def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: dict[str, Any]) -> None:
+    async def patch(
+        self, api_version: str, plural: str, namespace: str | None, name: str, patch: dict[str, Any]
+    ) -> None:
         response = await self.http.patch(
             self._path(api_version, plural, namespace, name),
             json=patch,
@@ -96,7 +102,9 @@ class Api:
         response = await self.http.delete(self._path(api_version, plural, namespace, name))
         assert response.status_code < 300, response.text
 
-    async def list(self, api_version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    async def list(
+        self, api_version: str, plural: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
         response = await self.http.get(self._path(api_version, plural, namespace))
         assert response.status_code < 300, response.text
         return list(response.json()["items"])
@@ -146,7 +154,9 @@ def run_operator(cluster: kmock.KubernetesEmulator) -> RunOperator:
                 stop = asyncio.Event()
                 holder["stop"] = stop
                 started.set()
-                loop.run_until_complete(serve(connection=connection, options=options, stop_flag=stop))
+                loop.run_until_complete(
+                    serve(connection=connection, options=options, stop_flag=stop)
+                )
             except BaseException as exc:
                 holder["error"] = exc
             finally:
@@ -170,7 +180,9 @@ def run_operator(cluster: kmock.KubernetesEmulator) -> RunOperator:
     return _run
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll ``check`` until it is true; fail naming ``what`` after a generous timeout."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

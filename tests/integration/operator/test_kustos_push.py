@@ -32,40 +32,81 @@ async def test_a_kv_write_reaches_the_secret_by_push(
     async with httpx.AsyncClient(base_url=addr, headers={"X-Vault-Token": root}, timeout=10) as kv:
         await kv.post("/v1/secret/data/push/db", json={"data": {"password": "first"}})
         await kv.post("/v1/secret/data/push/other", json={"data": {"x": "1"}})
-        await api.create("secrets", {"apiVersion": "v1", "kind": "Secret",
-                                     "metadata": {"name": "kustos-token", "namespace": "app"},
-                                     "data": {"token": base64.b64encode(root.encode()).decode()}})
-        await api.create("secretstores", {"apiVersion": ES, "kind": "SecretStore",
-                                          "metadata": {"name": "kustos", "namespace": "app"},
-                                          "spec": {"provider": {"kustos": {
-                                              "server": addr,
-                                              "auth": {"tokenSecretRef": {"name": "kustos-token", "key": "token"}}}}}})
+        await api.create(
+            "secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "kustos-token", "namespace": "app"},
+                "data": {"token": base64.b64encode(root.encode()).decode()},
+            },
+        )
+        await api.create(
+            "secretstores",
+            {
+                "apiVersion": ES,
+                "kind": "SecretStore",
+                "metadata": {"name": "kustos", "namespace": "app"},
+                "spec": {
+                    "provider": {
+                        "kustos": {
+                            "server": addr,
+                            "auth": {"tokenSecretRef": {"name": "kustos-token", "key": "token"}},
+                        }
+                    }
+                },
+            },
+        )
         for name, key in (("db", "push/db"), ("bystander", "push/other")):
-            await api.create("externalsecrets", {"apiVersion": ES, "kind": "ExternalSecret",
-                                                 "metadata": {"name": name, "namespace": "app"},
-                                                 "spec": {"secretStoreRef": {"name": "kustos"}, "refreshInterval": "1h",
-                                                          "data": [{"secretKey": "value", "remoteRef": {"key": key}}]}})
+            await api.create(
+                "externalsecrets",
+                {
+                    "apiVersion": ES,
+                    "kind": "ExternalSecret",
+                    "metadata": {"name": name, "namespace": "app"},
+                    "spec": {
+                        "secretStoreRef": {"name": "kustos"},
+                        "refreshInterval": "1h",
+                        "data": [{"secretKey": "value", "remoteRef": {"key": key}}],
+                    },
+                },
+            )
 
         async with run_operator():
+
             async def first() -> bool:
-                return b"first" in _decoded(await api.get("v1", "secrets", "app", "db")).get("value", b"")
+                return b"first" in _decoded(await api.get("v1", "secrets", "app", "db")).get(
+                    "value", b""
+                )
+
             await wait(first, what="the first value", timeout=15)
             await wait(lambda: _has(api, "bystander"), what="the bystander Secret", timeout=15)
             bystander = await api.get("v1", "secrets", "app", "bystander")
 
             started = time.perf_counter()
-            written = await kv.post("/v1/secret/data/push/db", json={"data": {"password": "pushed"}})
+            written = await kv.post(
+                "/v1/secret/data/push/db", json={"data": {"password": "pushed"}}
+            )
             assert written.status_code == 200
 
             async def pushed() -> bool:
-                return b"pushed" in _decoded(await api.get("v1", "secrets", "app", "db")).get("value", b"")
-            await wait(pushed, what="the pushed value (refreshInterval is 1h: only push can bring it)", timeout=10)
+                return b"pushed" in _decoded(await api.get("v1", "secrets", "app", "db")).get(
+                    "value", b""
+                )
+
+            await wait(
+                pushed,
+                what="the pushed value (refreshInterval is 1h: only push can bring it)",
+                timeout=10,
+            )
             record_property("change_to_secret_seconds", round(time.perf_counter() - started, 3))
 
             # a change to one key reconciles only its readers: the other Secret is not rewritten
             again = await api.get("v1", "secrets", "app", "bystander")
             assert again is not None and bystander is not None
-            assert again["metadata"].get("resourceVersion") == bystander["metadata"].get("resourceVersion")
+            assert again["metadata"].get("resourceVersion") == bystander["metadata"].get(
+                "resourceVersion"
+            )
 
 
 async def _has(api: Any, name: str) -> bool:

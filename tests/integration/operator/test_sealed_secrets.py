@@ -41,7 +41,9 @@ def sealer(kustos_server: RunningServer) -> Any:
         manifest = parse_secret({"apiVersion": "v1", "kind": "Secret", "type": type_,
                                  "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
                                  "stringData": values})  # fmt: skip
-        sealed = seal_secret(manifest, certificates=certificates, now=datetime.datetime.now(tz=datetime.UTC), fmt=fmt)
+        sealed = seal_secret(
+            manifest, certificates=certificates, now=datetime.datetime.now(tz=datetime.UTC), fmt=fmt
+        )
         return sealed[0]
 
     return seal
@@ -52,7 +54,9 @@ def _options(server: RunningServer) -> dict[str, Any]:
             "reloader": False}  # fmt: skip
 
 
-@pytest.mark.parametrize(("fmt", "api_version"), [(SealFormat.bitnami, BITNAMI), (SealFormat.kustos, KUSTOS)])
+@pytest.mark.parametrize(
+    ("fmt", "api_version"), [(SealFormat.bitnami, BITNAMI), (SealFormat.kustos, KUSTOS)]
+)
 async def test_a_sealed_secret_of_either_group_becomes_a_secret(
     api, run_operator, wait, kustos_server: RunningServer, sealer, fmt: SealFormat, api_version: str
 ) -> None:
@@ -61,21 +65,32 @@ async def test_a_sealed_secret_of_either_group_becomes_a_secret(
     assert sealed["apiVersion"] == api_version
     created = await api.create("sealedsecrets", sealed)
     async with run_operator(**_options(kustos_server)):
+
         async def unsealed() -> bool:
-            return _decoded(await api.get("v1", "secrets", "app", "db")) == {"password": b"s3cret", "user": b"app"}
+            return _decoded(await api.get("v1", "secrets", "app", "db")) == {
+                "password": b"s3cret",
+                "user": b"app",
+            }
+
         await wait(unsealed, what="the unsealed Secret", timeout=15)
         secret = await api.get("v1", "secrets", "app", "db")
         assert secret is not None
         assert secret["type"] == "kubernetes.io/basic-auth"
         assert secret["metadata"]["labels"]["team"] == "payments"
         [owner] = secret["metadata"]["ownerReferences"]
-        assert (owner["apiVersion"], owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-            api_version, "SealedSecret", "db", created["metadata"]["uid"], True)
+        assert (
+            owner["apiVersion"],
+            owner["kind"],
+            owner["name"],
+            owner["uid"],
+            owner["controller"],
+        ) == (api_version, "SealedSecret", "db", created["metadata"]["uid"], True)
 
         async def synced() -> bool:
             body = await api.get(api_version, "sealedsecrets", "app", "db")
             conditions = ((body or {}).get("status") or {}).get("conditions") or []
             return any(c["type"] == "Synced" and c["status"] == "True" for c in conditions)
+
         await wait(synced, what="Synced=True", timeout=10)
         assert await api.events("app", reason="Unsealed")
 
@@ -90,12 +105,16 @@ async def test_an_unmanaged_secret_is_refused_until_annotated_managed(
     await api.create("secrets", {"apiVersion": "v1", "kind": "Secret",
                                  "metadata": {"name": "taken", "namespace": "app"},
                                  "data": {"mine": base64.b64encode(b"hand-made").decode()}})  # fmt: skip
-    await api.create("sealedsecrets", sealer("taken", {"password": "sealed-value"}, fmt=SealFormat.bitnami))
+    await api.create(
+        "sealedsecrets", sealer("taken", {"password": "sealed-value"}, fmt=SealFormat.bitnami)
+    )
     async with run_operator(**_options(kustos_server)):
+
         async def refused() -> bool:
             body = await api.get(BITNAMI, "sealedsecrets", "app", "taken")
             conditions = ((body or {}).get("status") or {}).get("conditions") or []
             return any(c["type"] == "Synced" and c["status"] == "False" for c in conditions)
+
         await wait(refused, what="Synced=False", timeout=15)
         [event] = await api.events("app", reason="ErrUpdateFailed")
         assert "already exists and is not managed by SealedSecret" in event["message"]
@@ -103,22 +122,39 @@ async def test_an_unmanaged_secret_is_refused_until_annotated_managed(
         assert _decoded(await api.get("v1", "secrets", "app", "taken")) == {"mine": b"hand-made"}
 
         # the managed annotation lets the SealedSecret take it over (no change to the SealedSecret needed)
-        await api.patch("v1", "secrets", "app", "taken",
-                        {"metadata": {"annotations": {"sealedsecrets.bitnami.com/managed": "true"}}})
+        await api.patch(
+            "v1",
+            "secrets",
+            "app",
+            "taken",
+            {"metadata": {"annotations": {"sealedsecrets.bitnami.com/managed": "true"}}},
+        )
 
         async def taken_over() -> bool:
-            return _decoded(await api.get("v1", "secrets", "app", "taken")) == {"password": b"sealed-value"}
+            return _decoded(await api.get("v1", "secrets", "app", "taken")) == {
+                "password": b"sealed-value"
+            }
+
         await wait(taken_over, what="the managed Secret taken over", timeout=15)
         secret = await api.get("v1", "secrets", "app", "taken")
-        assert secret is not None and secret["metadata"]["ownerReferences"][0]["kind"] == "SealedSecret"
+        assert (
+            secret is not None
+            and secret["metadata"]["ownerReferences"][0]["kind"] == "SealedSecret"
+        )
 
 
-async def test_a_value_that_does_not_open_is_reported(api, run_operator, wait, kustos_server: RunningServer, sealer) -> None:
+async def test_a_value_that_does_not_open_is_reported(
+    api, run_operator, wait, kustos_server: RunningServer, sealer
+) -> None:
     sealed = sealer("broken", {"password": "x"}, fmt=SealFormat.bitnami)
-    sealed["spec"]["encryptedData"]["password"] = base64.b64encode(b"\x00\x10" + b"garbage" * 40).decode()
+    sealed["spec"]["encryptedData"]["password"] = base64.b64encode(
+        b"\x00\x10" + b"garbage" * 40
+    ).decode()
     await api.create("sealedsecrets", sealed)
     async with run_operator(**_options(kustos_server)):
+
         async def failed() -> bool:
             return bool(await api.events("app", reason="ErrUnsealFailed"))
+
         await wait(failed, what="an ErrUnsealFailed event", timeout=15)
         assert await api.get("v1", "secrets", "app", "broken") is None

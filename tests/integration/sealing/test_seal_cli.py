@@ -319,7 +319,9 @@ def test_keys_generate_list_cert(tmp_path: Path) -> None:
     cert = tmp_path / "cert.pem"
     cert.write_bytes(ok("keys", "cert", "--keyring", str(keyring)))
     assert cert.read_bytes().count(b"BEGIN CERTIFICATE") == 2  # RSA + X25519 exchange certificate
-    assert ok("keys", "cert", "--rsa-only", "--keyring", str(keyring)).count(b"BEGIN CERTIFICATE") == 1
+    assert (
+        ok("keys", "cert", "--rsa-only", "--keyring", str(keyring)).count(b"BEGIN CERTIFICATE") == 1
+    )
     sealed = tmp_path / "s.json"
     sealed.write_bytes(ok("--cert", str(cert), stdin=SECRET_YAML))
     out = json.loads(

@@ -47,13 +47,28 @@ def _secret(name: str = "db", namespace: str = "prod", **values: str) -> dict[st
     }
 
 
-def cli(server: RunningServer | None, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def cli(
+    server: RunningServer | None, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KUSTOS_", "VAULT_"))}
     full_env["COLUMNS"] = "200"
     if server is not None:
-        full_env.update({"KUSTOS_ADDR": server.addr, "KUSTOS_TOKEN": server.root_token, "HOME": str(server.home)})
+        full_env.update(
+            {
+                "KUSTOS_ADDR": server.addr,
+                "KUSTOS_TOKEN": server.root_token,
+                "HOME": str(server.home),
+            }
+        )
     full_env.update(env or {})
-    return subprocess.run([KUSTOS, "seal", *args], input=stdin, capture_output=True, env=full_env, timeout=120, check=False)
+    return subprocess.run(
+        [KUSTOS, "seal", *args],
+        input=stdin,
+        capture_output=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
 
 
 def ok(server: RunningServer | None, *args: str, **kw: Any) -> bytes:
@@ -84,7 +99,9 @@ def _seal(server: RunningServer, fmt: SealFormat, **kw: Any) -> dict[str, Any]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with start_server(tmp_path_factory.mktemp("sealing-server")) as running:
         # small keys keep the test fast; production default stays RSA-4096
-        assert api(running, "POST", "sys/sealing/config", json={"key_bits": 2048}).status_code == 200
+        assert (
+            api(running, "POST", "sys/sealing/config", json={"key_bits": 2048}).status_code == 200
+        )
         yield running
 
 
@@ -92,7 +109,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def test_cert_pem_fetch_cert_and_bundle(server: RunningServer) -> None:
-    response = httpx.get(f"{server.addr}/v1/cert.pem", timeout=60.0)  # no token, like the controller
+    response = httpx.get(
+        f"{server.addr}/v1/cert.pem", timeout=60.0
+    )  # no token, like the controller
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert response.content.count(b"BEGIN CERTIFICATE") == 1  # RSA only: byte-compatible
@@ -115,7 +134,9 @@ def test_cert_pem_fetch_cert_and_bundle(server: RunningServer) -> None:
 
 def test_seal_verify_rotate_end_to_end(server: RunningServer) -> None:
     secret_yaml = json.dumps(_secret(password="s3cret")).encode()
-    sealed = ok(server, "--controller-url", server.addr, "-o", "json", stdin=secret_yaml)  # cert fetched from server
+    sealed = ok(
+        server, "--controller-url", server.addr, "-o", "json", stdin=secret_yaml
+    )  # cert fetched from server
     ok(server, "--validate", stdin=sealed)
     doc = json.loads(sealed)
     old_key = doc["metadata"]["annotations"]["kustos.io/sealing-key-id"]
@@ -126,7 +147,9 @@ def test_seal_verify_rotate_end_to_end(server: RunningServer) -> None:
 
     corrupted = json.loads(sealed)
     value = base64.b64decode(corrupted["spec"]["encryptedData"]["password"])
-    corrupted["spec"]["encryptedData"]["password"] = base64.b64encode(value[:-1] + bytes([value[-1] ^ 1])).decode()
+    corrupted["spec"]["encryptedData"]["password"] = base64.b64encode(
+        value[:-1] + bytes([value[-1] ^ 1])
+    ).decode()
     bad = cli(server, "--validate", stdin=json.dumps(corrupted).encode())
     assert bad.returncode != 0 and b"unable to decrypt sealed secret" in bad.stderr
     assert api(server, "POST", "verify", content=json.dumps(corrupted)).status_code == 409
@@ -136,9 +159,13 @@ def test_seal_verify_rotate_end_to_end(server: RunningServer) -> None:
     reencrypted = json.loads(ok(server, "--re-encrypt", "-o", "json", stdin=sealed))
     assert reencrypted["metadata"]["annotations"]["kustos.io/sealing-key-id"] == rotated["key_id"]
     assert reencrypted["spec"]["template"] == doc["spec"]["template"]
-    assert reencrypted["spec"]["encryptedData"]["password"] != doc["spec"]["encryptedData"]["password"]
+    assert (
+        reencrypted["spec"]["encryptedData"]["password"] != doc["spec"]["encryptedData"]["password"]
+    )
     ok(server, "--validate", stdin=json.dumps(reencrypted).encode())
-    unsealed = api(server, "POST", "sys/sealing/unseal", json={"sealed_secret": reencrypted}).json()["data"]
+    unsealed = api(
+        server, "POST", "sys/sealing/unseal", json={"sealed_secret": reencrypted}
+    ).json()["data"]
     assert unsealed["key_id"] == rotated["key_id"]
     assert base64.b64decode(unsealed["secret"]["data"]["password"]) == b"s3cret"
     # the old object still unseals with the old key (kept for unsealing)
@@ -163,7 +190,10 @@ def test_unseal_endpoint_both_groups(server: RunningServer, fmt: SealFormat) -> 
     assert secret["metadata"]["labels"] == {"app": "db"}
     assert secret["metadata"]["annotations"] == {"team": "payments"}
     assert secret["type"] == "Opaque" and secret["immutable"] is True
-    assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == {"password": b"p@ss", "user": b"app"}
+    assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == {
+        "password": b"p@ss",
+        "user": b"app",
+    }
     assert data["key_id"] == load_certificates(_bundle(server))[0].key_id
     if fmt is SealFormat.kustos:
         assert all("ephemeralKey" in r for r in doc["spec"]["dataKeys"]["d1"])  # the X25519 path
@@ -180,8 +210,20 @@ def test_unseal_endpoint_bad_input(server: RunningServer) -> None:
     missing = api(server, "POST", "sys/sealing/unseal", json={})
     assert missing.status_code == 400 and "sealed_secret" in missing.json()["errors"][0]
     not_sealed = api(server, "POST", "sys/sealing/unseal", json={"sealed_secret": _secret()})
-    assert not_sealed.status_code == 400 and "expected a SealedSecret" in not_sealed.json()["errors"][0]
-    assert api(server, "POST", "sys/sealing/unseal", json={"sealed_secret": {}}, headers={"X-Vault-Token": "nope"}).status_code == 403
+    assert (
+        not_sealed.status_code == 400
+        and "expected a SealedSecret" in not_sealed.json()["errors"][0]
+    )
+    assert (
+        api(
+            server,
+            "POST",
+            "sys/sealing/unseal",
+            json={"sealed_secret": {}},
+            headers={"X-Vault-Token": "nope"},
+        ).status_code
+        == 403
+    )
 
 
 # -- renewal and cut-off ----------------------------------------------------------------------
@@ -192,20 +234,33 @@ def test_cutoff_and_periodic_renewal_keep_old_keys(server: RunningServer) -> Non
     old_doc = _seal(server, SealFormat.bitnami, password="before-cutoff")
 
     cutoff = datetime.now(UTC).isoformat()
-    config = api(server, "POST", "sys/sealing/config", json={"key_cutoff_time": cutoff}).json()["data"]
+    config = api(server, "POST", "sys/sealing/config", json={"key_cutoff_time": cutoff}).json()[
+        "data"
+    ]
     assert config["key_cutoff_time"] is not None
-    after_cutoff = api(server, "GET", "sys/sealing/keys").json()["data"]["keys"]  # lazy renewal on use
+    after_cutoff = api(server, "GET", "sys/sealing/keys").json()["data"][
+        "keys"
+    ]  # lazy renewal on use
     assert len(after_cutoff) == len(before) + 1
     assert [k["active"] for k in after_cutoff] == [False] * len(before) + [True]
-    assert api(server, "GET", "sys/sealing/keys").json()["data"]["keys"] == after_cutoff  # only once
+    assert (
+        api(server, "GET", "sys/sealing/keys").json()["data"]["keys"] == after_cutoff
+    )  # only once
 
     assert api(server, "POST", "sys/sealing/config", json={"renew_period": "1s"}).status_code == 200
     time.sleep(1.2)
     renewed = api(server, "GET", "sys/sealing/keys").json()["data"]["keys"]
     assert len(renewed) == len(after_cutoff) + 1
-    assert api(server, "POST", "sys/sealing/config", json={"renew_period": "30d"}).json()["data"]["renew_period"] == 30 * 86400
+    assert (
+        api(server, "POST", "sys/sealing/config", json={"renew_period": "30d"}).json()["data"][
+            "renew_period"
+        ]
+        == 30 * 86400
+    )
 
-    opened = api(server, "POST", "sys/sealing/unseal", json={"sealed_secret": old_doc}).json()["data"]
+    opened = api(server, "POST", "sys/sealing/unseal", json={"sealed_secret": old_doc}).json()[
+        "data"
+    ]
     assert base64.b64decode(opened["secret"]["data"]["password"]) == b"before-cutoff"
     bad = api(server, "POST", "sys/sealing/config", json={"renew_period": "soon"})
     assert bad.status_code == 400 and "renew_period" in bad.json()["errors"][0]
@@ -217,13 +272,27 @@ def test_cutoff_and_periodic_renewal_keep_old_keys(server: RunningServer) -> Non
 def _sealed_secrets_key(created: datetime) -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
     """A key Secret as the Sealed Secrets controller makes it (made here with cryptography)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sealed-secret")])
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(created)
-        .not_valid_after(created + timedelta(days=3650)).sign(key, hashes.SHA256())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sealed-secret"),
+        ]
     )
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(created)
+        .not_valid_after(created + timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -245,18 +314,29 @@ def _sealed_secrets_key(created: datetime) -> tuple[rsa.RSAPrivateKey, dict[str,
 def _independent_seal(public: rsa.RSAPublicKey, value: bytes, *, label: bytes) -> str:
     """Sealed Secrets' HybridEncrypt, from REFERENCE.md."""
     session = os.urandom(32)
-    rsa_ct = public.encrypt(session, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label))
-    return base64.b64encode(struct.pack(">H", len(rsa_ct)) + rsa_ct + AESGCM(session).encrypt(bytes(12), value, None)).decode()
+    rsa_ct = public.encrypt(
+        session,
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label),
+    )
+    return base64.b64encode(
+        struct.pack(">H", len(rsa_ct)) + rsa_ct + AESGCM(session).encrypt(bytes(12), value, None)
+    ).decode()
 
 
-def test_import_sealed_secrets_keys_then_unseal_without_resealing(server: RunningServer, tmp_path: Path) -> None:
+def test_import_sealed_secrets_keys_then_unseal_without_resealing(
+    server: RunningServer, tmp_path: Path
+) -> None:
     key, key_secret = _sealed_secrets_key(datetime(2024, 1, 1, tzinfo=UTC))
     existing = {
         "apiVersion": "bitnami.com/v1alpha1",
         "kind": "SealedSecret",
         "metadata": {"name": "legacy", "namespace": "prod"},
         "spec": {
-            "encryptedData": {"token": _independent_seal(key.public_key(), b"from-the-old-cluster", label=b"prod/legacy")},
+            "encryptedData": {
+                "token": _independent_seal(
+                    key.public_key(), b"from-the-old-cluster", label=b"prod/legacy"
+                )
+            },
             "template": {"metadata": {"name": "legacy", "namespace": "prod"}, "type": "Opaque"},
         },
     }
@@ -273,7 +353,10 @@ def test_import_sealed_secrets_keys_then_unseal_without_resealing(server: Runnin
 
     opened = api(server, "POST", "sys/sealing/unseal", json={"sealed_secret": existing})
     assert opened.status_code == 200, opened.text
-    assert base64.b64decode(opened.json()["data"]["secret"]["data"]["token"]) == b"from-the-old-cluster"
+    assert (
+        base64.b64decode(opened.json()["data"]["secret"]["data"]["token"])
+        == b"from-the-old-cluster"
+    )
     assert api(server, "POST", "verify", content=json.dumps(existing)).status_code == 200
 
     unlabelled = json.loads(json.dumps(key_secret))
@@ -301,8 +384,16 @@ def _private_forms(backup: bytes) -> list[bytes]:
         pem = entry.private_key.pem().reveal()
         key = serialization.load_pem_private_key(pem, password=None)
         assert isinstance(key, rsa.RSAPrivateKey)
-        pkcs1 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
-        pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        pkcs1 = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         d = key.private_numbers().d
         pem_body = b"".join(pem.splitlines()[1:-1])
         forms += [pem, pem_body[:64], pkcs1, pkcs8, d.to_bytes((d.bit_length() + 7) // 8, "big")]
@@ -313,15 +404,31 @@ def _raw_files(server: RunningServer) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(server.data_dir.rglob("*")) if p.is_file())
 
 
-def test_no_private_key_in_plaintext_and_recovery_unseal_with_server_stopped(tmp_path: Path) -> None:
+def test_no_private_key_in_plaintext_and_recovery_unseal_with_server_stopped(
+    tmp_path: Path,
+) -> None:
     with start_server(tmp_path / "srv") as running:
-        assert api(running, "POST", "sys/sealing/config", json={"key_bits": 2048, "renew_period": "720h"}).status_code == 200
+        assert (
+            api(
+                running,
+                "POST",
+                "sys/sealing/config",
+                json={"key_bits": 2048, "renew_period": "720h"},
+            ).status_code
+            == 200
+        )
         ok(running, "keys", "rotate")
         ok(running, "keys", "rotate")
         _, key_secret = _sealed_secrets_key(datetime(2024, 3, 1, tzinfo=UTC))
-        assert api(running, "POST", "sys/sealing/keys/import", json={"secrets": [key_secret]}).status_code == 200
+        assert (
+            api(
+                running, "POST", "sys/sealing/keys/import", json={"secrets": [key_secret]}
+            ).status_code
+            == 200
+        )
         sealed = {
-            fmt: _seal(running, fmt, password=f"recover-me-{fmt.value}") for fmt in (SealFormat.bitnami, SealFormat.kustos)
+            fmt: _seal(running, fmt, password=f"recover-me-{fmt.value}")
+            for fmt in (SealFormat.bitnami, SealFormat.kustos)
         }
         # rewrap and disabling the old barrier key cover the sealing keyring record
         assert api(running, "POST", "sys/rotate").status_code == 204
@@ -331,7 +438,19 @@ def test_no_private_key_in_plaintext_and_recovery_unseal_with_server_stopped(tmp
         backup_file = tmp_path / "keys.backup"
         passfile = tmp_path / "pass"
         passfile.write_text(PASSPHRASE)
-        written = json.loads(ok(running, "keys", "backup", "-w", str(backup_file), "--passphrase-file", str(passfile), "-o", "json"))
+        written = json.loads(
+            ok(
+                running,
+                "keys",
+                "backup",
+                "-w",
+                str(backup_file),
+                "--passphrase-file",
+                str(passfile),
+                "-o",
+                "json",
+            )
+        )
         assert written["keys"] == 3 and written["encryption"] == "passphrase"
         needles = _private_forms(backup_file.read_bytes())
         assert len(needles) == 3 * 5 * 3
@@ -345,27 +464,57 @@ def test_no_private_key_in_plaintext_and_recovery_unseal_with_server_stopped(tmp
     # recovery with the server stopped: the backup bundle alone opens both formats
     for fmt, doc in sealed.items():
         out = ok(
-            None, "--recovery-unseal", "--recovery-private-key", str(backup_file),
-            "--passphrase-file", str(passfile), "-o", "json", stdin=json.dumps(doc).encode(),
+            None,
+            "--recovery-unseal",
+            "--recovery-private-key",
+            str(backup_file),
+            "--passphrase-file",
+            str(passfile),
+            "-o",
+            "json",
+            stdin=json.dumps(doc).encode(),
         )
         secret = json.loads(out)
         assert base64.b64decode(secret["data"]["password"]) == f"recover-me-{fmt.value}".encode()
     wrong = tmp_path / "wrong"
     wrong.write_text("not the passphrase")
-    failed = cli(None, "--recovery-unseal", "--recovery-private-key", str(backup_file), "--passphrase-file", str(wrong), stdin=json.dumps(sealed[SealFormat.bitnami]).encode())
+    failed = cli(
+        None,
+        "--recovery-unseal",
+        "--recovery-private-key",
+        str(backup_file),
+        "--passphrase-file",
+        str(wrong),
+        stdin=json.dumps(sealed[SealFormat.bitnami]).encode(),
+    )
     assert failed.returncode != 0
 
 
 def test_sealing_endpoints_refuse_without_token_or_while_sealed(server: RunningServer) -> None:
     assert httpx.get(f"{server.addr}/v1/sys/sealing/keys", timeout=30).status_code == 403
-    assert httpx.post(f"{server.addr}/v1/sys/sealing/keys/backup", json={"passphrase": PASSPHRASE}, timeout=30).status_code == 403
+    assert (
+        httpx.post(
+            f"{server.addr}/v1/sys/sealing/keys/backup", json={"passphrase": PASSPHRASE}, timeout=30
+        ).status_code
+        == 403
+    )
     short = api(server, "POST", "sys/sealing/keys/backup", json={"passphrase": "short"})
     assert short.status_code == 400
     both = api(server, "POST", "sys/sealing/keys/backup", json={})
     assert both.status_code == 400 and "passphrase" in both.json()["errors"][0]
     # the reserved root names cannot be mounted
-    clash = api(server, "POST", "sys/mounts/verify", json={"type": "kv", "options": {"version": "2"}})
+    clash = api(
+        server, "POST", "sys/mounts/verify", json={"type": "kv", "options": {"version": "2"}}
+    )
     assert clash.status_code == 400 and "reserved" in clash.json()["errors"][0]
     # a mount whose name merely starts like one is not shadowed
-    assert api(server, "POST", "sys/mounts/rotate-keys", json={"type": "kv", "options": {"version": "2"}}).status_code == 204
+    assert (
+        api(
+            server,
+            "POST",
+            "sys/mounts/rotate-keys",
+            json={"type": "kv", "options": {"version": "2"}},
+        ).status_code
+        == 204
+    )
     assert api(server, "POST", "rotate-keys/data/x", json={"data": {"a": "b"}}).status_code == 200

@@ -27,6 +27,8 @@ def vault(kustos_server: RunningServer) -> Iterator[hvac.Client]:
 def http(kustos_server: RunningServer) -> Iterator[httpx.Client]:
     """A raw HTTP client with the root token, for what hvac does not cover."""
     with httpx.Client(
-        base_url=kustos_server.addr, headers={"X-Vault-Token": kustos_server.root_token}, timeout=10.0
+        base_url=kustos_server.addr,
+        headers={"X-Vault-Token": kustos_server.root_token},
+        timeout=10.0,
     ) as client:
         yield client

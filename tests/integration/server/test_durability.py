@@ -86,7 +86,9 @@ def test_every_acknowledged_write_reads_back_after_sigkill(
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 120
-        while log.count() < ACKED_BEFORE_KILL and time.monotonic() < deadline and not log.unexpected:
+        while (
+            log.count() < ACKED_BEFORE_KILL and time.monotonic() < deadline and not log.unexpected
+        ):
             time.sleep(0.005)
         server.process.kill()  # SIGKILL, with the writers still sending
         server.process.wait(timeout=10)

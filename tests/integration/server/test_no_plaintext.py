@@ -96,7 +96,9 @@ def _write_secrets(server: RunningServer) -> str:
 
 
 def _assert_absent(haystack: bytes, *, token: str, where: str) -> None:
-    assert f"plaintext-probe-{_MARK}".encode() in haystack, f"{where}: the search saw no stored data"
+    assert f"plaintext-probe-{_MARK}".encode() in haystack, (
+        f"{where}: the search saw no stored data"
+    )
     for value, forms in needles(token=token).items():
         for form in forms:
             assert form not in haystack, f"{where}: {value} stored as {form[:40]!r}"
@@ -129,8 +131,14 @@ def test_postgres_dump_holds_no_plaintext_secret(tmp_path: Path, postgres_url: s
         dump = subprocess.run(
             [
                 str(bin_dir / "pg_dump"),
-                "--host", str(info["host"]), "--port", str(info["port"]),
-                "--username", str(info["user"]), "--no-password", str(info["dbname"]),
+                "--host",
+                str(info["host"]),
+                "--port",
+                str(info["port"]),
+                "--username",
+                str(info["user"]),
+                "--no-password",
+                str(info["dbname"]),
             ],
             capture_output=True,
             check=True,

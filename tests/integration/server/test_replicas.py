@@ -48,7 +48,9 @@ async def _replica(config: ServerConfig, *, bootstrap: bool) -> Replica:
         await core.dev_bootstrap(root_token_id=ROOT)
     app = create_app(config, core=core)
     http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://kustos", headers={"X-Vault-Token": ROOT}
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://kustos",
+        headers={"X-Vault-Token": ROOT},
     )
     return Replica(core=core, http=http)
 
@@ -90,10 +92,14 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
 async def _read(replica: Replica, path: str, **params: str) -> tuple[int, object]:
     response = await replica.http.get(f"/v1/secret/data/{path}", params=params)
     body = response.json()
-    return response.status_code, body.get("data", {}).get("data") if response.status_code == 200 else None
+    return response.status_code, body.get("data", {}).get(
+        "data"
+    ) if response.status_code == 200 else None
 
 
-async def _shows(replica: Replica, path: str, status: int, data: object = None, **params: str) -> bool:
+async def _shows(
+    replica: Replica, path: str, status: int, data: object = None, **params: str
+) -> bool:
     return await _read(replica, path, **params) == (status, data)
 
 
@@ -116,7 +122,9 @@ async def test_delete_destroy_and_metadata_delete_propagate(pair: Pair) -> None:
     assert await _read(b, "gone") == (200, {"k": "v2"})
     assert await _read(b, "gone", version="1") == (200, {"k": "v1"})
 
-    assert (await a.http.delete("/v1/secret/data/gone")).status_code == 204  # soft-delete the latest
+    assert (
+        await a.http.delete("/v1/secret/data/gone")
+    ).status_code == 204  # soft-delete the latest
     await eventually(lambda: _shows(b, "gone", 404))
 
     assert (await a.http.put("/v1/secret/destroy/gone", json={"versions": [1]})).status_code == 204
@@ -133,11 +141,17 @@ async def test_a_token_revoked_on_one_replica_stops_working_on_the_other(pair: P
     token = created.json()["auth"]["client_token"]
     headers = {"X-Vault-Token": token}
     assert (await pair.b.http.get("/v1/auth/token/lookup-self", headers=headers)).status_code == 200
-    assert (await pair.b.http.get("/v1/auth/token/lookup-self", headers=headers)).status_code == 200  # cached
-    assert (await pair.a.http.post("/v1/auth/token/revoke-self", headers=headers)).status_code == 204
+    assert (
+        await pair.b.http.get("/v1/auth/token/lookup-self", headers=headers)
+    ).status_code == 200  # cached
+    assert (
+        await pair.a.http.post("/v1/auth/token/revoke-self", headers=headers)
+    ).status_code == 204
 
     async def rejected() -> bool:
-        return (await pair.b.http.get("/v1/auth/token/lookup-self", headers=headers)).status_code == 403
+        return (
+            await pair.b.http.get("/v1/auth/token/lookup-self", headers=headers)
+        ).status_code == 403
 
     await eventually(rejected)
 
@@ -173,14 +187,20 @@ async def test_nothing_is_cached_until_listen_is_back(pair: Pair) -> None:
     assert await _read(b, "held") == (200, {"v": "1"})
     dbname = conninfo_to_dict(pair.database)["dbname"]
     with psycopg.connect(make_conninfo(pair.database, dbname="postgres"), autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')  # the listeners cannot come back
+        admin.execute(
+            f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false'
+        )  # the listeners cannot come back
         try:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
                 (dbname, LISTENER_APPLICATION_NAME),
             )
             await eventually(lambda: _true(b.core.cache.bypassed))
-            for value in ("2", "3", "4"):  # pooled connections still work; no notification can arrive
+            for value in (
+                "2",
+                "3",
+                "4",
+            ):  # pooled connections still work; no notification can arrive
                 await a.http.post("/v1/secret/data/held", json={"data": {"v": value}})
                 assert await _read(b, "held") == (200, {"v": value})
                 assert await _read(b, "held") == (200, {"v": value})

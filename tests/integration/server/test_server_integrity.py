@@ -27,7 +27,9 @@ def uncached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 
 @pytest.fixture
 def http(uncached: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=uncached.addr, headers={"X-Vault-Token": uncached.root_token}) as client:
+    with httpx.Client(
+        base_url=uncached.addr, headers={"X-Vault-Token": uncached.root_token}
+    ) as client:
         yield client
 
 
@@ -60,7 +62,9 @@ async def _ciphertext(storage: SqliteBackend, prefix: str, path: str, version: i
     return await _must(storage, f"{prefix}ver/{path}@{version}")
 
 
-async def _replace(storage: SqliteBackend, prefix: str, path: str, version: int, blob: bytes) -> None:
+async def _replace(
+    storage: SqliteBackend, prefix: str, path: str, version: int, blob: bytes
+) -> None:
     meta_key = f"{prefix}meta/{path}"
     head, _ = _split(await _must(storage, meta_key))
     async with storage.transaction() as tx:
@@ -88,7 +92,9 @@ def _assert_integrity_error(response: httpx.Response, *values: str) -> None:
         assert value not in response.text
 
 
-async def test_flipped_byte_fails_that_read_only(http: httpx.Client, storage: SqliteBackend) -> None:
+async def test_flipped_byte_fails_that_read_only(
+    http: httpx.Client, storage: SqliteBackend
+) -> None:
     _write(http, "tamper/flip", "flip-value-1")
     _write(http, "tamper/other", "other-value-1")
     _write(http, "tamper/flip", "flip-value-2")
@@ -100,25 +106,40 @@ async def test_flipped_byte_fails_that_read_only(http: httpx.Client, storage: Sq
             flipped[position] ^= 0x01
             await _replace(storage, prefix, "tamper/flip", version, bytes(flipped))
             _assert_integrity_error(
-                http.get("/v1/secret/data/tamper/flip", params={"version": version}), "flip-value-1", "flip-value-2"
+                http.get("/v1/secret/data/tamper/flip", params={"version": version}),
+                "flip-value-1",
+                "flip-value-2",
             )
         await _replace(storage, prefix, "tamper/flip", version, original)
         expected = {"password": f"flip-value-{version}"}
-        assert http.get("/v1/secret/data/tamper/flip", params={"version": version}).json()["data"]["data"] == expected
-    assert http.get("/v1/secret/data/tamper/other").json()["data"]["data"] == {"password": "other-value-1"}
+        assert (
+            http.get("/v1/secret/data/tamper/flip", params={"version": version}).json()["data"][
+                "data"
+            ]
+            == expected
+        )
+    assert http.get("/v1/secret/data/tamper/other").json()["data"]["data"] == {
+        "password": "other-value-1"
+    }
 
 
-async def test_ciphertext_copied_to_another_secret_does_not_decrypt(http: httpx.Client, storage: SqliteBackend) -> None:
+async def test_ciphertext_copied_to_another_secret_does_not_decrypt(
+    http: httpx.Client, storage: SqliteBackend
+) -> None:
     _write(http, "tamper/a", "alpha-value")
     _write(http, "tamper/b", "bravo-value")
     prefix = _prefix(http)
     a_blob = await _ciphertext(storage, prefix, "tamper/a", 1)
     await _replace(storage, prefix, "tamper/b", 1, a_blob)
     _assert_integrity_error(http.get("/v1/secret/data/tamper/b"), "alpha-value", "bravo-value")
-    assert http.get("/v1/secret/data/tamper/a").json()["data"]["data"] == {"password": "alpha-value"}
+    assert http.get("/v1/secret/data/tamper/a").json()["data"]["data"] == {
+        "password": "alpha-value"
+    }
 
 
-async def test_ciphertext_copied_to_another_version_does_not_decrypt(http: httpx.Client, storage: SqliteBackend) -> None:
+async def test_ciphertext_copied_to_another_version_does_not_decrypt(
+    http: httpx.Client, storage: SqliteBackend
+) -> None:
     _write(http, "tamper/versions", "first-value")
     _write(http, "tamper/versions", "second-value")
     prefix = _prefix(http)
@@ -126,13 +147,22 @@ async def test_ciphertext_copied_to_another_version_does_not_decrypt(http: httpx
     await _replace(storage, prefix, "tamper/versions", 2, first)
     _assert_integrity_error(http.get("/v1/secret/data/tamper/versions"), "first-value")
     _assert_integrity_error(http.get("/v1/secret/subkeys/tamper/versions"), "first-value")
-    assert http.get("/v1/secret/data/tamper/versions?version=1").json()["data"]["data"] == {"password": "first-value"}
+    assert http.get("/v1/secret/data/tamper/versions?version=1").json()["data"]["data"] == {
+        "password": "first-value"
+    }
 
 
-async def test_ciphertext_copied_to_another_mount_does_not_decrypt(http: httpx.Client, storage: SqliteBackend) -> None:
+async def test_ciphertext_copied_to_another_mount_does_not_decrypt(
+    http: httpx.Client, storage: SqliteBackend
+) -> None:
     assert http.post("/v1/sys/mounts/copy-target", json={"type": "kv-v2"}).status_code == 204
     _write(http, "tamper/mounts", "mount-a-value")
-    assert http.post("/v1/copy-target/data/tamper/mounts", json={"data": {"password": "mount-b-value"}}).status_code == 200
+    assert (
+        http.post(
+            "/v1/copy-target/data/tamper/mounts", json={"data": {"password": "mount-b-value"}}
+        ).status_code
+        == 200
+    )
     blob = await _ciphertext(storage, _prefix(http), "tamper/mounts", 1)
     await _replace(storage, _prefix(http, "copy-target/"), "tamper/mounts", 1, blob)
     _assert_integrity_error(http.get("/v1/copy-target/data/tamper/mounts"), "mount-a-value")
@@ -153,5 +183,7 @@ async def test_missing_ciphertext_of_a_live_version_is_an_integrity_error(
 
 def test_integrity_failures_are_counted(http: httpx.Client) -> None:
     metrics = http.get("/metrics").text
-    line = next(row for row in metrics.splitlines() if row.startswith("kustos_integrity_errors_total "))
+    line = next(
+        row for row in metrics.splitlines() if row.startswith("kustos_integrity_errors_total ")
+    )
     assert float(line.split()[1]) >= 1

@@ -25,7 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def http(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.addr, headers={"X-Vault-Token": server.root_token}, timeout=30) as client:
+    with httpx.Client(
+        base_url=server.addr, headers={"X-Vault-Token": server.root_token}, timeout=30
+    ) as client:
         yield client
 
 
@@ -37,7 +39,9 @@ async def _versions_in_storage(server: RunningServer) -> Counter[int]:
         async for key, value in backend.scan("logical/"):
             if "/ver/" in key:
                 counts[Keyring.key_version(value)] += 1
-            elif "/meta/" in key:  # b"KVM1" + uint32 length + JSON + the current version's ciphertext
+            elif (
+                "/meta/" in key
+            ):  # b"KVM1" + uint32 length + JSON + the current version's ciphertext
                 size = int.from_bytes(value[4:8], "big")
                 if value[8 + size :]:
                     counts[Keyring.key_version(value[8 + size :])] += 1
@@ -48,20 +52,29 @@ async def _versions_in_storage(server: RunningServer) -> Counter[int]:
 
 def _expected(http: httpx.Client) -> dict[tuple[str, str, int], dict[str, str]]:
     """Write secrets on two mounts (several versions, one destroyed); return what must read back."""
-    assert http.post("/v1/sys/mounts/rotation", json={"type": "kv", "options": {"version": "2"}}).status_code == 204
+    assert (
+        http.post(
+            "/v1/sys/mounts/rotation", json={"type": "kv", "options": {"version": "2"}}
+        ).status_code
+        == 204
+    )
     expected: dict[tuple[str, str, int], dict[str, str]] = {}
     for mount in ("secret", "rotation"):
         for n in range(6):
             for version in (1, 2):
                 value = {"value": f"{mount}-{n}-v{version}"}
-                assert http.post(f"/v1/{mount}/data/app/{n}", json={"data": value}).status_code == 200
+                assert (
+                    http.post(f"/v1/{mount}/data/app/{n}", json={"data": value}).status_code == 200
+                )
                 expected[(mount, f"app/{n}", version)] = value
     assert http.post("/v1/secret/destroy/app/0", json={"versions": [1]}).status_code == 204
     del expected[("secret", "app/0", 1)]
     return expected
 
 
-def _assert_all_read_back(http: httpx.Client, expected: dict[tuple[str, str, int], dict[str, str]]) -> None:
+def _assert_all_read_back(
+    http: httpx.Client, expected: dict[tuple[str, str, int], dict[str, str]]
+) -> None:
     for (mount, path, version), value in expected.items():
         response = http.get(f"/v1/{mount}/data/{path}", params={"version": version})
         assert response.status_code == 200, (mount, path, version, response.text)
@@ -76,18 +89,35 @@ async def test_rotate_rewrap_disable(server: RunningServer, http: httpx.Client) 
 
     assert http.put("/v1/sys/rotate").status_code == 204
     assert http.get("/v1/sys/key-status").json()["data"]["term"] == 2
-    assert http.post("/v1/secret/data/after-rotate", json={"data": {"value": "new"}}).status_code == 200
+    assert (
+        http.post("/v1/secret/data/after-rotate", json={"data": {"value": "new"}}).status_code
+        == 200
+    )
     expected[("secret", "after-rotate", 1)] = {"value": "new"}
     assert await _versions_in_storage(server) == Counter({1: 23, 2: 1})
 
     refused = http.post("/v1/sys/keyring/disable", json={"version": 1})
     assert refused.status_code == 400
-    assert refused.json()["errors"] == ["key version 1 still protects 23 stored records; run rewrap first"]
+    assert refused.json()["errors"] == [
+        "key version 1 still protects 23 stored records; run rewrap first"
+    ]
 
     partial = http.post("/v1/sys/rewrap", json={"max_records": 5}).json()["data"]
-    assert partial == {"active_version": 2, "scanned": 24, "rewrapped": 5, "remaining": 18, "failed": 0}
+    assert partial == {
+        "active_version": 2,
+        "scanned": 24,
+        "rewrapped": 5,
+        "remaining": 18,
+        "failed": 0,
+    }
     report = http.post("/v1/sys/rewrap").json()["data"]
-    assert report == {"active_version": 2, "scanned": 24, "rewrapped": 18, "remaining": 0, "failed": 0}
+    assert report == {
+        "active_version": 2,
+        "scanned": 24,
+        "rewrapped": 18,
+        "remaining": 0,
+        "failed": 0,
+    }
     assert await _versions_in_storage(server) == Counter({2: 24})
     _assert_all_read_back(http, expected)
 
@@ -113,7 +143,11 @@ def test_key_management_needs_root(server: RunningServer, http: httpx.Client) ->
     created = http.post("/v1/auth/token/create", json={"policies": ["default"]})
     token = created.json()["auth"]["client_token"]
     with httpx.Client(base_url=server.addr, headers={"X-Vault-Token": token}) as user:
-        for method, path in (("PUT", "/v1/sys/rotate"), ("POST", "/v1/sys/rewrap"), ("GET", "/v1/sys/key-status")):
+        for method, path in (
+            ("PUT", "/v1/sys/rotate"),
+            ("POST", "/v1/sys/rewrap"),
+            ("GET", "/v1/sys/key-status"),
+        ):
             response = user.request(method, path)
             assert response.status_code == 403, path
         assert user.post("/v1/sys/keyring/disable", json={"version": 1}).status_code == 403

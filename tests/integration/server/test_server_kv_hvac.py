@@ -18,10 +18,14 @@ def _read(vault: hvac.Client, path: str, version: int | None = None) -> dict[str
 
 
 def test_write_then_read_latest_and_by_version(vault: hvac.Client) -> None:
-    first = vault.secrets.kv.v2.create_or_update_secret(path="hvac/app", secret={"user": "app", "password": "s3cret-1"})
+    first = vault.secrets.kv.v2.create_or_update_secret(
+        path="hvac/app", secret={"user": "app", "password": "s3cret-1"}
+    )
     assert first["data"]["version"] == 1
     assert first["data"]["destroyed"] is False
-    vault.secrets.kv.v2.create_or_update_secret(path="hvac/app", secret={"user": "app", "password": "s3cret-2"})
+    vault.secrets.kv.v2.create_or_update_secret(
+        path="hvac/app", secret={"user": "app", "password": "s3cret-2"}
+    )
 
     latest = _read(vault, "hvac/app")
     assert latest["data"]["data"] == {"user": "app", "password": "s3cret-2"}  # type: ignore[index]
@@ -48,11 +52,19 @@ def test_missing_secret_is_invalid_path(vault: hvac.Client) -> None:
 
 
 def test_patch_with_hvac_and_with_merge_patch(vault: hvac.Client, http: httpx.Client) -> None:
-    vault.secrets.kv.v2.create_or_update_secret(path="hvac/patch", secret={"a": "1", "b": {"x": "1", "y": "2"}})
+    vault.secrets.kv.v2.create_or_update_secret(
+        path="hvac/patch", secret={"a": "1", "b": {"x": "1", "y": "2"}}
+    )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # hvac's own patch() reads without raise_on_deleted_version
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # hvac's own patch() reads without raise_on_deleted_version
         vault.secrets.kv.v2.patch(path="hvac/patch", secret={"c": "3"})
-    assert _read(vault, "hvac/patch")["data"]["data"] == {"a": "1", "b": {"x": "1", "y": "2"}, "c": "3"}  # type: ignore[index]
+    assert _read(vault, "hvac/patch")["data"]["data"] == {
+        "a": "1",
+        "b": {"x": "1", "y": "2"},
+        "c": "3",
+    }  # type: ignore[index]
 
     response = http.patch(
         "/v1/secret/data/hvac/patch",
@@ -117,7 +129,9 @@ def test_soft_delete_undelete_destroy(vault: hvac.Client) -> None:
         _read(vault, "lifecycle")
     body = deleted.value.json
     assert body is not None and body["data"]["data"] is None
-    assert body["data"]["metadata"]["version"] == 3 and body["data"]["metadata"]["deletion_time"] != ""
+    assert (
+        body["data"]["metadata"]["version"] == 3 and body["data"]["metadata"]["deletion_time"] != ""
+    )
     # hvac can return the deleted version's metadata instead of raising
     soft = kv.read_secret_version(path="lifecycle", raise_on_deleted_version=False)
     assert soft["data"]["metadata"]["deletion_time"] != ""
@@ -134,8 +148,13 @@ def test_soft_delete_undelete_destroy(vault: hvac.Client) -> None:
     kv.destroy_secret_versions(path="lifecycle", versions=[2])
     with pytest.raises(hvac.exceptions.InvalidPath) as destroyed:
         _read(vault, "lifecycle", version=2)
-    assert destroyed.value.json is not None and destroyed.value.json["data"]["metadata"]["destroyed"] is True
-    kv.undelete_secret_versions(path="lifecycle", versions=[2])  # a destroyed version stays destroyed
+    assert (
+        destroyed.value.json is not None
+        and destroyed.value.json["data"]["metadata"]["destroyed"] is True
+    )
+    kv.undelete_secret_versions(
+        path="lifecycle", versions=[2]
+    )  # a destroyed version stays destroyed
     with pytest.raises(hvac.exceptions.InvalidPath):
         _read(vault, "lifecycle", version=2)
     versions = kv.read_secret_metadata(path="lifecycle")["data"]["versions"]
@@ -164,7 +183,10 @@ def test_metadata_update_prunes_and_delete_removes_everything(vault: hvac.Client
     for n in range(1, 6):
         kv.create_or_update_secret(path="prune/app", secret={"n": str(n)})
     kv.update_metadata(
-        path="prune/app", max_versions=2, custom_metadata={"owner": "team-a"}, delete_version_after="1h"
+        path="prune/app",
+        max_versions=2,
+        custom_metadata={"owner": "team-a"},
+        delete_version_after="1h",
     )
     metadata = kv.read_secret_metadata(path="prune/app")["data"]
     assert sorted(metadata["versions"]) == ["4", "5"]
@@ -178,7 +200,9 @@ def test_metadata_update_prunes_and_delete_removes_everything(vault: hvac.Client
 
     kv.create_or_update_secret(path="prune/app", secret={"n": "6"})
     latest = _read(vault, "prune/app")["data"]["metadata"]  # type: ignore[index]
-    assert latest["version"] == 6 and latest["deletion_time"] != ""  # delete_version_after applies to new versions
+    assert (
+        latest["version"] == 6 and latest["deletion_time"] != ""
+    )  # delete_version_after applies to new versions
     assert sorted(kv.read_secret_metadata(path="prune/app")["data"]["versions"]) == ["5", "6"]
 
     kv.delete_metadata_and_all_versions(path="prune/app")
@@ -208,7 +232,10 @@ def test_subkeys(vault: hvac.Client, http: httpx.Client) -> None:
     )
     full = http.get("/v1/secret/subkeys/subkeys/app")
     assert full.status_code == 200
-    assert full.json()["data"]["subkeys"] == {"user": None, "db": {"host": None, "creds": {"password": None}}}
+    assert full.json()["data"]["subkeys"] == {
+        "user": None,
+        "db": {"host": None, "creds": {"password": None}},
+    }
     assert full.json()["data"]["metadata"]["version"] == 1
     shallow = http.get("/v1/secret/subkeys/subkeys/app", params={"depth": 1})
     assert shallow.json()["data"]["subkeys"] == {"user": None, "db": None}
@@ -223,8 +250,12 @@ def test_mount_config(vault: hvac.Client) -> None:
     with pytest.raises(hvac.exceptions.InvalidRequest):
         vault.secrets.kv.v2.create_or_update_secret(path="x", secret={"k": "v"}, mount_point="cfg")
     for n in range(5):
-        vault.secrets.kv.v2.create_or_update_secret(path="x", secret={"n": str(n)}, cas=n, mount_point="cfg")
-    assert sorted(vault.secrets.kv.v2.read_secret_metadata(path="x", mount_point="cfg")["data"]["versions"]) == [
+        vault.secrets.kv.v2.create_or_update_secret(
+            path="x", secret={"n": str(n)}, cas=n, mount_point="cfg"
+        )
+    assert sorted(
+        vault.secrets.kv.v2.read_secret_metadata(path="x", mount_point="cfg")["data"]["versions"]
+    ) == [
         "3",
         "4",
         "5",

@@ -57,7 +57,13 @@ def test_three_of_five(server: RunningServer, init: dict[str, object]) -> None:
 
     client = hvac.Client(url=server.addr, token=root)
     status = client.sys.read_seal_status()
-    assert (status["sealed"], status["t"], status["n"], status["progress"], status["type"]) == (True, 3, 5, 0, "shamir")
+    assert (status["sealed"], status["t"], status["n"], status["progress"], status["type"]) == (
+        True,
+        3,
+        5,
+        0,
+        "shamir",
+    )
     assert _health(server) == 503
     assert _data(server, root).status_code == 503
 
@@ -85,7 +91,9 @@ def test_three_of_five(server: RunningServer, init: dict[str, object]) -> None:
     assert _health(server) == 200
 
     client.sys.enable_secrets_engine(backend_type="kv-v2", path="secret")
-    client.secrets.kv.v2.create_or_update_secret(path="app", secret={"password": "shamir-protected"})
+    client.secrets.kv.v2.create_or_update_secret(
+        path="app", secret={"password": "shamir-protected"}
+    )
 
     client.sys.seal()
     assert client.sys.is_sealed() is True
@@ -108,10 +116,17 @@ def test_three_of_five(server: RunningServer, init: dict[str, object]) -> None:
 
 
 def test_init_rejects_bad_counts(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with start_server(tmp_path_factory.mktemp("shamir-bad"), "--key-provider", "shamir", dev=False, expect=(501,)) as fresh:
-        for shares, threshold, fragment in ((5, 6, "secret_threshold"), (0, 0, "secret_shares"), (3, 1, "greater than one")):
+    with start_server(
+        tmp_path_factory.mktemp("shamir-bad"), "--key-provider", "shamir", dev=False, expect=(501,)
+    ) as fresh:
+        for shares, threshold, fragment in (
+            (5, 6, "secret_threshold"),
+            (0, 0, "secret_shares"),
+            (3, 1, "greater than one"),
+        ):
             response = httpx.put(
-                f"{fresh.addr}/v1/sys/init", json={"secret_shares": shares, "secret_threshold": threshold}
+                f"{fresh.addr}/v1/sys/init",
+                json={"secret_shares": shares, "secret_threshold": threshold},
             )
             assert response.status_code == 400
             assert fragment in response.json()["errors"][0]

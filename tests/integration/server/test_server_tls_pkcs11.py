@@ -31,21 +31,30 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "server.crt", directory / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
     return cert_path, key_path
 
 
 def test_tls(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
-    with start_server(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), scheme="https") as server:
+    with start_server(
+        tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), scheme="https"
+    ) as server:
         assert server.addr.startswith("https://")
         client = hvac.Client(url=server.addr, token=server.root_token, verify=str(cert))
         client.secrets.kv.v2.create_or_update_secret(path="tls", secret={"k": "over tls"})
@@ -65,10 +74,19 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmToken]:
 @pytest.mark.softhsm
 async def test_pkcs11_provider(tmp_path: Path, softhsm: SoftHsmToken) -> None:
     env = {"SOFTHSM2_CONF": str(softhsm.conf), "KUSTOS_PKCS11_PIN": softhsm.pin}
-    flags = ("--key-provider", "pkcs11", "--pkcs11-module", softhsm.module, "--pkcs11-token-label", softhsm.token_label)
+    flags = (
+        "--key-provider",
+        "pkcs11",
+        "--pkcs11-module",
+        softhsm.module,
+        "--pkcs11-token-label",
+        softhsm.token_label,
+    )
     with start_server(tmp_path, *flags, env=env) as server:
         client = hvac.Client(url=server.addr, token=server.root_token)
-        client.secrets.kv.v2.create_or_update_secret(path="hsm", secret={"k": "hsm-protected-value"})
+        client.secrets.kv.v2.create_or_update_secret(
+            path="hsm", secret={"k": "hsm-protected-value"}
+        )
         assert client.sys.read_seal_status()["type"] == "pkcs11"
         assert not (server.data_dir / "kustos.key").exists()
         server.restart()  # auto-unseals through the HSM

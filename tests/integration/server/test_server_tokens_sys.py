@@ -21,7 +21,10 @@ def test_health_codes_and_overrides(kustos_server: RunningServer) -> None:
     body = health.json()
     assert body["initialized"] is True and body["sealed"] is False and body["standby"] is False
     assert health.headers["content-type"] == "application/json"
-    assert httpx.get(f"{kustos_server.addr}/v1/sys/health", params={"activecode": 299}).status_code == 299
+    assert (
+        httpx.get(f"{kustos_server.addr}/v1/sys/health", params={"activecode": 299}).status_code
+        == 299
+    )
     assert httpx.head(f"{kustos_server.addr}/v1/sys/health").status_code == 200
     bad = httpx.get(f"{kustos_server.addr}/v1/sys/health", params={"activecode": "x"})
     assert bad.status_code == 400 and "activecode must be an integer" in bad.json()["errors"][0]
@@ -57,7 +60,9 @@ def test_bearer_header_works(kustos_server: RunningServer) -> None:
 
 @pytest.fixture
 def user_token(vault: hvac.Client) -> str:
-    created = vault.auth.token.create(policies=["default"], ttl="1h", display_name="CI Bot", meta={"team": "a"})
+    created = vault.auth.token.create(
+        policies=["default"], ttl="1h", display_name="CI Bot", meta={"team": "a"}
+    )
     auth = created["auth"]
     assert auth["policies"] == ["default"]
     assert auth["lease_duration"] == 3600
@@ -68,7 +73,9 @@ def user_token(vault: hvac.Client) -> str:
     return token
 
 
-def test_created_token_can_only_manage_itself(kustos_server: RunningServer, user_token: str) -> None:
+def test_created_token_can_only_manage_itself(
+    kustos_server: RunningServer, user_token: str
+) -> None:
     user = hvac.Client(url=kustos_server.addr, token=user_token)
     data = user.auth.token.lookup_self()["data"]
     assert data["display_name"] == "token-ci-bot"
@@ -89,18 +96,27 @@ def test_created_token_can_only_manage_itself(kustos_server: RunningServer, user
         user.auth.token.lookup_self()
 
 
-def test_revoking_a_parent_revokes_its_children(vault: hvac.Client, kustos_server: RunningServer) -> None:
+def test_revoking_a_parent_revokes_its_children(
+    vault: hvac.Client, kustos_server: RunningServer
+) -> None:
     parent_token = vault.auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
     parent = hvac.Client(url=kustos_server.addr, token=parent_token)
     child_token = parent.auth.token.create(policies=["default"])["auth"]["client_token"]
-    orphan_token = parent.auth.token.create(policies=["default"], no_parent=True)["auth"]["client_token"]
+    orphan_token = parent.auth.token.create(policies=["default"], no_parent=True)["auth"][
+        "client_token"
+    ]
     child = hvac.Client(url=kustos_server.addr, token=child_token)
     assert child.auth.token.lookup_self()["data"]["ttl"] <= 3600  # never outlives its parent
     parent.auth.token.revoke_self()
     for token in (parent_token, child_token):
         with pytest.raises(hvac.exceptions.Forbidden):
             hvac.Client(url=kustos_server.addr, token=token).auth.token.lookup_self()
-    assert hvac.Client(url=kustos_server.addr, token=orphan_token).auth.token.lookup_self()["data"]["orphan"] is True
+    assert (
+        hvac.Client(url=kustos_server.addr, token=orphan_token).auth.token.lookup_self()["data"][
+            "orphan"
+        ]
+        is True
+    )
 
 
 def test_lookup_and_revoke_by_accessor(vault: hvac.Client, kustos_server: RunningServer) -> None:
@@ -122,7 +138,9 @@ def test_child_policies_must_be_a_subset(vault: hvac.Client, kustos_server: Runn
     assert response.status_code == 403
 
 
-async def test_tokens_are_stored_only_as_hashes(vault: hvac.Client, kustos_server: RunningServer) -> None:
+async def test_tokens_are_stored_only_as_hashes(
+    vault: hvac.Client, kustos_server: RunningServer
+) -> None:
     token = vault.auth.token.create(policies=["default"])["auth"]["client_token"]
     backend = SqliteBackend(kustos_server.data_dir / "kustos.db")
     await backend.open()
@@ -131,7 +149,9 @@ async def test_tokens_are_stored_only_as_hashes(vault: hvac.Client, kustos_serve
         async for key, value in backend.scan(""):
             assert token.encode() not in key.encode() and token.encode() not in value
             assert kustos_server.root_token.encode() not in value
-            found_hash = found_hash or key == f"auth/token/id/{hashlib.sha256(token.encode()).hexdigest()}"
+            found_hash = (
+                found_hash or key == f"auth/token/id/{hashlib.sha256(token.encode()).hexdigest()}"
+            )
         assert found_hash
     finally:
         await backend.close()
@@ -141,13 +161,17 @@ async def test_tokens_are_stored_only_as_hashes(vault: hvac.Client, kustos_serve
 
 @pytest.fixture
 def http(kustos_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=kustos_server.addr, headers={"X-Vault-Token": kustos_server.root_token}) as client:
+    with httpx.Client(
+        base_url=kustos_server.addr, headers={"X-Vault-Token": kustos_server.root_token}
+    ) as client:
         yield client
 
 
 def test_ui_mounts_preflight(http: httpx.Client) -> None:
     data = http.get("/v1/sys/internal/ui/mounts/secret/app").json()["data"]
-    assert data["type"] == "kv" and data["options"] == {"version": "2"} and data["path"] == "secret/"
+    assert (
+        data["type"] == "kv" and data["options"] == {"version": "2"} and data["path"] == "secret/"
+    )
 
 
 def test_dev_token_file_was_written(kustos_server: RunningServer) -> None:
@@ -158,7 +182,9 @@ def test_dev_token_file_was_written(kustos_server: RunningServer) -> None:
     assert kustos_server.root_token in _stdout_with(kustos_server, kustos_server.root_token)
 
 
-def test_dev_restart_keeps_data_and_points_at_the_token(kustos_server: RunningServer, http: httpx.Client) -> None:
+def test_dev_restart_keeps_data_and_points_at_the_token(
+    kustos_server: RunningServer, http: httpx.Client
+) -> None:
     assert http.post("/v1/secret/data/survives", json={"data": {"k": "v"}}).status_code == 200
     kustos_server.restart()
     assert http.get("/v1/secret/data/survives").json()["data"]["data"] == {"k": "v"}

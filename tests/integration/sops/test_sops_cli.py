@@ -39,7 +39,9 @@ def test_errors_are_clear(pgp_env: dict[str, str], tmp_path: Path) -> None:
     tampered.write_text((VECTORS / "format.enc.yaml").read_text().replace("data:8CvE", "data:8CvF"))
     done = kustos("decrypt", str(tampered), env=pgp_env, check=False)
     assert done.returncode == 1 and b'could not decrypt the value at ["foo"]' in done.stderr
-    none = kustos("encrypt", str(plain), env={**pgp_env, "SOPS_PGP_FP": ""}, cwd=tmp_path, check=False)
+    none = kustos(
+        "encrypt", str(plain), env={**pgp_env, "SOPS_PGP_FP": ""}, cwd=tmp_path, check=False
+    )
     assert none.returncode == 1 and b"no recipients" in none.stderr
 
 
@@ -48,7 +50,9 @@ def test_env_vars_and_sops_yaml(pgp_env: dict[str, str], tmp_path: Path) -> None
     plain.write_text("TOKEN=abc\n")
     enc = kustos("encrypt", str(plain), env={**pgp_env, "SOPS_PGP_FP": TEST_FP}).stdout
     assert b"sops_pgp__list_0__map_fp=" + TEST_FP.encode() in enc
-    (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: \\.json$\n    pgp: {TEST_FP}\n")
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: \\.json$\n    pgp: {TEST_FP}\n"
+    )
     (tmp_path / "b.json").write_text('{"k": "v"}')
     enc_json = kustos("encrypt", "b.json", env=pgp_env, cwd=tmp_path).stdout
     assert json.loads(enc_json)["sops"]["pgp"][0]["fp"] == TEST_FP
@@ -64,11 +68,14 @@ def test_set_unset_edit_keep_unchanged_ciphertext(pgp_env: dict[str, str], tmp_p
     assert after["a"] == before["a"] and after["b"] != before["b"]
     kustos("set", str(path), '["c"]', '{"n": 1}', env=pgp_env)
     kustos("unset", str(path), '["a"]', env=pgp_env)
-    assert json.loads(kustos("decrypt", str(path), env=pgp_env).stdout) == {"b": "changed", "c": {"n": 1}}
+    assert json.loads(kustos("decrypt", str(path), env=pgp_env).stdout) == {
+        "b": "changed",
+        "c": {"n": 1},
+    }
     # edit with a scripted editor: it must see the plaintext on tmpfs, and the file keeps unchanged values
     editor = tmp_path / "editor.sh"
     seen = tmp_path / "seen-path"
-    editor.write_text(f"#!/bin/sh\necho \"$1\" > {seen}\nsed -i 's/changed/edited/' \"$1\"\n")
+    editor.write_text(f'#!/bin/sh\necho "$1" > {seen}\nsed -i \'s/changed/edited/\' "$1"\n')
     editor.chmod(0o755)
     before_edit = json.loads(path.read_text())
     kustos("edit", str(path), env={**pgp_env, "EDITOR": str(editor)})
@@ -88,13 +95,25 @@ def test_rotate_and_updatekeys(pgp_env: dict[str, str], tmp_path: Path) -> None:
     key_file.write_text(f"{identity}\n")
     path = tmp_path / "r.yaml"
     path.write_text("a: one\n")
-    kustos("encrypt", "--pgp", TEST_FP, "--age", str(identity.to_public()), "-i", str(path), env=pgp_env)
+    kustos(
+        "encrypt",
+        "--pgp",
+        TEST_FP,
+        "--age",
+        str(identity.to_public()),
+        "-i",
+        str(path),
+        env=pgp_env,
+    )
     first = path.read_text()
     rotated = kustos("rotate", str(path), env=pgp_env).stdout.decode()
     assert rotated.splitlines()[0] != first.splitlines()[0]
     (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - pgp: {TEST_FP}\n")
     done = kustos("updatekeys", "-y", str(path), env=pgp_env, cwd=tmp_path)
-    assert b"may still hold the old data key" in done.stderr and str(identity.to_public()).encode() in done.stderr
+    assert (
+        b"may still hold the old data key" in done.stderr
+        and str(identity.to_public()).encode() in done.stderr
+    )
     updated = path.read_text()
     assert "age:" not in updated and updated.splitlines()[0] == first.splitlines()[0]
     kustos("updatekeys", "--rotate", str(path), env=pgp_env, cwd=tmp_path)
@@ -107,7 +126,9 @@ def test_exec_env_and_exec_file(pgp_env: dict[str, str], tmp_path: Path) -> None
     kustos("encrypt", "--pgp", TEST_FP, "-i", str(path), env=pgp_env)
     out = kustos("exec-env", str(path), "--", "echo token=$SECRET_TOKEN", env=pgp_env).stdout
     assert out == b"token=abc123\n"
-    out = kustos("exec-file", str(path), "--", "sh", "-c", 'cat "$1"; echo "$1"', "sh", "{}", env=pgp_env).stdout
+    out = kustos(
+        "exec-file", str(path), "--", "sh", "-c", 'cat "$1"; echo "$1"', "sh", "{}", env=pgp_env
+    ).stdout
     content, where = out.decode().rsplit("\n", 2)[0], out.decode().splitlines()[-1]
     assert content == "SECRET_TOKEN=abc123"
     assert where.startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR") or "/dev/shm/"))
@@ -139,7 +160,11 @@ def test_helm_decrypts_values_into_tmpfs(pgp_env: dict[str, str], tmp_path: Path
     assert "replicas: 2" in out and "password: hunter2\n600" in out
     args = log.read_text()
     assert str(plain) in args and str(secret) not in args
-    shm_path = next(a for a in args.split() if a.startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR") or "/x")))
+    shm_path = next(
+        a
+        for a in args.split()
+        if a.startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR") or "/x"))
+    )
     assert not Path(shm_path).exists()
 
 

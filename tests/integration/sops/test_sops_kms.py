@@ -27,10 +27,14 @@ def test_kms_round_trip_with_context(moto_url: str) -> None:
     arn = client.create_key()["KeyMetadata"]["Arn"]
     store = store_for(path="x.yaml")
     key = KmsKey(arn=arn, context={"app": "demo"})
-    encrypted = encrypt_file(b"password: hunter2\n", store=store, key_groups=[[key]], services=KeyServices(env=env))
+    encrypted = encrypt_file(
+        b"password: hunter2\n", store=store, key_groups=[[key]], services=KeyServices(env=env)
+    )
     text = encrypted.decode()
     assert f"arn: {arn}" in text and "app: demo" in text and "hunter2" not in text
-    assert decrypt_file(encrypted, store=store, services=KeyServices(env=env)).tree == {"password": "hunter2"}
+    assert decrypt_file(encrypted, store=store, services=KeyServices(env=env)).tree == {
+        "password": "hunter2"
+    }
     # A different encryption context must not decrypt the data key.
     tampered = text.replace("app: demo", "app: other").encode()
     with pytest.raises(DecryptionError, match=f"kms {arn}"):

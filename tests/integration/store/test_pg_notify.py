@@ -67,11 +67,15 @@ async def pair(database: str) -> AsyncIterator[tuple[PostgresBackend, PostgresBa
         await b.close()
 
 
-async def test_postgres_backend_offers_change_watching(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_postgres_backend_offers_change_watching(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     assert supports_change_watching(pair[0])
 
 
-async def test_first_event_flushes_and_reports_the_listener_state(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_first_event_flushes_and_reports_the_listener_state(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     _, b = pair
     seen = Recorder()
     await b.watch_changes(seen)
@@ -80,7 +84,9 @@ async def test_first_event_flushes_and_reports_the_listener_state(pair: tuple[Po
     assert b.watching
 
 
-async def test_a_commit_on_one_backend_is_announced_to_the_other(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_a_commit_on_one_backend_is_announced_to_the_other(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     a, b = pair
     seen = Recorder()
     await b.watch_changes(seen)
@@ -99,7 +105,9 @@ async def test_a_commit_on_one_backend_is_announced_to_the_other(pair: tuple[Pos
     assert event.keys == {"kv/m/data/app/1"}
 
 
-async def test_delete_prefix_is_announced_as_a_prefix(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_delete_prefix_is_announced_as_a_prefix(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     a, b = pair
     async with a.transaction() as tx:
         await tx.put("kv/m/data/x/1", b"1")
@@ -114,7 +122,9 @@ async def test_delete_prefix_is_announced_as_a_prefix(pair: tuple[PostgresBacken
     assert event.touches("kv/m/data/x/1") and not event.touches("kv/m/data/y/1")
 
 
-async def test_a_rolled_back_transaction_announces_nothing(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_a_rolled_back_transaction_announces_nothing(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     a, b = pair
     seen = Recorder()
     await b.watch_changes(seen)
@@ -130,7 +140,9 @@ async def test_a_rolled_back_transaction_announces_nothing(pair: tuple[PostgresB
     assert await b.get("rolled/back") is None
 
 
-async def test_too_many_keys_for_one_payload_become_forget_everything(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_too_many_keys_for_one_payload_become_forget_everything(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     a, b = pair
     seen = Recorder()
     await b.watch_changes(seen)
@@ -144,7 +156,9 @@ async def test_too_many_keys_for_one_payload_become_forget_everything(pair: tupl
     assert await b.get("kv/m/data/bulk/0399-" + "x" * 20) == b"v"
 
 
-async def test_a_killed_listener_reports_unsafe_then_recovers(pair: tuple[PostgresBackend, PostgresBackend], database: str) -> None:
+async def test_a_killed_listener_reports_unsafe_then_recovers(
+    pair: tuple[PostgresBackend, PostgresBackend], database: str
+) -> None:
     a, b = pair
     seen = Recorder()
     await b.watch_changes(seen)
@@ -166,7 +180,9 @@ async def test_a_killed_listener_reports_unsafe_then_recovers(pair: tuple[Postgr
     await seen.wait_for(lambda e: "after/reconnect" in e.keys)
 
 
-async def test_unsubscribe_stops_delivery_and_close_stops_the_listener(pair: tuple[PostgresBackend, PostgresBackend]) -> None:
+async def test_unsubscribe_stops_delivery_and_close_stops_the_listener(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
     a, b = pair
     first, second = Recorder(), Recorder()
     stop = await b.watch_changes(first)

@@ -43,7 +43,10 @@ async def test_key_material_is_not_stored_in_plaintext(tmp_path: Path) -> None:
                 assert http.post(f"/v1/transit/keys/{name}").status_code == 200
             assert http.post(f"/v1/transit/keys/{names[0]}/rotate").status_code == 200
             probe = base64.b64encode(b"canary-" + uuid.uuid4().hex.encode()).decode()
-            assert http.post(f"/v1/transit/encrypt/{names[0]}", json={"plaintext": probe}).status_code == 200
+            assert (
+                http.post(f"/v1/transit/encrypt/{names[0]}", json={"plaintext": probe}).status_code
+                == 200
+            )
         running = _files(server.data_dir)
     stopped = _files(server.data_dir)
 

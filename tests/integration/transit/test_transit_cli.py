@@ -18,8 +18,12 @@ pytestmark = pytest.mark.slow
 KUSTOS = str(Path(sys.executable).with_name("kustos"))
 
 
-def run(*args: str, env: dict[str, str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    done = subprocess.run([KUSTOS, "transit", *args], env=env, input=stdin, capture_output=True, check=False)
+def run(
+    *args: str, env: dict[str, str], stdin: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    done = subprocess.run(
+        [KUSTOS, "transit", *args], env=env, input=stdin, capture_output=True, check=False
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"kustos transit {' '.join(args)} failed: {done.stderr.decode()}")
     return done
@@ -28,7 +32,12 @@ def run(*args: str, env: dict[str, str], stdin: bytes | None = None, check: bool
 @pytest.fixture
 def env(transit_server: RunningServer, tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "KUSTOS_"))}
-    return {**clean, "HOME": str(tmp_path), "KUSTOS_ADDR": transit_server.addr, "KUSTOS_TOKEN": transit_server.root_token}
+    return {
+        **clean,
+        "HOME": str(tmp_path),
+        "KUSTOS_ADDR": transit_server.addr,
+        "KUSTOS_TOKEN": transit_server.root_token,
+    }
 
 
 def test_key_lifecycle_encrypt_decrypt_rotate_rewrap(env: dict[str, str], tmp_path: Path) -> None:
@@ -47,7 +56,9 @@ def test_key_lifecycle_encrypt_decrypt_rotate_rewrap(env: dict[str, str], tmp_pa
     payload = tmp_path / "payload.bin"
     payload.write_bytes(b"from a file")
     ct_file = run("encrypt", name, "--file", str(payload), env=env).stdout.decode().strip()
-    assert json.loads(run("decrypt", name, ct_file, "-o", "json", env=env).stdout) == {"plaintext": "ZnJvbSBhIGZpbGU="}
+    assert json.loads(run("decrypt", name, ct_file, "-o", "json", env=env).stdout) == {
+        "plaintext": "ZnJvbSBhIGZpbGU="
+    }
 
     assert "latest_version" in run("rotate", name, "-o", "yaml", env=env).stdout.decode()
     rewrapped = run("rewrap", name, ct, ct_bin, env=env).stdout.decode().split()
@@ -63,7 +74,11 @@ def test_key_lifecycle_encrypt_decrypt_rotate_rewrap(env: dict[str, str], tmp_pa
 def test_derived_keys_and_bad_input(env: dict[str, str]) -> None:
     name = f"cli-d-{uuid.uuid4().hex[:8]}"
     run("create-key", name, "--derived", "--type", "chacha20-poly1305", env=env)
-    ct = run("encrypt", name, "tenant data", "--context", "tenant-a", env=env).stdout.decode().strip()
+    ct = (
+        run("encrypt", name, "tenant data", "--context", "tenant-a", env=env)
+        .stdout.decode()
+        .strip()
+    )
     assert run("decrypt", name, ct, "--context", "tenant-a", env=env).stdout == b"tenant data"
     wrong = run("decrypt", name, ct, "--context", "tenant-b", env=env, check=False)
     assert wrong.returncode == 1 and b"cipher: message authentication failed" in wrong.stderr

@@ -28,7 +28,11 @@ def key(vault: hvac.Client) -> str:
 def test_create_read_list(vault: hvac.Client, key: str) -> None:
     info = vault.secrets.transit.read_key(key)["data"]
     assert info["name"] == key and info["type"] == "aes256-gcm96" and info["latest_version"] == 1
-    assert set(info["keys"]) == {"1"} and info["min_decryption_version"] == 1 and info["derived"] is False
+    assert (
+        set(info["keys"]) == {"1"}
+        and info["min_decryption_version"] == 1
+        and info["derived"] is False
+    )
     assert key in vault.secrets.transit.list_keys()["data"]["keys"]
     chacha = f"c-{uuid.uuid4().hex[:8]}"
     vault.secrets.transit.create_key(chacha, key_type="chacha20-poly1305")
@@ -51,7 +55,9 @@ def test_rotate_rewrap_and_min_decryption_version(vault: hvac.Client, key: str) 
     old = transit.encrypt_data(key, plaintext=b64(b"old secret"))["data"]["ciphertext"]
     transit.rotate_key(key)
     assert transit.read_key(key)["data"]["latest_version"] == 2
-    assert transit.encrypt_data(key, plaintext=b64(b"x"))["data"]["ciphertext"].startswith("vault:v2:")
+    assert transit.encrypt_data(key, plaintext=b64(b"x"))["data"]["ciphertext"].startswith(
+        "vault:v2:"
+    )
     assert unb64(transit.decrypt_data(key, ciphertext=old)["data"]["plaintext"]) == b"old secret"
     new = transit.rewrap_data(key, ciphertext=old)["data"]["ciphertext"]
     assert new.startswith("vault:v2:")
@@ -74,11 +80,20 @@ def test_derived_key_needs_its_context(vault: hvac.Client) -> None:
     transit.create_key(name, derived=True)
     assert transit.read_key(name)["data"]["kdf"] == "hkdf_sha256"
     ctx_a, ctx_b = b64(b"tenant-a"), b64(b"tenant-b")
-    ct = transit.encrypt_data(name, plaintext=b64(b"per tenant"), context=ctx_a)["data"]["ciphertext"]
-    assert unb64(transit.decrypt_data(name, ciphertext=ct, context=ctx_a)["data"]["plaintext"]) == b"per tenant"
-    with pytest.raises(hvac.exceptions.InvalidRequest, match="cipher: message authentication failed"):
+    ct = transit.encrypt_data(name, plaintext=b64(b"per tenant"), context=ctx_a)["data"][
+        "ciphertext"
+    ]
+    assert (
+        unb64(transit.decrypt_data(name, ciphertext=ct, context=ctx_a)["data"]["plaintext"])
+        == b"per tenant"
+    )
+    with pytest.raises(
+        hvac.exceptions.InvalidRequest, match="cipher: message authentication failed"
+    ):
         transit.decrypt_data(name, ciphertext=ct, context=ctx_b)
-    with pytest.raises(hvac.exceptions.InvalidRequest, match="missing 'context' for key derivation"):
+    with pytest.raises(
+        hvac.exceptions.InvalidRequest, match="missing 'context' for key derivation"
+    ):
         transit.decrypt_data(name, ciphertext=ct)
 
 
@@ -107,11 +122,20 @@ def test_datakey_and_hmac(vault: hvac.Client, key: str) -> None:
     transit = vault.secrets.transit
     dk = transit.generate_data_key(key, key_type="plaintext")["data"]
     assert len(unb64(dk["plaintext"])) == 32
-    assert transit.decrypt_data(key, ciphertext=dk["ciphertext"])["data"]["plaintext"] == dk["plaintext"]
+    assert (
+        transit.decrypt_data(key, ciphertext=dk["ciphertext"])["data"]["plaintext"]
+        == dk["plaintext"]
+    )
     mac = transit.generate_hmac(key, hash_input=b64(b"message"))["data"]["hmac"]
     assert mac.startswith("vault:v1:")
-    assert transit.verify_signed_data(key, hash_input=b64(b"message"), hmac=mac)["data"]["valid"] is True
-    assert transit.verify_signed_data(key, hash_input=b64(b"massage"), hmac=mac)["data"]["valid"] is False
+    assert (
+        transit.verify_signed_data(key, hash_input=b64(b"message"), hmac=mac)["data"]["valid"]
+        is True
+    )
+    assert (
+        transit.verify_signed_data(key, hash_input=b64(b"massage"), hmac=mac)["data"]["valid"]
+        is False
+    )
 
 
 def test_a_token_without_policy_is_refused(vault: hvac.Client, key: str) -> None:

@@ -29,7 +29,9 @@ from tests.support.server import RunningServer
 pytestmark = pytest.mark.slow
 
 KUSTOS = str(Path(sys.executable).with_name("kustos"))
-_VALUE = re.compile(r"^ENC\[AES256_GCM,data:(?P<data>[^,]*),iv:(?P<iv>[^,]+),tag:(?P<tag>[^,]+),type:(?P<type>\w+)\]$")
+_VALUE = re.compile(
+    r"^ENC\[AES256_GCM,data:(?P<data>[^,]*),iv:(?P<iv>[^,]+),tag:(?P<tag>[^,]+),type:(?P<type>\w+)\]$"
+)
 
 
 def run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -43,7 +45,8 @@ def run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Compl
 def sops_key(transit_server: RunningServer) -> str:
     name = f"sops-{uuid.uuid4().hex[:8]}"
     response = httpx.post(
-        f"{transit_server.addr}/v1/transit/keys/{name}", headers={"X-Vault-Token": transit_server.root_token}
+        f"{transit_server.addr}/v1/transit/keys/{name}",
+        headers={"X-Vault-Token": transit_server.root_token},
     )
     assert response.status_code == 200
     return name
@@ -51,8 +54,15 @@ def sops_key(transit_server: RunningServer) -> str:
 
 @pytest.fixture
 def env(transit_server: RunningServer, tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "VAULT_", "KUSTOS_"))}
-    return {**clean, "HOME": str(tmp_path), "VAULT_ADDR": transit_server.addr, "VAULT_TOKEN": transit_server.root_token}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SOPS_", "VAULT_", "KUSTOS_"))
+    }
+    return {
+        **clean,
+        "HOME": str(tmp_path),
+        "VAULT_ADDR": transit_server.addr,
+        "VAULT_TOKEN": transit_server.root_token,
+    }
 
 
 def _sops_decrypt_value(text: str, data_key: bytes, path: list[str]) -> str:
@@ -106,16 +116,25 @@ def test_rotated_key_still_decrypts_and_bad_tokens_fail_clearly(
     encrypted = tmp_path / "s.enc.json"
     encrypted.write_bytes(run("encrypt", "--hc-vault-transit", uri, str(plain), env=env).stdout)
     headers = {"X-Vault-Token": transit_server.root_token}
-    assert httpx.post(f"{transit_server.addr}/v1/transit/keys/{sops_key}/rotate", headers=headers).status_code == 200
+    assert (
+        httpx.post(
+            f"{transit_server.addr}/v1/transit/keys/{sops_key}/rotate", headers=headers
+        ).status_code
+        == 200
+    )
     assert b"s3cr3t-value" in run("decrypt", str(encrypted), env=env).stdout
 
-    refused = run("decrypt", str(encrypted), env={**env, "VAULT_TOKEN": "hvs.not-a-token"}, check=False)
+    refused = run(
+        "decrypt", str(encrypted), env={**env, "VAULT_TOKEN": "hvs.not-a-token"}, check=False
+    )
     assert refused.returncode != 0 and b"s3cr3t-value" not in refused.stdout + refused.stderr
     assert b"permission denied" in b" ".join(refused.stderr.split())
 
     # once old versions are retired the file no longer opens: min_decryption_version is enforced
     config = httpx.post(
-        f"{transit_server.addr}/v1/transit/keys/{sops_key}/config", json={"min_decryption_version": 2}, headers=headers
+        f"{transit_server.addr}/v1/transit/keys/{sops_key}/config",
+        json={"min_decryption_version": 2},
+        headers=headers,
     )
     assert config.status_code == 200
     retired = run("decrypt", str(encrypted), env=env, check=False)

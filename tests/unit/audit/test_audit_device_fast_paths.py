@@ -44,14 +44,19 @@ def test_response_data_hmacs_are_right_for_fragments_repeats_and_changes(
     auth = AuditAuth(client_token=Sensitive("hvs.token-one"), accessor="acc-1")
     datas: list[Any] = [
         {"data": orjson.Fragment(b'{"password":"pw-1","port":5432}'), "metadata": {"version": 1}},
-        {"data": {"password": "pw-1", "port": 5432}, "metadata": {"version": 1}},  # same JSON: cached
+        {
+            "data": {"password": "pw-1", "port": 5432},
+            "metadata": {"version": 1},
+        },  # same JSON: cached
         {"metadata": {"version": 1}, "data": {"port": 5432, "password": "pw-1"}},  # other key order
         {"data": {"password": "pw-2", "port": 5432}, "metadata": {"version": 2}},  # changed
         {"when": datetime(2024, 5, 1, tzinfo=UTC), "pw": "pw-3"},  # not plain JSON: the walk
     ]
     with FileAuditDevice(path, hmac_key=key) as device:
         for i, data in enumerate(datas):
-            request = AuditRequest(id=f"r{i}", operation="read", path="secret/data/db", client_token=auth.client_token)
+            request = AuditRequest(
+                id=f"r{i}", operation="read", path="secret/data/db", client_token=auth.client_token
+            )
             _read(device, auth, request, data)
     responses = [e["response"]["data"] for e in entries(path) if e["type"] == "response"]
     first = {
@@ -63,18 +68,25 @@ def test_response_data_hmacs_are_right_for_fragments_repeats_and_changes(
         "data": {"password": independent_hmac("pw-2"), "port": independent_hmac("5432")},
         "metadata": {"version": independent_hmac("2")},
     }
-    assert responses[4] == {"when": independent_hmac("2024-05-01 00:00:00+00:00"), "pw": independent_hmac("pw-3")}
+    assert responses[4] == {
+        "when": independent_hmac("2024-05-01 00:00:00+00:00"),
+        "pw": independent_hmac("pw-3"),
+    }
     text = path.read_text()
     assert "pw-1" not in text and "pw-2" not in text and "hvs.token-one" not in text
     assert verify_file(path, hmac_key=key).ok
 
 
-def test_a_reused_auth_keeps_each_requests_own_token_hmac(tmp_path: Path, key: Sensitive[bytes]) -> None:
+def test_a_reused_auth_keeps_each_requests_own_token_hmac(
+    tmp_path: Path, key: Sensitive[bytes]
+) -> None:
     path = tmp_path / "audit.log"
     auth = AuditAuth(client_token=Sensitive("hvs.token-one"), accessor="acc-1", display_name="app")
     with FileAuditDevice(path, hmac_key=key) as device:
         same = AuditRequest(id="a", operation="read", path="p", client_token=auth.client_token)
-        other = AuditRequest(id="b", operation="read", path="p", client_token=Sensitive("hvs.token-two"))
+        other = AuditRequest(
+            id="b", operation="read", path="p", client_token=Sensitive("hvs.token-two")
+        )
         none = AuditRequest(id="c", operation="read", path="p")
         for request in (same, other, none, same):
             _read(device, auth, request, None)

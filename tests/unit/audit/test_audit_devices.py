@@ -296,7 +296,10 @@ def _refused_under_size_limit(path: Path, limit: int, body: str) -> int:
     """Run BODY under the file-size limit; return N from its "refused after N" line."""
     done = subprocess.run(
         [sys.executable, "-c", _FULL_DISK_PREAMBLE + body, str(path), str(limit)],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     out = done.stdout
     assert out.startswith("refused after"), done.stdout + done.stderr
@@ -371,7 +374,9 @@ def test_generated_keys_are_random_and_masked() -> None:
     assert "Sensitive(<redacted>)" == repr(first)
 
 
-def test_staged_reads_reach_the_file_together_and_keep_the_chain(tmp_path: Path, key: Sensitive[bytes]) -> None:
+def test_staged_reads_reach_the_file_together_and_keep_the_chain(
+    tmp_path: Path, key: Sensitive[bytes]
+) -> None:
     path = tmp_path / "audit.log"
     device = FileAuditDevice(path, hmac_key=key)
     broker = AuditBroker({"file/": device})
@@ -383,20 +388,29 @@ def test_staged_reads_reach_the_file_together_and_keep_the_chain(tmp_path: Path,
 
     first = broker.stage_call(auth=auth, request=request(1), response=response)
     second = broker.stage_call(auth=auth, request=request(2), response=response)
-    assert len(path.read_bytes().splitlines()) == 1  # only the genesis entry so far: nothing answered yet
+    assert (
+        len(path.read_bytes().splitlines()) == 1
+    )  # only the genesis entry so far: nothing answered yet
     assert not first[0][1].written
     broker.flush()
     broker.check_staged(first)
     broker.check_staged(second)
     # a write logged directly while reads are staged goes after them, on the same chain
     third = broker.stage_call(auth=auth, request=request(3), response=response)
-    broker.log_request(auth=auth, request=AuditRequest(id="w1", operation="update", path="secret/data/app"))
+    broker.log_request(
+        auth=auth, request=AuditRequest(id="w1", operation="update", path="secret/data/app")
+    )
     assert third[0][1].written
     broker.flush()  # nothing left: a no-op
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert [(e["type"], e["request"]["id"]) for e in lines[1:]] == [
-        ("request", "r1"), ("response", "r1"), ("request", "r2"), ("response", "r2"),
-        ("request", "r3"), ("response", "r3"), ("request", "w1"),
+        ("request", "r1"),
+        ("response", "r1"),
+        ("request", "r2"),
+        ("response", "r2"),
+        ("request", "r3"),
+        ("response", "r3"),
+        ("request", "w1"),
     ]
     assert b"s3cret" not in path.read_bytes()
     result = verify_file(path)
@@ -429,6 +443,8 @@ def test_a_failed_flush_refuses_every_staged_read_and_keeps_the_file_valid(tmp_p
     path = tmp_path / "audit.log"
     answered = _refused_under_size_limit(path, 5000, _STAGED)
     assert answered % 3 == 0 and answered < 60
-    result = verify_file(path)  # the failed batch was cut off whole: every answered read is there, nothing else
+    result = verify_file(
+        path
+    )  # the failed batch was cut off whole: every answered read is there, nothing else
     assert result.ok, result
     assert result.entries == 1 + 2 * answered

@@ -153,14 +153,20 @@ def batched_file(tmp_path: Path, key: Sensitive[bytes]) -> Path:
             for i in range(2):
                 device.stage_call(
                     auth=AuditAuth(display_name="reader"),
-                    request=AuditRequest(id=f"r{batch}{i}", operation="read", path=f"secret/data/app{batch}{i}"),
-                    response=AuditResponse(status=200, data={"data": {"password": f"pw{batch}{i}"}}),
+                    request=AuditRequest(
+                        id=f"r{batch}{i}", operation="read", path=f"secret/data/app{batch}{i}"
+                    ),
+                    response=AuditResponse(
+                        status=200, data={"data": {"password": f"pw{batch}{i}"}}
+                    ),
                 )
             device.flush()
     return path
 
 
-def _rechain(lines: list[bytes], start: int, edit: Callable[[dict[str, Any]], None] = lambda e: None) -> list[bytes]:
+def _rechain(
+    lines: list[bytes], start: int, edit: Callable[[dict[str, Any]], None] = lambda e: None
+) -> list[bytes]:
     """Apply ``edit`` to line ``start`` (0-based) and recompute every hash from there on, leaving each
     ``mac`` as it was: what someone without the key can do."""
     out = lines[:start]
@@ -174,7 +180,9 @@ def _rechain(lines: list[bytes], start: int, edit: Callable[[dict[str, Any]], No
     return out
 
 
-def test_a_batch_carries_one_mac_on_its_last_entry(batched_file: Path, key: Sensitive[bytes]) -> None:
+def test_a_batch_carries_one_mac_on_its_last_entry(
+    batched_file: Path, key: Sensitive[bytes]
+) -> None:
     entries = [orjson.loads(line) for line in batched_file.read_bytes().splitlines()]
     assert [n for n, e in enumerate(entries, start=1) if "mac" in e] == [1, 5, 9, 13]
     result = verify_file(batched_file, hmac_key=key)
@@ -188,7 +196,9 @@ def test_a_rewrite_inside_a_batch_is_reported_where_the_unvouched_lines_start(
     def forge(entry: dict[str, Any]) -> None:
         entry["request"]["path"] = "secret/data/forged"
 
-    rewrite(batched_file, lambda ls: _rechain(ls, 6, forge))  # line 7, the second entry of the second batch
+    rewrite(
+        batched_file, lambda ls: _rechain(ls, 6, forge)
+    )  # line 7, the second entry of the second batch
     assert verify_file(batched_file).ok  # links correctly: without the key nothing shows
     result = verify_file(batched_file, hmac_key=key)
     assert (result.ok, result.first_bad_line, result.entries) == (False, 6, 5), result
@@ -199,13 +209,19 @@ def test_a_rewrite_inside_a_batch_is_reported_where_the_unvouched_lines_start(
 def test_a_broken_chain_inside_a_batch_is_named_exactly_with_or_without_the_key(
     batched_file: Path, key: Sensitive[bytes]
 ) -> None:
-    rewrite(batched_file, lambda ls: ls[:6] + ls[7:])  # line 7 deleted: the old line 8 is now line 7
+    rewrite(
+        batched_file, lambda ls: ls[:6] + ls[7:]
+    )  # line 7 deleted: the old line 8 is now line 7
     for result in (verify_file(batched_file), verify_file(batched_file, hmac_key=key)):
         assert (result.ok, result.first_bad_line) == (False, 7), result
-        assert result.reason is not None and result.reason.startswith("prev_hash does not match the hash of line 6")
+        assert result.reason is not None and result.reason.startswith(
+            "prev_hash does not match the hash of line 6"
+        )
 
 
-def test_entries_appended_or_a_stripped_mac_are_caught_at_the_end(batched_file: Path, key: Sensitive[bytes]) -> None:
+def test_entries_appended_or_a_stripped_mac_are_caught_at_the_end(
+    batched_file: Path, key: Sensitive[bytes]
+) -> None:
     original = batched_file.read_bytes().splitlines(keepends=True)
 
     def appended(lines: list[bytes]) -> list[bytes]:
@@ -217,7 +233,9 @@ def test_entries_appended_or_a_stripped_mac_are_caught_at_the_end(batched_file: 
     assert verify_file(batched_file).ok
     result = verify_file(batched_file, hmac_key=key)
     assert (result.ok, result.first_bad_line) == (False, 14), result
-    assert result.reason is not None and "line 14 at the end of the file carry no mac" in result.reason
+    assert (
+        result.reason is not None and "line 14 at the end of the file carry no mac" in result.reason
+    )
 
     def stripped(lines: list[bytes]) -> list[bytes]:
         last = orjson.loads(lines[-1])

@@ -23,7 +23,9 @@ def _fixed(n: int) -> bytes:
     return NONCE[:n]
 
 
-@pytest.mark.parametrize(("key_type", "cipher"), [("aes256-gcm96", AESGCM), ("chacha20-poly1305", ChaCha20Poly1305)])
+@pytest.mark.parametrize(
+    ("key_type", "cipher"), [("aes256-gcm96", AESGCM), ("chacha20-poly1305", ChaCha20Poly1305)]
+)
 def test_fixed_vectors(key_type: str, cipher: type[AESGCM] | type[ChaCha20Poly1305]) -> None:
     blob = tc.encrypt(key_type, KEY, b"kustos", randbytes=_fixed)
     assert blob == NONCE + cipher(KEY).encrypt(NONCE, b"kustos", None)
@@ -36,7 +38,9 @@ def test_fixed_vectors(key_type: str, cipher: type[AESGCM] | type[ChaCha20Poly13
 def test_pinned_aes_gcm_vector() -> None:
     # AES-256-GCM, key 00..1f, nonce a0..ab, plaintext "kustos", no AAD: computed once and pinned
     blob = tc.encrypt("aes256-gcm96", KEY, b"kustos", randbytes=_fixed)
-    assert tc.format_ciphertext(1, blob) == "vault:v1:oKGio6SlpqeoqaqrjW0PWSq4qXy3xE18mWxaMH4WtsAdkA=="
+    assert (
+        tc.format_ciphertext(1, blob) == "vault:v1:oKGio6SlpqeoqaqrjW0PWSq4qXy3xE18mWxaMH4WtsAdkA=="
+    )
 
 
 @pytest.mark.parametrize("key_type", tc.KEY_TYPES)
@@ -69,7 +73,10 @@ def test_derivation_is_hkdf_sha256_with_context_as_info() -> None:
 
 def test_hmac_matches_stdlib_and_refuses_unknown_algorithms() -> None:
     assert tc.hmac_digest(KEY, b"m") == std_hmac.new(KEY, b"m", hashlib.sha256).digest()
-    assert tc.hmac_digest(KEY, b"m", algorithm="sha2-384") == std_hmac.new(KEY, b"m", hashlib.sha384).digest()
+    assert (
+        tc.hmac_digest(KEY, b"m", algorithm="sha2-384")
+        == std_hmac.new(KEY, b"m", hashlib.sha384).digest()
+    )
     with pytest.raises(InvalidRequestError, match="unsupported algorithm 'md5'"):
         tc.hmac_digest(KEY, b"m", algorithm="md5")
 

@@ -12,7 +12,9 @@ async def test_changes_reach_matching_subscribers_only() -> None:
     hub.publish("secret/", "team/db", 3, "write")
     hub.publish("secret/", "ops/db", 1, "write")
     got = await team.next(timeout=1)
-    assert got is not None and [(c.path, c.version, c.kind, c.time) for c in got] == [("team/db", 3, "write", 100.0)]
+    assert got is not None and [(c.path, c.version, c.kind, c.time) for c in got] == [
+        ("team/db", 3, "write", 100.0)
+    ]
     assert await other_mount.next(timeout=0.01) is None  # nothing, a timeout
     team.close()
     other_mount.close()
@@ -34,7 +36,9 @@ async def test_a_slow_subscriber_gets_one_resync_instead_of_a_growing_queue() ->
 
 async def test_the_accept_filter_hides_changes_the_token_may_not_see() -> None:
     hub = ChangeHub()
-    sub = hub.subscribe(mount="secret/", prefix="", accept=lambda change: change.path.startswith("mine/"))
+    sub = hub.subscribe(
+        mount="secret/", prefix="", accept=lambda change: change.path.startswith("mine/")
+    )
     hub.publish("secret/", "theirs/x", 1, "write")
     hub.publish("secret/", "mine/x", 1, "write")
     got = await sub.next(timeout=1)

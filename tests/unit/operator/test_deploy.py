@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _renderer() -> Any:
-    spec = importlib.util.spec_from_file_location("kustos_chart_render", ROOT / "deploy/helm/render.py")
+    spec = importlib.util.spec_from_file_location(
+        "kustos_chart_render", ROOT / "deploy/helm/render.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -27,7 +29,11 @@ def _docs(text: str) -> list[dict[str, Any]]:
 def _walk_schema(node: dict[str, Any], path: str) -> None:
     """Structural-schema rules of apiextensions/v1, plus no `default:` (Argo CD drift)."""
     assert "default" not in node, f"{path}: server-side default"
-    assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string"), f"{path}: no type"
+    assert (
+        "type" in node
+        or node.get("x-kubernetes-preserve-unknown-fields")
+        or node.get("x-kubernetes-int-or-string")
+    ), f"{path}: no type"
     if "properties" in node:
         assert node.get("type") == "object", f"{path}: properties on a non-object"
         assert "additionalProperties" not in node, f"{path}: properties and additionalProperties"
@@ -67,30 +73,51 @@ def _check_workload(obj: dict[str, Any]) -> None:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert "limits" in container["resources"]
         mounts_needed |= {mount["name"] for mount in container.get("volumeMounts", [])}
-    declared = {v["name"] for v in pod.get("volumes", [])} | {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])}
-    assert mounts_needed <= declared, f"{obj['metadata']['name']}: undeclared volumes {mounts_needed - declared}"
+    declared = {v["name"] for v in pod.get("volumes", [])} | {
+        c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])
+    }
+    assert mounts_needed <= declared, (
+        f"{obj['metadata']['name']}: undeclared volumes {mounts_needed - declared}"
+    )
 
 
 def test_every_crd_is_structural_without_defaults() -> None:
-    crds = [doc for path in sorted((ROOT / "deploy/crds").glob("*.yaml")) for doc in _docs(path.read_text())]
+    crds = [
+        doc
+        for path in sorted((ROOT / "deploy/crds").glob("*.yaml"))
+        for doc in _docs(path.read_text())
+    ]
     assert {c["metadata"]["name"] for c in crds} == {
-        "externalsecrets.kustos.io", "secretstores.kustos.io", "clustersecretstores.kustos.io",
-        "sealedsecrets.kustos.io", "sealedsecrets.bitnami.com"}
+        "externalsecrets.kustos.io",
+        "secretstores.kustos.io",
+        "clustersecretstores.kustos.io",
+        "sealedsecrets.kustos.io",
+        "sealedsecrets.bitnami.com",
+    }
     for crd in crds:
         _check_crd(crd)
     chart_crds = sorted(p.name for p in (ROOT / "deploy/helm/kustos/crds").glob("*.yaml"))
     assert chart_crds == sorted(p.name for p in (ROOT / "deploy/crds").glob("*.yaml"))
     for name in chart_crds:
-        assert (ROOT / "deploy/helm/kustos/crds" / name).read_text() == (ROOT / "deploy/crds" / name).read_text()
+        assert (ROOT / "deploy/helm/kustos/crds" / name).read_text() == (
+            ROOT / "deploy/crds" / name
+        ).read_text()
 
 
 def test_rendered_manifests_are_committed_and_pass_checks() -> None:
     rendered = _renderer().render_chart()
-    assert (ROOT / "deploy/manifests/kustos.yaml").read_text() == rendered, "run: python deploy/helm/render.py > deploy/manifests/kustos.yaml"
+    assert (ROOT / "deploy/manifests/kustos.yaml").read_text() == rendered, (
+        "run: python deploy/helm/render.py > deploy/manifests/kustos.yaml"
+    )
     objects = _docs(rendered)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    assert {("Deployment", "kustos-operator"), ("StatefulSet", "kustos-server"), ("ClusterRole", "kustos-operator"),
-            ("ServiceAccount", "kustos-operator"), ("Service", "kustos-server")} <= kinds
+    assert {
+        ("Deployment", "kustos-operator"),
+        ("StatefulSet", "kustos-server"),
+        ("ClusterRole", "kustos-operator"),
+        ("ServiceAccount", "kustos-operator"),
+        ("Service", "kustos-server"),
+    } <= kinds
     for obj in objects:
         assert obj["apiVersion"] and obj["kind"] and obj["metadata"]["name"]
         if obj["kind"] == "CustomResourceDefinition":
@@ -100,15 +127,30 @@ def test_rendered_manifests_are_committed_and_pass_checks() -> None:
             _check_workload(obj)
         elif obj["kind"] == "ClusterRole":
             for rule in obj["rules"]:
-                assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+                assert (
+                    "*" not in rule["verbs"]
+                    and "*" not in rule["resources"]
+                    and "*" not in rule["apiGroups"]
+                )
                 if "secrets" in rule["resources"]:
-                    assert set(rule["verbs"]) <= {"get", "list", "watch", "create", "patch", "delete"}
+                    assert set(rule["verbs"]) <= {
+                        "get",
+                        "list",
+                        "watch",
+                        "create",
+                        "patch",
+                        "delete",
+                    }
                 if "serviceaccounts" in rule["resources"]:
                     assert rule["verbs"] == ["impersonate"]
 
 
 def test_postgres_values_drop_the_volume_claim_and_pass_the_dsn() -> None:
-    objects = _docs(_renderer().render_chart(overrides={"server.postgres.dsnSecret": "pg", "server.replicas": 3}))
+    objects = _docs(
+        _renderer().render_chart(
+            overrides={"server.postgres.dsnSecret": "pg", "server.replicas": 3}
+        )
+    )
     (server,) = [o for o in objects if o["kind"] == "StatefulSet"]
     assert "volumeClaimTemplates" not in server["spec"] and server["spec"]["replicas"] == 3
     (container,) = server["spec"]["template"]["spec"]["containers"]
@@ -120,7 +162,7 @@ def test_postgres_values_drop_the_volume_claim_and_pass_the_dsn() -> None:
 def test_renderer_rejects_what_it_does_not_understand() -> None:
     render = _renderer()._render
     with pytest.raises(ValueError, match="unsupported"):
-        render("{{ include \"x\" . }}", {"Values": {}})
+        render('{{ include "x" . }}', {"Values": {}})
     with pytest.raises(KeyError, match="missing"):
         render("{{ .Values.nope }}", {"Values": {}})
 

@@ -21,7 +21,9 @@ UNSEALED: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "Opaqu
                             "data": {"pw": "c2VjcmV0"}}  # fmt: skip
 
 
-def _existing(annotations: dict[str, str] | None = None, owners: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _existing(
+    annotations: dict[str, str] | None = None, owners: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {"metadata": {"name": "db", "namespace": "app", "annotations": annotations or {},
                          "ownerReferences": owners or []},
             "data": {"pw": "b2xk", "extra": "eA=="}, "type": "Opaque"}  # fmt: skip
@@ -32,11 +34,16 @@ def test_a_missing_secret_is_created_with_an_owner_reference() -> None:
     assert plan.action == "create" and plan.event_reason == "Unsealed"
     [owner] = plan.body["metadata"]["ownerReferences"]
     assert (owner["uid"], owner["kind"], owner["controller"]) == ("u-1", "SealedSecret", True)
-    assert plan.body["data"] == {"pw": "c2VjcmV0"} and plan.body["metadata"]["labels"] == {"team": "a"}
+    assert plan.body["data"] == {"pw": "c2VjcmV0"} and plan.body["metadata"]["labels"] == {
+        "team": "a"
+    }
 
 
 def test_skip_set_owner_references() -> None:
-    unsealed = {**UNSEALED, "metadata": {**UNSEALED["metadata"], "annotations": {ANNOTATION_SKIP_OWNER: "true"}}}
+    unsealed = {
+        **UNSEALED,
+        "metadata": {**UNSEALED["metadata"], "annotations": {ANNOTATION_SKIP_OWNER: "true"}},
+    }
     plan = plan_sealed_secret(sealed=SEALED, unsealed=unsealed, existing=None)
     assert "ownerReferences" not in plan.body["metadata"]
 
@@ -50,14 +57,18 @@ def test_an_unmanaged_secret_is_refused() -> None:
 
 
 def test_managed_replaces_data_and_takes_ownership() -> None:
-    plan = plan_sealed_secret(sealed=SEALED, unsealed=UNSEALED, existing=_existing({ANNOTATION_MANAGED: "true"}))
+    plan = plan_sealed_secret(
+        sealed=SEALED, unsealed=UNSEALED, existing=_existing({ANNOTATION_MANAGED: "true"})
+    )
     assert plan.action == "patch"
     assert plan.body["data"] == {"pw": "c2VjcmV0", "extra": None}
     assert plan.body["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
 def test_patch_merges_our_keys_and_keeps_the_others() -> None:
-    plan = plan_sealed_secret(sealed=SEALED, unsealed=UNSEALED, existing=_existing({ANNOTATION_PATCH: "true"}))
+    plan = plan_sealed_secret(
+        sealed=SEALED, unsealed=UNSEALED, existing=_existing({ANNOTATION_PATCH: "true"})
+    )
     assert plan.body["data"] == {"pw": "c2VjcmV0"}
     assert "ownerReferences" not in plan.body["metadata"]
 

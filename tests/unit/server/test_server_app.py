@@ -26,15 +26,17 @@ def _config(tmp_path: Path) -> ServerConfig:
     )
 
 
-
-
-async def _client(tmp_path: Path, authorizer: Authorizer = authorize) -> tuple[Core, httpx.AsyncClient]:
+async def _client(
+    tmp_path: Path, authorizer: Authorizer = authorize
+) -> tuple[Core, httpx.AsyncClient]:
     config = _config(tmp_path)
     core = await Core.open(config, authorizer=authorizer)
     await core.dev_bootstrap(root_token_id=ROOT)
     app = create_app(config, core=core)
     client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://kustos", headers={"X-Vault-Token": ROOT}
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://kustos",
+        headers={"X-Vault-Token": ROOT},
     )
     return core, client
 
@@ -76,7 +78,9 @@ async def test_seal_makes_data_paths_503_and_health_reports_it(client: httpx.Asy
     assert (await client.get("/v1/secret/data/x")).json()["data"]["data"] == {"k": "v"}
 
 
-async def test_unexpected_errors_are_generic_500s(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_errors_are_generic_500s(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def exploding(token: TokenEntry, path: str, capability: str) -> bool:
         raise RuntimeError("boom with value hunter2")
 
@@ -85,7 +89,9 @@ async def test_unexpected_errors_are_generic_500s(tmp_path: Path, caplog: pytest
         with caplog.at_level(logging.ERROR, logger="kustos.server.http"):
             response = await http.get("/v1/secret/data/x", headers={"X-Request-Id": "req-42"})
         assert response.status_code == 500
-        assert response.json() == {"errors": ["internal error; see the server log for request id req-42"]}
+        assert response.json() == {
+            "errors": ["internal error; see the server log for request id req-42"]
+        }
         assert "hunter2" not in response.text
         assert any(getattr(r, "request_id", None) == "req-42" for r in caplog.records)
     finally:
@@ -105,7 +111,11 @@ async def test_request_ids(client: httpx.AsyncClient) -> None:
 
 async def test_no_content_and_head(client: httpx.AsyncClient) -> None:
     deleted = await client.delete("/v1/secret/data/none")
-    assert deleted.status_code == 204 and deleted.content == b"" and "content-type" not in deleted.headers
+    assert (
+        deleted.status_code == 204
+        and deleted.content == b""
+        and "content-type" not in deleted.headers
+    )
     head = await client.head("/v1/sys/health")
     assert head.status_code == 200 and head.content == b""
 

@@ -32,8 +32,18 @@ from kustos.server.times import format_duration, parse_duration, rfc3339
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(0, 0.0), (90, 90.0), ("90", 90.0), ("0s", 0.0), ("45s", 45.0), ("1h30m", 5400.0), ("1.5h", 5400.0),
-     ("300ms", 0.3), ("2d", 172800.0), ("1h0m0s", 3600.0)],
+    [
+        (0, 0.0),
+        (90, 90.0),
+        ("90", 90.0),
+        ("0s", 0.0),
+        ("45s", 45.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("300ms", 0.3),
+        ("2d", 172800.0),
+        ("1h0m0s", 3600.0),
+    ],
 )
 def test_parse_duration(value: object, seconds: float) -> None:
     assert parse_duration(value, field="ttl") == pytest.approx(seconds)
@@ -47,7 +57,15 @@ def test_parse_duration_rejects(value: object) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (45, "45s"), (90, "1m30s"), (3600, "1h0m0s"), (12319, "3h25m19s"), (1.5, "1.5s"), (0.25, "250ms")],
+    [
+        (0, "0s"),
+        (45, "45s"),
+        (90, "1m30s"),
+        (3600, "1h0m0s"),
+        (12319, "3h25m19s"),
+        (1.5, "1.5s"),
+        (0.25, "250ms"),
+    ],
 )
 def test_format_duration_like_go(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
@@ -89,15 +107,26 @@ def test_subkeys_depth() -> None:
     assert subkeys(data, depth=2) == {"a": None, "b": {"c": None, "e": None}, "f": {}}
 
 
-@pytest.mark.parametrize("path", ["secret/data/app", "secret/metadata/", "sys/health", "a/.hidden/x", "a/..b", "", "a/b.."])
+@pytest.mark.parametrize(
+    "path",
+    ["secret/data/app", "secret/metadata/", "sys/health", "a/.hidden/x", "a/..b", "", "a/b.."],
+)
 def test_validate_api_path_accepts(path: str) -> None:
     validate_api_path(path)
 
 
 @pytest.mark.parametrize(
     ("path", "fragment"),
-    [("a//b", "empty segment"), ("/a", "empty segment"), ("a/../b", "'..'"), ("..", "'..'"), ("a/.", "'.'"),
-     ("a/\x00", "NUL"), ("a/\x1b[31m", "control character"), ("a/" + "x" * 1100, "longer than 1024")],
+    [
+        ("a//b", "empty segment"),
+        ("/a", "empty segment"),
+        ("a/../b", "'..'"),
+        ("..", "'..'"),
+        ("a/.", "'.'"),
+        ("a/\x00", "NUL"),
+        ("a/\x1b[31m", "control character"),
+        ("a/" + "x" * 1100, "longer than 1024"),
+    ],
 )
 def test_validate_api_path_rejects(path: str, fragment: str) -> None:
     with pytest.raises(InvalidRequestError, match=fragment.replace(".", r"\.").replace("[", r"\[")):
@@ -140,7 +169,10 @@ def test_public_messages_hide_internals() -> None:
     assert public_message(NotFoundError("")) is None
     assert public_message(SealedError()) == "Vault is sealed"
     assert "integrity check failed" in (public_message(DecryptionError("details")) or "")
-    assert public_message(StorageError("sqlite: disk I/O error at /var/x")) == "internal error: the storage backend failed"
+    assert (
+        public_message(StorageError("sqlite: disk I/O error at /var/x"))
+        == "internal error: the storage backend failed"
+    )
     assert public_message(RuntimeError("value=hunter2")) == "internal error"
     assert error_body() == b'{"errors":[]}'
 
@@ -148,23 +180,46 @@ def test_public_messages_hide_internals() -> None:
 def test_envelope_shapes() -> None:
     body = orjson.loads(envelope(Reply(data={"k": 1}, mount_type="kv"), request_id="rid"))
     assert body == {
-        "request_id": "rid", "lease_id": "", "renewable": False, "lease_duration": 0, "data": {"k": 1},
-        "wrap_info": None, "warnings": None, "auth": None, "mount_type": "kv",
+        "request_id": "rid",
+        "lease_id": "",
+        "renewable": False,
+        "lease_duration": 0,
+        "data": {"k": 1},
+        "wrap_info": None,
+        "warnings": None,
+        "auth": None,
+        "mount_type": "kv",
     }
     assert envelope(Reply.no_content(), request_id="rid") == b""
     # the common shape is joined from constant pieces: byte for byte what dumping the whole document gives
-    data = {"data": orjson.Fragment(b'{"password":"p\\u00e9"}'), "metadata": {"version": 2, "destroyed": False}}
-    expected = orjson.dumps({
-        "request_id": 'r"1', "lease_id": "", "renewable": False, "lease_duration": 0, "data": data,
-        "wrap_info": None, "warnings": None, "auth": None, "mount_type": "kv",
-    })
+    data = {
+        "data": orjson.Fragment(b'{"password":"p\\u00e9"}'),
+        "metadata": {"version": 2, "destroyed": False},
+    }
+    expected = orjson.dumps(
+        {
+            "request_id": 'r"1',
+            "lease_id": "",
+            "renewable": False,
+            "lease_duration": 0,
+            "data": data,
+            "wrap_info": None,
+            "warnings": None,
+            "auth": None,
+            "mount_type": "kv",
+        }
+    )
     assert envelope(Reply(data=data, mount_type="kv"), request_id='r"1') == expected
-    assert orjson.loads(envelope(Reply(raw={"sealed": False}), request_id="rid")) == {"sealed": False}
+    assert orjson.loads(envelope(Reply(raw={"sealed": False}), request_id="rid")) == {
+        "sealed": False
+    }
     listed = orjson.loads(envelope(Reply(data={"a/": {}}, top={"a/": {}}), request_id="rid"))
     assert listed["a/"] == {} and listed["data"] == {"a/": {}}
 
 
-@pytest.mark.parametrize(("raw", "normalized"), [("secret", "secret/"), ("team/a/", "team/a/"), ("/x/", "x/")])
+@pytest.mark.parametrize(
+    ("raw", "normalized"), [("secret", "secret/"), ("team/a/", "team/a/"), ("/x/", "x/")]
+)
 def test_normalize_mount_path(raw: str, normalized: str) -> None:
     assert normalize_mount_path(raw) == normalized
 
@@ -180,9 +235,18 @@ def test_call_and_reply_reprs_hide_values() -> None:
     from kustos.server.calls import Call
 
     call = Call(
-        method="POST", path="secret/data/x", query={}, body=b'{"data":{"k":"top-secret"}}', content_type="",
-        request_id="r", raw_token=Sensitive("hvs.token-value"),
+        method="POST",
+        path="secret/data/x",
+        query={},
+        body=b'{"data":{"k":"top-secret"}}',
+        content_type="",
+        request_id="r",
+        raw_token=Sensitive("hvs.token-value"),
     )
-    reply = Reply(data={"k": "top-secret"}, auth={"client_token": "hvs.token-value"}, raw={"root_token": "hvs.token-value"})
+    reply = Reply(
+        data={"k": "top-secret"},
+        auth={"client_token": "hvs.token-value"},
+        raw={"root_token": "hvs.token-value"},
+    )
     for text in (repr(call), repr(reply)):
         assert "top-secret" not in text and "hvs.token-value" not in text

@@ -22,13 +22,18 @@ from tests.unit.server.conftest import FakeClock
 # -- tokens -------------------------------------------------------------------------------
 
 
-async def test_token_is_stored_as_hash_and_expires(storage: SqliteBackend, clock: FakeClock) -> None:
+async def test_token_is_stored_as_hash_and_expires(
+    storage: SqliteBackend, clock: FakeClock
+) -> None:
     tokens = TokenStore(storage=storage, clock=clock)
     token, entry = await tokens.create(policies=["default"], ttl=60)
     secret = token.reveal()
     assert secret.startswith("hvs.") and len(secret) == 36
     assert repr(token) == "Sensitive(<redacted>)"
-    assert await storage.get(f"auth/token/id/{hashlib.sha256(secret.encode()).hexdigest()}") is not None
+    assert (
+        await storage.get(f"auth/token/id/{hashlib.sha256(secret.encode()).hexdigest()}")
+        is not None
+    )
     async for key, value in storage.scan(""):
         assert secret not in key and secret.encode() not in value
     assert (await tokens.lookup(secret)) == entry
@@ -67,7 +72,9 @@ async def test_renew_respects_explicit_max_ttl(storage: SqliteBackend, clock: Fa
         await tokens.renew(fixed, increment=10)
 
 
-async def test_revoke_cascades_to_children_not_orphans(storage: SqliteBackend, clock: FakeClock) -> None:
+async def test_revoke_cascades_to_children_not_orphans(
+    storage: SqliteBackend, clock: FakeClock
+) -> None:
     tokens = TokenStore(storage=storage, clock=clock)
     parent_token, parent = await tokens.create(policies=["root"], ttl=3600)
     child_token, child = await tokens.create(policies=["default"], parent=parent)
@@ -107,7 +114,9 @@ def _local(tmp_path: Path) -> LocalKeyProvider:
     return LocalKeyProvider(tmp_path / "kustos.key")
 
 
-async def test_barrier_init_encrypt_and_auto_unseal(storage: SqliteBackend, clock: FakeClock, tmp_path: Path) -> None:
+async def test_barrier_init_encrypt_and_auto_unseal(
+    storage: SqliteBackend, clock: FakeClock, tmp_path: Path
+) -> None:
     barrier = Barrier(storage=storage, provider=_local(tmp_path), clock=clock)
     await barrier.load()
     assert not barrier.initialized and barrier.sealed
@@ -135,13 +144,17 @@ async def test_barrier_init_encrypt_and_auto_unseal(storage: SqliteBackend, cloc
     assert await again.decrypt(blob, context=b"here") == b"value"
 
 
-async def test_barrier_with_another_key_file_fails_closed(storage: SqliteBackend, clock: FakeClock, tmp_path: Path) -> None:
+async def test_barrier_with_another_key_file_fails_closed(
+    storage: SqliteBackend, clock: FakeClock, tmp_path: Path
+) -> None:
     barrier = Barrier(storage=storage, provider=_local(tmp_path), clock=clock)
     await barrier.load()
     await barrier.initialize(secret_shares=1, secret_threshold=1)
     other = tmp_path / "other"
     other.mkdir()
-    stranger = Barrier(storage=storage, provider=LocalKeyProvider(other / "kustos.key"), clock=clock)
+    stranger = Barrier(
+        storage=storage, provider=LocalKeyProvider(other / "kustos.key"), clock=clock
+    )
     with pytest.raises(DecryptionError):
         await stranger.load()
 
@@ -181,7 +194,9 @@ async def test_shamir_barrier_refuses_storage_of_another_provider(
         await Barrier(storage=storage, provider=ShamirKeyProvider(), clock=clock).load()
 
 
-async def test_rotate_rewrap_disable(storage: SqliteBackend, clock: FakeClock, tmp_path: Path) -> None:
+async def test_rotate_rewrap_disable(
+    storage: SqliteBackend, clock: FakeClock, tmp_path: Path
+) -> None:
     barrier = Barrier(storage=storage, provider=_local(tmp_path), clock=clock)
     await barrier.load()
     await barrier.initialize(secret_shares=1, secret_threshold=1)
@@ -211,7 +226,9 @@ async def test_rotate_rewrap_disable(storage: SqliteBackend, clock: FakeClock, t
     assert versions == [(1, True), (2, False)]
 
 
-async def test_rewrap_counts_tampered_records_and_leaves_them(storage: SqliteBackend, clock: FakeClock, tmp_path: Path) -> None:
+async def test_rewrap_counts_tampered_records_and_leaves_them(
+    storage: SqliteBackend, clock: FakeClock, tmp_path: Path
+) -> None:
     barrier = Barrier(storage=storage, provider=_local(tmp_path), clock=clock)
     await barrier.load()
     await barrier.initialize(secret_shares=1, secret_threshold=1)
@@ -230,7 +247,9 @@ async def test_rewrap_counts_tampered_records_and_leaves_them(storage: SqliteBac
         await barrier.disable_key_version(1, [family])
 
 
-async def test_barrier_reloads_a_keyring_rotated_elsewhere(storage: SqliteBackend, clock: FakeClock, tmp_path: Path) -> None:
+async def test_barrier_reloads_a_keyring_rotated_elsewhere(
+    storage: SqliteBackend, clock: FakeClock, tmp_path: Path
+) -> None:
     first = Barrier(storage=storage, provider=_local(tmp_path), clock=clock)
     await first.load()
     await first.initialize(secret_shares=1, secret_threshold=1)
@@ -278,11 +297,15 @@ async def test_mount_table(storage: SqliteBackend, clock: FakeClock) -> None:
     assert await storage.get(f"{team.storage_prefix}meta/x") is None
     assert await reloaded.disable("team/a") is None
 
-    outer, inner = MountEntry(path="ops/", type="kv", uuid="u1", accessor="a1"), MountEntry(
-        path="ops/deep/", type="kv", uuid="u2", accessor="a2"
+    outer, inner = (
+        MountEntry(path="ops/", type="kv", uuid="u1", accessor="a1"),
+        MountEntry(path="ops/deep/", type="kv", uuid="u2", accessor="a2"),
     )
     async with storage.transaction() as tx:
-        await tx.put(MOUNTS_KEY, orjson.dumps({"v": 1, "mounts": {m.path: m.to_doc() for m in (outer, inner)}}))
+        await tx.put(
+            MOUNTS_KEY,
+            orjson.dumps({"v": 1, "mounts": {m.path: m.to_doc() for m in (outer, inner)}}),
+        )
     nested = MountTable(storage=storage, clock=clock)
     await nested.load()
     assert nested.resolve("ops/deep/data/x") == (inner, "data/x")

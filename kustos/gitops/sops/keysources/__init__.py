@@ -70,16 +70,21 @@ def wrap_data_key(
 ) -> tuple[tuple[MasterKey, ...], ...]:
     """Wrap ``data_key`` (or its Shamir shares) for every recipient; returns the filled groups."""
     if not groups or any(not g for g in groups):
-        raise ConfigError("no recipients: give --age, --pgp, --kms or --hc-vault-transit, or a .sops.yaml rule")
+        raise ConfigError(
+            "no recipients: give --age, --pgp, --kms or --hc-vault-transit, or a .sops.yaml rule"
+        )
     if len(groups) == 1:
         parts = [data_key]
     else:
         quorum = threshold or len(groups)
         if not 2 <= quorum <= len(groups):
-            raise ConfigError(f"shamir threshold {quorum} must be between 2 and the number of key groups ({len(groups)})")
+            raise ConfigError(
+                f"shamir threshold {quorum} must be between 2 and the number of key groups ({len(groups)})"
+            )
         parts = shamir.split(data_key, len(groups), quorum)
     return tuple(
-        tuple(_wrap_one(key, part, services) for key in group) for group, part in zip(groups, parts, strict=True)
+        tuple(_wrap_one(key, part, services) for key in group)
+        for group, part in zip(groups, parts, strict=True)
     )
 
 

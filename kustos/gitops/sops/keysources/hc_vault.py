@@ -62,7 +62,9 @@ def _errors(response: httpx.Response) -> str:
     return ": " + "; ".join(str(e)[:200] for e in errors[:3])
 
 
-def _post(key: VaultKey, op: str, body: dict[str, str], env: Mapping[str, str]) -> dict[str, object]:
+def _post(
+    key: VaultKey, op: str, body: dict[str, str], env: Mapping[str, str]
+) -> dict[str, object]:
     url = f"{key.vault_address}/v1/{key.engine_path}/{op}/{key.key_name}"
     headers = {"X-Vault-Token": _token(env)}
     if env.get("VAULT_NAMESPACE"):
@@ -87,7 +89,9 @@ def encrypt(key: VaultKey, data_key: bytes, *, env: Mapping[str, str]) -> str:
     try:
         data = _post(key, "encrypt", {"plaintext": base64.b64encode(data_key).decode()}, env)
     except httpx.HTTPError as exc:
-        raise KeyProviderError(f"cannot reach Vault at {key.vault_address}: {type(exc).__name__}") from None
+        raise KeyProviderError(
+            f"cannot reach Vault at {key.vault_address}: {type(exc).__name__}"
+        ) from None
     ciphertext = data.get("ciphertext")
     if not isinstance(ciphertext, str):
         raise KeyProviderError("Vault transit encrypt returned no ciphertext")

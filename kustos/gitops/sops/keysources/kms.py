@@ -18,7 +18,9 @@ from ..models import KmsKey
 __all__ = ["decrypt", "encrypt", "parse_arns"]
 
 
-def parse_arns(text: str, *, context: Mapping[str, str] | None = None, profile: str = "") -> list[KmsKey]:
+def parse_arns(
+    text: str, *, context: Mapping[str, str] | None = None, profile: str = ""
+) -> list[KmsKey]:
     """``arn[+role_arn]`` entries, comma separated, as ``--kms``/``SOPS_KMS_ARN`` take them."""
     keys = []
     for item in (part.strip() for part in text.split(",")):
@@ -35,7 +37,11 @@ def _client(key: KmsKey, env: Mapping[str, str]) -> Any:
     import boto3
 
     parts = key.arn.split(":")
-    region = parts[3] if len(parts) > 3 and parts[3] else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    region = (
+        parts[3]
+        if len(parts) > 3 and parts[3]
+        else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    )
     session = boto3.session.Session(
         profile_name=key.aws_profile or None,
         region_name=region,
@@ -63,7 +69,9 @@ def encrypt(key: KmsKey, data_key: bytes, *, env: Mapping[str, str]) -> str:
             KeyId=key.arn, Plaintext=data_key, EncryptionContext=dict(key.context)
         )
     except Exception as exc:
-        raise KeyProviderError(f"AWS KMS could not encrypt with {key.arn}: {type(exc).__name__}") from None
+        raise KeyProviderError(
+            f"AWS KMS could not encrypt with {key.arn}: {type(exc).__name__}"
+        ) from None
     return base64.b64encode(response["CiphertextBlob"]).decode()
 
 

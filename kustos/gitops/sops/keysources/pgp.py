@@ -33,7 +33,9 @@ def encrypt(fingerprint: str, data_key: bytes, *, env: Mapping[str, str]) -> str
         raise KeyProviderError(f"cannot run gpg: {exc}") from None
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip().splitlines()
-        raise KeyProviderError(f"gpg could not encrypt to {fp}: {detail[-1] if detail else 'failed'}")
+        raise KeyProviderError(
+            f"gpg could not encrypt to {fp}: {detail[-1] if detail else 'failed'}"
+        )
     return done.stdout.decode()
 
 
@@ -41,7 +43,9 @@ def decrypt(enc: str, *, env: Mapping[str, str]) -> bytes:
     """Recover the data key with whatever secret key gpg holds for the message."""
     args = [_gpg(env), "--batch", "--quiet", "--decrypt"]
     try:
-        done = subprocess.run(args, input=enc.encode(), capture_output=True, env=dict(env), check=False)  # noqa: S603
+        done = subprocess.run(  # noqa: S603
+            args, input=enc.encode(), capture_output=True, env=dict(env), check=False
+        )
     except OSError as exc:
         raise DecryptionError(f"cannot run gpg: {exc}") from None
     if done.returncode != 0:

@@ -43,7 +43,9 @@ def store_for(*, path: str | None, file_type: str | None = None) -> Store:
         try:
             return _BY_NAME[file_type.lower()]()
         except KeyError:
-            raise ConfigError(f"unknown file type {file_type!r}: use yaml, json, dotenv, ini or binary") from None
+            raise ConfigError(
+                f"unknown file type {file_type!r}: use yaml, json, dotenv, ini or binary"
+            ) from None
     name = PurePath(path or "").name.lower()
     if name.endswith((".yaml", ".yml")):
         return YamlStore()

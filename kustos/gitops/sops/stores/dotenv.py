@@ -78,11 +78,19 @@ class DotenvStore:
 
     def load_encrypted(self, data: bytes) -> _EncryptedFlat:
         tree = _parse_dotenv(data)
-        flat = {k[len(_PREFIX) :]: v for k, v in tree.items() if isinstance(k, str) and k.startswith(_PREFIX)}
+        flat = {
+            k[len(_PREFIX) :]: v
+            for k, v in tree.items()
+            if isinstance(k, str) and k.startswith(_PREFIX)
+        }
         if "mac" not in flat:
             raise DecryptionError("sops metadata not found: the file is not sops-encrypted")
-        data_tree = {k: v for k, v in tree.items() if not (isinstance(k, str) and k.startswith(_PREFIX))}
-        return _EncryptedFlat(data_tree, unflatten_metadata(flat, unescape_newlines=False), _emit_dotenv)
+        data_tree = {
+            k: v for k, v in tree.items() if not (isinstance(k, str) and k.startswith(_PREFIX))
+        }
+        return _EncryptedFlat(
+            data_tree, unflatten_metadata(flat, unescape_newlines=False), _emit_dotenv
+        )
 
     def encrypt(self, plaintext: bytes, handler: LeafEncryptor) -> Emitter:
         tree = _parse_dotenv(plaintext)
@@ -150,7 +158,9 @@ def _emit_ini(tree: Mapping[Any, Any]) -> bytes:
             if isinstance(key, Comment):
                 lines.append(f"; {key.text}")
             elif isinstance(value, dict | list):
-                raise ConfigError(f"cannot nest values deeper than sections in an INI file (key {name}.{key})")
+                raise ConfigError(
+                    f"cannot nest values deeper than sections in an INI file (key {name}.{key})"
+                )
             else:
                 lines.append(f"{key.ljust(width)} = {plain_scalar_text(value)}")
         blocks.append("\n".join(lines) + "\n")

@@ -22,7 +22,9 @@ __all__ = ["BinaryStore", "JsonStore"]
 
 
 def _dumps(tree: Any) -> bytes:
-    return (json.dumps(tree, indent="\t", ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
+    return (json.dumps(tree, indent="\t", ensure_ascii=False) + "\n").encode(
+        "utf-8", "surrogateescape"
+    )
 
 
 def _loads(data: bytes) -> Any:
@@ -51,7 +53,9 @@ def _load_encrypted(data: bytes, *, binary: bool) -> _EncryptedTree:
     try:
         tree = json.loads(data.decode("utf-8", "surrogateescape"))
     except json.JSONDecodeError:
-        raise DecryptionError("the file is not sops-encrypted (not a JSON document with sops metadata)") from None
+        raise DecryptionError(
+            "the file is not sops-encrypted (not a JSON document with sops metadata)"
+        ) from None
     if not isinstance(tree, dict) or not isinstance(tree.get("sops"), dict):
         raise DecryptionError("sops metadata not found: the file is not sops-encrypted")
     return _EncryptedTree(tree, tree["sops"], binary=binary)
@@ -73,7 +77,9 @@ class JsonStore:
         if not isinstance(tree, dict):
             raise ConfigError("the top level of a JSON file to encrypt must be an object")
         if "sops" in tree:
-            raise ConfigError("the file already has a top-level 'sops' key: is it already encrypted?")
+            raise ConfigError(
+                "the file already has a top-level 'sops' key: is it already encrypted?"
+            )
         encrypted = walk(tree, handler)
 
         def emit(block: Mapping[str, Any]) -> bytes:

@@ -47,7 +47,9 @@ class _CoreResolver(yaml.resolver.BaseResolver):
     """YAML 1.2 core schema, as yaml.v3 resolves plain scalars."""
 
 
-_CoreResolver.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_CoreResolver.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _CoreResolver.add_implicit_resolver(
     _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
 )
@@ -58,7 +60,9 @@ _CoreResolver.add_implicit_resolver(
     ),
     list("-+.0123456789"),
 )
-_CoreResolver.add_implicit_resolver(_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+_CoreResolver.add_implicit_resolver(
+    _NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
 
 
 class _Loader(CParser, yaml.constructor.SafeConstructor, _CoreResolver):
@@ -130,9 +134,7 @@ def _to_python(node: Node) -> Any:
 
 
 _PLAIN_SAFE: Final = re.compile(r"^[A-Za-z0-9_/$][-A-Za-z0-9_./@$+ =:]*$")
-_YAML11_WORDS: Final = frozenset(
-    {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
-)
+_YAML11_WORDS: Final = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
 
 
 def _plain_ok(text: str) -> bool:
@@ -172,7 +174,11 @@ def yaml_scalar(value: Any, *, flow: bool, indent: int) -> str:
     text = str(value)
     if not flow and "\n" in text and _literal_ok(text):
         body = text[:-1] if text.endswith("\n") else text
-        chomp = "" if text.endswith("\n") and not text.endswith("\n\n") else ("-" if not text.endswith("\n") else "+")
+        chomp = (
+            ""
+            if text.endswith("\n") and not text.endswith("\n\n")
+            else ("-" if not text.endswith("\n") else "+")
+        )
         if chomp == "+":
             body = text.rstrip("\n")
             lines = body.split("\n") + [""] * (len(text) - len(body) - 1)
@@ -285,7 +291,9 @@ def _walk(
     if isinstance(node, SequenceNode):
         inner_flow = flow or bool(node.flow_style)
         return [
-            _walk(item, path, handler, splicer, seen, flow=inner_flow, indent=item.start_mark.column)
+            _walk(
+                item, path, handler, splicer, seen, flow=inner_flow, indent=item.start_mark.column
+            )
             for item in node.value
         ]
     if not isinstance(node, ScalarNode):
@@ -374,10 +382,14 @@ class YamlStore:
                 anchors.append(len(text))
                 continue
             if top.flow_style:
-                raise ConfigError("a flow-style top-level mapping ({...}) is not supported; use block style")
+                raise ConfigError(
+                    "a flow-style top-level mapping ({...}) is not supported; use block style"
+                )
             for key_node, _ in top.value:
                 if isinstance(key_node, ScalarNode) and key_node.value == "sops":
-                    raise ConfigError("the file already has a top-level 'sops' key: is it already encrypted?")
+                    raise ConfigError(
+                        "the file already has a top-level 'sops' key: is it already encrypted?"
+                    )
             _walk(top, (), handler, splicer, seen, flow=False, indent=0)
             anchors.append(top.end_mark.index)
 

@@ -46,7 +46,9 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     await core.dev_bootstrap(root_token_id=ROOT)
     app = create_app(config, core=core)
     http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://kustos", headers={"X-Vault-Token": ROOT}
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://kustos",
+        headers={"X-Vault-Token": ROOT},
     )
     try:
         yield Server(core=core, http=http, clock=clock)

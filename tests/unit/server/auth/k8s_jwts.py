@@ -44,14 +44,20 @@ class ClusterKeys:
 
     def jwks(self) -> dict[str, Any]:
         public = self.private.public_key()
-        jwk = json.loads(RSAAlgorithm.to_jwk(public) if self.kind == "RSA" else ECAlgorithm.to_jwk(public))
+        jwk = json.loads(
+            RSAAlgorithm.to_jwk(public) if self.kind == "RSA" else ECAlgorithm.to_jwk(public)
+        )
         jwk.update({"kid": self.kid, "use": "sig", "alg": self.algorithm})
         return {"keys": [jwk]}
 
     def public_pem(self) -> str:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            self.private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
     def token(
         self,
@@ -75,11 +81,17 @@ class ClusterKeys:
             "sub": f"system:serviceaccount:{namespace}:{name}",
             "kubernetes.io": {
                 "namespace": namespace,
-                "serviceaccount": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{name}"))},
+                "serviceaccount": {
+                    "name": name,
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{name}")),
+                },
             },
         }
         if pod is not None:
-            claims["kubernetes.io"]["pod"] = {"name": pod, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, pod))}
+            claims["kubernetes.io"]["pod"] = {
+                "name": pod,
+                "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, pod)),
+            }
         claims.update(extra or {})
         return jwt.encode(claims, self.private, algorithm=self.algorithm, headers={"kid": self.kid})
 
