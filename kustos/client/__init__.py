@@ -13,6 +13,7 @@ against Vault itself. The layout mirrors the API: one module per area
 """
 
 from kustos.client.auth_token import AuthToken, TokenAuth
+from kustos.client.bound import Bound, BoundCiphertext, open_in_place
 from kustos.client.client import DEFAULT_TIMEOUT, KustosClient
 from kustos.client.errors import STATUS_ERRORS, ServerUnreachableError, error_from_response
 from kustos.client.kv_v2 import (
@@ -33,6 +34,8 @@ __all__ = [
     "REASON_HEADER",
     "STATUS_ERRORS",
     "AuthToken",
+    "Bound",
+    "BoundCiphertext",
     "InitResult",
     "KeyStatus",
     "KustosClient",
@@ -47,4 +50,5 @@ __all__ = [
     "VersionInfo",
     "VersionMetadata",
     "error_from_response",
+    "open_in_place",
 ]

@@ -2,7 +2,7 @@
 
 It owns the HTTP connection and the token, and exposes one attribute per API
 area, mirroring the API: ``client.kv_v2``, ``client.sys``, ``client.auth_token``,
-``client.transit``.
+``client.transit``, ``client.bound``.
 Settings (address, token, TLS) are given explicitly; resolving them from
 flags, environment variables or files is the CLI's job (``kustos.cli.connection``).
 """
@@ -17,6 +17,7 @@ from kustos.client._http import Adapter
 from kustos.client.audit import Audit
 from kustos.client.auth_methods import AuthMethods
 from kustos.client.auth_token import AuthToken
+from kustos.client.bound import Bound
 from kustos.client.generic import Generic
 from kustos.client.kv_v2 import KvV2
 from kustos.client.policies import Policies
@@ -69,6 +70,7 @@ class KustosClient:
         self.auth_methods = AuthMethods(self._adapter)
         self.generic = Generic(self._adapter)
         self.transit = Transit(self._adapter)
+        self.bound = Bound(self._adapter)
 
     @property
     def address(self) -> str:

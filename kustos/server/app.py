@@ -58,12 +58,16 @@ from kustos.server.events import StreamReply
 from kustos.server.mounts import MountEntry
 from kustos.server.observability import METRICS_CONTENT_TYPE
 from kustos.server.routes import PathApi, build_apis
+from kustos.server.routes.bound import KAMUS_ENCRYPT
 from kustos.server.times import Clock
 
-__all__ = ["BODY_SLACK", "KustosApp", "create_app"]
+__all__ = ["BODY_SLACK", "KAMUS_ENCRYPT_URL", "KustosApp", "create_app"]
 
 BODY_SLACK: Final = 64 * 1024
 """Bytes a request body may exceed ``max_value_bytes`` by (JSON framing, options)."""
+
+KAMUS_ENCRYPT_URL: Final = "/api/v1/encrypt"
+"""Kamus's encrypt endpoint, answered by ``sys/bound/kamus/encrypt``."""
 
 _log = logging.getLogger("kustos.server.http")
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -101,6 +105,9 @@ class KustosApp(Starlette):
             path: str = scope["path"]
             if path.startswith("/v1/"):
                 await self._api.serve(scope, path[4:], receive, send)
+                return
+            if path == KAMUS_ENCRYPT_URL:  # Kamus's encrypt API, for migration (sys/bound/*)
+                await self._api.serve(scope, KAMUS_ENCRYPT, receive, send)
                 return
         await super().__call__(scope, receive, send)
 

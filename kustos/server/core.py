@@ -24,6 +24,7 @@ from kustos.server.access import Authorizer, authorize
 from kustos.server.auditing import Auditing
 from kustos.server.auth.records import auth_method_families
 from kustos.server.barrier import Barrier, CiphertextFamily
+from kustos.server.bound import BoundService
 from kustos.server.caching import RecordCache
 from kustos.server.engines import Engine
 from kustos.server.engines.kv import KvEngine
@@ -120,6 +121,8 @@ class Core:
         """Audit devices (``sys/audit``); the dispatcher records every API call through it."""
         self.sealing = SealingService(storage=storage, barrier=self.barrier, clock=clock)
         """GitOps sealing keys, barrier-encrypted (``sys/sealing/*``, ``/v1/cert.pem``)."""
+        self.bound = BoundService(storage=storage, barrier=self.barrier)
+        """Root keys of values only one ServiceAccount can open (``sys/bound/*``)."""
         self.engines: dict[str, Engine] = {"kv": self.kv}
         """Secrets engines by mount type; the dispatcher sends a mount's requests to its engine."""
         self.engines["transit"] = TransitEngine(
@@ -211,6 +214,7 @@ class Core:
                 for family in engine.ciphertext_families(mount)
             ]
             + self.sealing.ciphertext_families()
+            + self.bound.ciphertext_families()
             + auth_method_families()
         )
 

@@ -44,10 +44,11 @@ from kustos.server.auth.jwts import (
     verify_jwt,
 )
 from kustos.server.auth.mounts import AuthMount
+from kustos.server.auth.records import Records
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.params import bool_param, str_list_param
 
-__all__ = ["KubernetesMethod", "TokenReviewError"]
+__all__ = ["KubernetesMethod", "TokenReviewError", "service_account_uid"]
 
 _ROLE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _REVIEW_PATH: Final = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -527,3 +528,54 @@ async def _token_review(config: _Config, token: str, *, audience: str) -> Servic
         pod_name=str(pod_names[0]) if isinstance(pod_names, list) and pod_names else "",
         pod_uid=str(pod_uids[0]) if isinstance(pod_uids, list) and pod_uids else "",
     )
+
+
+async def service_account_uid(records: Records, *, namespace: str, name: str) -> str:
+    """The UID of ``namespace/name``, read from the cluster this mount is configured for.
+
+    ``GET {kubernetes_host}/api/v1/namespaces/<ns>/serviceaccounts/<name>``
+    with the ``token_reviewer_jwt`` (which then needs ``get`` on
+    ``serviceaccounts``). Raises :class:`NotFoundError` when the account does
+    not exist, :class:`TokenReviewError` when the cluster cannot be asked.
+    """
+    doc = await records.get("config")
+    if doc is None:
+        raise InvalidRequestError(
+            "the kubernetes auth method is not configured: write its config first"
+        )
+    config = _Config.from_doc(doc)
+    if not config.kubernetes_host or not config.token_reviewer_jwt:
+        raise InvalidRequestError(
+            "looking up a service account's uid needs kubernetes_host and token_reviewer_jwt "
+            "in the kubernetes auth config (or pass the uid)"
+        )
+    verify: bool | ssl.SSLContext = True
+    if config.kubernetes_ca_cert:
+        verify = _ca_context(config.kubernetes_ca_cert, field="kubernetes_ca_cert")
+    url = f"{config.kubernetes_host}/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+    try:
+        async with httpx.AsyncClient(verify=verify, timeout=_HTTP_TIMEOUT) as http:
+            response = await http.get(
+                url, headers={"Authorization": f"Bearer {config.token_reviewer_jwt}"}
+            )
+    except httpx.HTTPError as exc:
+        raise TokenReviewError(
+            f"reading service account {namespace}/{name} from {config.kubernetes_host} failed: "
+            f"{type(exc).__name__}"
+        ) from None
+    if response.status_code == 404:
+        raise NotFoundError(f"service account {namespace}/{name} does not exist in the cluster")
+    if response.status_code in (401, 403):
+        raise TokenReviewError(
+            f"the Kubernetes API refused to read service account {namespace}/{name} "
+            f"(HTTP {response.status_code}): the reviewer needs get on serviceaccounts"
+        )
+    try:
+        uid = str(orjson.loads(response.content)["metadata"]["uid"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        uid = ""
+    if response.status_code != 200 or not uid:
+        raise TokenReviewError(
+            f"reading service account {namespace}/{name} failed: HTTP {response.status_code}"
+        )
+    return uid

@@ -42,6 +42,7 @@ def build_apis(core: Core) -> list[PathApi]:
     """Every non-engine area, in the order the dispatcher tries their prefixes."""
     from kustos.server.routes.audit import AuditApi
     from kustos.server.routes.auth_methods import AuthMethodsApi
+    from kustos.server.routes.bound import BoundApi
     from kustos.server.routes.events import EventsApi
     from kustos.server.routes.policies import CapabilitiesApi, PolicyApi
     from kustos.server.routes.sealing import sealing_apis
@@ -64,6 +65,7 @@ def build_apis(core: Core) -> list[PathApi]:
         AuditApi(core, prefix="sys/audit/"),
         AuditApi(core, prefix="sys/audit-hash/"),
         EventsApi(core),
+        BoundApi(core),
         *sealing_apis(core),
         SystemApi(core),
         TokenApi(core),
