@@ -69,7 +69,7 @@ def _pct(values: list[float], q: float) -> float:
 def _child(k8s: str, workers: int) -> None:
     import kopf
 
-    from kustos.operator.kube import Connection
+    from kustos.kube import Connection
     from kustos.operator.main import OperatorOptions, serve
 
     def fast(settings: kopf.OperatorSettings) -> None:

@@ -333,16 +333,19 @@ def run_operator(
         str | None,
         typer.Option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz."),
     ] = None,
-    server: Annotated[
-        str | None,
-        typer.Option("--server", help="Kubernetes API URL (default: in-cluster, then kubeconfig)."),
-    ] = None,
-    token: Annotated[
+    kubeconfig: Annotated[
         str | None,
         typer.Option(
-            "--token",
-            envvar="KUSTOS_K8S_TOKEN",
-            help="Bearer token for --server.",
+            "--kubeconfig",
+            help="Kubeconfig file (default: $KUBECONFIG, then the pod's ServiceAccount, then ~/.kube/config).",
+            show_default=False,
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Kubeconfig context to use (default: current-context).",
             show_default=False,
         ),
     ] = None,
@@ -391,7 +394,7 @@ def run_operator(
         kustos_ca_path=kustos_ca,
     )
     try:
-        run(server=server, token=token, options=options)
+        run(kubeconfig=kubeconfig, context=context, options=options)
     except KustosError as exc:
         fail(str(exc))
 

@@ -6,6 +6,6 @@ Layout: :mod:`~kustos.operator.main` (``kustos operator run``, :func:`serve`),
 :mod:`~kustos.operator.syncing` and :mod:`~kustos.operator.reloading` (pure
 reconcile logic), :mod:`~kustos.operator.templating` (sandboxed Jinja2),
 :mod:`~kustos.operator.providers` (one module per backend) and
-:mod:`~kustos.operator.kube` (a small Kubernetes REST client). CRDs, the Helm
+:mod:`kustos.kube` (the Kubernetes client, shared with the other roles). CRDs, the Helm
 chart and manifests live under ``deploy/``; see docs/operator.md.
 """

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from kustos.errors import ConfigError, InvalidRequestError, KustosError, NotFoundError
-from kustos.operator.kube import SECRETS, Body, ConflictError, KubeClient, Resource
+from kustos.kube import SECRETS, Body, ConflictError, KubeClient, Resource
 from kustos.operator.providers import Provider, ProviderRegistry
 from kustos.operator.reloading import SourceKind, Strategy, plan_reloads, source_hash
 from kustos.operator.syncing import (

@@ -24,8 +24,8 @@ from typing import Any
 
 import kopf
 
+from kustos.kube import DAEMONSETS, DEPLOYMENTS, STATEFULSETS, Body, Connection, Login, Resource
 from kustos.operator.controllers import ExternalSecretController, Reloader
-from kustos.operator.kube import DAEMONSETS, DEPLOYMENTS, STATEFULSETS, Body, Connection, Resource
 from kustos.operator.reloading import (
     ANNOTATION_AUTO,
     ANNOTATION_CONFIGMAP_RELOAD,
@@ -52,18 +52,19 @@ _WORKLOADS: dict[str, Resource] = {
 }
 
 
-def connection_info(connection: Connection) -> kopf.ConnectionInfo:
-    """The kopf login result for our :class:`Connection` (one set of credentials for both)."""
+def connection_info(login: Login) -> kopf.ConnectionInfo:
+    """kopf's login result for one :class:`~kustos.kube.Login` (one set of credentials for both stacks)."""
     return kopf.ConnectionInfo(
-        server=connection.server,
-        token=connection.token.reveal() if connection.token is not None else None,
-        scheme="Bearer" if connection.token is not None else None,
-        ca_path=connection.ca_path,
-        ca_data=connection.ca_data,
-        insecure=connection.insecure or None,
-        certificate_path=connection.certificate_path,
-        private_key_path=connection.private_key_path,
-        default_namespace=connection.default_namespace,
+        server=login.server,
+        scheme=login.scheme,
+        token=login.token.reveal() if login.token is not None else None,
+        ca_path=login.ca_path,
+        insecure=login.insecure or None,
+        certificate_path=login.certificate_path,
+        private_key_path=login.private_key_path,
+        default_namespace=login.default_namespace,
+        proxy_url=login.proxy,
+        expiration=login.expiration,
     )
 
 
@@ -87,9 +88,18 @@ def build_registry(
     """A registry with the login handler and the handlers of each enabled controller."""
     registry = kopf.OperatorRegistry()
 
+    logins = 0
+
     @kopf.on.login(registry=registry)
-    def _login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(connection)
+    async def _login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf logs in again only when the API server refused the credentials
+        # (401) or they expired: then load them anew (an exec plugin re-runs,
+        # a rotated ServiceAccount token is re-read) before handing them over.
+        nonlocal logins
+        if logins:
+            await connection.refresh()
+        logins += 1
+        return connection_info(await connection.login())
 
     if controller is not None:
 

@@ -3,9 +3,9 @@
 :func:`run` is the blocking entry point the CLI calls; :func:`serve` is the
 same operator as a coroutine, which tests and embedders run in their own
 event loop (with a ``stop_flag``). Both wire everything explicitly: the
-Kubernetes connection (given, or found like kubectl: the pod's service
-account, then ``$KUBECONFIG``/``~/.kube/config``), the kopf settings, the
-provider registry and the controllers.
+Kubernetes connection (given, or found by :func:`kustos.kube.find_connection`:
+``--kubeconfig``, ``$KUBECONFIG``, the pod's ServiceAccount, ``~/.kube/config``),
+the kopf settings, the provider registry and the controllers.
 """
 
 from __future__ import annotations
@@ -13,21 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Sequence
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import kopf
 
-from kustos.errors import ConfigError
+from kustos.kube import Connection, KubeClient, find_connection
 from kustos.operator.controllers import ExternalSecretController, Reloader
 from kustos.operator.handlers import build_registry
-from kustos.operator.kube import Connection, KubeClient
 from kustos.operator.providers import ProviderRegistry, default_registry
 from kustos.operator.reloading import Strategy
 from kustos.operator.sealed import SealedSecretController, ServerUnsealer
 from kustos.sensitive import Sensitive
 
-__all__ = ["OperatorOptions", "find_connection", "run", "serve"]
+__all__ = ["OperatorOptions", "run", "serve"]
 
 _log = logging.getLogger("kustos.operator")
 
@@ -43,8 +44,11 @@ class OperatorOptions:
     reload_strategy: Strategy = Strategy.ENV_VARS
     workers: int = 8
     retry_backoff: tuple[float, float] = (2.0, 300.0)
-    watch_timeout: float = 300.0
-    """Server-side timeout of each watch request, in seconds (kopf reconnects after it)."""
+    watch_timeout: int = 300
+    """Server-side timeout of each watch request, in whole seconds (kopf reconnects after it).
+
+    An integer: the API server parses ``timeoutSeconds`` as one and answers 400 to ``300.0``.
+    """
     liveness_endpoint: str | None = None
     """e.g. ``http://0.0.0.0:8080/healthz`` for the Deployment's probes."""
     extra_settings: Collection[Callable[[kopf.OperatorSettings], None]] = field(
@@ -59,38 +63,11 @@ class OperatorOptions:
     kustos_ca_path: str | None = None
 
 
-def find_connection() -> Connection:
-    """The API server and credentials, found the way kubectl finds them."""
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
-    if info is None:
-        raise ConfigError(
-            "no Kubernetes credentials: not in a pod, and no KUBECONFIG or ~/.kube/config"
-        )
-    if info.certificate_data or info.private_key_data:
-        raise ConfigError(
-            "client certificates embedded in a kubeconfig are not supported yet; use a token"
-        )
-    ca_data = info.ca_data.encode() if isinstance(info.ca_data, str) else info.ca_data
-    return Connection(
-        server=info.server,
-        token=Sensitive(info.token) if info.token else None,
-        ca_path=str(info.ca_path) if info.ca_path else None,
-        ca_data=ca_data,
-        insecure=bool(info.insecure),
-        certificate_path=str(info.certificate_path) if info.certificate_path else None,
-        private_key_path=str(info.private_key_path) if info.private_key_path else None,
-        default_namespace=info.default_namespace,
-    )
-
-
 def _settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the controllers post their own, documented events
-    settings.watching.server_timeout = options.watch_timeout
-    settings.watching.client_timeout = options.watch_timeout + 30
+    settings.watching.server_timeout = int(options.watch_timeout)
+    settings.watching.client_timeout = int(options.watch_timeout) + 30
     settings.networking.request_timeout = 60
     settings.scanning.disabled = True  # our resources are known; no CRD watching needed
     for tune in options.extra_settings:
@@ -160,26 +137,28 @@ async def serve(
 
 def run(
     *,
-    server: str | None = None,
-    token: str | None = None,
-    ca_path: str | None = None,
-    insecure: bool = False,
+    kubeconfig: str | None = None,
+    context: str | None = None,
     options: OperatorOptions | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
 ) -> None:
-    """Blocking entry point of ``kustos operator run``.
+    """Blocking entry point of ``kustos controller run``.
 
-    ``server``/``token``/``ca_path`` override the discovered credentials
-    (useful against a local API server); otherwise :func:`find_connection`.
+    The Kubernetes connection is found as kubectl and controller-runtime find
+    it (:func:`kustos.kube.find_connection`): ``kubeconfig``, ``$KUBECONFIG``,
+    the pod's ServiceAccount, ``~/.kube/config``; ``context`` picks a context.
     """
-    if server:
-        connection = Connection(
-            server=server,
-            token=Sensitive(token) if token else None,
-            ca_path=ca_path,
-            insecure=insecure,
+
+    async def _main() -> None:
+        connection = await find_connection(
+            kubeconfig=kubeconfig,
+            context=context,
+            environ=os.environ if environ is None else environ,
+            home=Path.home() if home is None else home,
         )
-    else:
-        connection = find_connection()
-    _log.info("kustos operator connecting to %s", connection.server)
+        _log.info("kustos controller connecting to %s", connection.server)
+        await serve(connection=connection, options=options)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(connection=connection, options=options))
+        asyncio.run(_main())

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kustos.operator.kube import Body
+from kustos.kube import Body
 
 __all__ = [
     "ANNOTATION_AUTO",

@@ -36,7 +36,7 @@ from typing import Any, Final, Protocol
 import httpx
 
 from kustos.errors import InvalidRequestError, KustosError, NotFoundError, PermissionDeniedError
-from kustos.operator.kube import SECRETS, Body, ConflictError, KubeClient, KubeError, Resource
+from kustos.kube import SECRETS, Body, ConflictError, KubeClient, KubeError, Resource
 from kustos.operator.syncing import SecretPlan
 from kustos.sensitive import Sensitive
 

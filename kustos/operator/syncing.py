@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kustos.errors import InvalidRequestError
-from kustos.operator.kube import Body
+from kustos.kube import Body
 from kustos.operator.providers.base import FindSpec, Provider, RemoteRef
 from kustos.operator.templating import render_templates
 from kustos.sensitive import Sensitive

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kustos.errors import ConfigError, KustosError, NotFoundError
-from kustos.operator.kube import SECRETS, Body, KubeClient
+from kustos.kube import SECRETS, Body, KubeClient
 from kustos.sensitive import Sensitive
 
 __all__ = [

@@ -13,11 +13,10 @@ it names a service account too.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 
 from kustos.errors import NotFoundError
-from kustos.operator.kube import SECRETS, Body, KubeClient
+from kustos.kube import SECRETS, Body, KubeClient
 from kustos.operator.providers.base import FindSpec, Provider, ProviderContext, RemoteRef
 from kustos.sensitive import Sensitive
 
@@ -95,9 +94,5 @@ async def create(context: ProviderContext) -> Provider:
         return KubernetesProvider(kube=context.kube, remote_namespace=remote, owns_client=False)
     store_namespace = context.store.get("metadata", {}).get("namespace") or context.namespace
     user = f"system:serviceaccount:{store_namespace}:{account or 'default'}"
-    connection = dataclasses.replace(
-        context.kube.connection, extra_headers={"Impersonate-User": user}
-    )
-    return KubernetesProvider(
-        kube=KubeClient(connection=connection), remote_namespace=remote, owns_client=True
-    )
+    kube = KubeClient(connection=context.kube.connection, headers={"Impersonate-User": user})
+    return KubernetesProvider(kube=kube, remote_namespace=remote, owns_client=True)

@@ -24,7 +24,7 @@ import kmock
 import kopf
 import pytest
 
-from kustos.operator.kube import Connection
+from kustos.kube import Connection
 from kustos.operator.main import OperatorOptions, serve
 
 _RESOURCES = {

@@ -1,11 +1,14 @@
-"""A small async Kubernetes REST client for what the controllers write.
+"""A small async Kubernetes REST client: what the Kustos roles read and write.
 
 kopf watches and dispatches events, but it has no public client for creating
-Secrets, patching workloads or posting Events. This module is that client: a
-thin layer over :mod:`httpx` speaking plain JSON and JSON merge patches (the
-patch type every API server, and the kmock emulator used in the tests,
-understands). It uses the same :class:`Connection` kopf logs in with, so the
-operator holds one set of credentials.
+Secrets, patching workloads or posting Events; the cluster tools and the
+agent need the same few calls. This module is that client: a thin layer over
+:mod:`httpx` speaking plain JSON and JSON merge patches (the patch type every
+API server, and the kmock emulator of the unit tests, understands), on a
+:class:`~kustos.kube.connecting.Connection`. Every request asks the
+connection for the current ``Authorization`` header; a 401 makes it renew
+the credentials (an expired exec token, a rotated ServiceAccount token) and
+the request is sent once more.
 
 Objects travel as plain ``dict`` bodies (``Body``); the caller builds them.
 Secret bodies are never logged by this module: errors carry the method, the
@@ -14,77 +17,20 @@ path and the API server's status message only.
 
 from __future__ import annotations
 
+import collections
 import datetime
-import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import AsyncGenerator, Mapping
+from typing import Final
 
 import httpx
 
 from kustos.errors import InvalidRequestError, KustosError, NotFoundError, PermissionDeniedError
-from kustos.sensitive import Sensitive
+from kustos.kube.connecting import Connection
+from kustos.kube.resources import EVENTS, Body, Resource
 
-__all__ = [
-    "CONFIGMAPS",
-    "DAEMONSETS",
-    "DEPLOYMENTS",
-    "EVENTS",
-    "SECRETS",
-    "STATEFULSETS",
-    "Body",
-    "ConflictError",
-    "Connection",
-    "KubeClient",
-    "KubeError",
-    "Resource",
-]
-
-Body = dict[str, Any]
+__all__ = ["ConflictError", "KubeClient", "KubeError"]
 
 _MERGE_PATCH: Final = {"Content-Type": "application/merge-patch+json"}
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One kind of object in the API: ``group``/``version``/``plural``."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        """The ``apiVersion`` field of the objects of this resource."""
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(
-        self,
-        *,
-        namespace: str | None = None,
-        name: str | None = None,
-        subresource: str | None = None,
-    ) -> str:
-        """The URL path of a collection, one object or one of its subresources."""
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace is not None:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        if name is not None:
-            base += f"/{name}"
-            if subresource:
-                base += f"/{subresource}"
-        return base
-
-
-SECRETS: Final = Resource("", "v1", "secrets", "Secret")
-CONFIGMAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
-EVENTS: Final = Resource("", "v1", "events", "Event")
-DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
-STATEFULSETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
-DAEMONSETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
 
 
 class KubeError(KustosError):
@@ -95,56 +41,58 @@ class ConflictError(KubeError):
     """The object already exists (409) or was changed concurrently."""
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Where the API server is and how to authenticate; built from kopf's login."""
+class _ConnectionAuth(httpx.Auth):
+    """The connection's current ``Authorization`` header; on 401, renew it and retry once."""
 
-    server: str
-    token: Sensitive[str] | None = None
-    ca_path: str | None = None
-    ca_data: bytes | None = None
-    insecure: bool = False
-    certificate_path: str | None = None
-    private_key_path: str | None = None
-    default_namespace: str | None = None
-    timeout: float = 30.0
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    requires_request_body = True
 
-    def verify(self) -> ssl.SSLContext | bool:
-        """The TLS verification setting for httpx."""
-        if self.insecure:
-            return False
-        if self.ca_path or self.ca_data:
-            context = ssl.create_default_context(
-                cafile=self.ca_path, cadata=self.ca_data.decode() if self.ca_data else None
-            )
-            if self.certificate_path:
-                context.load_cert_chain(self.certificate_path, self.private_key_path)
-            return context
-        return True
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        sent = await self._connection.authorization()
+        if sent is not None:
+            request.headers["Authorization"] = sent.reveal()
+        response = yield request
+        if response.status_code != 401 or self._connection.credentials is None:
+            return
+        await self._connection.refresh(rejected=sent)
+        renewed = await self._connection.authorization()
+        if renewed is None or (sent is not None and renewed == sent):
+            return
+        request.headers["Authorization"] = renewed.reveal()
+        yield request
 
 
 class KubeClient:
     """CRUD on Kubernetes objects over one pooled HTTP connection.
 
     Use as ``async with KubeClient(connection=...) as kube:``; every method
-    names the HTTP method and path it maps to.
+    names the HTTP method and path it maps to. ``headers`` go on every
+    request (``Impersonate-User``, say).
     """
 
     def __init__(
-        self, *, connection: Connection, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        *,
+        connection: Connection,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Accept": "application/json", **connection.extra_headers}
-        if connection.token is not None:
-            headers["Authorization"] = f"Bearer {connection.token.reveal()}"
         self._connection = connection
         self._http = httpx.AsyncClient(
             base_url=connection.server.rstrip("/"),
-            headers=headers,
-            verify=connection.verify(),
+            headers={"Accept": "application/json", **(headers or {})},
+            verify=connection.ssl_context(),
+            auth=_ConnectionAuth(connection) if connection.credentials is not None else None,
+            proxy=connection.proxy,
             timeout=connection.timeout,
             transport=transport,
         )
+        self.calls: collections.Counter[str] = collections.Counter()
+        """Requests sent, by HTTP method (for tests and the benchmark)."""
 
     @property
     def connection(self) -> Connection:
@@ -253,6 +201,7 @@ class KubeClient:
         json: Body | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Body:
+        self.calls[method] += 1
         try:
             response = await self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as exc:
