@@ -37,6 +37,7 @@ from kustos.kube import SECRETS, Body, ConflictError, KubeClient, Resource
 from kustos.operator.providers import Provider, ProviderRegistry
 from kustos.operator.reloading import SourceKind, Strategy, plan_reloads, source_hash
 from kustos.operator.syncing import (
+    DeletionPolicy,
     ExternalSecretSpec,
     SecretPlan,
     data_hash,
@@ -378,6 +379,18 @@ class ExternalSecretController:
     ) -> float | None:
         plan = plan_deletion(spec=spec, existing=existing, managed_keys=entry.managed_keys)
         entry.written_hash = None
+        if (
+            plan.action == "none"
+            and existing is None
+            and spec.deletion_policy is DeletionPolicy.DELETE
+        ):  # deleted already (by us, a moment ago): the status stays what it was
+            await self._status(
+                entry,
+                "True",
+                "SecretDeleted",
+                "secret deleted because the remote data is gone (Delete)",
+            )
+            return spec.refresh or None
         if plan.action == "none":
             await self._failed(entry, f"could not get secret data from provider: {why}")
             return spec.refresh or None
