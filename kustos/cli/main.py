@@ -33,6 +33,7 @@ AREAS: Final = (
     "files",
     "transit",
     "generic",
+    "injector",
 )
 """Every CLI area module under ``kustos.cli``, in the order their commands are listed."""
 
@@ -62,6 +63,7 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "read": "generic",
     "list": "generic",
     "delete": "generic",
+    "injector": "injector",
 }
 """Top-level command -> the area that registers it (a fast path only: a command
 missing here still works, by loading every area)."""
