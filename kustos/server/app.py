@@ -450,11 +450,16 @@ def create_app(
                 config, clock=clock, authorizer=authorizer, cache_entries=cache_entries
             )
         sealing = holder.core.sealing if holder.core is not None else None
+        timers = holder.core.timers if holder.core is not None else None
         if sealing is not None:
             sealing.start()  # sealing key renewal timer
+        if timers is not None:
+            timers.start()  # lease expiry and scheduled rotations (what fell due while down, at once)
         try:
             yield
         finally:
+            if timers is not None:
+                await timers.stop()
             if sealing is not None:
                 await sealing.stop()
             if owned and holder.core is not None:

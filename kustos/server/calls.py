@@ -146,6 +146,10 @@ class Reply:
     body: bytes | None = field(default=None, repr=False)
     """A non-JSON body sent as is, with :attr:`content_type` (``/v1/cert.pem`` answers PEM text)."""
     content_type: str | None = None
+    lease_id: str = ""
+    """A dynamic secret's lease (``database/creds/<role>/<suffix>``); ``""`` for everything else."""
+    lease_duration: int = 0
+    renewable: bool = False
 
     @classmethod
     def no_content(cls) -> Reply:
@@ -160,7 +164,7 @@ def envelope(reply: Reply, *, request_id: str) -> bytes:
         return reply.body
     if reply.raw is not None:
         return orjson.dumps(reply.raw)
-    if reply.top is None and reply.warnings is None and reply.auth is None:
+    if reply.top is None and reply.warnings is None and reply.auth is None and not reply.lease_id:
         # the common shape, joined from constant pieces: the same bytes as dumping the dict below
         return b"".join(
             (
@@ -175,9 +179,9 @@ def envelope(reply: Reply, *, request_id: str) -> bytes:
         )
     doc = {
         "request_id": request_id,
-        "lease_id": "",
-        "renewable": False,
-        "lease_duration": 0,
+        "lease_id": reply.lease_id,
+        "renewable": reply.renewable,
+        "lease_duration": reply.lease_duration,
         "data": reply.data,
         "wrap_info": None,
         "warnings": reply.warnings,

@@ -27,13 +27,17 @@ from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.bound import BoundService
 from kustos.server.caching import RecordCache
 from kustos.server.engines import Engine
+from kustos.server.engines.database import DatabaseEngine
 from kustos.server.engines.kv import KvEngine
 from kustos.server.engines.transit import TransitEngine
 from kustos.server.events import ChangeHub
+from kustos.server.leases import LeaseManager
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
+from kustos.server.passwords import PasswordPolicies
 from kustos.server.policies import PolicyStore
 from kustos.server.sealing import SealingService
+from kustos.server.timers import Timers
 from kustos.server.times import Clock
 from kustos.server.tokens import TokenStore, hash_token
 from kustos.store import open_backend
@@ -132,6 +136,31 @@ class Core:
             clock=clock,
             authorizer=authorizer,
         )
+        self.timers = Timers(storage=storage, clock=clock, ready=lambda: self.barrier.serving)
+        """Durable timers (lease ends, scheduled rotations), run by one replica at a time."""
+        self.passwords = PasswordPolicies(storage=storage)
+        """Vault password policies (``sys/policies/password``)."""
+        self.leases = LeaseManager(
+            storage=storage,
+            barrier=self.barrier,
+            clock=clock,
+            timers=self.timers,
+            mounts=self.mounts,
+            events=self.events,
+            tokens=self.tokens,
+            holders=self.engines,
+        )
+        """Leases of dynamic secrets (``sys/leases``); revoked with their token, or at their end."""
+        self.engines["database"] = DatabaseEngine(
+            storage=storage,
+            barrier=self.barrier,
+            clock=clock,
+            authorizer=authorizer,
+            leases=self.leases,
+            passwords=self.passwords,
+            timers=self.timers,
+            mounts=self.mounts,
+        )
 
     @classmethod
     async def open(
@@ -190,6 +219,7 @@ class Core:
     def _storage_changed(self, changes: Changes) -> None:
         self.cache.apply_changes(changes)
         self.tokens.apply_changes(changes)
+        self.timers.apply_changes(changes)
 
     async def close(self) -> None:
         if self._unwatch is not None:
@@ -216,6 +246,7 @@ class Core:
             + self.sealing.ciphertext_families()
             + self.bound.ciphertext_families()
             + auth_method_families()
+            + LeaseManager.ciphertext_families()
         )
 
     async def initialize(

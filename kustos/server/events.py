@@ -42,8 +42,9 @@ from kustos.server.calls import Reply
 __all__ = ["CHANGE_KINDS", "Change", "ChangeHub", "StreamReply", "Subscription"]
 
 CHANGE_KINDS: Final = frozenset(
-    {"write", "delete", "undelete", "destroy", "metadata", "metadata-delete"}
+    {"write", "delete", "undelete", "destroy", "metadata", "metadata-delete", "revoke"}
 )
+"""``revoke``: a lease ended (revoked or expired); its ``lease_id`` is set, ``version`` is 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +59,21 @@ class Change:
     version: int
     kind: str
     time: float
+    lease_id: str = ""
+    """For ``revoke``: the lease that ended (``database/creds/app/Xk3...``)."""
 
     def document(self) -> dict[str, object]:
-        """The JSON form sent to subscribers."""
-        return {
+        """The JSON form sent to subscribers (``lease_id`` only on lease events)."""
+        doc: dict[str, object] = {
             "mount": self.mount,
             "path": self.path,
             "version": self.version,
             "kind": self.kind,
             "time": self.time,
         }
+        if self.lease_id:
+            doc["lease_id"] = self.lease_id
+        return doc
 
 
 class Subscription:
@@ -164,7 +170,9 @@ class ChangeHub:
     def subscribers(self) -> int:
         return sum(len(subs) for subs in self._subscribers.values())
 
-    def publish(self, mount: str, path: str, version: int, kind: str) -> None:
+    def publish(
+        self, mount: str, path: str, version: int, kind: str, *, lease_id: str = ""
+    ) -> None:
         """Record one committed change and hand it to every matching subscriber."""
         change = Change(
             seq=next(self._seq),
@@ -173,6 +181,7 @@ class ChangeHub:
             version=version,
             kind=kind,
             time=self._clock(),
+            lease_id=lease_id,
         )
         self._history.append(change)
         self.published += 1

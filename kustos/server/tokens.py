@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -167,6 +167,16 @@ class TokenStore:
         self._cache: dict[str, tuple[TokenEntry, float]] = {}
         self._epoch = 0
         self._new_token = new_token or (lambda: TOKEN_PREFIX + secrets.token_urlsafe(24))
+        self._revoke_listeners: list[Callable[[list[str]], Awaitable[None]]] = []
+
+    def add_revoke_listener(self, listener: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Call ``listener`` with the hashes of the tokens each revocation removed (the leases go too)."""
+        self._revoke_listeners.append(listener)
+
+    async def _revoked(self, digests: list[str]) -> None:
+        if digests:
+            for listener in self._revoke_listeners:
+                await listener(digests)
 
     # -- creation ------------------------------------------------------------------
 
@@ -296,6 +306,12 @@ class TokenStore:
             return None
         return entry
 
+    async def entry_by_hash(self, digest: str) -> TokenEntry | None:
+        """The stored entry named by its hash, expired or not (``None`` once revoked)."""
+        if not digest or "/" in digest or len(digest) > 128:
+            return None
+        return await self._load(digest)
+
     async def _load(self, digest: str) -> TokenEntry | None:
         raw = await self._storage.get(_ID_PREFIX + digest)
         return None if raw is None else TokenEntry.from_json(raw)
@@ -329,6 +345,7 @@ class TokenStore:
         self._invalidate(entry.id_hash)
         revoked = 0
         pending = [entry.id_hash]
+        removed: list[str] = []
         try:
             while pending:
                 digest = pending.pop()
@@ -345,8 +362,10 @@ class TokenStore:
                         revoked += 1
                     await tx.delete_prefix(f"{_PARENT_PREFIX}{digest}/")
                 self._invalidate(digest)
+                removed.append(digest)
         finally:
             self._epoch += 1
+        await self._revoked(removed)
         return revoked
 
     async def revoke_orphan(self, entry: TokenEntry) -> None:
@@ -379,6 +398,7 @@ class TokenStore:
             for child in children:
                 self._cache.pop(child, None)
             self._epoch += 1
+        await self._revoked([entry.id_hash])
 
     def apply_changes(self, changes: Changes) -> None:
         """Follow a storage change feed: drop entries others changed; cache only while it is watching.

@@ -53,10 +53,16 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1."""
+    """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1.
 
-    def __init__(self, bin_dir: Path) -> None:
+    ``password_auth``: every role but the superuser ``postgres`` must log in
+    over TCP with its password (scram-sha-256), so tests can see a password
+    stop working; the default trusts every role.
+    """
+
+    def __init__(self, bin_dir: Path, *, password_auth: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.password_auth = password_auth
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="kustos-pg-"))
         self.data_dir = self.root / "data"
@@ -105,6 +111,12 @@ class PostgresServer:
             "--locale=C",
             "--no-sync",
         )
+        if self.password_auth:
+            (self.data_dir / "pg_hba.conf").write_text(
+                "local all all trust\n"
+                "host all postgres 127.0.0.1/32 trust\n"
+                "host all all 127.0.0.1/32 scram-sha-256\n"
+            )
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",

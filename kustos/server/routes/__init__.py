@@ -44,6 +44,8 @@ def build_apis(core: Core) -> list[PathApi]:
     from kustos.server.routes.auth_methods import AuthMethodsApi
     from kustos.server.routes.bound import BoundApi
     from kustos.server.routes.events import EventsApi
+    from kustos.server.routes.leases import LeasesApi
+    from kustos.server.routes.passwords import PasswordPolicyApi
     from kustos.server.routes.policies import CapabilitiesApi, PolicyApi
     from kustos.server.routes.sealing import sealing_apis
     from kustos.server.routes.system import SystemApi
@@ -55,6 +57,8 @@ def build_apis(core: Core) -> list[PathApi]:
     # the more specific sys/ areas come before SystemApi (first matching prefix wins)
     return [
         *auth_methods.sys_apis,
+        PasswordPolicyApi(core, prefix="sys/policies/password"),
+        PasswordPolicyApi(core, prefix="sys/policies/password/"),
         PolicyApi(core, legacy=False, prefix="sys/policies/"),
         PolicyApi(core, legacy=True, prefix="sys/policy"),
         PolicyApi(core, legacy=True, prefix="sys/policy/"),
@@ -66,6 +70,12 @@ def build_apis(core: Core) -> list[PathApi]:
         AuditApi(core, prefix="sys/audit-hash/"),
         EventsApi(core),
         BoundApi(core),
+        LeasesApi(core, prefix="sys/leases/"),
+        *(
+            LeasesApi(core, prefix=p)
+            for alias in ("sys/renew", "sys/revoke", "sys/revoke-prefix", "sys/revoke-force")
+            for p in (alias, f"{alias}/")
+        ),
         *sealing_apis(core),
         SystemApi(core),
         TokenApi(core),

@@ -10,8 +10,14 @@ read too slowly, or a resume point is unknown: re-read everything) and
 ``end`` (the stream closes: its lifetime is over, or the token was revoked;
 reconnect with ``?last_event_id=<the last id seen>``).
 
+Under a ``database`` mount the stream carries lease events: ``kind``
+``revoke`` with the ``lease_id`` that ended (revoked, expired, or its token
+revoked), ``path`` ``creds/<role>``, ``version`` 0. A consumer holding that
+lease's credentials must drop them (docs/leases.md).
+
 Authorization: the token needs ``read`` on ``<mount>data/<prefix>`` or
-``list`` on ``<mount>metadata/<prefix>``, and each change is checked the
+``list`` on ``<mount>metadata/<prefix>`` (on a database mount: ``read`` on
+``<mount><prefix>``, e.g. ``database/creds/app``), and each change is checked the
 same way for its own path, so a token never hears of a path it could not
 read or list. The token is looked up again at every heartbeat.
 """
@@ -64,6 +70,10 @@ class EventsApi:
 
     def _may(self, token: TokenEntry, mount: str, path: str) -> bool:
         authorizer = self._core.authorizer
+        entry = self._core.mounts.get(mount)
+        if entry is not None and entry.type == "database":
+            # a lease event is heard by whoever may read the credentials it was issued at
+            return authorizer(token, f"{mount}{path}".rstrip("/"), "read")
         return authorizer(token, f"{mount}data/{path}", "read") or authorizer(
             token, f"{mount}metadata/{path}", "list"
         )
@@ -88,9 +98,10 @@ class EventsApi:
         if resolved is None:
             raise InvalidRequestError(f"prefix {prefix!r} is not under any mount")
         mount, rest = resolved
-        if mount.type != "kv":
+        if mount.type not in ("kv", "database"):
             raise InvalidRequestError(
-                f"prefix {prefix!r} is under a {mount.type} mount; only kv mounts send changes"
+                f"prefix {prefix!r} is under a {mount.type} mount; "
+                "only kv and database mounts send changes"
             )
         if not self._may(token, mount.path, rest):
             raise PermissionDeniedError("permission denied")

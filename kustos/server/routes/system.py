@@ -239,7 +239,10 @@ class SystemApi:
             return Reply.no_content()
         if call.method == "DELETE":
             self._require(call, "delete")
-            removed = await mounts.disable(normalize_mount_path(path))
+            normalized = normalize_mount_path(path)
+            if mounts.get(normalized) is not None:  # its leases end with it (as in Vault)
+                await self._core.leases.revoke_prefix(normalized)
+            removed = await mounts.disable(normalized)
             if removed is not None:
                 self._core.cache.invalidate_prefix(removed.storage_prefix)
             return Reply.no_content()
@@ -250,10 +253,10 @@ class SystemApi:
         engine_type = body.get("type")
         if not isinstance(engine_type, str) or not engine_type:
             raise InvalidRequestError(
-                "missing secrets engine 'type' (this server serves kv version 2 and transit)"
+                "missing secrets engine 'type' (this server serves kv version 2, transit and database)"
             )
-        if engine_type == "transit":
-            return "transit", {}
+        if engine_type in ("transit", "database"):
+            return engine_type, {}
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise InvalidRequestError("'options' must be a JSON object")
@@ -262,7 +265,7 @@ class SystemApi:
             version = version or "2"
         elif engine_type != "kv":
             raise InvalidRequestError(
-                f"unknown secrets engine type {engine_type!r}; this server serves kv version 2 and transit"
+                f"unknown secrets engine type {engine_type!r}; this server serves kv version 2, transit and database"
             )
         if version != "2":
             raise InvalidRequestError(

@@ -55,7 +55,12 @@ from kustos.store._keyspace import child_name, list_children_sql, prefix_end
 from kustos.store.base import Transaction
 from kustos.store.changes import ChangeCallback, Changes, Unsubscribe
 
-__all__ = ["CHANGES_CHANNEL", "LISTENER_APPLICATION_NAME", "PostgresBackend"]
+__all__ = [
+    "CHANGES_CHANNEL",
+    "LISTENER_APPLICATION_NAME",
+    "LOCK_APPLICATION_NAME",
+    "PostgresBackend",
+]
 
 _Pool: TypeAlias = "psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]"
 _Reader: TypeAlias = "tuple[psycopg.AsyncConnection[Any], psycopg.AsyncCursor[Any]]"
@@ -73,6 +78,8 @@ CHANGES_CHANNEL: Final = "kustos_changes"
 """The NOTIFY channel every committed write announces its keys on."""
 LISTENER_APPLICATION_NAME: Final = "kustos-listener"
 """``application_name`` of the LISTEN connection (to spot it in ``pg_stat_activity``)."""
+LOCK_APPLICATION_NAME: Final = "kustos-lock"
+"""``application_name`` of a connection that holds an exclusive lock (:meth:`PostgresBackend.try_hold`)."""
 _FLUSH_ALL: Final = "*"
 _MAX_PAYLOAD: Final = 7_900  # bytes; PostgreSQL refuses payloads of 8,000 and more
 _RETRY_FIRST: Final = 0.05
@@ -392,6 +399,35 @@ class PostgresBackend:
             async with pool.connection() as conn:
                 return await self._version(conn)
 
+    # -- exclusive locks (kustos.store.locking) ----------------------------------------
+
+    async def try_hold(self, name: str) -> _AdvisoryLock | None:
+        """Take the session advisory lock ``name`` on a connection of its own; ``None`` if taken.
+
+        The lock lives as long as that connection: :meth:`_AdvisoryLock.release`
+        closes it, and a process that dies loses the lock with its connection.
+        """
+        self._require_pool()
+        with _errors("lock"):
+            conn = await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=max(1, int(self._timeout)),
+                application_name=LOCK_APPLICATION_NAME,
+            )
+            try:
+                cur = await conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)
+                )
+                row = await cur.fetchone()
+            except BaseException:
+                await conn.close()
+                raise
+        if row is None or not row[0]:
+            await conn.close()
+            return None
+        return _AdvisoryLock(conn)
+
     # -- change notifications ---------------------------------------------------------
 
     @property
@@ -574,3 +610,29 @@ class _PostgresTransaction:
         conn = self._check()
         with _errors("list"):
             return await _list(conn, prefix)
+
+
+class _AdvisoryLock:
+    """A session advisory lock, held by the one connection it was taken on."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn: psycopg.AsyncConnection[Any] | None = conn
+
+    async def check(self) -> bool:
+        """Whether the connection (and so the lock) is still there."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            await conn.execute("SELECT 1")
+        except psycopg.Error:
+            await self.release()
+            return False
+        return True
+
+    async def release(self) -> None:
+        """Close the connection: PostgreSQL drops the lock with its session."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
