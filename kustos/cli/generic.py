@@ -148,10 +148,17 @@ def delete(
 
 
 def _shown(answer: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What to print of an answer: its ``data``, or its ``auth`` (a login through ``write``)."""
+    """What to print of an answer: its ``data`` (with its lease, if any), or its ``auth`` (a login)."""
     if not answer:
         return None
     if isinstance(answer.get("data"), dict):
+        if answer.get("lease_id"):  # a dynamic secret: its lease first, as `vault read` shows it
+            return {
+                "lease_id": answer["lease_id"],
+                "lease_duration": answer.get("lease_duration", 0),
+                "lease_renewable": answer.get("renewable", False),
+                **answer["data"],
+            }
         return dict(answer["data"])
     if isinstance(answer.get("auth"), dict):
         return dict(answer["auth"])

@@ -20,6 +20,7 @@ from kustos.client.auth_token import AuthToken
 from kustos.client.bound import Bound
 from kustos.client.generic import Generic
 from kustos.client.kv_v2 import KvV2
+from kustos.client.leases import Leases
 from kustos.client.policies import Policies
 from kustos.client.sealing import SealingKeys
 from kustos.client.sys import Sys
@@ -71,6 +72,7 @@ class KustosClient:
         self.generic = Generic(self._adapter)
         self.transit = Transit(self._adapter)
         self.bound = Bound(self._adapter)
+        self.leases = Leases(self._adapter)
 
     @property
     def address(self) -> str:

@@ -9,6 +9,7 @@ Timing is never asserted: tests poll for the outcome with a generous limit.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import httpx
 import hvac
 import psycopg
 import pytest
+import yaml
 
 from tests.support.postgres import PostgresServer, find_pg_bin
 from tests.support.server import RunningServer, start_server
@@ -379,3 +381,26 @@ def test_restart_revokes_the_expired_lease_at_start_and_the_other_at_its_time(
             lambda: not database.role_exists(later["username"]),
             what="the other lease is revoked at its end",
         )
+
+
+def test_cli_reads_creds_and_manages_the_lease(
+    vault: hvac.Client, server: RunningServer, database: Database, tmp_path: Path
+) -> None:
+    from tests.integration.cli._support import Cli, cli_env
+
+    cli = Cli(env=cli_env(server, tmp_path))
+    read = json.loads(cli.ok("read", "database/creds/app", "-o", "json").stdout)
+    assert read["lease_id"].startswith("database/creds/app/")
+    assert read["lease_renewable"] is True
+    assert database.can_login(read["username"], read["password"])
+    lease_id = read["lease_id"]
+    looked = yaml.safe_load(cli.ok("lease", "lookup", lease_id, "-o", "yaml").stdout)
+    assert looked["id"] == lease_id
+    renewed = json.loads(cli.ok("lease", "renew", "--increment", "2h", lease_id, "-o", "json").stdout)
+    assert 7100 <= renewed["lease_duration"] <= 7200
+    table = cli.ok("lease", "list", "database/creds/app").stdout
+    assert lease_id.rsplit("/", 1)[1] in table
+    cli.ok("lease", "revoke", lease_id)
+    assert not database.can_login(read["username"], read["password"])
+    cli.fails("lease", "lookup", lease_id)
+    cli.fails("lease", "revoke", "--force", lease_id, code=2)
