@@ -396,7 +396,9 @@ def test_cli_reads_creds_and_manages_the_lease(
     lease_id = read["lease_id"]
     looked = yaml.safe_load(cli.ok("lease", "lookup", lease_id, "-o", "yaml").stdout)
     assert looked["id"] == lease_id
-    renewed = json.loads(cli.ok("lease", "renew", "--increment", "2h", lease_id, "-o", "json").stdout)
+    renewed = json.loads(
+        cli.ok("lease", "renew", "--increment", "2h", lease_id, "-o", "json").stdout
+    )
     assert 7100 <= renewed["lease_duration"] <= 7200
     table = cli.ok("lease", "list", "database/creds/app").stdout
     assert lease_id.rsplit("/", 1)[1] in table
