@@ -46,6 +46,8 @@ class StreamEvent:
     version: int = 0
     kind: str = ""
     time: float = 0.0
+    lease_id: str = ""
+    """For ``kind == "revoke"``: the lease that ended; whoever holds its credentials drops them."""
 
     @property
     def key(self) -> str:
@@ -68,6 +70,7 @@ def _event(kind: str, event_id: str | None, data: str) -> StreamEvent:
         version=int(doc.get("version") or 0),
         kind=str(doc.get("kind") or ""),
         time=float(doc.get("time") or 0.0),
+        lease_id=str(doc.get("lease_id") or ""),
     )
 
 

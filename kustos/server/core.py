@@ -112,6 +112,10 @@ class Core:
             self.authorizer = authorizer = self.policies.authorize
         self.events = ChangeHub(clock=clock)
         """Committed KV changes, fanned out to ``sys/events/subscribe`` streams."""
+        self.timers = Timers(storage=storage, clock=clock, ready=lambda: self.barrier.serving)
+        """Durable timers (lease ends, scheduled rotations), run by one replica at a time."""
+        self.passwords = PasswordPolicies(storage=storage)
+        """Vault password policies (``sys/policies/password``)."""
         self.kv = KvEngine(
             storage=storage,
             barrier=self.barrier,
@@ -120,6 +124,9 @@ class Core:
             authorizer=authorizer,
             max_value_bytes=config.max_value_bytes,
             events=self.events,
+            passwords=self.passwords,
+            timers=self.timers,
+            mounts=self.mounts,
         )
         self.audit = Auditing(storage=storage, barrier=self.barrier, clock=clock)
         """Audit devices (``sys/audit``); the dispatcher records every API call through it."""
@@ -136,10 +143,6 @@ class Core:
             clock=clock,
             authorizer=authorizer,
         )
-        self.timers = Timers(storage=storage, clock=clock, ready=lambda: self.barrier.serving)
-        """Durable timers (lease ends, scheduled rotations), run by one replica at a time."""
-        self.passwords = PasswordPolicies(storage=storage)
-        """Vault password policies (``sys/policies/password``)."""
         self.leases = LeaseManager(
             storage=storage,
             barrier=self.barrier,

@@ -9,6 +9,8 @@ Under a mount (``secret/``)::
     metadata/<path>   GET, POST/PUT, PATCH, DELETE (everything), LIST (folders end in /)
     subkeys/<path>    GET (?version=, ?depth=)
     config            GET, POST (max_versions, cas_required, delete_version_after)
+    rotation/<path>   GET, POST/PUT, DELETE, LIST: a scheduled rotation rule (:mod:`.kv_rotation`)
+    rotate/<path>     POST: rotate the rule's fields now
 
 Storage, under the mount's ``logical/<uuid>/``: ``config`` (JSON),
 ``meta/<path>`` and ``ver/<path>@<version>``. A value is envelope-encrypted
@@ -31,22 +33,27 @@ never values), so history needs no decryption.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import orjson
 
 from kustos.crypto.envelope import context
 from kustos.errors import CheckAndSetError, DecryptionError, InvalidRequestError, NotFoundError
+from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, require
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.engines.kv_rotation import ROTATION_AUTHOR, KvRotation
 from kustos.server.errors import RequestTooLargeError
 from kustos.server.events import ChangeHub
-from kustos.server.mounts import MountEntry
+from kustos.server.mounts import MountEntry, MountTable
 from kustos.server.params import bool_param, int_param
+from kustos.server.passwords import PasswordPolicies
+from kustos.server.timers import Timers
 from kustos.server.times import Clock, format_duration, parse_duration, rfc3339
+from kustos.server.tokens import TokenEntry
 from kustos.store.base import StorageBackend, Transaction
 
 __all__ = [
@@ -65,7 +72,16 @@ _MAX_CUSTOM_KEYS: Final = 64
 _MAX_CUSTOM_KEY_LEN: Final = 128
 _MAX_CUSTOM_VALUE_LEN: Final = 512
 _MAX_REASON_LEN: Final = 512
-_OPERATIONS: Final = ("data", "metadata", "delete", "undelete", "destroy", "subkeys")
+_OPERATIONS: Final = (
+    "data",
+    "metadata",
+    "delete",
+    "undelete",
+    "destroy",
+    "subkeys",
+    "rotation",
+    "rotate",
+)
 _READ_METHODS: Final = frozenset({"GET", "HEAD", "LIST"})
 _ROUTES: Final = {operation: f"kv:{operation}" for operation in (*_OPERATIONS, "config")}
 
@@ -205,7 +221,11 @@ class KvEngine:
         authorizer: Authorizer,
         max_value_bytes: int,
         events: ChangeHub | None = None,
+        passwords: PasswordPolicies | None = None,
+        timers: Timers | None = None,
+        mounts: MountTable | None = None,
     ) -> None:
+        """``passwords``, ``timers`` and ``mounts`` together enable rotation rules (``rotation/``)."""
         self._events = events if events is not None else ChangeHub(clock=clock)
         self._storage = storage
         self._barrier = barrier
@@ -214,6 +234,18 @@ class KvEngine:
         self._authorizer = authorizer
         self._max_value_bytes = max_value_bytes
         self._contexts: dict[tuple[str, str, int], bytes] = {}
+        self.rotation: KvRotation | None = None
+        """Scheduled rotation of fields (:mod:`.kv_rotation`), when the server wires it in."""
+        if passwords is not None and timers is not None and mounts is not None:
+            self.rotation = KvRotation(
+                storage=storage,
+                clock=clock,
+                authorizer=authorizer,
+                passwords=passwords,
+                timers=timers,
+                mounts=mounts,
+                rotate_fields=self.rotate_fields,
+            )
 
     # -- storage layout ---------------------------------------------------------------------
 
@@ -328,6 +360,8 @@ class KvEngine:
             if method == "GET":
                 depth = int_param(call.query.get("depth", "0"), field="depth")
                 return self._read(call, mount, path, subkeys_depth=depth)
+        elif operation in ("rotation", "rotate") and self.rotation is not None:
+            return self.rotation.handle(call, mount, operation, path)
         elif operation == "config" and not path:
             if method == "GET":
                 return self._read_config(call, mount)
@@ -514,7 +548,7 @@ class KvEngine:
         tx: Transaction,
         touched: list[str],
         *,
-        call: Call,
+        token: TokenEntry | None,
         mount: MountEntry,
         path: str,
         meta: Meta,
@@ -523,6 +557,7 @@ class KvEngine:
         reason: str | None,
         previous_data: Any = None,
         new: Any = None,
+        author: str = "",
     ) -> dict[str, Any]:
         now = self._clock()
         now_text = rfc3339(now)
@@ -537,13 +572,12 @@ class KvEngine:
         meta[_LATEST] = blob
         dva = _effective(meta["delete_version_after"], config["delete_version_after"])
         deletion_ts = now + dva if dva > 0 else None
-        token = call.token
         vm = {
             "created_time": now_text,
             "deletion_time": rfc3339(deletion_ts) if deletion_ts is not None else "",
             "deletion_ts": deletion_ts,
             "destroyed": False,
-            "created_by": token.display_name if token is not None else "",
+            "created_by": token.display_name if token is not None else author,
             "identity": _identity(token),
             "reason": reason,
             "changes": key_changes(previous_data, new),
@@ -615,7 +649,7 @@ class KvEngine:
             result = await self._append_version(
                 tx,
                 touched,
-                call=call,
+                token=call.token,
                 mount=mount,
                 path=path,
                 meta=meta,
@@ -627,6 +661,41 @@ class KvEngine:
             )
         self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
+
+    async def rotate_fields(
+        self,
+        mount: MountEntry,
+        path: str,
+        fields: list[str],
+        generate: Callable[[], Sensitive[str]],
+        reason: str,
+    ) -> int:
+        """Write a new version with ``fields`` set to generated values, the others kept; its number."""
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            config = await self._config_in(tx, mount)
+            meta = await self._load_meta(tx, mount, path)
+            previous = None if meta is None else await self._live_data(tx, mount, path, meta)
+            if meta is None:
+                meta = self._new_meta(rfc3339(self._clock()))
+            current = dict(previous) if isinstance(previous, dict) else {}
+            data = {**current, **{name: generate().reveal() for name in fields}}
+            result = await self._append_version(
+                tx,
+                touched,
+                token=None,
+                mount=mount,
+                path=path,
+                meta=meta,
+                config=config,
+                plaintext=self._secret_bytes(data),
+                reason=reason,
+                previous_data=previous,
+                new=data,
+                author=ROTATION_AUTHOR,
+            )
+        version = int(result["version"])
+        self._events.publish(mount.path, path, version, "write")
+        return version
 
     async def _patch(self, call: Call, mount: MountEntry, path: str) -> Reply:
         call.require_merge_patch()
@@ -667,7 +736,7 @@ class KvEngine:
                 result = await self._append_version(
                     tx,
                     touched,
-                    call=call,
+                    token=call.token,
                     mount=mount,
                     path=path,
                     meta=meta,
