@@ -9,6 +9,8 @@ Timing is never asserted: tests poll for the outcome with a generous limit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -21,6 +23,8 @@ import psycopg
 import pytest
 import yaml
 
+from kustos.client.events import subscribe
+from kustos.sensitive import Sensitive
 from tests.support.postgres import PostgresServer, find_pg_bin
 from tests.support.server import RunningServer, start_server
 
@@ -406,3 +410,21 @@ def test_cli_reads_creds_and_manages_the_lease(
     assert not database.can_login(read["username"], read["password"])
     cli.fails("lease", "lookup", lease_id)
     cli.fails("lease", "revoke", "--force", lease_id, code=2)
+
+
+async def test_an_expired_lease_reaches_a_stream_subscriber(
+    vault: hvac.Client, server: RunningServer
+) -> None:
+    async with httpx.AsyncClient(base_url=server.addr, timeout=30) as http:
+        events = subscribe(http, prefix="database/creds/short", token=Sensitive(server.root_token))
+        async with contextlib.aclosing(events):
+            async with asyncio.timeout(_WAIT):
+                assert (await anext(events)).type == "ready"
+                answer = await asyncio.to_thread(
+                    vault.secrets.database.generate_credentials, name="short"
+                )
+                event = await anext(events)
+                while event.type != "change":
+                    event = await anext(events)
+    assert (event.kind, event.lease_id) == ("revoke", answer["lease_id"])
+    assert (event.mount, event.path, event.version) == ("database/", "creds/short", 0)
