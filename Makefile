@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PROTOS := $(wildcard kustos/protos/*.proto)
 
 .PHONY: run test lint typecheck imports unit system-deps bench clean
 
-$(STAMP): pyproject.toml
+# The gRPC stubs (kustos/protos/*_pb2*.py) are generated, never committed: the install's
+# build step makes them, and generate_protos.py runs again (a no-op when fresh) after it.
+$(STAMP): pyproject.toml setup.py scripts/generate_protos.py $(PROTOS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python scripts/generate_protos.py
 	@touch $(STAMP)
 
 ## run: set up and start the dev server on 127.0.0.1:8200 (SQLite + local key under ./.kustos)

@@ -33,6 +33,7 @@ AREAS: Final = (
     "seal",
     "files",
     "transit",
+    "kmsplugin",
     "generic",
     "injector",
 )
@@ -61,6 +62,7 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "helm": "files",
     "git": "files",
     "transit": "transit",
+    "kms-plugin": "kmsplugin",
     "write": "generic",
     "read": "generic",
     "list": "generic",

@@ -19,6 +19,7 @@ destroys both confidentiality and integrity.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from typing import Final
@@ -28,7 +29,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kustos.errors import DecryptionError
 
-__all__ = ["KEY_SIZE", "NONCE_SIZE", "OVERHEAD", "TAG_SIZE", "generate_key", "seal", "unseal"]
+__all__ = [
+    "KEY_SIZE",
+    "NONCE_SIZE",
+    "OVERHEAD",
+    "TAG_SIZE",
+    "generate_key",
+    "key_id",
+    "seal",
+    "unseal",
+]
 
 KEY_SIZE: Final = 32
 """Bytes in an AES-256 key."""
@@ -46,6 +56,19 @@ def generate_key(*, randbytes: Callable[[int], bytes] = secrets.token_bytes) -> 
     if len(key) != KEY_SIZE:
         raise ValueError("randbytes returned the wrong number of bytes")
     return key
+
+
+def key_id(key: bytes) -> str:
+    """A public name for ``key``: 32 hex digits of BLAKE2b keyed with it over a fixed label.
+
+    Stable for one key, different for another; safe to log, store and send
+    (it is a MAC of a constant: it reveals nothing that helps recover the key).
+    Used where a protocol needs to say which key encrypted something (the KMS
+    plugin's ``key_id``).
+    """
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes")
+    return hashlib.blake2b(b"kustos/key-id", key=key, digest_size=16).hexdigest()
 
 
 def seal(key: bytes, plaintext: bytes, *, aad: bytes, nonce: bytes | None = None) -> bytes:

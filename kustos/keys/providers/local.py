@@ -58,6 +58,11 @@ class LocalKeyProvider:
         return self._key is None
 
     @property
+    def key_id(self) -> str:
+        """A public name of the key (see :func:`kustos.crypto.aead.key_id`); changes with the key."""
+        return aead.key_id(self._require_key())
+
+    @property
     def key_file(self) -> Path:
         """Where the key lives."""
         return self._path

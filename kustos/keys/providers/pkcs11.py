@@ -97,6 +97,16 @@ class Pkcs11KeyProvider:
     def sealed(self) -> bool:
         return self._closed
 
+    @property
+    def token_label(self) -> str:
+        """The label of the token the key lives in."""
+        return self._token_label
+
+    @property
+    def key_label(self) -> str:
+        """The label of the key inside the token."""
+        return self._key_label
+
     def wrap(self, plaintext: bytes, *, aad: bytes) -> bytes:
         nonce = self._randbytes(_NONCE_SIZE)
         params = GCMParams(nonce, context(_LABEL, _FORMAT, aad), _TAG_BITS)

@@ -1,4 +1,4 @@
-"""The round-trip contract every KeyProvider passes; subclassed per provider (local, shamir, pkcs11).
+"""The round-trip contract every KeyProvider passes; subclassed per provider (local, shamir, pkcs11, awskms).
 
 A subclass named ``Test...`` supplies two fixtures: ``provider`` (ready to
 wrap) and ``other_provider`` (same kind, a different key).
@@ -20,7 +20,7 @@ class KeyProviderContract:
 
     def test_implements_the_protocol(self, provider: KeyProvider) -> None:
         assert isinstance(provider, KeyProvider)
-        assert provider.name in {"local", "shamir", "pkcs11"}
+        assert provider.name in {"local", "shamir", "pkcs11", "awskms"}
         assert provider.sealed is False
 
     def test_round_trip(self, provider: KeyProvider) -> None:
