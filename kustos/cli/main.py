@@ -34,6 +34,7 @@ AREAS: Final = (
     "files",
     "transit",
     "kmsplugin",
+    "cluster",
     "generic",
     "injector",
 )
@@ -63,6 +64,7 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "git": "files",
     "transit": "transit",
     "kms-plugin": "kmsplugin",
+    "cluster": "cluster",
     "write": "generic",
     "read": "generic",
     "list": "generic",
