@@ -13,20 +13,46 @@ The order an operator follows (docs/kms.md walks through it):
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import threading
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
 
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
 from kustos.errors import KustosError
 
-__all__ = ["EXIT_PLAINTEXT_FOUND", "register"]
+if TYPE_CHECKING:
+    from kustos.kube import KubeClient
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_PLAINTEXT_FOUND", "register"]
+
+_T = TypeVar("_T")
 
 EXIT_PLAINTEXT_FOUND: Final = 3
 """``scan-etcd``'s exit code when a value is stored in plaintext (1 is a failed scan)."""
+EXIT_INTERRUPTED: Final = 130
+"""``rewrite-secrets``'s exit code when stopped by Ctrl-C or SIGTERM (the checkpoint is saved)."""
+
+KubeconfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig file (default: $KUBECONFIG, the pod's ServiceAccount, ~/.kube/config).",
+        show_default=False,
+    ),
+]
+ContextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--context", help="Kubeconfig context (default: current-context).", show_default=False
+    ),
+]
 
 cluster_app = typer.Typer(
     name="cluster",
@@ -209,6 +235,165 @@ def scan_etcd(
             highlight=False,
         )
         raise typer.Exit(EXIT_PLAINTEXT_FOUND)
+
+
+def _with_kube(
+    kubeconfig: str | None, context: str | None, work: Callable[[KubeClient], Awaitable[_T]]
+) -> _T:
+    """Connect like kubectl does and run ``work`` with a client; Kustos errors end the command."""
+    from kustos.kube import KubeClient, find_connection
+
+    async def run() -> _T:
+        connection = await find_connection(
+            kubeconfig=kubeconfig, context=context, environ=os.environ, home=Path.home()
+        )
+        async with KubeClient(connection=connection) as kube:
+            return await work(kube)
+
+    try:
+        return asyncio.run(run())
+    except KustosError as exc:
+        fail(str(exc))
+
+
+@cluster_app.command("rewrite-secrets")
+def rewrite_secrets(
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", "-n", help="Only this namespace (default: all).", show_default=False
+        ),
+    ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="Checkpoint file (default: ~/.kustos/rewrite-secrets.json).",
+            show_default=False,
+        ),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option("--restart", help="Ignore the checkpoint and start from the first Secret."),
+    ] = False,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(
+            "--stop-after", help="Rewrite at most N Secrets in this run.", min=1, show_default=False
+        ),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Rewrite every Secret through the API server so it is stored with the first provider (resumable)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from kustos.cluster.rewriting import Checkpoint, RewriteResult
+    from kustos.cluster.rewriting import rewrite_secrets as rewrite
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    path = state_file or Path.home() / ".kustos" / "rewrite-secrets.json"
+    scope = f"/{namespace}" if namespace else ""
+
+    async def work(kube: KubeClient) -> tuple[RewriteResult, Checkpoint]:
+        server = kube.connection.server + scope
+        if restart:
+            path.unlink(missing_ok=True)
+        checkpoint = Checkpoint(path, server=server)
+        with Progress(
+            TextColumn("rewriting Secrets"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=output is not OutputFormat.table,
+        ) as progress:
+            task = progress.add_task("rewrite", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = await rewrite(
+                kube,
+                checkpoint=checkpoint,
+                namespace=namespace,
+                stop=stop,
+                max_items=stop_after,
+                on_progress=report,
+            )
+        return result, checkpoint
+
+    try:
+        result, checkpoint = _with_kube(kubeconfig, context, work)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    render(
+        {
+            "secrets": result.total,
+            "rewritten": result.rewritten,
+            "deleted_meanwhile": result.gone,
+            "done_in_earlier_runs": result.skipped_before,
+            "finished": not result.interrupted,
+            "checkpoint": str(checkpoint.path) if result.interrupted else "",
+        },
+        output,
+    )
+    if result.interrupted:
+        stderr.print(f"stopped after {result.last}; run the same command again to continue")
+        if stop.is_set():
+            raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@cluster_app.command("who-can-read-secrets")
+def who_can_read_secrets(
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    include_system: Annotated[
+        bool,
+        typer.Option(
+            "--include-system",
+            help="Also list system:* users and groups and kube-system ServiceAccounts.",
+        ),
+    ] = False,
+    review: Annotated[
+        bool,
+        typer.Option(
+            "--review/--no-review",
+            help="Cross-check direct verbs with SubjectAccessReview (needs create on subjectaccessreviews).",
+        ),
+    ] = True,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Who can read Secrets, where and by which route (direct, wildcard, aggregated, pods, exec, impersonate, bind, escalate)."""
+    from kustos.cluster.who_can import Report
+    from kustos.cluster.who_can import who_can_read_secrets as find
+
+    async def work(kube: KubeClient) -> list[Report]:
+        return await find(kube, review=review, include_system=include_system)
+
+    reports = _with_kube(kubeconfig, context, work)
+    rows = [report.row() for report in reports]
+    render(
+        rows,
+        output,
+        columns=["kind", "subject", "namespace", "can", "route", "secrets", "via", "review"],
+    )
+    disagreements = [r for r in reports if r.review.startswith("DISAGREES")]
+    if disagreements:
+        stderr.print(
+            f"[bold red]{len(disagreements)} findings disagree with SubjectAccessReview[/]",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

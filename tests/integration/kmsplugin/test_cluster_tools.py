@@ -1,10 +1,12 @@
-"""``kustos cluster encryption-config`` and ``scan-etcd`` (and ``rewrite-secrets``) against a
+"""``kustos cluster encryption-config``, ``rewrite-secrets`` and ``scan-etcd`` against a
 real kube-apiserver + etcd with TLS client certificates.
 
 A cluster starts without encryption and gets Secrets (stored in plaintext);
 ``scan-etcd`` finds them and exits 3. The file ``encryption-config`` writes
-is given to the API server as written; new Secrets are stored as KMS v2; a
-plaintext Secret planted in etcd behind the API server's back is found.
+is given to the API server as written; new Secrets are stored as KMS v2;
+``rewrite-secrets`` (interrupted after 5, then resumed) turns every older
+Secret into KMS v2, which ``scan-etcd`` and raw reads confirm; a plaintext
+Secret planted in etcd behind the API server's back is found.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ def test_switch_a_cluster_over_and_prove_it(assets: Path, short_dir: Path) -> No
         assert {(i["namespace"], i["name"]) for i in report["items"]} >= set(names)
         assert report["summary"]["kms:v2:kustos"] >= 1
 
+        _rewrite(plane, names, short_dir)
+
         # a plaintext Secret planted behind the API server's back is found
         planted = json.dumps(secret("team-1", "planted", "sneaky")).encode()
         plane.etcd_put("/registry/secrets/team-1/planted", planted)
@@ -126,3 +130,40 @@ def test_switch_a_cluster_over_and_prove_it(assets: Path, short_dir: Path) -> No
     finally:
         plane.stop()
         plugin.stop()
+
+
+def _rewrite(plane: ControlPlane, names: list[tuple[str, str]], work: Path) -> None:
+    state = work / "rewrite.json"
+    common = ["cluster", "rewrite-secrets", "--kubeconfig", str(plane.kubeconfig)]
+    first = json.loads(
+        kustos(*common, "--state-file", str(state), "--stop-after", "5", "-o", "json").stdout
+    )
+    assert first["rewritten"] == 5 and first["finished"] is False
+    assert state.exists()
+    done = sorted([*names, ("team-0", "new-0")])[:5]  # namespace/name order
+    versions = {}
+    for namespace, name in done:
+        raw = plane.etcd_get(f"/registry/secrets/{namespace}/{name}")
+        assert raw is not None and raw.startswith(PREFIX)
+        found = plane.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        assert found is not None
+        versions[(namespace, name)] = found["metadata"]["resourceVersion"]
+    code, report = scan(plane, "--only-plaintext")
+    assert code == 3
+    assert {(i["namespace"], i["name"]) for i in report["items"]} == set(names) - set(done)
+
+    second = json.loads(kustos(*common, "--state-file", str(state), "-o", "json").stdout)
+    assert second["finished"] is True and second["done_in_earlier_runs"] == 5
+    assert second["rewritten"] == second["secrets"] - 5
+    assert not state.exists()
+    code, report = scan(plane)
+    assert code == 0, report
+    assert set(report["summary"]) == {"kms:v2:kustos"}
+    for namespace, name in names:
+        raw = plane.etcd_get(f"/registry/secrets/{namespace}/{name}")
+        assert raw is not None and raw.startswith(PREFIX) and f"plain {name}".encode() not in raw
+        found = plane.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        assert found is not None
+        assert base64.b64decode(found["data"]["value"]).decode() == f"plain {name}"
+        if (namespace, name) in versions:  # resumed, not redone
+            assert found["metadata"]["resourceVersion"] == versions[(namespace, name)]
