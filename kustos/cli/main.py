@@ -37,6 +37,7 @@ AREAS: Final = (
     "cluster",
     "generic",
     "injector",
+    "agent",
 )
 """Every CLI area module under ``kustos.cli``, in the order their commands are listed."""
 
@@ -70,6 +71,7 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "list": "generic",
     "delete": "generic",
     "injector": "injector",
+    "agent": "agent",
 }
 """Top-level command -> the area that registers it (a fast path only: a command
 missing here still works, by loading every area)."""

@@ -9,7 +9,10 @@ sends ``resync`` when it cannot), and yields a synthetic ``disconnected``
 event each time the stream is lost so the caller can fall back to polling.
 
 Events carry names and numbers only (mount, path, version, kind, time);
-never a value.
+never a value. Besides ``change`` the server sends ``access`` (a policy the
+token holds changed: re-check what it may read) and ``revoked`` (the token
+was revoked; the stream then ends); ``prefixes`` follows several prefixes on
+one stream.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,7 +40,8 @@ _log = logging.getLogger("kustos.client.events")
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One event: ``ready``, ``change``, ``resync``, ``end`` (from the server) or ``disconnected`` (from :func:`follow`)."""
+    """One event: ``ready``, ``change``, ``access``, ``revoked``, ``resync``, ``end`` (from the server)
+    or ``disconnected`` (from :func:`follow`)."""
 
     type: str
     id: str | None = None
@@ -48,6 +52,8 @@ class StreamEvent:
     time: float = 0.0
     lease_id: str = ""
     """For ``kind == "revoke"``: the lease that ended; whoever holds its credentials drops them."""
+    policies: tuple[str, ...] = ()
+    """For ``access``: the policies that changed."""
 
     @property
     def key(self) -> str:
@@ -71,6 +77,7 @@ def _event(kind: str, event_id: str | None, data: str) -> StreamEvent:
         kind=str(doc.get("kind") or ""),
         time=float(doc.get("time") or 0.0),
         lease_id=str(doc.get("lease_id") or ""),
+        policies=tuple(str(p) for p in doc.get("policies") or () if isinstance(p, str)),
     )
 
 
@@ -81,13 +88,18 @@ async def subscribe(
     token: Sensitive[str] | None,
     last_event_id: str | None = None,
     heartbeat: int | None = None,
+    prefixes: Sequence[str] | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Open one stream on ``http`` (whose ``base_url`` is the server) and yield its events until it ends.
 
-    Raises a ``kustos.errors`` exception when the server refuses (403, 400,
-    404), :class:`ServerUnreachableError` when it cannot be reached.
+    ``prefixes`` (when given, instead of ``prefix``) follows several prefixes
+    on one stream (``[]``: only ``access`` and ``revoked`` events). Raises a ``kustos.errors`` exception when the server
+    refuses (403, 400, 404), :class:`ServerUnreachableError` when it cannot
+    be reached.
     """
-    params: dict[str, str] = {"prefix": prefix}
+    params: dict[str, str] = (
+        {"prefixes": json.dumps(list(prefixes))} if prefixes is not None else {"prefix": prefix}
+    )
     if last_event_id:
         params["last_event_id"] = last_event_id
     if heartbeat is not None:

@@ -421,7 +421,7 @@ async def _send_stream(
                 await task
         if chunks is not None and hasattr(chunks, "aclose"):
             await chunks.aclose()
-    if tasks[0] in done and not tasks[1].done():
+    if tasks[0] in done and tasks[1] not in done:  # the stream ended; the client is still there
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

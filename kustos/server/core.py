@@ -111,7 +111,9 @@ class Core:
         if authorizer is authorize:
             self.authorizer = authorizer = self.policies.authorize
         self.events = ChangeHub(clock=clock)
-        """Committed KV changes, fanned out to ``sys/events/subscribe`` streams."""
+        """Committed KV changes and access changes, fanned out to ``sys/events/subscribe`` streams."""
+        self.tokens.add_revoke_listener(self._tell_revoked)
+        self.policies.on_change = self.events.policy_changed
         self.timers = Timers(storage=storage, clock=clock, ready=lambda: self.barrier.serving)
         """Durable timers (lease ends, scheduled rotations), run by one replica at a time."""
         self.passwords = PasswordPolicies(storage=storage)
@@ -209,6 +211,10 @@ class Core:
             raise
         core.refresh_seal_metrics()
         return core
+
+    async def _tell_revoked(self, digests: list[str]) -> None:
+        """Revoked tokens: their change streams get a ``revoked`` event (the agent wipes its files)."""
+        self.events.tokens_revoked(frozenset(digests))
 
     async def watch_storage(self) -> None:
         """On shared storage with change notifications, follow them with the record and token caches."""

@@ -1,4 +1,4 @@
-"""The change hub: who changed which secret, told to subscribers the moment it commits.
+"""The change hub: who changed which secret, and whose access changed, told the moment it commits.
 
 The KV engine calls :meth:`ChangeHub.publish` after each committed write,
 delete, undelete, destroy, metadata write and metadata delete, with the mount,
@@ -6,6 +6,13 @@ the path inside it, the version and the kind of change. Never a value: a
 :class:`Change` holds names and numbers only, so the stream that carries them
 (``GET /v1/sys/events/subscribe``, :mod:`kustos.server.routes.events`) is safe
 to log.
+
+Access changes go through the same hub (:meth:`ChangeHub.publish_access`),
+so an agent can wipe what it may no longer hold within a second:
+``policy`` when a policy is written or deleted (offered to the
+subscriptions whose token holds that policy) and ``revoked`` when tokens are
+revoked (offered to the subscriptions opened with one of them, matched by the
+token's hash; the hash is never sent).
 
 Subscribers (:class:`Subscription`) get their own bounded queue. A slow one
 that lets its queue fill is not allowed to grow memory: its queue is emptied
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hmac
 import itertools
 import time
 import uuid
@@ -39,12 +47,14 @@ from typing import Final
 
 from kustos.server.calls import Reply
 
-__all__ = ["CHANGE_KINDS", "Change", "ChangeHub", "StreamReply", "Subscription"]
+__all__ = ["ACCESS_KINDS", "CHANGE_KINDS", "Change", "ChangeHub", "StreamReply", "Subscription"]
 
 CHANGE_KINDS: Final = frozenset(
     {"write", "delete", "undelete", "destroy", "metadata", "metadata-delete", "revoke"}
 )
 """``revoke``: a lease ended (revoked or expired); its ``lease_id`` is set, ``version`` is 0."""
+ACCESS_KINDS: Final = frozenset({"policy", "revoked"})
+"""Changes of who may read, rather than of a secret: not tied to a mount (``revoked``: a token)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,8 @@ class Change:
     time: float
     lease_id: str = ""
     """For ``revoke``: the lease that ended (``database/creds/app/Xk3...``)."""
+    subjects: frozenset[str] = field(default=frozenset(), repr=False)
+    """For access kinds: the policy names, or the revoked tokens' hashes (never sent)."""
 
     def document(self) -> dict[str, object]:
         """The JSON form sent to subscribers (``lease_id`` only on lease events)."""
@@ -73,23 +85,29 @@ class Change:
         }
         if self.lease_id:
             doc["lease_id"] = self.lease_id
+        if self.kind == "policy":
+            doc["policies"] = sorted(self.subjects)
         return doc
 
 
 class Subscription:
-    """One subscriber's bounded queue of changes under a prefix."""
+    """One subscriber's bounded queue of changes under its prefixes (and of its own access)."""
 
     def __init__(
         self,
         *,
         hub: ChangeHub,
-        mount: str,
-        prefix: str,
+        targets: tuple[tuple[str, str], ...],
         limit: int,
         accept: Callable[[Change], bool],
+        token_hash: str = "",
+        policies: frozenset[str] = frozenset(),
     ) -> None:
-        self.mount = mount
-        self.prefix = prefix
+        self.targets = targets
+        """``(mount, prefix)`` pairs, e.g. ``(("secret/", "team/db"),)``; none: access changes only."""
+        self.mount, self.prefix = targets[0] if targets else ("", "")
+        self._token_hash = token_hash
+        self._policies = policies
         self._hub = hub
         self._limit = limit
         self._accept = accept
@@ -100,11 +118,16 @@ class Subscription:
         self.closed = False
 
     def matches(self, change: Change) -> bool:
-        return (
-            change.mount == self.mount
-            and change.path.startswith(self.prefix)
-            and self._accept(change)
-        )
+        if change.kind in ACCESS_KINDS:
+            if change.kind == "policy":
+                return not self._policies.isdisjoint(change.subjects)
+            return bool(self._token_hash) and any(
+                hmac.compare_digest(self._token_hash, subject) for subject in change.subjects
+            )
+        return any(
+            change.mount == mount and change.path.startswith(prefix)
+            for mount, prefix in self.targets
+        ) and self._accept(change)
 
     def offer(self, change: Change) -> None:
         """Queue ``change`` (called by the hub); a full queue turns into one resync marker."""
@@ -161,6 +184,7 @@ class ChangeHub:
         self._seq = itertools.count(1)
         self._history: collections.deque[Change] = collections.deque(maxlen=history)
         self._subscribers: dict[str, list[Subscription]] = {}
+        self._everyone: list[Subscription] = []
         self.queue_limit = queue_limit
         self.epoch = uuid.uuid4().hex[:12]
         """Tells this process's sequence ids apart from another's (event ids are ``<epoch>-<seq>``)."""
@@ -168,7 +192,7 @@ class ChangeHub:
 
     @property
     def subscribers(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
+        return len(self._everyone)
 
     def publish(
         self, mount: str, path: str, version: int, kind: str, *, lease_id: str = ""
@@ -191,24 +215,63 @@ class ChangeHub:
                 if subscription.matches(change):
                     subscription.offer(change)
 
+    def publish_access(self, kind: str, subjects: frozenset[str]) -> None:
+        """Record an access change (``policy`` names, ``revoked`` token hashes) and tell who it concerns."""
+        if kind not in ACCESS_KINDS or not subjects:
+            return
+        change = Change(
+            seq=next(self._seq),
+            mount="",
+            path="",
+            version=0,
+            kind=kind,
+            time=self._clock(),
+            subjects=subjects,
+        )
+        self._history.append(change)
+        self.published += 1
+        for subscription in self._everyone:
+            if subscription.matches(change):
+                subscription.offer(change)
+
+    def policy_changed(self, name: str) -> None:
+        """A policy was written or deleted (wired to :class:`~kustos.server.policies.PolicyStore`)."""
+        self.publish_access("policy", frozenset({name}))
+
+    def tokens_revoked(self, hashes: frozenset[str]) -> None:
+        """Tokens were revoked (wired to :class:`~kustos.server.tokens.TokenStore`)."""
+        self.publish_access("revoked", hashes)
+
     def subscribe(
         self,
         *,
-        mount: str,
-        prefix: str,
+        mount: str = "",
+        prefix: str = "",
+        targets: tuple[tuple[str, str], ...] = (),
         accept: Callable[[Change], bool] = lambda _change: True,
         after: str | None = None,
+        token_hash: str = "",
+        policies: frozenset[str] = frozenset(),
+        access_only: bool = False,
     ) -> Subscription:
-        """A new subscription to changes under ``mount`` + ``prefix``.
+        """A new subscription to changes under ``mount`` + ``prefix`` (or each of ``targets``).
 
         ``after`` is an event id (``<epoch>-<seq>``) the client saw last: the
         changes since then are queued at once, or a resync when they are no
-        longer known.
+        longer known. ``token_hash`` and ``policies`` (the subscriber's
+        token's) select the access changes it hears of.
         """
         subscription = Subscription(
-            hub=self, mount=mount, prefix=prefix, limit=self.queue_limit, accept=accept
+            hub=self,
+            targets=() if access_only else targets or ((mount, prefix),),
+            limit=self.queue_limit,
+            accept=accept,
+            token_hash=token_hash,
+            policies=policies,
         )
-        self._subscribers.setdefault(mount, []).append(subscription)
+        for mount_path in {m for m, _ in subscription.targets}:
+            self._subscribers.setdefault(mount_path, []).append(subscription)
+        self._everyone.append(subscription)
         if after is not None:
             seq = self._resume_point(after)
             if seq is None:
@@ -228,11 +291,14 @@ class ChangeHub:
         return seq
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        subscribers = self._subscribers.get(subscription.mount)
-        if subscribers is not None and subscription in subscribers:
-            subscribers.remove(subscription)
-            if not subscribers:
-                del self._subscribers[subscription.mount]
+        for mount in {m for m, _ in subscription.targets}:
+            subscribers = self._subscribers.get(mount)
+            if subscribers is not None and subscription in subscribers:
+                subscribers.remove(subscription)
+                if not subscribers:
+                    del self._subscribers[mount]
+        if subscription in self._everyone:
+            self._everyone.remove(subscription)
 
     def event_id(self, change: Change) -> str:
         return f"{self.epoch}-{change.seq}"

@@ -20,7 +20,7 @@ Several replicas sharing one database see each other's policy changes within
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -63,6 +63,8 @@ class PolicyStore:
         self._acls: dict[tuple[str, ...], ACL] = {}
         self._epoch = b""
         self._checked_at = float("-inf")
+        self.on_change: Callable[[str], None] | None = None
+        """Called with a policy's name after it is written or deleted here (the change hub)."""
 
     # -- loading -------------------------------------------------------------------------
 
@@ -125,6 +127,8 @@ class PolicyStore:
         await self._store(canonical, orjson.dumps({"name": canonical, "policy": text}))
         self._policies[canonical] = policy
         self._acls = {}
+        if self.on_change is not None:
+            self.on_change(canonical)
         return policy
 
     async def delete(self, name: str) -> None:
@@ -135,6 +139,8 @@ class PolicyStore:
         await self._store(canonical, None)
         self._policies.pop(canonical, None)
         self._acls = {}
+        if self.on_change is not None:
+            self.on_change(canonical)
 
     async def _store(self, name: str, value: bytes | None) -> None:
         async with self._storage.transaction() as tx:

@@ -4,11 +4,15 @@
 Server-Sent Events (``text/event-stream``), one ``change`` event per
 committed change under the prefix — mount, path, version, kind, time, never
 a value — and a ``: heartbeat`` comment every ``heartbeat`` seconds (default
-15) so proxies keep idle connections open. Other events: ``ready`` (the
+15) so proxies keep idle connections open. ``?prefixes=<JSON array>`` (at
+most 500) subscribes to several prefixes, in any KV mounts, on one stream:
+the agent follows exactly the secrets it uses (``[]``: access events only). Other events: ``ready`` (the
 subscription is live), ``resync`` (changes were dropped because the client
-read too slowly, or a resume point is unknown: re-read everything) and
-``end`` (the stream closes: its lifetime is over, or the token was revoked;
-reconnect with ``?last_event_id=<the last id seen>``).
+read too slowly, or a resume point is unknown: re-read everything),
+``access`` (a policy the token holds was written or deleted: what it may
+read may have changed), ``revoked`` (the token was revoked; the stream
+closes) and ``end`` (the stream closes: its lifetime is over, or the token
+is no longer valid; reconnect with ``?last_event_id=<the last id seen>``).
 
 Under a ``database`` mount the stream carries lease events: ``kind``
 ``revoke`` with the ``lease_id`` that ended (revoked, expired, or its token
@@ -17,15 +21,16 @@ lease's credentials must drop them (docs/leases.md).
 
 Authorization: the token needs ``read`` on ``<mount>data/<prefix>`` or
 ``list`` on ``<mount>metadata/<prefix>`` (on a database mount: ``read`` on
-``<mount><prefix>``, e.g. ``database/creds/app``), and each change is checked the
-same way for its own path, so a token never hears of a path it could not
-read or list. The token is looked up again at every heartbeat.
+``<mount><prefix>``, e.g. ``database/creds/app``) for each prefix, and each
+change is checked the same way for its own path, so a token never hears of a
+path it could not read or list. The token is looked up again at every
+heartbeat (which also catches a revocation made by another replica).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
 import orjson
@@ -40,6 +45,7 @@ from kustos.server.tokens import TokenEntry
 __all__ = ["EventsApi"]
 
 _SUBSCRIBE: Final = "sys/events/subscribe"
+_MAX_PREFIXES: Final = 500
 _RETRY_MS: Final = 1000
 DEFAULT_HEARTBEAT: Final = 15
 DEFAULT_LIFETIME: Final = 60.0
@@ -84,34 +90,35 @@ class EventsApi:
         if call.method != "GET":
             raise unsupported(call)
         token = call.require_token()
-        prefix = call.query.get("prefix", "")
-        if not prefix:
-            raise InvalidRequestError(
-                "prefix is required: a mount and an optional path prefix, e.g. secret/ or secret/team/"
-            )
+        prefixes = _prefixes(call.query)
         heartbeat = int_param(
             call.query.get("heartbeat", str(DEFAULT_HEARTBEAT)), field="heartbeat"
         )
         if not 1 <= heartbeat <= 300:
             raise InvalidRequestError("heartbeat must be between 1 and 300 seconds")
-        resolved = self._core.mounts.resolve(prefix)
-        if resolved is None:
-            raise InvalidRequestError(f"prefix {prefix!r} is not under any mount")
-        mount, rest = resolved
-        if mount.type not in ("kv", "database"):
-            raise InvalidRequestError(
-                f"prefix {prefix!r} is under a {mount.type} mount; "
-                "only kv and database mounts send changes"
-            )
-        if not self._may(token, mount.path, rest):
-            raise PermissionDeniedError("permission denied")
+        targets: list[tuple[str, str]] = []
+        for prefix in prefixes:
+            resolved = self._core.mounts.resolve(prefix)
+            if resolved is None:
+                raise InvalidRequestError(f"prefix {prefix!r} is not under any mount")
+            mount, rest = resolved
+            if mount.type not in ("kv", "database"):
+                raise InvalidRequestError(
+                    f"prefix {prefix!r} is under a {mount.type} mount; "
+                    "only kv and database mounts send changes"
+                )
+            if not self._may(token, mount.path, rest):
+                raise PermissionDeniedError(f"permission denied on prefix {prefix!r}")
+            targets.append((mount.path, rest))
         hub: ChangeHub = self._core.events
         after = call.query.get("last_event_id")
         subscription = hub.subscribe(
-            mount=mount.path,
-            prefix=rest,
+            targets=tuple(dict.fromkeys(targets)),
+            access_only=not targets,
             accept=lambda change: self._may(token, change.mount, change.path),
             after=after or None,
+            token_hash=token.id_hash,
+            policies=frozenset() if token.is_root else frozenset(token.policies),
         )
         ready_id = None if after else hub.last_event_id()
         raw_token = call.raw_token.reveal() if call.raw_token is not None else ""
@@ -126,11 +133,10 @@ class EventsApi:
         ready_id: str | None,
     ) -> AsyncIterator[bytes]:
         try:
-            yield f"retry: {_RETRY_MS}\n".encode() + _frame(
-                "ready",
-                {"mount": subscription.mount, "prefix": subscription.prefix},
-                event_id=ready_id,
-            )
+            ready: dict[str, object] = {"mount": subscription.mount, "prefix": subscription.prefix}
+            if len(subscription.targets) != 1:
+                ready["prefixes"] = len(subscription.targets)
+            yield f"retry: {_RETRY_MS}\n".encode() + _frame("ready", ready, event_id=ready_id)
             deadline = time.monotonic() + self._lifetime
             while True:
                 remaining = deadline - time.monotonic()
@@ -149,10 +155,45 @@ class EventsApi:
                         "resync", {"reason": "changes were dropped"}, event_id=hub.last_event_id()
                     )
                 else:
-                    yield b"".join(self._change(hub, change) for change in items)
+                    revoked = next((c for c in items if c.kind == "revoked"), None)
+                    frames = b"".join(
+                        self._change(hub, change) for change in items if change.kind != "revoked"
+                    )
+                    if frames:
+                        yield frames
+                    if revoked is not None:
+                        yield _frame(
+                            "revoked",
+                            {"reason": "the token was revoked", "time": revoked.time},
+                            event_id=hub.event_id(revoked),
+                        )
+                        return
         finally:
             subscription.close()
 
     @staticmethod
     def _change(hub: ChangeHub, change: Change) -> bytes:
-        return _frame("change", change.document(), event_id=hub.event_id(change))
+        event = "access" if change.kind == "policy" else "change"
+        return _frame(event, change.document(), event_id=hub.event_id(change))
+
+
+def _prefixes(query: Mapping[str, str]) -> list[str]:
+    raw = query.get("prefixes")
+    if raw is None:
+        prefix = query.get("prefix", "")
+        if not prefix:
+            raise InvalidRequestError(
+                "prefix is required: a mount and an optional path prefix, e.g. secret/ or secret/team/"
+            )
+        return [prefix]
+    try:
+        prefixes = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        prefixes = None
+    if not isinstance(prefixes, list) or not all(isinstance(p, str) and p for p in prefixes):
+        raise InvalidRequestError("prefixes must be a JSON array of non-empty strings")
+    if len(prefixes) > _MAX_PREFIXES:
+        raise InvalidRequestError(
+            f"at most {_MAX_PREFIXES} prefixes per stream (open several streams)"
+        )
+    return list(dict.fromkeys(prefixes))
