@@ -368,6 +368,9 @@ class Agent:
 
     # -- rendering ---------------------------------------------------------------------------
 
+    def _spec_refs(self) -> frozenset[SecretRef]:
+        return frozenset(self._refs[s.path] for s in self.settings.secrets if s.path in self._refs)
+
     def _named(self) -> dict[str, Any]:
         named: dict[str, Any] = {}
         for spec in self.settings.secrets:
@@ -431,7 +434,8 @@ class Agent:
             except InvalidRequestError as exc:
                 return _Outcome(None, problem=str(exc))
             if needed is None:
-                refs = frozenset(self._refs[p] for p in rendered.paths)
+                # the --secret variables count too: a template may use any of them
+                refs = frozenset(self._refs[p] for p in rendered.paths) | self._spec_refs()
                 self._template_refs[renderer.spec.name] = refs
                 return _Outcome(rendered.content, refs=refs)
             try:
