@@ -6,7 +6,10 @@ plaintext and read back; after the backend's own kind of rotation (a new HSM
 key label first, an alias pointed at a new AWS key, a transit key rotated on
 the server) new writes carry the new key id and old Secrets still read from
 a fresh API server (empty DEK cache: the plugin must unwrap under the old
-key); a plugin restart keeps everything readable and writable.
+key); with the plugin stopped the API server writes on its cached seed, and
+after the plugin restarts everything written before, during and after reads
+from a fresh API server. With its backend unreachable, the plugin's Status
+says so.
 """
 
 from __future__ import annotations
@@ -61,12 +64,14 @@ def run_scenario(
                 assert cluster.stored("before", "s3cr3t-before").key_id == first_id
                 assert cluster.read("before") == "s3cr3t-before"
 
-                plugin.stop()
+                plugin.stop()  # the API server writes on with its cached seed meanwhile
+                cluster.create("while-stopped", "s3cr3t-while-stopped")
+                cluster.stored("while-stopped", "s3cr3t-while-stopped")
                 plugin.start()
                 cluster.create("after-restart", "s3cr3t-after-restart")
                 cluster.stored("after-restart", "s3cr3t-after-restart")
                 cluster.restart_apiserver()
-                for name in ("before", "after", "after-restart"):
+                for name in ("before", "after", "while-stopped", "after-restart"):
                     assert cluster.read(name) == f"s3cr3t-{name}"
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{dump(cluster, plugin)}") from None
@@ -251,3 +256,24 @@ def test_transit_kubernetes_auth(
             )
     finally:
         plugin.stop()
+
+
+def test_aws_status_degrades_when_kms_is_unreachable(moto_kms: str) -> None:
+    """Status names the problem when AWS KMS goes away (kube-apiserver shows it in its healthz)."""
+    from kustos.errors import KeyProviderError
+    from kustos.kmsplugin.backends.aws import AwsBackend
+    from tests.support.moto import start_moto
+
+    with start_moto() as url:  # a KMS of its own, stopped halfway through
+        arn = boto3.client("kms", endpoint_url=url, region_name="us-east-1").create_key()[
+            "KeyMetadata"
+        ]["Arn"]
+        backend = AwsBackend([arn], endpoint_url=url)
+        assert backend.status().healthz == "ok"
+        wrapped = backend.encrypt(b"\x05" * 32)
+    status = backend.status()
+    assert status.key_id == f"aws:{arn}"
+    assert status.healthz.startswith("aws backend unavailable")
+    assert "EndpointConnectionError" in status.healthz
+    with pytest.raises(KeyProviderError, match="could not decrypt"):
+        backend.decrypt(wrapped.ciphertext, key_id=wrapped.key_id, annotations={})
