@@ -10,13 +10,21 @@ the data is on disk (SQLite: WAL + ``synchronous=FULL``; PostgreSQL: commit).
 Concurrency: ``get(key, for_update=True)`` inside a transaction locks ``key``
 (even when it does not exist yet) until the transaction ends, across processes
 sharing one database, so read-modify-write (check-and-set) is safe.
+
+Group commit: both backends run concurrent transactions of one process one
+after another inside one database transaction and make them durable together
+(one ``fsync`` or one ``COMMIT`` for the group, :mod:`kustos.store._grouping`).
+Each transaction still commits or rolls back on its own; its ``async with``
+block exits only once the group is durable, and if the group's commit fails,
+every transaction in it raises. A lock taken with ``for_update`` is held until
+the group commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["StorageBackend", "Transaction"]
 
@@ -35,6 +43,15 @@ class Transaction(Protocol):
         ...
 
     async def list(self, prefix: str) -> list[str]: ...
+
+    def announce(self, topic: str, document: Mapping[str, Any]) -> None:
+        """Tell every process watching this database, once this transaction commits.
+
+        ``document`` is a small JSON object of names and numbers (never a
+        value); see :mod:`kustos.store.changes`. Nothing is sent if the
+        transaction rolls back.
+        """
+        ...
 
 
 class StorageBackend(Protocol):
@@ -71,3 +88,8 @@ class StorageBackend(Protocol):
         ...
 
     async def schema_version(self) -> int: ...
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """``(commits, transactions)`` so far: durable commits, and the transactions they carried."""
+        ...

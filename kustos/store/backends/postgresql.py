@@ -19,14 +19,29 @@ the client CPU a read costs. A reader whose
 query fails (or is cancelled) goes back to the pool, which discards it if it
 is broken; with ``pool_max`` 1 every read uses the pool.
 
-Change notifications (:meth:`PostgresBackend.watch_changes`): a transaction
-that put or deleted keys sends ``pg_notify('kustos_changes', payload)`` in the
-same round trip as its ``COMMIT``, so the notification is delivered only if
-it commits, after its data is visible. The payload is JSON
-``{"k": [keys], "p": [prefixes]}``, or ``*`` ("forget everything") when it
-would exceed ~7,900 bytes (PostgreSQL's limit is 8,000). The first
-subscriber starts one dedicated LISTEN connection; a notification reaches
-every subscriber (this process's own commits too). Every
+Writes use group commit (:mod:`kustos.store._grouping`): this process's
+transactions run one after another in one database transaction on one pooled
+connection (``BEGIN`` ... ``COMMIT``), and share its commit and its
+notification. That matters twice here: a ``COMMIT`` waits for its WAL flush,
+and a transaction that notifies holds the database's notification lock from
+its pre-commit until the commit is done, so notifying commits of the whole
+cluster run one at a time. A group pays for that once. A transaction's
+buffered writes reach the server as one statement (an upsert of ``unnest``
+arrays) when it ends.
+
+Change notifications (:meth:`PostgresBackend.watch_changes`): a group that
+put or deleted keys, or announced something (:meth:`Transaction.announce`),
+sends ``pg_notify('kustos_changes', payload)`` in the same round trip as its
+``COMMIT`` (pipelined: if a notification fails the ``COMMIT`` is not run), so the notification is delivered only if it commits, after its
+data is visible. The payload is JSON ``{"o": origin, "k": [keys], "p":
+[prefixes], "a": [[topic, document], ...]}``; what does not fit one payload
+(~7,900 bytes; PostgreSQL's limit is 8,000) is split over several
+notifications of the same commit, and an item too large for any is replaced
+by ``*`` ("forget everything; announcements were missed"). ``origin`` is
+random per backend object, so a process knows its own commits
+(``Changes.local``). The first subscriber starts one dedicated LISTEN
+connection; a notification reaches every subscriber (this process's own
+commits too). Every
 ``heartbeat`` seconds without a notification the listener runs ``SELECT 1``
 (bounded by ``connect_timeout``), so a silently dead connection is noticed.
 When the connection fails, subscribers get ``watching=False`` at once (drop
@@ -41,7 +56,8 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final, TypeAlias
 
 import psycopg
@@ -51,9 +67,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from kustos.errors import StorageError
 from kustos.store import migrations
+from kustos.store._grouping import GroupCommitter, GroupOutcome
 from kustos.store._keyspace import child_name, list_children_sql, prefix_end
 from kustos.store.base import Transaction
-from kustos.store.changes import ChangeCallback, Changes, Unsubscribe
+from kustos.store.changes import Announcement, ChangeCallback, Changes, Unsubscribe
 
 __all__ = [
     "CHANGES_CHANNEL",
@@ -73,6 +90,12 @@ _SQL_PUT: Final = (
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
 _SQL_DELETE: Final = "DELETE FROM entries WHERE key = %s"
+_SQL_PUT_MANY: Final = (
+    "INSERT INTO entries (key, value) SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
+_SQL_DELETE_MANY: Final = "DELETE FROM entries WHERE key = ANY(%s::text[])"
+_SQL_NOTIFY: Final = "SELECT pg_notify(%s, %s)"
 _MIGRATION_LOCK: Final = "kustos:schema_migrations"
 CHANGES_CHANNEL: Final = "kustos_changes"
 """The NOTIFY channel every committed write announces its keys on."""
@@ -161,6 +184,8 @@ class PostgresBackend:
             collections.deque()
         )
         self._heartbeat = heartbeat
+        self._origin = uuid.uuid4().hex[:16]
+        self._committer = GroupCommitter(backend="postgresql", begin=self._begin_group)
         self._subscribers: list[ChangeCallback] = []
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -217,6 +242,8 @@ class PostgresBackend:
 
     async def close(self) -> None:
         """Stop the change listener and close every pooled connection. Idempotent."""
+        if self._pool is not None:
+            await self._committer.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -367,30 +394,29 @@ class PostgresBackend:
                 return
             after = batch[-1][0]
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """``async with backend.transaction() as tx:`` commits on success, rolls back on error."""
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """``async with backend.transaction() as tx:`` commits on success, rolls back on error.
+
+        The block exits once the group it ran in has committed (see the module docstring).
+        """
+        return self._committer.transaction()
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """``(groups, transactions)`` committed so far: how well group commit batches."""
+        return self._committer.groups, self._committer.members
+
+    async def _begin_group(self) -> _PostgresGroup:
         pool = self._require_pool()
-        async with contextlib.AsyncExitStack() as stack:
-            with _errors("begin"):
-                conn = await stack.enter_async_context(pool.connection())
-                await conn.execute("BEGIN")
-            tx = _PostgresTransaction(conn)
-            try:
-                yield tx
-            except BaseException:
-                tx.active = False
-                with contextlib.suppress(psycopg.Error):
-                    await conn.execute("ROLLBACK")
-                raise
-            tx.active = False
-            try:
-                with _errors("commit"):
-                    await conn.execute(_commit_statement(tx.changed_keys, tx.changed_prefixes))
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.execute("ROLLBACK")
-                raise
+        with _errors("begin"):
+            conn = await pool.getconn()
+        group = _PostgresGroup(pool, conn, self._origin)
+        try:
+            await group.begin()
+        except BaseException:
+            await group.rollback()
+            raise
+        return group
 
     async def schema_version(self) -> int:
         """The highest migration applied to this database (0 when none)."""
@@ -493,7 +519,7 @@ class PostgresBackend:
                         delay = _RETRY_FIRST
                         while True:
                             async for notify in conn.notifies(timeout=self._heartbeat):
-                                self._publish(_parse_payload(notify.payload))
+                                self._publish(_parse_payload(notify.payload, self._origin))
                             await asyncio.wait_for(conn.execute("SELECT 1"), self._timeout)
                 except Exception as exc:  # any failure: report it, reconnect
                     _log.warning(
@@ -507,37 +533,66 @@ class PostgresBackend:
             delay = min(delay * 2, _RETRY_MAX)
 
 
-def _commit_statement(keys: set[str], prefixes: list[str]) -> sql.Composed | str:
-    """``COMMIT``, preceded by the notification of what the transaction changed (one round trip).
+def _payloads(origin: str, outcome: GroupOutcome) -> list[str]:
+    """The notification payloads of one commit: keys, prefixes and announcements, each under ~7,900 bytes."""
+    items: list[tuple[str, Any]] = [("k", key) for key in sorted(outcome.keys)]
+    items += [("p", prefix) for prefix in outcome.prefixes]
+    items += [("a", [a.topic, a.document]) for a in outcome.announcements]
+    if not items:
+        return []
+    payloads: list[str] = []
+    head = len(json.dumps({"o": origin, "k": [], "p": [], "a": []}, separators=(",", ":")))
+    chunk: dict[str, list[Any]] = {"k": [], "p": [], "a": []}
+    size = head
+    for field, item in items:
+        cost = len(json.dumps(item, separators=(",", ":")).encode("utf-8")) + 1
+        if head + cost > _MAX_PAYLOAD:  # too large for any notification
+            payloads.append(_FLUSH_ALL)
+            continue
+        if size + cost > _MAX_PAYLOAD:
+            payloads.append(_encode(origin, chunk))
+            chunk, size = {"k": [], "p": [], "a": []}, head
+        chunk[field].append(item)
+        size += cost
+    if any(chunk.values()):
+        payloads.append(_encode(origin, chunk))
+    return payloads
 
-    Without parameters psycopg sends the text as one simple query, so both
-    statements travel together; if ``pg_notify`` fails the ``COMMIT`` does not run.
-    """
-    if not keys and not prefixes:
-        return "COMMIT"
-    payload = json.dumps({"k": sorted(keys), "p": prefixes}, separators=(",", ":"))
-    if len(payload.encode("utf-8")) > _MAX_PAYLOAD:
-        payload = _FLUSH_ALL
-    return sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(
-        sql.Literal(CHANGES_CHANNEL), sql.Literal(payload)
-    )
+
+def _encode(origin: str, chunk: Mapping[str, list[Any]]) -> str:
+    return json.dumps({"o": origin, **chunk}, separators=(",", ":"))
 
 
-def _parse_payload(payload: str) -> Changes:
+def _parse_payload(payload: str, origin: str = "") -> Changes:
     """The :class:`Changes` a notification names; anything unreadable means "forget everything"."""
     if payload == _FLUSH_ALL:
         return Changes(everything=True)
     try:
         doc = json.loads(payload)
-        keys = doc["k"]
-        prefixes = doc["p"]
-        if not (isinstance(keys, list) and isinstance(prefixes, list)):
+        keys = doc.get("k", [])
+        prefixes = doc.get("p", [])
+        raw_announcements = doc.get("a", [])
+        if not (
+            isinstance(keys, list)
+            and isinstance(prefixes, list)
+            and isinstance(raw_announcements, list)
+        ):
             raise TypeError
         if not all(isinstance(k, str) for k in (*keys, *prefixes)):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+        announcements = tuple(
+            Announcement(topic=str(topic), document=document)
+            for topic, document in raw_announcements
+            if isinstance(document, dict)
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
         return Changes(everything=True)
-    return Changes(keys=frozenset(keys), prefixes=tuple(prefixes))
+    return Changes(
+        keys=frozenset(keys),
+        prefixes=tuple(prefixes),
+        announcements=announcements,
+        local=bool(origin) and doc.get("o") == origin,
+    )
 
 
 async def _get(conn: psycopg.AsyncConnection[Any], key: str) -> bytes | None:
@@ -556,60 +611,113 @@ async def _list(conn: psycopg.AsyncConnection[Any], prefix: str) -> list[str]:
     return sorted({child_name(str(row[0]), len(prefix)) for row in await cur.fetchall()})
 
 
-class _PostgresTransaction:
-    """Statements of one transaction, all on one pooled connection."""
+class _PostgresGroup:
+    """The open transaction of one group, on one pooled connection in pipeline mode.
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    Statements whose result nobody waits for (``BEGIN``, a transaction's
+    writes, savepoints) are queued and travel with the next query whose
+    result is needed; a locked read sends its lock and its ``SELECT`` together.
+    So a KV write costs about one round trip inside its group, plus the
+    group's ``COMMIT``. An error in a queued statement surfaces at the next
+    result, which fails the group (:mod:`kustos.store._grouping`).
+    """
+
+    def __init__(self, pool: _Pool, conn: psycopg.AsyncConnection[Any], origin: str) -> None:
+        self._pool = pool
         self._conn = conn
-        self.active = True
-        self.changed_keys: set[str] = set()
-        self.changed_prefixes: list[str] = []
+        self._origin = origin
+        self._pipeline = contextlib.AsyncExitStack()
+        self._pipe: psycopg.AsyncPipeline | None = None
+        self._open = True
 
-    def _check(self) -> psycopg.AsyncConnection[Any]:
-        if not self.active:
-            raise StorageError("postgresql: the transaction has already ended")
-        return self._conn
+    async def begin(self) -> None:
+        with _errors("begin"):
+            self._pipe = await self._pipeline.enter_async_context(self._conn.pipeline())
+            await self._conn.execute("BEGIN")
 
-    async def get(self, key: str, *, for_update: bool = False) -> bytes | None:
-        """Read ``key``; with ``for_update``, first lock it until the transaction ends."""
-        conn = self._check()
+    async def get(self, key: str, *, lock: bool) -> bytes | None:
+        conn = self._conn
         with _errors("get"):
-            if for_update:
+            if lock:
                 # A separate statement: under READ COMMITTED the SELECT below
                 # then takes its snapshot after the lock is granted.
                 await conn.execute(_SQL_LOCK, (key,))
-            return await _get(conn, key)
+            cur = await conn.execute(_SQL_GET, (key,), prepare=True)
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
 
-    async def put(self, key: str, value: bytes) -> None:
-        """Insert or replace the value at ``key``."""
-        conn = self._check()
+    async def apply(self, writes: Mapping[str, bytes | None]) -> None:
+        conn = self._conn
+        puts = [(key, value) for key, value in writes.items() if value is not None]
+        deletes = [key for key, value in writes.items() if value is None]
         with _errors("put"):
-            await conn.execute(_SQL_PUT, (key, bytes(value)))
-        self.changed_keys.add(key)
-
-    async def delete(self, key: str) -> None:
-        """Remove ``key`` (no error if it is absent)."""
-        conn = self._check()
-        with _errors("delete"):
-            await conn.execute(_SQL_DELETE, (key,))
-        self.changed_keys.add(key)
+            if len(puts) == 1:
+                await conn.execute(_SQL_PUT, puts[0], prepare=True)
+            elif puts:
+                await conn.execute(
+                    _SQL_PUT_MANY, ([k for k, _ in puts], [v for _, v in puts]), prepare=True
+                )
+            if len(deletes) == 1:
+                await conn.execute(_SQL_DELETE, (deletes[0],), prepare=True)
+            elif deletes:
+                await conn.execute(_SQL_DELETE_MANY, (deletes,), prepare=True)
 
     async def delete_prefix(self, prefix: str) -> int:
-        """Delete every key starting with ``prefix``; return how many."""
-        conn = self._check()
         clause, params = _range(prefix)
         with _errors("delete_prefix"):
-            cur = await conn.execute(f"DELETE FROM entries WHERE {clause}", params)  # noqa: S608 - fixed fragments only
-        deleted = max(cur.rowcount, 0)
-        if deleted:
-            self.changed_prefixes.append(prefix)
-        return deleted
+            cur = await self._conn.execute(f"DELETE FROM entries WHERE {clause}", params)  # noqa: S608 - fixed fragments only
+            await self._sync()
+        return max(cur.rowcount, 0)
 
     async def list(self, prefix: str) -> list[str]:
-        """Like :meth:`PostgresBackend.list`, seeing this transaction's writes."""
-        conn = self._check()
         with _errors("list"):
-            return await _list(conn, prefix)
+            return await _list(self._conn, prefix)
+
+    async def savepoint(self) -> None:
+        with _errors("savepoint"):
+            await self._conn.execute("SAVEPOINT kustos_member")
+
+    async def release_savepoint(self) -> None:
+        with _errors("savepoint"):
+            await self._conn.execute("RELEASE SAVEPOINT kustos_member")
+
+    async def rollback_to_savepoint(self) -> None:
+        with _errors("savepoint"):
+            await self._conn.execute("ROLLBACK TO SAVEPOINT kustos_member")
+            await self._conn.execute("RELEASE SAVEPOINT kustos_member")
+
+    async def _sync(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.sync()
+
+    async def commit(self, outcome: GroupOutcome) -> None:
+        """The notifications, then ``COMMIT``, in one round trip; if a notification fails, no commit."""
+        conn = self._conn
+        try:
+            with _errors("commit"):
+                for payload in _payloads(self._origin, outcome):
+                    await conn.execute(_SQL_NOTIFY, (CHANGES_CHANNEL, payload))
+                await conn.execute("COMMIT")
+                await self._pipeline.aclose()  # sends everything, waits for every result
+        except BaseException:
+            await self.rollback()
+            raise
+        await self._give_back()
+
+    async def rollback(self) -> None:
+        if not self._open:
+            return
+        with contextlib.suppress(Exception):
+            await self._pipeline.aclose()
+        with contextlib.suppress(psycopg.Error):
+            await self._conn.execute("ROLLBACK")
+        await self._give_back()
+
+    async def _give_back(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(Exception):
+                await self._pool.putconn(self._conn)  # the pool discards a broken connection
 
 
 class _AdvisoryLock:

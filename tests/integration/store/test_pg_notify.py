@@ -140,7 +140,32 @@ async def test_a_rolled_back_transaction_announces_nothing(
     assert await b.get("rolled/back") is None
 
 
-async def test_too_many_keys_for_one_payload_become_forget_everything(
+async def test_too_many_keys_for_one_payload_are_split_over_several_notifications(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
+    a, b = pair
+    seen = Recorder()
+    await b.watch_changes(seen)
+    await seen.wait_for(lambda e: e.watching)
+    count = len(seen.events)
+    names = {f"kv/m/data/bulk/{i:04d}-{'x' * 20}" for i in range(400)}
+    async with a.transaction() as tx:
+        for name in names:
+            await tx.put(name, b"v")
+    heard: set[str] = set()
+
+    def covers_all(event: Changes) -> bool:
+        heard.update(event.keys)
+        return heard >= names
+
+    await seen.wait_for(covers_all, start=count)
+    chunks = [e for e in seen.events[count:] if e.keys]
+    assert len(chunks) > 1  # 400 keys of ~40 bytes do not fit one 8,000-byte payload
+    assert not any(e.everything for e in seen.events[count:])
+    assert await b.get("kv/m/data/bulk/0399-" + "x" * 20) == b"v"
+
+
+async def test_an_announcement_too_large_for_a_notification_becomes_forget_everything(
     pair: tuple[PostgresBackend, PostgresBackend],
 ) -> None:
     a, b = pair
@@ -149,11 +174,44 @@ async def test_too_many_keys_for_one_payload_become_forget_everything(
     await seen.wait_for(lambda e: e.watching)
     count = len(seen.events)
     async with a.transaction() as tx:
-        for i in range(400):
-            await tx.put(f"kv/m/data/bulk/{i:04d}-{'x' * 20}", b"v")
-    event = await seen.wait_for(lambda e: True, start=count)
-    assert event.everything and event.watching
-    assert await b.get("kv/m/data/bulk/0399-" + "x" * 20) == b"v"
+        await tx.put("big/announcement", b"v")
+        tx.announce("test", {"blob": "y" * 9000})
+    event = await seen.wait_for(lambda e: e.everything, start=count)
+    assert event.watching and not event.announcements
+
+
+async def test_announcements_reach_every_process_and_name_their_origin(
+    pair: tuple[PostgresBackend, PostgresBackend],
+) -> None:
+    a, b = pair
+    on_a, on_b = Recorder(), Recorder()
+    await a.watch_changes(on_a)
+    await b.watch_changes(on_b)
+    await on_a.wait_for(lambda e: e.watching)
+    await on_b.wait_for(lambda e: e.watching)
+    async with a.transaction() as tx:
+        await tx.put("announced/key", b"1")
+        tx.announce("kv", {"mount": "secret/", "path": "app", "version": 1})
+        tx.announce("leases", {"id": "database/creds/r/abc"})
+    with pytest.raises(RuntimeError):
+        async with a.transaction() as tx:
+            tx.announce("kv", {"mount": "secret/", "path": "rolled-back", "version": 1})
+            raise RuntimeError("abort")
+    remote = await on_b.wait_for(lambda e: bool(e.announcements))
+    local = await on_a.wait_for(lambda e: bool(e.announcements))
+    assert [(x.topic, dict(x.document)) for x in remote.announcements] == [
+        ("kv", {"mount": "secret/", "path": "app", "version": 1}),
+        ("leases", {"id": "database/creds/r/abc"}),
+    ]
+    assert not remote.local and local.local
+    assert local.announcements == remote.announcements
+    assert remote.keys == {"announced/key"}
+    async with a.transaction() as tx:
+        await tx.put("after/rollback", b"1")
+    await on_b.wait_for(lambda e: "after/rollback" in e.keys)
+    assert not any(
+        x.document.get("path") == "rolled-back" for e in on_b.events for x in e.announcements
+    )
 
 
 async def test_a_killed_listener_reports_unsafe_then_recovers(

@@ -1,0 +1,370 @@
+"""Group commit: concurrent transactions of one process share one durable commit.
+
+Why: making a commit durable costs an ``fdatasync`` of SQLite's WAL, or a
+PostgreSQL ``COMMIT`` that waits for its WAL flush (and, when it notifies,
+holds the database's notification lock until then). That is milliseconds,
+while the work of one KV write is a fraction of one. Paying it once per
+*group* of concurrent transactions, instead of once per transaction, is what
+lets writes scale with the number of writers. Every acknowledged write is
+still durable: a transaction's ``async with`` block exits only after the
+group it belongs to has committed.
+
+How: :class:`GroupCommitter` runs the transactions of one process one at a
+time (a FIFO slot) inside one open database transaction, the *group*, that a
+backend begins (:class:`Physical`). A transaction (:class:`_Member`) buffers
+its puts and deletes in memory; its reads see its own buffered writes and
+everything earlier members of the group wrote. When its block ends, its
+writes are applied to the group in one statement. If it raises instead,
+they are dropped; a transaction that had to apply writes early (it listed or
+deleted a prefix after writing) does so under a savepoint, rolled back then.
+
+The group commits when the member leaving the slot sees no other transaction
+waiting for it, or the group has ``max_members`` members, or is older than
+``max_delay`` seconds. Alone, a transaction commits at once (no added
+latency); under load, the transactions that queued during one commit form
+the next group. Notifications (keys changed, announcements) of every member
+go out with the group's commit.
+
+Failures: a database error inside a group (a statement, a savepoint, the
+commit) rolls the whole group back and every member that had ended raises
+:class:`~kustos.errors.StorageError`: none of them was acknowledged, so a
+client retries. Locks taken with ``for_update`` are held until the group
+ends; between two processes whose groups wait for each other's locks
+PostgreSQL detects the deadlock and fails one group, which then rolls back
+as above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypeVar
+
+from kustos.errors import StorageError
+from kustos.store.changes import Announcement
+
+__all__ = ["GroupCommitter", "GroupOutcome", "Physical"]
+
+_T = TypeVar("_T")
+
+DEFAULT_MAX_MEMBERS: Final = 128
+DEFAULT_MAX_DELAY: Final = 0.02
+
+
+@dataclass
+class GroupOutcome:
+    """What the members of one group changed and announced (sent with its commit)."""
+
+    keys: set[str] = field(default_factory=set)
+    prefixes: list[str] = field(default_factory=list)
+    announcements: list[Announcement] = field(default_factory=list)
+    members: int = 0
+
+
+class Physical(Protocol):
+    """One open database transaction of a backend, shared by the members of a group."""
+
+    async def get(self, key: str, *, lock: bool) -> bytes | None:
+        """Read ``key`` (seeing the group's writes); with ``lock``, lock it first until the group ends."""
+        ...
+
+    async def apply(self, writes: Mapping[str, bytes | None]) -> None:
+        """Write (``bytes``) or delete (``None``) each key."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> int: ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+    async def savepoint(self) -> None: ...
+
+    async def release_savepoint(self) -> None: ...
+
+    async def rollback_to_savepoint(self) -> None:
+        """Undo everything since :meth:`savepoint` and release it."""
+        ...
+
+    async def commit(self, outcome: GroupOutcome) -> None:
+        """Make the group durable (and notify); raise if it is not."""
+        ...
+
+    async def rollback(self) -> None:
+        """Abandon the group; never raises for a connection that is already gone."""
+        ...
+
+
+class _Group:
+    __slots__ = ("done", "failure", "outcome", "physical", "started")
+
+    def __init__(self, physical: Physical, started: float) -> None:
+        self.physical = physical
+        self.started = started
+        self.outcome = GroupOutcome()
+        self.failure: BaseException | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class GroupCommitter:
+    """Runs one process's transactions in groups that commit together (see the module docstring).
+
+    ``backend`` names the backend in error messages; ``begin`` opens a new
+    database transaction for a group.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        begin: Callable[[], Awaitable[Physical]],
+        max_members: int = DEFAULT_MAX_MEMBERS,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ) -> None:
+        if max_members < 1:
+            raise ValueError("max_members must be at least 1")
+        self._backend = backend
+        self._begin = begin
+        self._max_members = max_members
+        self._max_delay = max_delay
+        self._busy = False
+        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._group: _Group | None = None
+        self._ending: set[asyncio.Task[None]] = set()
+        self.groups = 0
+        """Groups committed so far (with at least one member)."""
+        self.members = 0
+        """Transactions committed so far; ``members / groups`` is the mean group size."""
+
+    # -- the slot ----------------------------------------------------------------------
+
+    async def _acquire(self) -> None:
+        if not self._busy and not self._queue:
+            self._busy = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_slot()  # handed the slot just as this wait was cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(waiter)
+            raise
+
+    def _waiting(self) -> bool:
+        return any(not waiter.done() for waiter in self._queue)
+
+    def _pass_slot(self) -> None:
+        """Hand the slot to the next waiting transaction, or end the open group first when it is due."""
+        group = self._group
+        if group is not None and (
+            group.failure is not None
+            or not self._waiting()
+            or group.outcome.members >= self._max_members
+            or asyncio.get_running_loop().time() - group.started >= self._max_delay
+        ):
+            self._group = None
+            task = asyncio.get_running_loop().create_task(self._end(group))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+            return  # _end passes the slot on when the group is over
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._busy = False
+
+    async def _end(self, group: _Group) -> None:
+        """Commit (or roll back) ``group``, then wake its members and pass the slot on."""
+        try:
+            if group.failure is None and group.outcome.members:
+                try:
+                    await group.physical.commit(group.outcome)
+                except BaseException as exc:
+                    group.failure = exc
+                    with contextlib.suppress(Exception):
+                        await group.physical.rollback()
+                else:
+                    self.groups += 1
+                    self.members += group.outcome.members
+            else:
+                with contextlib.suppress(Exception):
+                    await group.physical.rollback()
+        finally:
+            if not group.done.done():
+                group.done.set_result(None)
+            self._pass_slot()
+
+    async def close(self) -> None:
+        """Wait until no group is open or committing."""
+        await self._acquire()
+        try:
+            while self._ending:
+                await asyncio.gather(*self._ending, return_exceptions=True)
+        finally:
+            self._pass_slot()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Member]:
+        """One transaction, run in the current group; exits once that group is durable."""
+        await self._acquire()
+        try:
+            group = self._group
+            if group is None:
+                physical = await self._begin()
+                group = self._group = _Group(physical, asyncio.get_running_loop().time())
+        except BaseException:
+            self._pass_slot()
+            raise
+        member = _Member(group, self._backend)
+        try:
+            try:
+                yield member
+            except BaseException:
+                member.active = False
+                await member.undo()
+                raise
+            member.active = False
+            await member.finish()
+        finally:
+            self._pass_slot()
+        await asyncio.shield(group.done)
+        if group.failure is not None:
+            failure = group.failure
+            message = (
+                str(failure)
+                if isinstance(failure, StorageError)
+                else f"{self._backend}: commit failed ({type(failure).__name__})"
+            )
+            raise StorageError(message) from failure
+
+
+class _Member:
+    """One transaction inside a group: the :class:`~kustos.store.base.Transaction` callers get."""
+
+    __slots__ = (
+        "_announcements",
+        "_backend",
+        "_group",
+        "_keys",
+        "_locked",
+        "_prefixes",
+        "_savepoint",
+        "_writes",
+        "active",
+    )
+
+    def __init__(self, group: _Group, backend: str) -> None:
+        self._group = group
+        self._backend = backend
+        self.active = True
+        self._writes: dict[str, bytes | None] = {}
+        self._keys: set[str] = set()
+        self._prefixes: list[str] = []
+        self._announcements: list[Announcement] = []
+        self._savepoint = False
+        self._locked: set[str] = set()
+
+    def _check(self) -> Physical:
+        if not self.active:
+            raise StorageError(f"{self._backend}: the transaction has already ended")
+        return self._group.physical
+
+    async def _db(self, call: Awaitable[_T]) -> _T:
+        """Run one database call; if it fails, the whole group fails."""
+        try:
+            return await call
+        except BaseException as exc:
+            if self._group.failure is None:
+                self._group.failure = exc
+            raise
+
+    async def _flush(self) -> None:
+        """Apply the buffered writes now, under a savepoint (so raising later can undo them)."""
+        physical = self._group.physical
+        if not self._savepoint:
+            await self._db(physical.savepoint())
+            self._savepoint = True
+        if self._writes:
+            await self._db(physical.apply(self._writes))
+            self._keys.update(self._writes)
+            self._writes = {}
+
+    # -- Transaction ------------------------------------------------------------------
+
+    async def get(self, key: str, *, for_update: bool = False) -> bytes | None:
+        """Read ``key``; with ``for_update``, lock it until the group ends."""
+        physical = self._check()
+        lock = for_update and key not in self._locked
+        if lock:
+            self._locked.add(key)
+        if key in self._writes:
+            if lock:
+                await self._db(physical.get(key, lock=True))
+            return self._writes[key]
+        return await self._db(physical.get(key, lock=lock))
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Insert or replace the value at ``key`` (applied when the transaction ends)."""
+        self._check()
+        self._writes[key] = bytes(value)
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (no error if it is absent)."""
+        self._check()
+        self._writes[key] = None
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; return how many."""
+        physical = self._check()
+        await self._flush()
+        deleted = await self._db(physical.delete_prefix(prefix))
+        if deleted:
+            self._prefixes.append(prefix)
+        return deleted
+
+    async def list(self, prefix: str) -> list[str]:
+        """Direct children of ``prefix``, seeing this transaction's writes."""
+        physical = self._check()
+        if any(key.startswith(prefix) for key in self._writes):
+            await self._flush()
+        return await self._db(physical.list(prefix))
+
+    def announce(self, topic: str, document: Mapping[str, Any]) -> None:
+        """Send ``document`` under ``topic`` with the group's commit (nothing if this rolls back)."""
+        self._check()
+        self._announcements.append(Announcement(topic=topic, document=dict(document)))
+
+    # -- the end ------------------------------------------------------------------------
+
+    async def finish(self) -> None:
+        """Apply what is buffered and join the group's outcome (called once the block ended)."""
+        group = self._group
+        if group.failure is not None:
+            raise StorageError(f"{self._backend}: the transaction's group failed")
+        physical = group.physical
+        if self._writes:
+            await self._db(physical.apply(self._writes))
+            self._keys.update(self._writes)
+            self._writes = {}
+        if self._savepoint:
+            await self._db(physical.release_savepoint())
+        outcome = group.outcome
+        outcome.members += 1
+        outcome.keys.update(self._keys)
+        outcome.prefixes.extend(self._prefixes)
+        outcome.announcements.extend(self._announcements)
+
+    async def undo(self) -> None:
+        """Drop this transaction's writes (the block raised)."""
+        self._writes = {}
+        if self._savepoint and self._group.failure is None:
+            with contextlib.suppress(BaseException):
+                await self._db(self._group.physical.rollback_to_savepoint())
