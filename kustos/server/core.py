@@ -22,6 +22,7 @@ from kustos.keys.base import KeyProvider
 from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize
 from kustos.server.auditing import Auditing
+from kustos.server.auth.mounts import AuthTable
 from kustos.server.auth.records import auth_method_families
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.bound import BoundService
@@ -36,13 +37,14 @@ from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
 from kustos.server.passwords import PasswordPolicies
 from kustos.server.policies import PolicyStore
+from kustos.server.replicas import Replication
 from kustos.server.sealing import SealingService
 from kustos.server.timers import Timers
 from kustos.server.times import Clock
 from kustos.server.tokens import TokenStore, hash_token
 from kustos.store import open_backend
 from kustos.store.base import StorageBackend, Transaction
-from kustos.store.changes import Changes, ChangeWatching, Unsubscribe
+from kustos.store.changes import ChangeWatching
 
 __all__ = ["DEFAULT_CACHE_ENTRIES", "Core", "DevBootstrap", "InitResult"]
 
@@ -86,11 +88,11 @@ class Core:
         self.clock = clock
         self.authorizer = authorizer
         self.metrics = Metrics()
+        self.metrics.watch_commits(lambda: storage.commit_stats)
         self.barrier = Barrier(storage=storage, provider=provider, clock=clock)
         shared = storage.name != "sqlite"
         watched = shared and isinstance(storage, ChangeWatching)
         owned = cache_entries > 0 and not shared
-        self._unwatch: Unsubscribe | None = None
         # shared storage with change notifications: caches start bypassed until the feed is up (watch_storage)
         self.cache = RecordCache(
             storage=storage,
@@ -104,8 +106,10 @@ class Core:
             storage=storage, clock=clock, cache_ttl=None if owned else 0 if watched else 1.0
         )
         self.mounts = MountTable(storage=storage, clock=clock)
+        self.auth_table = AuthTable(storage=storage, clock=clock)
+        """Enabled auth methods (``sys/auth``), shared by the ``auth/<path>`` routes."""
         self.policies = PolicyStore(
-            storage=storage, clock=clock, refresh_interval=None if owned else 1.0
+            storage=storage, clock=clock, refresh_interval=None if owned or watched else 1.0
         )
         """ACL policies; with the default authorizer, every permission check is decided by them."""
         if authorizer is authorize:
@@ -166,6 +170,19 @@ class Core:
             timers=self.timers,
             mounts=self.mounts,
         )
+        self.replication = Replication(
+            storage=storage,
+            cache=self.cache,
+            tokens=self.tokens,
+            policies=self.policies,
+            mounts=self.mounts,
+            auth_table=self.auth_table,
+            audit=self.audit,
+            events=self.events,
+            kv=self.kv,
+        )
+        """Follows the other replicas' commits on shared storage (:mod:`kustos.server.replicas`)."""
+        self.replication.watch(self.timers.apply_changes)
 
     @classmethod
     async def open(
@@ -204,6 +221,7 @@ class Core:
             await core.watch_storage()
             await core.barrier.load()
             await core.mounts.load()
+            await core.auth_table.load()
             await core.policies.load()
             await core.audit.load()
         except BaseException:
@@ -217,23 +235,11 @@ class Core:
         self.events.tokens_revoked(frozenset(digests))
 
     async def watch_storage(self) -> None:
-        """On shared storage with change notifications, follow them with the record and token caches."""
-        if (
-            self._unwatch is None
-            and self.storage.name != "sqlite"
-            and isinstance(self.storage, ChangeWatching)
-        ):
-            self._unwatch = await self.storage.watch_changes(self._storage_changed)
-
-    def _storage_changed(self, changes: Changes) -> None:
-        self.cache.apply_changes(changes)
-        self.tokens.apply_changes(changes)
-        self.timers.apply_changes(changes)
+        """On shared storage with change notifications, follow the other replicas' commits."""
+        await self.replication.start()
 
     async def close(self) -> None:
-        if self._unwatch is not None:
-            self._unwatch()
-            self._unwatch = None
+        await self.replication.close()
         self.audit.close()
         self.barrier.close()
         await self.storage.close()

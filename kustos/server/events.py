@@ -28,9 +28,13 @@ to another server process, told apart by :attr:`ChangeHub.epoch`).
 :class:`~kustos.server.calls.Reply`: the dispatcher sends its chunks as they
 come instead of one buffered body.
 
-One process only: several replicas sharing PostgreSQL each see their own
-writes; a subscriber connected to another replica sees those changes at its
-next resync (see docs/operator.md).
+Several replicas on one PostgreSQL: each KV change is also announced with
+its commit, and every other replica publishes it on its own hub as it
+arrives (:mod:`kustos.server.replicas`), so a subscriber connected to any
+replica hears every write. Sequence ids stay per process (a resume on
+another replica gets a resync); when announcements may have been missed
+(the LISTEN connection was down), every subscriber gets a resync
+(:meth:`ChangeHub.resync_all`).
 """
 
 from __future__ import annotations
@@ -279,6 +283,12 @@ class ChangeHub:
             else:
                 subscription.backlog(change for change in self._history if change.seq > seq)
         return subscription
+
+    def resync_all(self) -> None:
+        """Tell every subscriber to re-read what it follows (changes may have been missed)."""
+        for subscriptions in self._subscribers.values():
+            for subscription in subscriptions:
+                subscription.mark_resync()
 
     def _resume_point(self, after: str) -> int | None:
         epoch, _, number = after.partition("-")

@@ -136,6 +136,8 @@ class MountTable:
         self._mounts: dict[str, MountEntry] = {}
         self._nested = False
         self._loaded_at = float("-inf")
+        self.reload_on_miss = True
+        """Re-read the table when a request names an unknown mount (off while changes are announced)."""
 
     async def load(self) -> None:
         raw = await self._storage.get(MOUNTS_KEY)
@@ -161,7 +163,7 @@ class MountTable:
 
     async def reload_if_stale(self) -> bool:
         """Re-read the table if it was read more than a second ago; True if it was."""
-        if self._clock() - self._loaded_at < _RELOAD_INTERVAL:
+        if not self.reload_on_miss or self._clock() - self._loaded_at < _RELOAD_INTERVAL:
             return False
         await self.load()
         return True

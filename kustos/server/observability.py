@@ -3,7 +3,8 @@
 :class:`Metrics` owns one Prometheus ``CollectorRegistry`` per app (no global
 registry, so several apps can live in one test process): request counts and
 latencies by *route template* (``kv:data:read``, ``sys/health``; never the
-secret path), HTTP method and status; the seal state; storage errors.
+secret path), HTTP method and status; the seal state; storage errors; how
+well group commit batches writes (commits and transactions committed).
 
 :func:`configure_logging` installs a JSON-lines formatter on the ``kustos``
 logger. Log records carry a request id, method, route template, status and
@@ -83,6 +84,27 @@ class _RequestStats(Collector):
         yield latency
 
 
+class _CommitStats(Collector):
+    """Storage commits and the transactions they carried, read from the backend on scrape."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        groups, members = self._stats()
+        yield CounterMetricFamily(
+            "kustos_storage_commits",
+            "Durable storage commits (each one fsync or one COMMIT; group commit shares one "
+            "between concurrent transactions).",
+            value=groups,
+        )
+        yield CounterMetricFamily(
+            "kustos_storage_transactions",
+            "Storage transactions committed; divided by kustos_storage_commits_total, the mean group size.",
+            value=members,
+        )
+
+
 class Metrics:
     """The server's Prometheus metrics, in a registry of their own."""
 
@@ -116,6 +138,10 @@ class Metrics:
     def set_seal_state(self, *, initialized: bool, sealed: bool) -> None:
         self._initialized.set(1 if initialized else 0)
         self._sealed.set(1 if sealed else 0)
+
+    def watch_commits(self, stats: Callable[[], tuple[int, int]]) -> None:
+        """Export ``stats()`` (``(commits, transactions)`` so far) as two counters."""
+        self.registry.register(_CommitStats(stats))
 
     def storage_error(self, *, route: str) -> None:
         self._storage_errors.labels(route).inc()

@@ -13,9 +13,13 @@ synchronous, no I/O. The ``root`` policy allows everything; ``default`` is
 built in (its text may be replaced, it cannot be deleted); a policy name a
 token holds but that does not exist grants nothing (as in Vault).
 
-Several replicas sharing one database see each other's policy changes within
-``refresh_interval`` seconds: every write bumps ``core/policy/epoch`` and
-:meth:`PolicyStore.refresh_if_stale` re-reads the documents when it moved.
+Several replicas sharing one database: every write bumps
+``core/policy/epoch``. With change notifications (PostgreSQL LISTEN/NOTIFY)
+another replica reloads the policies as soon as that commit is announced
+(:mod:`kustos.server.replicas` calls :meth:`PolicyStore.load`) and nothing
+is polled; while notifications are down, or on a shared backend without
+them, :meth:`PolicyStore.refresh_if_stale` re-reads the documents when the
+epoch moved, checked at most every ``refresh_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -84,6 +88,11 @@ class PolicyStore:
         self._acls = {}
         self._epoch = await self._storage.get(_EPOCH_KEY) or b""
         self._checked_at = self._clock()
+
+    def poll(self, interval: float | None) -> None:
+        """Check for other replicas' changes every ``interval`` seconds (``None``: never; they are announced)."""
+        self._refresh_interval = interval
+        self._checked_at = float("-inf")
 
     async def refresh_if_stale(self) -> None:
         """With shared storage, re-read the policies if another replica changed them (checked once a second)."""

@@ -8,8 +8,11 @@ by the barrier (see :mod:`kustos.server.auth.records`), so disabling a
 method deletes exactly its data. The built-in ``token/`` method is listed
 but lives in :mod:`kustos.server.tokens`.
 
-The table is cached in memory and re-read when a request names a path that
-is not in it (another replica may have enabled it) at most once a second.
+The table is cached in memory. Another replica's change reaches it when
+that commit is announced (:mod:`kustos.server.replicas` calls
+:meth:`AuthTable.load`); without announcements (or while they are down) it
+is re-read when a request names a path that is not in it, at most once a
+second.
 """
 
 from __future__ import annotations
@@ -146,6 +149,8 @@ class AuthTable:
         self._mounts: dict[str, AuthMount] = {}
         self._loaded_at = float("-inf")
         self._loaded = False
+        self.reload_on_miss = True
+        """Re-read the table when a request names an unknown path (off while changes are announced)."""
 
     async def load(self) -> None:
         self._mounts = self._parse(await self._storage.get(AUTH_TABLE_KEY))
@@ -186,7 +191,11 @@ class AuthTable:
         """Like :meth:`resolve`, re-reading the table once if nothing matched and it may be stale."""
         await self.ensure_loaded()
         found = self.resolve(path)
-        if found is None and self._clock() - self._loaded_at >= _RELOAD_INTERVAL:
+        if (
+            found is None
+            and self.reload_on_miss
+            and self._clock() - self._loaded_at >= _RELOAD_INTERVAL
+        ):
             await self.load()
             found = self.resolve(path)
         return found

@@ -23,7 +23,9 @@ version is one storage read; older versions live at ``ver/<path>@<n>``
 (a version moves there when a newer one is written).
 
 Every change happens in one storage transaction that locks the metadata
-record, so check-and-set is safe across requests and processes; input is
+record, so check-and-set is safe across requests and processes, and
+announces itself with its commit (:data:`ANNOUNCEMENT_TOPIC`) so every
+replica's change stream carries it; input is
 validated before the transaction, so bad input changes nothing. Each version
 records who wrote it (the token's display name, and ``identity``: the
 namespace/service account for a Kubernetes login), why (``X-Kustos-Reason``)
@@ -55,8 +57,10 @@ from kustos.server.timers import Timers
 from kustos.server.times import Clock, format_duration, parse_duration, rfc3339
 from kustos.server.tokens import TokenEntry
 from kustos.store.base import StorageBackend, Transaction
+from kustos.store.changes import Changes
 
 __all__ = [
+    "ANNOUNCEMENT_TOPIC",
     "DEFAULT_MAX_VERSIONS",
     "KvEngine",
     "key_changes",
@@ -64,6 +68,9 @@ __all__ = [
     "subkeys",
 ]
 
+ANNOUNCEMENT_TOPIC: Final = "kv"
+"""Topic of the announcement each change commits with (:meth:`Transaction.announce`): mount, path,
+version and kind, never a value; other replicas publish it on their change streams."""
 DEFAULT_MAX_VERSIONS: Final = 10
 """Versions kept per secret when neither the secret nor the mount sets ``max_versions`` (Vault's default)."""
 
@@ -246,6 +253,9 @@ class KvEngine:
                 mounts=mounts,
                 rotate_fields=self.rotate_fields,
             )
+        self._configs: dict[str, dict[str, Any]] = {}
+        """Parsed mount configs by storage key, read once per change (every write needs one)."""
+        self._configs_epoch = 0
 
     # -- storage layout ---------------------------------------------------------------------
 
@@ -618,7 +628,34 @@ class KvEngine:
         touched.append(key)
 
     async def _config_in(self, tx: Transaction, mount: MountEntry) -> dict[str, Any]:
-        return self._parse_config(await tx.get(self._config_key(mount)))
+        """The mount's config (settings, not secret), remembered until it changes.
+
+        Not locked, as before it was remembered: a config write racing a data
+        write may or may not apply to it. Nothing is remembered while the read
+        cache is bypassed (another replica's changes may go unannounced).
+        """
+        key = self._config_key(mount)
+        config = self._configs.get(key)
+        if config is not None:
+            return config
+        epoch = self._configs_epoch
+        config = self._parse_config(await tx.get(key))
+        if epoch == self._configs_epoch and not self._cache.bypassed:
+            if len(self._configs) >= _CONTEXT_CACHE:
+                self._configs.clear()
+            self._configs[key] = config
+        return config
+
+    def forget_configs(self, changes: Changes) -> None:
+        """Drop remembered mount configs that a commit (of another replica) may have changed."""
+        if changes.everything or not changes.watching or changes.prefixes:
+            self._configs_epoch += 1
+            self._configs.clear()
+            return
+        for key in changes.keys:
+            if key.endswith("/config") and key.startswith("logical/"):
+                self._configs_epoch += 1
+                self._configs.pop(key, None)
 
     async def _live_data(self, tx: Transaction, mount: MountEntry, path: str, meta: Meta) -> Any:
         """The current version's data (for the key changes of the next version), or ``None`` if it is gone."""
@@ -659,6 +696,7 @@ class KvEngine:
                 previous_data=previous,
                 new=body.get("data"),
             )
+            _announce(tx, mount, path, int(result["version"]), "write")
         self._events.publish(mount.path, path, int(result["version"]), "write")
         return self._reply(result)
 
@@ -746,6 +784,7 @@ class KvEngine:
                     previous_data=current,
                     new=merged,
                 )
+                _announce(tx, mount, path, int(result["version"]), "write")
         if not_found is not None:
             return not_found
         self._events.publish(mount.path, path, int(result["version"]), "write")
@@ -765,6 +804,7 @@ class KvEngine:
                 meta["updated_time"] = rfc3339(now)
                 await self._put_meta(tx, touched, mount, path, meta)
                 deleted = int(meta["current_version"])
+                _announce(tx, mount, path, deleted, "delete")
             else:
                 return Reply.no_content()
         self._events.publish(mount.path, path, deleted, "delete")
@@ -806,6 +846,7 @@ class KvEngine:
             if changed:
                 meta["updated_time"] = rfc3339(now)
                 await self._put_meta(tx, touched, mount, path, meta)
+                _announce(tx, mount, path, int(meta["current_version"]), operation)
         if changed:
             self._events.publish(mount.path, path, int(meta["current_version"]), operation)
         return Reply.no_content()
@@ -840,6 +881,7 @@ class KvEngine:
             meta["updated_time"] = now_text
             await self._prune(tx, touched, mount, path, meta, config)
             await self._put_meta(tx, touched, mount, path, meta)
+            _announce(tx, mount, path, int(meta["current_version"]), "metadata")
         self._events.publish(mount.path, path, int(meta["current_version"]), "metadata")
         return Reply.no_content()
 
@@ -878,6 +920,7 @@ class KvEngine:
             meta_key = self._meta_key(mount, path)
             await tx.delete(meta_key)
             touched.append(meta_key)
+            _announce(tx, mount, path, int(meta["current_version"]), "metadata-delete")
         self._events.publish(mount.path, path, int(meta["current_version"]), "metadata-delete")
         return Reply.no_content()
 
@@ -893,11 +936,25 @@ class KvEngine:
             changes["delete_version_after"] = parse_duration(
                 body["delete_version_after"], field="delete_version_after"
             )
-        async with self._storage.transaction() as tx:
-            config = self._parse_config(await tx.get(self._config_key(mount), for_update=True))
-            config.update(changes)
-            await tx.put(self._config_key(mount), orjson.dumps(config))
+        key = self._config_key(mount)
+        self._configs_epoch += 1
+        self._configs.pop(key, None)
+        try:
+            async with self._storage.transaction() as tx:
+                config = self._parse_config(await tx.get(key, for_update=True))
+                config.update(changes)
+                await tx.put(key, orjson.dumps(config))
+        finally:
+            self._configs_epoch += 1
+            self._configs.pop(key, None)
         return Reply.no_content()
+
+
+def _announce(tx: Transaction, mount: MountEntry, path: str, version: int, kind: str) -> None:
+    """Tell the other replicas of this change with the commit (their change streams publish it)."""
+    tx.announce(
+        ANNOUNCEMENT_TOPIC, {"mount": mount.path, "path": path, "version": version, "kind": kind}
+    )
 
 
 def key_changes(previous: Any, new: Any) -> dict[str, list[str]]:

@@ -145,7 +145,7 @@ class AuthMethodsApi:
 
     def __init__(self, core: Core) -> None:
         self._core = core
-        self._table = AuthTable(storage=core.storage, clock=core.clock)
+        self._table = core.auth_table
         deps = MethodDeps(
             storage=core.storage,
             barrier=core.barrier,

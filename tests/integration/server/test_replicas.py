@@ -209,3 +209,82 @@ async def test_nothing_is_cached_until_listen_is_back(pair: Pair) -> None:
             admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
     await eventually(lambda: _true(not b.core.cache.bypassed))
     assert await _read(b, "held") == (200, {"v": "4"})
+
+
+# -- state other than caches: policies, mounts, auth methods, the change stream -------------
+
+
+async def test_policies_mounts_and_auth_methods_follow_announcements_without_requests(
+    pair: Pair,
+) -> None:
+    a, b = pair.a, pair.b
+    policy = 'path "secret/data/x" { capabilities = ["read"] }'
+    assert (await a.http.put("/v1/sys/policy/reader", json={"policy": policy})).status_code == 204
+    assert (
+        await a.http.post("/v1/sys/mounts/more", json={"type": "kv", "options": {"version": "2"}})
+    ).status_code == 204
+    assert (await a.http.post("/v1/sys/auth/people", json={"type": "userpass"})).status_code == 204
+    # no request reaches B: only the announcements can change what B holds in memory
+    await eventually(lambda: _true(b.core.policies.get("reader") is not None))
+    await eventually(lambda: _true(b.core.mounts.get("more/") is not None))
+    await eventually(lambda: _true(b.core.auth_table.resolve("people/login/x") is not None))
+    assert (await a.http.delete("/v1/sys/policy/reader")).status_code == 204
+    assert (await a.http.delete("/v1/sys/mounts/more")).status_code == 204
+    await eventually(lambda: _true(b.core.policies.get("reader") is None))
+    await eventually(lambda: _true(b.core.mounts.get("more/") is None))
+
+
+async def test_a_write_on_one_replica_reaches_the_others_change_stream(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    on_b = b.core.events.subscribe(mount="secret/", prefix="app/")
+    on_a = a.core.events.subscribe(mount="secret/", prefix="app/")
+    try:
+        await a.http.post("/v1/secret/data/app/one", json={"data": {"v": "1"}})
+        await a.http.delete("/v1/secret/data/app/one")
+        seen: list[tuple[str, int, str]] = []
+
+        async def heard_both() -> bool:
+            batch = await on_b.next(timeout=0.05)
+            seen.extend((c.path, c.version, c.kind) for c in batch or [])
+            return len(seen) >= 2
+
+        await eventually(heard_both)
+        assert seen == [("app/one", 1, "write"), ("app/one", 1, "delete")]
+        local = await on_a.next(timeout=_WAIT)  # A published its own changes once, not twice
+        assert [(c.path, c.kind) for c in local or []] == [
+            ("app/one", "write"),
+            ("app/one", "delete"),
+        ]
+        assert await on_a.next(timeout=0.2) is None
+    finally:
+        on_a.close()
+        on_b.close()
+
+
+async def test_while_listen_is_down_policies_are_polled_and_subscribers_resync(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    subscription = b.core.events.subscribe(mount="secret/", prefix="")
+    dbname = conninfo_to_dict(pair.database)["dbname"]
+    with psycopg.connect(make_conninfo(pair.database, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                (dbname, LISTENER_APPLICATION_NAME),
+            )
+            await eventually(lambda: _true(b.core.cache.bypassed))
+            policy = 'path "secret/data/y" { capabilities = ["read"] }'
+            await a.http.put("/v1/sys/policy/polled", json={"policy": policy})
+
+            async def polled() -> bool:  # B's requests check the policy epoch once a second
+                token = await b.core.tokens.create(policies=["polled"])
+                await b.http.get("/v1/secret/data/y", headers={"X-Vault-Token": token[0].reveal()})
+                return b.core.policies.get("polled") is not None
+
+            await eventually(polled)
+        finally:
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+    await eventually(lambda: _true(not b.core.cache.bypassed))
+    batch = await subscription.next(timeout=_WAIT)  # announcements may have been missed
+    assert batch == [] and subscription.overflowed
+    subscription.close()
