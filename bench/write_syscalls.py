@@ -58,6 +58,51 @@ async def _write_all(port: int, token: str, *, writes: int, concurrency: int) ->
         return time.perf_counter() - started
 
 
+_WRK_SCRIPT = """
+local n = 0
+wrk.method = "POST"
+wrk.headers["X-Vault-Token"] = "%(token)s"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"data":{"password":"xxxxxxxxxxxxxxxxxxxxxxxx","username":"app"}}'
+function request()
+  n = n + 1
+  return wrk.format(nil, "/v1/secret/data/bench/w" .. (n %% 64))
+end
+function done(summary, latency, requests)
+  io.write(string.format("WRITES %%d %%d\\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def _wrk_writes(
+    port: int, token: str, *, seconds: int, concurrency: int, work: Path
+) -> tuple[int, float]:
+    script = work / "writes.lua"
+    script.write_text(_WRK_SCRIPT % {"token": token})
+    started = time.perf_counter()
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    elapsed = time.perf_counter() - started
+    line = next(x for x in out.splitlines() if x.startswith("WRITES "))
+    done, errors = (int(x) for x in line.split()[1:])
+    if errors:
+        raise SystemExit(f"{errors} writes failed")
+    return done, elapsed
+
+
 def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -84,7 +129,11 @@ def _summary(path: Path) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--writes", type=int, default=2400)
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--seconds", type=int, default=5, help="how long wrk writes")
+    parser.add_argument(
+        "--writes", type=int, default=2400, help="how many the Python client writes"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--storage", default="", help="a postgresql:// URL (default: SQLite)")
     args = parser.parse_args()
@@ -119,9 +168,16 @@ def main() -> None:
         process = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=log)
     try:
         _wait(port, process)
-        seconds = asyncio.run(
-            _write_all(port, token, writes=args.writes, concurrency=args.concurrency)
-        )
+        use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
+        if use_wrk:
+            writes, seconds = _wrk_writes(
+                port, token, seconds=args.seconds, concurrency=args.concurrency, work=work
+            )
+        else:
+            writes = args.writes
+            seconds = asyncio.run(
+                _write_all(port, token, writes=writes, concurrency=args.concurrency)
+            )
     finally:
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         for child in children:  # the server under strace; strace then exits with the summary
@@ -132,7 +188,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "writes": args.writes,
+                "client": "wrk" if use_wrk else "python",
+                "writes": writes,
                 "concurrency": args.concurrency,
                 "seconds_under_strace": round(seconds, 2),
                 "fdatasync": calls.get("fdatasync", 0),
@@ -140,9 +197,9 @@ def main() -> None:
                 "futex": calls.get("futex", 0),
                 "all_calls": total,
                 "per_write": {
-                    "fdatasync": round(calls.get("fdatasync", 0) / args.writes, 3),
-                    "futex": round(calls.get("futex", 0) / args.writes, 2),
-                    "all_calls": round(total / args.writes, 1),
+                    "fdatasync": round(calls.get("fdatasync", 0) / writes, 3),
+                    "futex": round(calls.get("futex", 0) / writes, 2),
+                    "all_calls": round(total / writes, 1),
                 },
             },
             indent=2,
