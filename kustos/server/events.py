@@ -286,9 +286,8 @@ class ChangeHub:
 
     def resync_all(self) -> None:
         """Tell every subscriber to re-read what it follows (changes may have been missed)."""
-        for subscriptions in self._subscribers.values():
-            for subscription in subscriptions:
-                subscription.mark_resync()
+        for subscription in self._everyone:
+            subscription.mark_resync()
 
     def _resume_point(self, after: str) -> int | None:
         epoch, _, number = after.partition("-")

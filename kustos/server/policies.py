@@ -43,9 +43,12 @@ from kustos.server.times import Clock
 from kustos.server.tokens import TokenEntry
 from kustos.store.base import StorageBackend
 
-__all__ = ["POLICY_PREFIX", "PolicyStore"]
+__all__ = ["CHANGED_TOPIC", "POLICY_PREFIX", "PolicyStore"]
 
 POLICY_PREFIX: Final = "core/policy/acl/"
+CHANGED_TOPIC: Final = "policies"
+"""Topic a policy write or delete announces itself under with its commit (``{"name": ...}``): the
+other replicas reload their policies, then tell their change-stream subscribers."""
 _EPOCH_KEY: Final = "core/policy/epoch"
 _PARAMETER_OPERATIONS: Final = {
     "GET": Operation.read,
@@ -160,6 +163,7 @@ class PolicyStore:
             else:
                 await tx.put(POLICY_PREFIX + name, value)
             await tx.put(_EPOCH_KEY, epoch)
+            tx.announce(CHANGED_TOPIC, {"name": name})
         self._epoch = epoch
 
     # -- deciding ------------------------------------------------------------------------

@@ -17,6 +17,9 @@ notification into what it means here:
 * announcements, by topic: ``kv`` (:data:`~kustos.server.engines.kv.ANNOUNCEMENT_TOPIC`,
   sent by the KV engine with each change) is published on this replica's
   change stream, so a subscriber here hears a write made on another replica;
+  ``tokens`` (a revocation) becomes a ``revoked`` event for the streams of
+  those tokens, ``policies`` (a policy written or deleted) reloads the
+  policies and then becomes an ``access`` event (the agent re-reads or wipes);
 * the feed going down (``watching=False``): caches are emptied and bypassed,
   policies are checked once a second and unknown mount or auth paths re-read
   the tables, as on a shared backend without notifications; the feed coming
@@ -55,8 +58,8 @@ from kustos.server.caching import RecordCache
 from kustos.server.engines.kv import ANNOUNCEMENT_TOPIC, KvEngine
 from kustos.server.events import ChangeHub
 from kustos.server.mounts import MOUNTS_KEY, MountTable
-from kustos.server.policies import PolicyStore
-from kustos.server.tokens import TokenStore
+from kustos.server.policies import CHANGED_TOPIC, PolicyStore
+from kustos.server.tokens import REVOKED_TOPIC, TokenStore
 from kustos.store.base import StorageBackend
 from kustos.store.changes import Changes, ChangeWatching, Unsubscribe
 
@@ -105,7 +108,10 @@ class Replication:
         self._again: set[str] = set()
         self.received = 0
         """Notifications received (for tests and metrics)."""
+        self._changed_policies: set[str] = set()
         self.on(ANNOUNCEMENT_TOPIC, self._kv_changed)
+        self.on(REVOKED_TOPIC, self._tokens_revoked)
+        self.on(CHANGED_TOPIC, self._policy_changed)
 
     @property
     def shared(self) -> bool:
@@ -166,14 +172,6 @@ class Replication:
             return
         if changes.local:
             return
-        if _touches_area(changes, _POLICY_AREA):
-            self._reload("policies")
-        if changes.touches(MOUNTS_KEY):
-            self._reload("mounts")
-        if changes.touches(AUTH_TABLE_KEY):
-            self._reload("auth")
-        if _touches_area(changes, AUDIT_PREFIX):
-            self._reload("audit")
         for announcement in changes.announcements:
             for handler in self._handlers.get(announcement.topic, ()):
                 try:
@@ -182,12 +180,37 @@ class Replication:
                     _log.exception(
                         "an announcement handler failed", extra={"topic": announcement.topic}
                     )
+        if _touches_area(changes, _POLICY_AREA):
+            self._reload("policies")
+        if changes.touches(MOUNTS_KEY):
+            self._reload("mounts")
+        if changes.touches(AUTH_TABLE_KEY):
+            self._reload("auth")
+        if _touches_area(changes, AUDIT_PREFIX):
+            self._reload("audit")
 
     def _polling(self, on: bool) -> None:
         """Fall back to checking storage (the feed is down), or stop (it is up)."""
         self._policies.poll(_POLL_INTERVAL if on else None)
         self._mounts.reload_on_miss = on
         self._auth_table.reload_on_miss = on
+
+    def _tokens_revoked(self, document: Mapping[str, Any]) -> None:
+        revoked = document.get("revoked")
+        if isinstance(revoked, list):
+            self._events.tokens_revoked(frozenset(str(digest) for digest in revoked))
+
+    def _policy_changed(self, document: Mapping[str, Any]) -> None:
+        """Another replica changed a policy: reload, then tell the subscribers it concerns."""
+        self._changed_policies.add(str(document.get("name", "")))
+        self._reload("policies")
+
+    async def _load_policies(self) -> None:
+        await self._policies.load()
+        names, self._changed_policies = self._changed_policies, set()
+        for name in sorted(names):
+            if name:
+                self._events.policy_changed(name)
 
     def _kv_changed(self, document: Mapping[str, Any]) -> None:
         try:
@@ -227,7 +250,7 @@ class Replication:
 
     def _loader(self, area: str) -> Callable[[], Awaitable[None]]:
         if area == "policies":
-            return self._policies.load
+            return self._load_policies
         if area == "mounts":
             return self._mounts.load
         if area == "auth":

@@ -43,6 +43,7 @@ from kustos.store.changes import Changes
 __all__ = [
     "DEFAULT_TTL",
     "MAX_TTL",
+    "REVOKED_TOPIC",
     "TOKEN_PREFIX",
     "TokenEntry",
     "TokenStore",
@@ -50,6 +51,9 @@ __all__ = [
 ]
 
 TOKEN_PREFIX: Final = "hvs."  # noqa: S105 - a public prefix, not a secret
+REVOKED_TOPIC: Final = "tokens"
+"""Topic a revocation announces itself under with its commit (``{"revoked": [hash]}``): the
+other replicas tell their change-stream subscribers (:mod:`kustos.server.replicas`)."""
 DEFAULT_TTL: Final = 768 * 3600.0
 """TTL of a non-root token created without ``ttl`` (Vault's default, 32 days)."""
 MAX_TTL: Final = 768 * 3600.0
@@ -359,6 +363,7 @@ class TokenStore:
                         if current.parent_hash is not None:
                             await tx.delete(f"{_PARENT_PREFIX}{current.parent_hash}/{digest}")
                         await tx.delete(_ID_PREFIX + digest)
+                        tx.announce(REVOKED_TOPIC, {"revoked": [digest]})
                         revoked += 1
                     await tx.delete_prefix(f"{_PARENT_PREFIX}{digest}/")
                 self._invalidate(digest)
@@ -394,6 +399,7 @@ class TokenStore:
                     if current.parent_hash is not None:
                         await tx.delete(f"{_PARENT_PREFIX}{current.parent_hash}/{entry.id_hash}")
                     await tx.delete(_ID_PREFIX + entry.id_hash)
+                    tx.announce(REVOKED_TOPIC, {"revoked": [entry.id_hash]})
         finally:
             for child in children:
                 self._cache.pop(child, None)

@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kustos.config import KeyProviderConfig, ServerConfig, StorageConfig
 from kustos.server import Core, create_app
+from kustos.server.tokens import hash_token
 from kustos.store.backends.postgresql import LISTENER_APPLICATION_NAME
 from tests.support.postgres import create_database, postgres_url  # noqa: F401
 
@@ -288,3 +289,27 @@ async def test_while_listen_is_down_policies_are_polled_and_subscribers_resync(p
     batch = await subscription.next(timeout=_WAIT)  # announcements may have been missed
     assert batch == [] and subscription.overflowed
     subscription.close()
+
+
+async def test_revocations_and_policy_changes_reach_the_other_replicas_access_streams(
+    pair: Pair,
+) -> None:
+    a, b = pair.a, pair.b
+    created = await a.http.post("/v1/auth/token/create", json={"policies": ["team"]})
+    token = created.json()["auth"]["client_token"]
+    digest = hash_token(token)
+    on_b = b.core.events.subscribe(
+        access_only=True, token_hash=digest, policies=frozenset({"team"})
+    )
+    try:
+        policy = 'path "secret/data/team/*" { capabilities = ["read"] }'
+        assert (await a.http.put("/v1/sys/policy/team", json={"policy": policy})).status_code == 204
+        batch = await on_b.next(timeout=_WAIT)
+        assert [(c.kind, c.subjects) for c in batch or []] == [("policy", frozenset({"team"}))]
+        assert b.core.policies.get("team") is not None  # reloaded before subscribers were told
+        revoked = await a.http.post("/v1/auth/token/revoke", json={"token": token})
+        assert revoked.status_code == 204
+        batch = await on_b.next(timeout=_WAIT)
+        assert [(c.kind, c.subjects) for c in batch or []] == [("revoked", frozenset({digest}))]
+    finally:
+        on_b.close()
