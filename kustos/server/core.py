@@ -239,6 +239,9 @@ class Core:
         await self.replication.start()
 
     async def close(self) -> None:
+        database = self.engines.get("database")
+        if isinstance(database, DatabaseEngine):
+            await database.close()
         await self.replication.close()
         self.audit.close()
         self.barrier.close()

@@ -60,6 +60,7 @@ from kustos.server.engines.postgresql import (
     DEFAULT_ROTATE,
     PLUGIN_NAME,
     Connection,
+    ConnectionPool,
     DatabaseError,
     expiration_text,
 )
@@ -289,7 +290,12 @@ class DatabaseEngine:
         self._timers = timers
         self._mounts = mounts
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._pool = ConnectionPool()
         timers.register("db-static", self._scheduled_rotation)
+
+    async def close(self) -> None:
+        """Close the idle database connections (at server shutdown)."""
+        await self._pool.close()
 
     # -- storage layout ---------------------------------------------------------------
 
@@ -663,7 +669,9 @@ class DatabaseEngine:
             "password": password.reveal(),
             "expiration": expiration_text(now + ttl),
         }
-        await connection.run(role["creation_statements"], values, operation="create user")
+        await connection.run(
+            role["creation_statements"], values, operation="create user", pool=self._pool
+        )
         lease_path = f"{mount.path}creds/{name}"
         try:
             lease = await self._leases.issue(
@@ -698,7 +706,9 @@ class DatabaseEngine:
         config = await self._config_doc(mount, str(lease.internal.get("db_name") or ""))
         role = await self._read_role(mount, str(lease.internal.get("role") or ""))
         statements = (role or {}).get("revocation_statements") or list(DEFAULT_REVOKE)
-        await self._connection(config).run(statements, {"name": username}, operation="revoke user")
+        await self._connection(config).run(
+            statements, {"name": username}, operation="revoke user", pool=self._pool
+        )
 
     async def renew_lease(self, mount: MountEntry, lease: Lease, expire_time: float) -> None:
         """Run the role's renew statements (default ``ALTER ROLE ... VALID UNTIL``)."""
@@ -712,6 +722,7 @@ class DatabaseEngine:
             statements,
             {"name": username, "expiration": expiration_text(expire_time)},
             operation="renew user",
+            pool=self._pool,
         )
 
     # -- static roles ------------------------------------------------------------------------
@@ -815,6 +826,7 @@ class DatabaseEngine:
             statements,
             {"name": role["username"], "password": new_password.reveal()},
             operation="rotate static role password",
+            pool=self._pool,
         )
         now = self._clock()
         old_next = role.get("next_rotation")

@@ -26,7 +26,10 @@ statements (the connecting user needs the right to signal them).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +47,7 @@ __all__ = [
     "DEFAULT_ROTATE",
     "PLUGIN_NAME",
     "Connection",
+    "ConnectionPool",
     "DatabaseError",
     "expiration_text",
     "fill",
@@ -144,24 +148,95 @@ class Connection:
         *,
         operation: str,
         password: Sensitive[str] | None = None,
+        pool: ConnectionPool | None = None,
     ) -> None:
-        """Run ``statements`` (split, filled with ``values``) in one transaction."""
+        """Run ``statements`` (split, filled with ``values``) in one transaction.
+
+        With ``pool``, an idle connection made with the same parameters is
+        reused (and kept for the next call if this one succeeded).
+        """
         secrets_in_play = [v for k, v in values.items() if k == "password"]
         if password is not None:
             secrets_in_play.append(password.reveal())
+        params = self.params(password=password)
+        key = ConnectionPool.key(params)
         try:
-            conn = await psycopg.AsyncConnection.connect(**self.params(password=password))
+            conn = await (
+                pool.acquire(key, params)
+                if pool is not None
+                else psycopg.AsyncConnection.connect(**params, autocommit=True)
+            )
         except psycopg.Error as exc:
             raise self._error(f"{operation} (connect)", exc, *secrets_in_play) from None
+        healthy = False
         try:
             async with conn.transaction():
                 for statement in split_statements(statements):
                     await conn.execute(fill(statement, values).encode())
+            healthy = True
         except psycopg.Error as exc:
+            healthy = not conn.broken
             raise self._error(operation, exc, *secrets_in_play) from None
         finally:
-            await conn.close()
+            if pool is not None:
+                await pool.release(key, conn, reuse=healthy)
+            else:
+                await conn.close()
 
     async def verify(self) -> None:
         """Connect and run ``SELECT 1``; :class:`DatabaseError` if that fails."""
         await self.run(["SELECT 1"], {}, operation="verify connection")
+
+
+class ConnectionPool:
+    """Idle database connections kept for reuse, per set of connection parameters.
+
+    A new connection costs a TCP handshake, authentication and a backend
+    process; keeping a few idle ones makes issuing credentials several times
+    faster. Connections are keyed by a hash of their parameters (so a changed
+    URL or a rotated root password never reuses an old session), kept at
+    most ``max_idle`` per key and ``max_age`` seconds, and dropped when a
+    statement broke them. Errors surface at once: a missing connection is
+    made directly, never waited for.
+    """
+
+    def __init__(self, *, max_idle: int = 4, max_age: float = 300.0) -> None:
+        self._max_idle = max_idle
+        self._max_age = max_age
+        self._idle: dict[str, list[tuple[float, psycopg.AsyncConnection[Any]]]] = {}
+        self._born: dict[int, float] = {}
+
+    @staticmethod
+    def key(params: Mapping[str, Any]) -> str:
+        """A digest of the parameters (they include the password: never kept in clear as a key)."""
+        text = "\x00".join(f"{k}={params[k]}" for k in sorted(params))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    async def acquire(self, key: str, params: Mapping[str, Any]) -> psycopg.AsyncConnection[Any]:
+        now = time.monotonic()
+        idle = self._idle.get(key, [])
+        while idle:
+            born, conn = idle.pop()
+            if not conn.closed and not conn.broken and now - born < self._max_age:
+                self._born[id(conn)] = born
+                return conn
+            await conn.close()
+        conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+        self._born[id(conn)] = now
+        return conn
+
+    async def release(self, key: str, conn: psycopg.AsyncConnection[Any], *, reuse: bool) -> None:
+        born = self._born.pop(id(conn), time.monotonic())
+        idle = self._idle.setdefault(key, [])
+        if reuse and not conn.closed and not conn.broken and len(idle) < self._max_idle:
+            idle.append((born, conn))
+            return
+        await conn.close()
+
+    async def close(self) -> None:
+        """Close every idle connection (at server shutdown)."""
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for _, conn in conns:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
