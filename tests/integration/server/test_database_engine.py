@@ -242,6 +242,15 @@ def test_static_role_rotates_on_schedule(vault: hvac.Client, database: Database)
 def test_root_credential_is_never_returned_and_rotates(
     vault: hvac.Client, server: RunningServer, database: Database
 ) -> None:
+    audit_log = server.data_dir.parent / "db-audit.log"
+    vault.sys.enable_audit_device("file", path="db-audit", options={"file_path": str(audit_log)})
+    vault.secrets.database.configure(  # the root password passes through the audited API again
+        name="pg",
+        plugin_name=PLUGIN,
+        connection_url=database.url(),
+        username=database.root_user,
+        password=database.root_password,
+    )
     config = vault.secrets.database.read_connection(name="pg")["data"]
     assert config["plugin_name"] == PLUGIN
     assert config["connection_details"]["username"] == database.root_user
@@ -255,6 +264,14 @@ def test_root_credential_is_never_returned_and_rotates(
     creds = vault.secrets.database.generate_credentials(name="app")  # still connects
     assert database.can_login(creds["data"]["username"], creds["data"]["password"])
     vault.sys.revoke_lease(creds["lease_id"])
+    vault.sys.disable_audit_device("db-audit")
+    logged = audit_log.read_text()
+    assert "database/creds/app" in logged and "rotate-root" in logged
+    assert database.root_password not in logged
+    assert creds["data"]["password"] not in logged
+    server_log = server.stderr() + server.stdout()
+    assert database.root_password not in server_log
+    assert creds["data"]["password"] not in server_log
 
 
 def test_revocation_is_an_event_on_the_change_stream(
