@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -76,6 +77,7 @@ def _openbao(bao: str, work: Path) -> Iterator[Side]:
         [bao, "server", "-dev", f"-dev-root-token-id={BAO_TOKEN}",
          f"-dev-listen-address=127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT, cwd=work,
+        env={**os.environ, "HOME": str(work)},  # -dev writes ~/.vault-token: keep it in work
     )  # fmt: skip
     addr = f"http://127.0.0.1:{port}"
     try:

@@ -62,6 +62,7 @@ from kustos.server.engines.postgresql import (
     Connection,
     ConnectionPool,
     DatabaseError,
+    StatementError,
     expiration_text,
 )
 from kustos.server.leases import Lease, LeaseManager
@@ -396,7 +397,7 @@ class DatabaseEngine:
                 else InvalidRequestError(f"missing name after {operation}/")
             )
         name = _name(
-            name, what="role" if "role" in operation or operation == "creds" else "connection"
+            name, what="connection" if operation in ("config", "reset", "rotate-root") else "role"
         )
         if operation == "config":
             return await self._config(call, mount, name)
@@ -549,7 +550,7 @@ class DatabaseEngine:
         if config["verify_connection"]:
             try:
                 await connection.verify()
-            except DatabaseError as exc:
+            except (DatabaseError, StatementError) as exc:
                 raise InvalidRequestError(
                     f"error creating database object: error verifying connection: {exc}"
                 ) from None

@@ -49,6 +49,7 @@ __all__ = [
     "Connection",
     "ConnectionPool",
     "DatabaseError",
+    "StatementError",
     "expiration_text",
     "fill",
     "split_statements",
@@ -69,7 +70,11 @@ _CONNECT_TIMEOUT: Final = 10
 
 
 class DatabaseError(KustosError):
-    """The database refused or could not be reached (500; the message never holds a password)."""
+    """The database could not be reached or the session broke (500; never holds a password)."""
+
+
+class StatementError(InvalidRequestError):
+    """The database refused a statement the operator configured (400: fix the role or connection)."""
 
 
 def expiration_text(ts: float) -> str:
@@ -131,15 +136,16 @@ class Connection:
                 text = text.replace(secret, "***")
         return text
 
-    def _error(self, operation: str, exc: psycopg.Error, *extra: str) -> DatabaseError:
-        if isinstance(exc, psycopg.OperationalError):
+    def _error(self, operation: str, exc: psycopg.Error, *extra: str) -> KustosError:
+        """:class:`DatabaseError` for a connection problem, :class:`StatementError` for a refusal."""
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no detail"
-        else:
-            diag = exc.diag.message_primary if exc.diag is not None else None
-            detail = diag or type(exc).__name__
-            if exc.sqlstate:
-                detail += f" (SQLSTATE {exc.sqlstate})"
-        return DatabaseError(f"database: {operation} failed: {self._scrub(detail, *extra)}")
+            return DatabaseError(f"database: {operation} failed: {self._scrub(detail, *extra)}")
+        diag = exc.diag.message_primary if exc.diag is not None else None
+        detail = diag or type(exc).__name__
+        if exc.sqlstate:
+            detail += f" (SQLSTATE {exc.sqlstate})"
+        return StatementError(f"database: {operation} failed: {self._scrub(detail, *extra)}")
 
     async def run(
         self,
@@ -184,7 +190,7 @@ class Connection:
                 await conn.close()
 
     async def verify(self) -> None:
-        """Connect and run ``SELECT 1``; :class:`DatabaseError` if that fails."""
+        """Connect and run ``SELECT 1``; :class:`DatabaseError` (or :class:`StatementError`) if that fails."""
         await self.run(["SELECT 1"], {}, operation="verify connection")
 
 

@@ -303,6 +303,22 @@ def test_revocation_is_an_event_on_the_change_stream(
     assert '"path":"creds/app"' in event
 
 
+def test_a_role_whose_statements_fail_answers_400_and_leaves_no_lease(
+    vault: hvac.Client, server: RunningServer
+) -> None:
+    vault.secrets.database.create_role(
+        name="static-broken", db_name="pg", creation_statements=["CREATE ROLE"]
+    )
+    answer = httpx.get(
+        f"{server.addr}/v1/database/creds/static-broken",
+        headers={"X-Vault-Token": server.root_token},
+        timeout=10.0,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "create user failed: syntax error" in answer.json()["errors"][0]
+    assert "static-broken" not in str(vault.sys.list_leases("database/creds/"))
+
+
 @pytest.mark.parametrize(
     ("path", "body", "expected"),
     [
@@ -339,6 +355,11 @@ def test_revocation_is_an_event_on_the_change_stream(
             "database/static-roles/static-x",
             {"db_name": "pg", "username": 'bad"user', "rotation_period": "1h"},
             "username",
+        ),
+        (
+            "database/static-roles/static-nouser",
+            {"db_name": "pg", "username": "nobody_here", "rotation_period": "1h"},
+            "does not exist",
         ),
         ("sys/leases/lookup", {"lease_id": "../etc"}, "lease_id"),
         (
