@@ -38,6 +38,7 @@ AREAS: Final = (
     "generic",
     "injector",
     "agent",
+    "csi",
 )
 """Every CLI area module under ``kustos.cli``, in the order their commands are listed."""
 
@@ -72,6 +73,7 @@ COMMAND_AREAS: Final[Mapping[str, str]] = {
     "delete": "generic",
     "injector": "injector",
     "agent": "agent",
+    "csi-provider": "csi",
 }
 """Top-level command -> the area that registers it (a fast path only: a command
 missing here still works, by loading every area)."""
