@@ -56,6 +56,8 @@ def test_enabled_it_renders_a_webhook_with_its_ca_bundle_and_a_locked_down_pod()
     assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
     selector = hook["namespaceSelector"]["matchExpressions"][0]
     assert "kustos-system" in selector["values"] and "kube-system" in selector["values"]
+    annotations = objects["Deployment"]["metadata"]["annotations"]
+    assert annotations["secret.reloader.stakater.com/reload"] == "kustos-injector-tls"
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     (container,) = pod["containers"]
