@@ -27,13 +27,16 @@ import base64
 import binascii
 import json
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from kustos.client import KustosClient, open_in_place
 from kustos.csi.parameters import MountParameters, ParameterError, SecretObject
-from kustos.errors import KustosError, NotFoundError
+from kustos.errors import ConfigError, KustosError, NotFoundError
 
 __all__ = ["MountResult", "MountedFile", "Mounter"]
 
@@ -109,13 +112,22 @@ class Mounter:
         timeout: float = 10.0,
     ) -> None:
         self.address = address
-        self.ca_cert = ca_cert
         self.auth_path = auth_path
         self.timeout = timeout
+        # One TLS context for every mount: building it (loading the CA store) costs more
+        # than the whole mount otherwise.
+        try:
+            self._tls = (
+                ssl.create_default_context(cafile=str(ca_cert))
+                if ca_cert is not None
+                else httpx.create_ssl_context()
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load CA certificate {ca_cert}: {exc}") from None
 
     def mount(self, params: MountParameters) -> MountResult:
         """Fetch every object for one pod; raises a :class:`~kustos.errors.KustosError` naming it."""
-        with KustosClient(self.address, timeout=self.timeout, ca_cert=self.ca_cert) as client:
+        with KustosClient(self.address, timeout=self.timeout, verify=self._tls) as client:
             auth = client.auth_methods.login_kubernetes(
                 role=params.role, jwt=params.jwt, mount_point=params.auth_path or self.auth_path
             )
