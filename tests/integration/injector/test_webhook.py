@@ -108,7 +108,7 @@ def test_a_kustos_annotated_pod_comes_back_injected_once(
                 "kustos.io/agent-inject": "true",
                 "kustos.io/role": "shop",
                 "kustos.io/agent-inject-secret-db": "secret/data/shop/db",
-                "kustos.io/agent-inject-template-config": "password={{ password }}",
+                "kustos.io/agent-inject-template-config": "password={{ db.password }}",
             },
         ),
     )
