@@ -101,6 +101,9 @@ def agent_args(
         "--dir",
         volume_path,
     ]
+    audience = settings.audience if injection.audience is None else injection.audience
+    if audience:
+        args += ["--audience", audience]  # the agent checks its token carries it
     if injection.ca_cert:
         args += ["--ca-cert", injection.ca_cert]
     for item in injection.files:

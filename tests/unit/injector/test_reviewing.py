@@ -82,6 +82,7 @@ def test_a_kustos_pod_gets_init_sidecar_memory_volume_and_token_volume() -> None
     assert pairs["--auth-path"] == "kubernetes"
     assert pairs["--jwt-file"] == "/kustos/token/token"
     assert pairs["--dir"] == "/kustos/secrets"
+    assert pairs["--audience"] == "kustos"
     secrets = [args[i + 1] for i, a in enumerate(args) if a == "--secret"]
     assert secrets == ["api-key=secret/data/shop/api#key", "db=secret/data/shop/db"]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -180,6 +181,7 @@ def test_the_agent_runs_as_the_apps_user_and_takes_resources_from_annotations() 
     assert args[args.index("--exec") + 1] == "kill -HUP 1"
     assert "--exec" not in _containers(pod)["kustos-agent-init"]["args"]
     assert args[args.index("--dir") + 1] == "/etc/secrets"
+    assert "--audience" not in args  # "" = the API server's own audience: nothing to check
     (source,) = next(v for v in pod["spec"]["volumes"] if v["name"] == "kustos-token")["projected"][
         "sources"
     ]
