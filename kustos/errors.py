@@ -10,7 +10,8 @@ CLI to a message and a non-zero exit, so the classes say *what happened*, not
     ├── ConfigError              invalid settings or files given by the operator
     ├── InvalidRequestError      bad input from a caller                   → 400
     │   └── CheckAndSetError     cas did not match the current version     → 400
-    ├── PermissionDeniedError    missing or invalid token, or no capability → 403
+    ├── PermissionDeniedError    missing token, or no capability            → 403
+    │   └── InvalidTokenError    the token is unknown, expired or revoked  → 403
     ├── NotFoundError            nothing at that path                      → 404
     ├── UnsupportedOperationError  method not allowed at that path         → 405
     ├── SealedError              the server is sealed                      → 503
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DecryptionError",
     "InvalidRequestError",
+    "InvalidTokenError",
     "KeyProviderError",
     "KustosError",
     "NotFoundError",
@@ -69,6 +71,19 @@ class CheckAndSetError(InvalidRequestError):
 
 class PermissionDeniedError(KustosError):
     """The caller is not authenticated, or its policies do not grant the capability."""
+
+
+class InvalidTokenError(PermissionDeniedError):
+    """The token presented is unknown, expired or revoked (not a policy decision).
+
+    The status stays Vault's 403; the message differs from a policy deny so
+    that a person knows to log in again rather than to ask for a policy.
+    """
+
+    MESSAGE = "permission denied: invalid token (unknown, expired or revoked)"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
 
 
 class NotFoundError(KustosError):

@@ -1,6 +1,16 @@
 """Shared test fixtures. Integration fixtures start real components on loopback."""
 
+import pytest
+from typer.testing import CliRunner
+
+from tests.support.cli import cli_runner as _cli_runner
 from tests.support.kube import control_plane
 from tests.support.postgres import postgres_url
 
-__all__ = ["control_plane", "postgres_url"]
+__all__ = ["cli_runner", "control_plane", "postgres_url"]
+
+
+@pytest.fixture
+def cli_runner() -> CliRunner:
+    """Typer's runner at a fixed terminal width (see ``tests/support/cli.py``)."""
+    return _cli_runner()

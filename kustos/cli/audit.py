@@ -20,13 +20,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from kustos.audit import access_map, search, verify_file
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report, stderr
 from kustos.sensitive import Sensitive
 
 __all__ = ["parse_moment", "register"]
@@ -215,6 +212,7 @@ def access_map_command(
 
 
 @audit_app.command("enable")
+@connected()
 def enable_command(
     device_type: Annotated[str, typer.Argument(metavar="TYPE", help="Device type: file.")],
     options: Annotated[
@@ -230,10 +228,9 @@ def enable_command(
     description: Annotated[
         str, typer.Option("--description", help="Free text shown by `audit list`.")
     ] = "",
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Enable an audit device on the server (PUT sys/audit/PATH); every request is then logged, fail-closed."""
     parsed: dict[str, str] = {}
@@ -242,43 +239,45 @@ def enable_command(
         if not sep or not key:
             fail(f"device option {position} is not OPTION=VALUE", code=EXIT_BAD_INPUT)
         parsed[key] = value
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.audit.enable_audit_device(
             device_type, path=path, description=description, options=parsed
         )
-    stderr.print(f"Enabled the {device_type} audit device at {(path or device_type).strip('/')}/")
+    where = (path or device_type).strip("/")
+    report(
+        f"Enabled the {device_type} audit device at {where}/",
+        {"path": f"{where}/", "type": device_type, "enabled": True},
+        output,
+    )
 
 
 @audit_app.command("disable")
+@connected()
 def disable_command(
     path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Disable an audit device (DELETE sys/audit/PATH); its file is kept."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.audit.disable_audit_device(path)
-    stderr.print(f"Disabled the audit device at {path.strip('/')}/")
+    report(
+        f"Disabled the audit device at {path.strip('/')}/",
+        {"path": f"{path.strip('/')}/", "disabled": True},
+        output,
+    )
 
 
 @audit_app.command("list")
+@connected()
 def list_command(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the server's enabled audit devices (GET sys/audit)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         devices = client.audit.list_enabled_audit_devices()
     rows = [
         {
@@ -293,23 +292,20 @@ def list_command(
 
 
 @audit_app.command("hash")
+@connected()
 def hash_command(
     path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
     value: Annotated[
         str, typer.Argument(help="The value to hash ('-' reads one line from stdin).")
     ],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Print the hmac-sha256 that device writes for VALUE, to search its file (sys/audit-hash)."""
     import sys
 
     text = sys.stdin.readline().rstrip("\n") if value == "-" else value
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         typer.echo(client.audit.calculate_hash(path, text))
 
 

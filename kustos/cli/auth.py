@@ -21,14 +21,11 @@ import typer
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
     save_token,
 )
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report, stderr
 from kustos.sensitive import Sensitive
 
 __all__ = ["public_token_info", "register"]
@@ -73,9 +70,7 @@ def _method_login(
     secret_id: str | None,
     role: str | None,
     jwt_file: Path,
-    address: str | None,
-    tls_skip_verify: bool,
-    ca_cert: Path | None,
+    connection: Connection,
 ) -> tuple[str, dict[str, Any]]:
     """Log in with an auth method; return the new token and the public part of the answer."""
     path = mount or method.value
@@ -99,13 +94,7 @@ def _method_login(
             )
         if not secret:
             fail(f"the service-account token file {jwt_file} is empty", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address,
-        token=None,
-        tls_skip_verify=tls_skip_verify,
-        ca_cert=ca_cert,
-        require_token=False,
-    ) as client:
+    with connection.client() as client:
         client.token = None
         methods = client.auth_methods
         if method is LoginMethod.userpass:
@@ -122,6 +111,7 @@ def _method_login(
     return str(answer.pop("client_token")), public_token_info(answer)
 
 
+@connected(token=False)
 def login(
     token: Annotated[
         str | None,
@@ -171,9 +161,8 @@ def login(
         Path, typer.Option("--jwt-file", help="kubernetes: the service-account token file.")
     ] = _SA_TOKEN,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Log in and save the token to ~/.kustos/token (mode 0600).
 
@@ -192,9 +181,7 @@ def login(
             secret_id=secret_id,
             role=role,
             jwt_file=jwt_file,
-            address=address,
-            tls_skip_verify=tls_skip_verify,
-            ca_cert=ca_cert,
+            connection=connection,
         )
         path = save_token(Sensitive(new_token), home=Path.home())
         stderr.print(
@@ -210,9 +197,7 @@ def login(
         secret = typer.prompt("Token (input hidden)", hide_input=True, err=True).strip()
     if not secret:
         fail("a token is required", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=secret, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client(token=secret) as client:
         info = client.auth_token.lookup_self()
     path = save_token(Sensitive(secret), home=Path.home())
     stderr.print(f"Logged in; token saved to {path} (mode 0600).", highlight=False)
@@ -225,6 +210,7 @@ auth_app = typer.Typer(
 
 
 @auth_app.command("enable")
+@connected()
 def enable(
     method_type: Annotated[
         str, typer.Argument(metavar="TYPE", help="kubernetes, approle or userpass.")
@@ -238,32 +224,30 @@ def enable(
     description: Annotated[
         str, typer.Option("--description", help="A human-readable description.")
     ] = "",
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Enable an auth method, e.g. `kustos auth enable kubernetes`."""
     path = (mount or method_type).strip("/")
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.auth_methods.enable_auth_method(method_type, path=path, description=description)
-    stderr.print(f"Success! Enabled {method_type} auth method at: auth/{path}/", highlight=False)
+    report(
+        f"Success! Enabled {method_type} auth method at: auth/{path}/",
+        {"path": f"{path}/", "type": method_type, "enabled": True},
+        output,
+    )
 
 
 @auth_app.command("list")
+@connected()
 def list_methods(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the enabled auth methods."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         methods = client.auth_methods.list_auth_methods()
     rows = [
         {
@@ -279,21 +263,23 @@ def list_methods(
 
 
 @auth_app.command("disable")
+@connected()
 def disable(
     path: Annotated[
         str, typer.Argument(help="The path the method is enabled at, e.g. kubernetes.")
     ],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Disable an auth method: its roles/users are deleted and the tokens it issued are revoked."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.auth_methods.disable_auth_method(path.strip("/"))
-    stderr.print(f"Success! Disabled the auth method at: auth/{path.strip('/')}/", highlight=False)
+    report(
+        f"Success! Disabled the auth method at: auth/{path.strip('/')}/",
+        {"path": f"{path.strip('/')}/", "disabled": True},
+        output,
+    )
 
 
 def register(app: typer.Typer) -> None:

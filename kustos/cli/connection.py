@@ -4,32 +4,41 @@ Settings are resolved here, in the CLI layer, never in ``kustos.client``:
 
 * address: ``--address``, then ``KUSTOS_ADDR``, then ``VAULT_ADDR``, then ``http://127.0.0.1:8200``;
 * token: ``--token``, then ``KUSTOS_TOKEN``, then ``VAULT_TOKEN``, then the file ``~/.kustos/token``
-  written by ``kustos login``;
+  written by ``kustos login``, then Vault's ``~/.vault-token``;
 * TLS: ``--ca-cert`` / ``KUSTOS_CACERT`` / ``VAULT_CACERT`` names a PEM bundle to trust;
   ``--tls-skip-verify`` / ``KUSTOS_SKIP_VERIFY`` / ``VAULT_SKIP_VERIFY`` turns verification off.
 
 :func:`resolve_settings` is pure (environment and home directory are
-parameters). :func:`open_client` reads the real ones, connects, and turns every
-``kustos.errors`` exception raised inside its block into :func:`~kustos.cli.output.fail`
-with a message that names what was wrong and what to do next.
+parameters). A command that talks to a server is decorated with
+:func:`connected`, which declares the four connection options once for every
+command and passes them as a :class:`Connection`; ``Connection.client()``
+resolves them against the real environment, connects, and turns every
+``kustos.errors`` exception raised inside its block into
+:func:`~kustos.cli.output.fail` with a message that names what was wrong and
+what to do next.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final, TypeVar, cast
+from urllib.parse import urlsplit
 
 import typer
 
 from kustos.cli.output import fail
+from kustos.cli.writing import write_atomic
 from kustos.client import KustosClient, ServerUnreachableError
 from kustos.errors import (
     CheckAndSetError,
     ConfigError,
+    InvalidTokenError,
     KustosError,
     NotFoundError,
     PermissionDeniedError,
@@ -41,15 +50,14 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "EXIT_BAD_INPUT",
     "EXIT_FAILURE",
-    "AddressOption",
-    "CaCertOption",
+    "Connection",
     "ConnectionSettings",
-    "TlsSkipVerifyOption",
-    "TokenOption",
-    "open_client",
+    "connected",
+    "describe_error",
     "resolve_settings",
     "save_token",
     "token_file",
+    "vault_token_file",
 ]
 
 DEFAULT_ADDRESS: Final = "http://127.0.0.1:8200"
@@ -59,36 +67,34 @@ EXIT_BAD_INPUT: Final = 2
 """Exit code when the command line itself was wrong (like Typer's usage errors)."""
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_PANEL: Final = "Connection"
+_KW: Final = inspect.Parameter.KEYWORD_ONLY
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
-AddressOption = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="Server address (env KUSTOS_ADDR or VAULT_ADDR; default http://127.0.0.1:8200).",
-        show_default=False,
-    ),
-]
-TokenOption = Annotated[
+_Token = Annotated[
     str | None,
     typer.Option(
         "--token",
-        help="Token (env KUSTOS_TOKEN or VAULT_TOKEN; default: the file ~/.kustos/token).",
+        help="Token (env KUSTOS_TOKEN or VAULT_TOKEN; default: ~/.kustos/token, then ~/.vault-token).",
         show_default=False,
+        rich_help_panel=_PANEL,
     ),
 ]
-TlsSkipVerifyOption = Annotated[
+_SkipVerify = Annotated[
     bool,
     typer.Option(
         "--tls-skip-verify",
         help="Do not verify the server's TLS certificate (env KUSTOS_SKIP_VERIFY or VAULT_SKIP_VERIFY).",
+        rich_help_panel=_PANEL,
     ),
 ]
-CaCertOption = Annotated[
+_CaCert = Annotated[
     Path | None,
     typer.Option(
         "--ca-cert",
         help="PEM bundle of CAs to trust (env KUSTOS_CACERT or VAULT_CACERT).",
         show_default=False,
+        rich_help_panel=_PANEL,
     ),
 ]
 
@@ -108,6 +114,30 @@ class ConnectionSettings:
 def token_file(home: Path) -> Path:
     """The file ``kustos login`` writes: ``<home>/.kustos/token``."""
     return home / ".kustos" / "token"
+
+
+def vault_token_file(home: Path) -> Path:
+    """The file Vault's CLI keeps its token in (``vault login``): ``<home>/.vault-token``."""
+    return home / ".vault-token"
+
+
+def _check_address(address: str, *, source: str) -> str:
+    """``address`` if it is an http(s) URL with a host and a valid port; else a ConfigError naming ``source``."""
+    if not address.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"server address from {source} must start with http:// or https://, got {address!r}"
+        )
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(
+            f"server address from {source} is not a valid URL ({exc}): {address!r}"
+        ) from None
+    if not parts.hostname:
+        raise ConfigError(f"server address from {source} has no host: {address!r}")
+    del port
+    return address
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -133,11 +163,7 @@ def resolve_settings(
     else:
         found = _first(env, "KUSTOS_ADDR", "VAULT_ADDR")
         addr, addr_source = found if found else (DEFAULT_ADDRESS, "default")
-    addr = addr.rstrip("/")
-    if not addr.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"server address from {addr_source} must start with http:// or https://, got {addr!r}"
-        )
+    addr = _check_address(addr.rstrip("/"), source=addr_source)
 
     secret: str | None
     if token:
@@ -147,8 +173,12 @@ def resolve_settings(
         if found:
             secret, token_source = found
         else:
-            path = token_file(home)
-            secret, token_source = _read_token_file(path), str(path)
+            secret, token_source = None, "none"
+            for path in (token_file(home), vault_token_file(home)):
+                secret = _read_token_file(path)
+                if secret:
+                    token_source = str(path)
+                    break
 
     ca: Path | None
     if ca_cert is not None:
@@ -188,55 +218,147 @@ def save_token(token: Sensitive[str], *, home: Path) -> Path:
     path = token_file(home)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    tmp = path.with_name(".token.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, token.reveal().encode("utf-8") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+    write_atomic(path, token.reveal().encode("utf-8") + b"\n", private=True)
     return path
 
 
-@contextmanager
-def open_client(
-    *,
-    address: str | None,
-    token: str | None,
-    tls_skip_verify: bool,
-    ca_cert: Path | None,
-    require_token: bool = True,
-) -> Iterator[KustosClient]:
-    """Connect with settings resolved from flags, ``os.environ`` and ``~/.kustos/token``.
+class Connection:
+    """The connection flags one command was given; :meth:`client` connects with them.
 
-    Every :class:`~kustos.errors.KustosError` raised in the block ends the
-    command through :func:`fail` with a message naming what was wrong.
+    Commands never declare ``--address``, ``--token``, ``--tls-skip-verify``
+    and ``--ca-cert`` themselves: they take a parameter annotated
+    ``Connection`` and are decorated with :func:`connected`, which adds the
+    four options (once, here) and hands the command this object.
     """
-    try:
-        settings = resolve_settings(
-            address=address,
-            token=token,
-            tls_skip_verify=tls_skip_verify,
-            ca_cert=ca_cert,
-            env=os.environ,
-            home=Path.home(),
+
+    __slots__ = ("address", "ca_cert", "require_token", "tls_skip_verify", "token")
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        token: str | None = None,
+        tls_skip_verify: bool = False,
+        ca_cert: Path | None = None,
+        require_token: bool = True,
+    ) -> None:
+        self.address = address
+        self.token = token
+        self.tls_skip_verify = tls_skip_verify
+        self.ca_cert = ca_cert
+        self.require_token = require_token
+
+    def __repr__(self) -> str:
+        token = "<masked>" if self.token else None
+        return f"Connection(address={self.address!r}, token={token})"
+
+    def settings(self) -> ConnectionSettings:
+        """Resolve the flags against ``os.environ`` and the home directory (exit 2 on a bad address)."""
+        try:
+            return resolve_settings(
+                address=self.address,
+                token=self.token,
+                tls_skip_verify=self.tls_skip_verify,
+                ca_cert=self.ca_cert,
+                env=os.environ,
+                home=Path.home(),
+            )
+        except ConfigError as exc:
+            fail(str(exc), code=EXIT_BAD_INPUT)
+
+    @contextmanager
+    def client(self, *, token: str | None = None) -> Iterator[KustosClient]:
+        """Connect; every :class:`~kustos.errors.KustosError` in the block ends the command clearly.
+
+        ``token`` replaces the resolved one (``kustos login`` checks the token it was given).
+        """
+        settings = self.settings()
+        if token is not None:
+            settings = replace(settings, token=Sensitive(token), token_source="the argument")  # noqa: S106
+        if self.require_token and settings.token is None:
+            fail(
+                "no token: pass --token, set KUSTOS_TOKEN (or VAULT_TOKEN), or run `kustos login`",
+                code=EXIT_BAD_INPUT,
+            )
+        try:
+            with KustosClient(
+                settings.address,
+                settings.token,
+                verify=settings.verify,
+                ca_cert=settings.ca_cert,
+            ) as client:
+                yield client
+        except ConfigError as exc:
+            fail(str(exc), code=EXIT_BAD_INPUT)
+        except KustosError as exc:
+            fail(describe_error(exc, settings))
+
+
+def _connection_parameters(
+    *, token: bool, address_flags: tuple[str, ...]
+) -> list[inspect.Parameter]:
+    address = Annotated[
+        str | None,
+        typer.Option(
+            *address_flags,
+            help="Server address (env KUSTOS_ADDR or VAULT_ADDR; default http://127.0.0.1:8200).",
+            show_default=False,
+            rich_help_panel=_PANEL,
+        ),
+    ]
+    params = [
+        inspect.Parameter("connection_address", _KW, default=None, annotation=address),
+        inspect.Parameter("connection_tls_skip_verify", _KW, default=False, annotation=_SkipVerify),
+        inspect.Parameter("connection_ca_cert", _KW, default=None, annotation=_CaCert),
+    ]
+    if token:
+        params.insert(
+            1, inspect.Parameter("connection_token", _KW, default=None, annotation=_Token)
         )
-    except ConfigError as exc:
-        fail(str(exc), code=EXIT_BAD_INPUT)
-    if require_token and settings.token is None:
-        fail(
-            "no token: pass --token, set KUSTOS_TOKEN (or VAULT_TOKEN), or run `kustos login`",
-            code=EXIT_BAD_INPUT,
-        )
-    try:
-        with KustosClient(
-            settings.address, settings.token, verify=settings.verify, ca_cert=settings.ca_cert
-        ) as client:
-            yield client
-    except KustosError as exc:
-        fail(describe_error(exc, settings))
+    return params
+
+
+def connected(
+    *,
+    token: bool = True,
+    require_token: bool | None = None,
+    address_flags: tuple[str, ...] = ("--address",),
+) -> Callable[[_Command], _Command]:
+    """Give a command the connection options; it receives them as its ``Connection`` parameter.
+
+    ``token=False`` leaves out ``--token`` (commands that need none, like
+    ``kustos operator unseal``); ``require_token=False`` keeps ``--token`` but
+    connects without one when none is found (``kustos seal``: a certificate
+    needs none, ``--validate`` sends one when it is set).
+    ``address_flags`` names the address option (``kustos seal`` also accepts
+    kubeseal's ``--controller-url``).
+    """
+
+    def decorate(command: _Command) -> _Command:
+        signature = inspect.signature(command, eval_str=True)
+        targets = [p.name for p in signature.parameters.values() if p.annotation is Connection]
+        if len(targets) != 1:
+            raise TypeError(f"{command.__qualname__} needs one parameter annotated Connection")
+        (target,) = targets
+        kept = [p for p in signature.parameters.values() if p.name != target]
+        params = kept + _connection_parameters(token=token, address_flags=address_flags)
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            kwargs[target] = Connection(
+                address=kwargs.pop("connection_address"),
+                token=kwargs.pop("connection_token", None),
+                tls_skip_verify=kwargs.pop("connection_tls_skip_verify"),
+                ca_cert=kwargs.pop("connection_ca_cert"),
+                require_token=token if require_token is None else require_token,
+            )
+            return command(*args, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return cast(_Command, run)
+
+    return decorate
 
 
 def describe_error(exc: KustosError, settings: ConnectionSettings) -> str:
@@ -251,10 +373,18 @@ def describe_error(exc: KustosError, settings: ConnectionSettings) -> str:
         return f"{exc}; {hint}"
     if isinstance(exc, SealedError):
         return f"the server at {settings.address} is sealed ({exc}); unseal it with `kustos operator unseal`"
+    if isinstance(exc, InvalidTokenError):
+        return (
+            f"the token from {settings.token_source} is not valid: it is unknown, expired or "
+            "revoked; log in again with `kustos login` or pass another with --token"
+        )
     if isinstance(exc, PermissionDeniedError):
         detail = str(exc)
         prefix = "" if detail.lower().startswith("permission denied") else "permission denied: "
-        return f"{prefix}{detail} (token from {settings.token_source}; log in with `kustos login`)"
+        return (
+            f"{prefix}{detail}: the token (from {settings.token_source}) is valid, but its policies "
+            "do not allow this; `kustos token lookup` shows them"
+        )
     if isinstance(exc, CheckAndSetError):
         return f"check-and-set failed: {exc}"
     if isinstance(exc, NotFoundError):

@@ -24,11 +24,12 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 
 from kustos.cli.output import fail, stderr
+from kustos.cli.writing import write_atomic
 from kustos.errors import KustosError
 from kustos.gitops.sops import (
     EncryptionRules,
@@ -138,15 +139,19 @@ def _read(path: Path) -> bytes:
         fail(f"cannot read {path}: {exc.strerror}")
 
 
-def _write_result(data: bytes, *, path: Path, in_place: bool, output: Path | None) -> None:
+def _write_result(
+    data: bytes, *, path: Path, in_place: bool, output: Path | None, private: bool = False
+) -> None:
+    """``data`` to stdout, or atomically to ``--output``/FILE (mode 0600 when ``private``)."""
     target = path if in_place else output
     if target is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    tmp = target.with_name(f".{target.name}.kustos-tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    try:
+        write_atomic(target, data, private=private)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror}")
 
 
 def _context(text: str | None) -> dict[str, str]:
@@ -275,6 +280,65 @@ def _is_tmpfs(directory: str) -> bool:
     return fstype in ("tmpfs", "ramfs") and os.access(real, os.W_OK)
 
 
+_NONINTERACTIVE_EDITS: Final = 3
+"""Without a terminal to wait on, an editor that keeps writing invalid syntax gets this many tries."""
+
+
+def _run_editor(editor: str, path: Path, *, file: Path) -> None:
+    try:
+        argv = [*shlex.split(editor), str(path)]
+    except ValueError as exc:
+        fail(f"cannot parse the editor command {editor!r} ($SOPS_EDITOR or $EDITOR): {exc}")
+    try:
+        done = subprocess.run(argv, check=False)  # noqa: S603 - the user's own editor
+    except OSError as exc:
+        fail(
+            f"cannot run the editor {argv[0]!r} ({exc.strerror or exc}): set $SOPS_EDITOR or "
+            f"$EDITOR to an editor on your PATH; {file} was not changed"
+        )
+    if done.returncode != 0:
+        fail(f"editor exited with status {done.returncode}; {file} was not changed")
+
+
+def _edit_until_valid(editor: str, path: Path, *, store: Store, file: Path) -> bytes:
+    """Run the editor on ``path`` until what it leaves parses in the file's format (as sops does).
+
+    Invalid syntax re-opens the editor on the same (tmpfs) file, so no edit
+    is lost: on a terminal after the user presses Enter (Ctrl+C gives up,
+    leaving FILE as it was), otherwise at once, a few times at most.
+    """
+    tries = 0
+    while True:
+        tries += 1
+        _run_editor(editor, path, file=file)
+        edited = path.read_bytes()
+        try:
+            store.load_plain(edited)
+            return edited
+        except KustosError as exc:
+            problem = " ".join(str(exc).split())  # parsers' messages span lines
+        interactive = sys.stdin.isatty()
+        if not interactive and tries >= _NONINTERACTIVE_EDITS:
+            fail(
+                f"{file}: {problem}; the editor left invalid content {tries} times, {file} was not changed"
+            )
+        stderr.print(
+            f"[yellow]{file}: {problem}.[/] "
+            + (
+                "Press Enter to return to the editor, or Ctrl+C to leave the file unchanged."
+                if interactive
+                else "Returning to the editor."
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        if interactive:
+            try:
+                input()
+            except (EOFError, KeyboardInterrupt):
+                fail(f"{file} was not changed")
+
+
 def _emit_extract(value: Any, store: Store) -> bytes:
     if isinstance(value, dict | list):
         return (
@@ -357,7 +421,7 @@ def register(app: typer.Typer) -> None:
                 data = _emit_extract(extract(result.tree, parse_tree_path(extract_path)), store)
             elif output_type and output_type != store.name:
                 data = _store(file, output_type).emit_plain(result.tree)
-            _write_result(data, path=file, in_place=in_place, output=output)
+            _write_result(data, path=file, in_place=in_place, output=output, private=True)
 
     @app.command("edit")
     def edit_cmd(
@@ -384,10 +448,7 @@ def register(app: typer.Typer) -> None:
                 )
                 plaintext = previous.plaintext
             with memory_file(plaintext, name=file.name) as tmp:
-                done = subprocess.run([*shlex.split(editor), str(tmp)], check=False)  # noqa: S603
-                if done.returncode != 0:
-                    fail(f"editor exited with status {done.returncode}; {file} was not changed")
-                edited = tmp.read_bytes()
+                edited = _edit_until_valid(editor, tmp, store=store, file=file)
             if previous is not None:
                 if edited == plaintext:
                     stderr.print("File has not changed, not writing it.")

@@ -14,6 +14,7 @@ file, ``key=-`` from stdin, and a key given twice becomes a list.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,13 +23,10 @@ import typer
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report
 
 __all__ = ["parse_pairs", "register"]
 
@@ -40,6 +38,20 @@ def parse_pairs(pairs: list[str], *, stdin_text: str | None = None) -> dict[str,
     data: dict[str, Any] = {}
     stdin_used = False
     for pair in pairs:
+        if pair == "-":  # a JSON object on stdin, as `vault write path -`
+            if stdin_used:
+                raise ValueError("only one value can be read from stdin ('-')")
+            stdin_used = True
+            try:
+                doc = json.loads(stdin_text if stdin_text is not None else sys.stdin.read())
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"stdin is not valid JSON: {exc.msg} at line {exc.lineno}"
+                ) from None
+            if not isinstance(doc, dict):
+                raise ValueError("stdin must hold a JSON object")
+            data.update(doc)
+            continue
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"expected key=value, got {pair!r}")
@@ -63,88 +75,99 @@ def parse_pairs(pairs: list[str], *, stdin_text: str | None = None) -> dict[str,
     return data
 
 
+@connected()
 def write(
     path: Annotated[
         str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
     ],
     pairs: Annotated[
-        list[str] | None, typer.Argument(metavar="KEY=VALUE...", help="Fields to send.")
+        list[str] | None,
+        typer.Argument(
+            metavar="KEY=VALUE...", help="Fields to send; '-' alone reads JSON from stdin."
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", "-f", help="Write even with no fields (an empty body), as `vault write -f`."
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Write data to any path (POST), like `vault write`."""
     try:
         data = parse_pairs(pairs or [])
     except ValueError as exc:
         fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    if not data and not force:
+        fail(
+            "no data to write: give KEY=VALUE fields, or --force (-f) to write an empty body",
+            code=EXIT_BAD_INPUT,
+        )
+    with connection.client() as client:
         answer = client.generic.write(path.strip("/"), data)
     shown = _shown(answer)
     if shown:
         render(shown, output)
     else:
-        stderr.print(f"Success! Data written to: {path.strip('/')}", highlight=False)
+        report(
+            f"Success! Data written to: {path.strip('/')}",
+            {"path": path.strip("/"), "written": True},
+            output,
+        )
 
 
+@connected()
 def read(
     path: Annotated[
         str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
     ],
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Read any path (GET), like `vault read`."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         answer = client.generic.read(path.strip("/"))
     if answer is None:
         fail(f"no value found at {path.strip('/')}")
     render(_shown(answer) or {}, output)
 
 
+@connected()
 def list_keys(
     path: Annotated[str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role.")],
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the keys under any path (LIST), like `vault list`."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         keys = client.generic.list(path.strip("/"))
     if not keys:
         fail(f"no entries found at {path.strip('/')}")
     render([{"key": k} for k in keys], output, columns=["key"])
 
 
+@connected()
 def delete(
     path: Annotated[
         str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
     ],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Delete any path (DELETE), like `vault delete`."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.generic.delete(path.strip("/"))
-    stderr.print(f"Success! Data deleted (if it existed) at: {path.strip('/')}", highlight=False)
+    report(
+        f"Success! Data deleted (if it existed) at: {path.strip('/')}",
+        {"path": path.strip("/"), "deleted": True},
+        output,
+    )
 
 
 def _shown(answer: dict[str, Any] | None) -> dict[str, Any] | None:

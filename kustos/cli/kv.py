@@ -22,13 +22,10 @@ import typer
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report, stderr
 from kustos.client import KustosClient, SecretMetadata
 from kustos.errors import KustosError, NotFoundError, PermissionDeniedError
 
@@ -261,6 +258,35 @@ MountOption = Annotated[
         "--mount", help="Mount of the secret; the path is then inside it.", show_default=False
     ),
 ]
+DataArgs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="key=value, key=@file, key=- (stdin), - (JSON on stdin) or @file.json.",
+        show_default=False,
+    ),
+]
+DataFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--file",
+        "-f",
+        help="Read the data as a JSON object from this file ('-' for stdin).",
+        show_default=False,
+    ),
+]
+ReasonOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reason", help="Why this change is made (kept in the history).", show_default=False
+    ),
+]
+
+
+def _values(data: list[str] | None, file: str | None) -> dict[str, Any]:
+    try:
+        return parse_data_args(data or [], stdin=sys.stdin, file=file)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
 
 
 def _split(path: str, mount: str | None, *, allow_mount_only: bool = False) -> tuple[str, str]:
@@ -313,24 +339,11 @@ def _not_found(client: KustosClient, mount: str, path: str, version: int | None)
 
 
 @kv_app.command("put")
+@connected()
 def put(
     path: PathArg,
-    data: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="key=value, key=@file, key=- (stdin), - (JSON on stdin) or @file.json.",
-            show_default=False,
-        ),
-    ] = None,
-    file: Annotated[
-        str | None,
-        typer.Option(
-            "--file",
-            "-f",
-            help="Read the data as a JSON object from this file ('-' for stdin).",
-            show_default=False,
-        ),
-    ] = None,
+    data: DataArgs = None,
+    file: DataFileOption = None,
     cas: Annotated[
         int | None,
         typer.Option(
@@ -339,28 +352,16 @@ def put(
             show_default=False,
         ),
     ] = None,
-    reason: Annotated[
-        str | None,
-        typer.Option(
-            "--reason", help="Why this change is made (kept in the history).", show_default=False
-        ),
-    ] = None,
+    reason: ReasonOption = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Write a new version of a secret (replacing all its keys)."""
     mount_name, secret = _split(path, mount)
-    try:
-        values = parse_data_args(data or [], stdin=sys.stdin, file=file)
-    except DataArgumentError as exc:
-        fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    values = _values(data, file)
+    with connection.client() as client:
         try:
             result = client.kv_v2.create_or_update_secret(
                 secret, values, cas=cas, reason=reason, mount_point=mount_name
@@ -374,52 +375,27 @@ def put(
 
 
 @kv_app.command("patch")
+@connected()
 def patch(
     path: PathArg,
-    data: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="key=value, key=@file, key=- (stdin), - (JSON on stdin) or @file.json.",
-            show_default=False,
-        ),
-    ] = None,
-    file: Annotated[
-        str | None,
-        typer.Option(
-            "--file",
-            "-f",
-            help="Read the changes as a JSON object from this file ('-' for stdin).",
-            show_default=False,
-        ),
-    ] = None,
+    data: DataArgs = None,
+    file: DataFileOption = None,
     cas: Annotated[
         int | None,
         typer.Option(
             "--cas", help="Patch only if the current version is this one.", show_default=False
         ),
     ] = None,
-    reason: Annotated[
-        str | None,
-        typer.Option(
-            "--reason", help="Why this change is made (kept in the history).", show_default=False
-        ),
-    ] = None,
+    reason: ReasonOption = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Write a new version that changes only the given keys (JSON merge patch; null removes a key)."""
     mount_name, secret = _split(path, mount)
-    try:
-        values = parse_data_args(data or [], stdin=sys.stdin, file=file)
-    except DataArgumentError as exc:
-        fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    values = _values(data, file)
+    with connection.client() as client:
         try:
             result = client.kv_v2.patch(
                 secret, values, cas=cas, reason=reason, mount_point=mount_name
@@ -432,6 +408,7 @@ def patch(
 
 
 @kv_app.command("get")
+@connected()
 def get(
     path: PathArg,
     version: Annotated[
@@ -448,16 +425,12 @@ def get(
     ] = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Read a secret (the latest version, or --version N) and print its data."""
     mount_name, secret = _split(path, mount)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         try:
             result = client.kv_v2.read_secret_version(
                 secret, version=version, mount_point=mount_name
@@ -485,20 +458,17 @@ def get(
 
 
 @kv_app.command("list")
+@connected()
 def list_(
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the secrets and folders (ending in /) below a path, like `secret/` or `secret/app`."""
     mount_name, prefix = _split(path, mount, allow_mount_only=True)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         try:
             keys = client.kv_v2.list_secrets(prefix, mount_point=mount_name)
         except NotFoundError:
@@ -509,7 +479,51 @@ def list_(
     render(keys, output, columns=["Keys"])
 
 
+VersionsOption = Annotated[
+    str | None,
+    typer.Option("--versions", help="Comma-separated versions, like 1,3.", show_default=False),
+]
+
+
+def _wanted(versions: str | None, *, required: bool) -> list[int]:
+    try:
+        return parse_versions(versions, required=required)
+    except DataArgumentError as exc:
+        fail(str(exc), code=EXIT_BAD_INPUT)
+
+
+def _version_states(
+    client: KustosClient, mount: str, path: str, wanted: Sequence[int]
+) -> tuple[SecretMetadata, dict[int, str]]:
+    """The secret's metadata and, per wanted version, ``live``, ``deleted`` or ``destroyed``.
+
+    A missing secret, or a version it never had, ends the command naming it.
+    """
+    where = _display(mount, path)
+    try:
+        meta = client.kv_v2.read_metadata(path, mount_point=mount)
+    except NotFoundError:
+        fail(_mount_missing(client, mount) or f"no secret at {where}")
+    versions = meta.get("versions") or {}
+    missing = [v for v in wanted if str(v) not in versions]
+    if missing:
+        known = ", ".join(sorted(versions, key=int)) or "none"
+        fail(f"{where} has no {_versions_text(missing)} (versions: {known})")
+    states: dict[int, str] = {}
+    for number in wanted:
+        info = versions[str(number)] or {}
+        states[number] = (
+            "destroyed"
+            if info.get("destroyed")
+            else "deleted"
+            if info.get("deletion_time")
+            else "live"
+        )
+    return meta, states
+
+
 @kv_app.command("delete")
+@connected()
 def delete(
     path: PathArg,
     versions: Annotated[
@@ -521,89 +535,103 @@ def delete(
         ),
     ] = None,
     mount: MountOption = None,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Soft-delete the latest version, or the given ones (`kv undelete` restores them)."""
     mount_name, secret = _split(path, mount)
-    try:
-        wanted = parse_versions(versions, required=False)
-    except DataArgumentError as exc:
-        fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
-        if wanted:
-            client.kv_v2.delete_versions(secret, wanted, mount_point=mount_name)
-        else:
+    where = _display(mount_name, secret)
+    wanted = _wanted(versions, required=False)
+    with connection.client() as client:
+        meta, states = _version_states(client, mount_name, secret, wanted)
+        if not wanted:
+            latest = int(meta.get("current_version") or 0)
+            _, states = _version_states(client, mount_name, secret, [latest])
+            if states[latest] != "live":
+                fail(f"the latest version ({latest}) of {where} is already {states[latest]}")
             client.kv_v2.delete_latest_version(secret, mount_point=mount_name)
-    what = _versions_text(wanted) if wanted else "the latest version"
-    stderr.print(f"Deleted {what} of {_display(mount_name, secret)}", highlight=False)
+            deleted = [latest]
+        else:
+            deleted = [v for v in wanted if states[v] == "live"]
+            if deleted:
+                client.kv_v2.delete_versions(secret, deleted, mount_point=mount_name)
+    skipped = [v for v in wanted if v not in deleted]
+    note = f" ({_versions_text(skipped)} already deleted or destroyed)" if skipped else ""
+    report(
+        f"Deleted {_versions_text(deleted)} of {where}{note}"
+        if deleted
+        else f"Nothing deleted: {_versions_text(skipped)} of {where} already deleted or destroyed",
+        {"path": where, "deleted": deleted, "unchanged": skipped},
+        output,
+    )
 
 
 @kv_app.command("undelete")
+@connected()
 def undelete(
     path: PathArg,
-    versions: Annotated[
-        str | None,
-        typer.Option("--versions", help="Comma-separated versions to restore.", show_default=False),
-    ] = None,
+    versions: VersionsOption = None,
     mount: MountOption = None,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
-    """Restore soft-deleted versions."""
+    """Restore soft-deleted versions (a destroyed version cannot be restored)."""
     mount_name, secret = _split(path, mount)
-    try:
-        wanted = parse_versions(versions, required=True)
-    except DataArgumentError as exc:
-        fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
-        client.kv_v2.undelete_versions(secret, wanted, mount_point=mount_name)
-    stderr.print(
-        f"Restored {_versions_text(wanted)} of {_display(mount_name, secret)}",
-        highlight=False,
+    where = _display(mount_name, secret)
+    wanted = _wanted(versions, required=True)
+    with connection.client() as client:
+        _, states = _version_states(client, mount_name, secret, wanted)
+        destroyed = [v for v in wanted if states[v] == "destroyed"]
+        if destroyed:
+            fail(f"{_versions_text(destroyed)} of {where} was destroyed and cannot be restored")
+        restored = [v for v in wanted if states[v] == "deleted"]
+        if restored:
+            client.kv_v2.undelete_versions(secret, restored, mount_point=mount_name)
+    live = [v for v in wanted if states[v] == "live"]
+    note = f"{_versions_text(live)} of {where} {'is' if len(live) == 1 else 'are'} not deleted"
+    report(
+        f"Restored {_versions_text(restored)} of {where}" + (f"; {note}" if live else "")
+        if restored
+        else f"Nothing to restore: {note}",
+        {"path": where, "restored": restored, "not_deleted": live},
+        output,
     )
 
 
 @kv_app.command("destroy")
+@connected()
 def destroy(
     path: PathArg,
-    versions: Annotated[
-        str | None,
-        typer.Option(
-            "--versions", help="Comma-separated versions to erase for good.", show_default=False
-        ),
-    ] = None,
+    versions: VersionsOption = None,
     mount: MountOption = None,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Erase the given versions permanently (they cannot be undeleted)."""
     mount_name, secret = _split(path, mount)
-    try:
-        wanted = parse_versions(versions, required=True)
-    except DataArgumentError as exc:
-        fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
-        client.kv_v2.destroy_versions(secret, wanted, mount_point=mount_name)
-    stderr.print(
-        f"Destroyed {_versions_text(wanted)} of {_display(mount_name, secret)}",
-        highlight=False,
+    where = _display(mount_name, secret)
+    wanted = _wanted(versions, required=True)
+    with connection.client() as client:
+        _, states = _version_states(client, mount_name, secret, wanted)
+        erased = [v for v in wanted if states[v] != "destroyed"]
+        if erased:
+            client.kv_v2.destroy_versions(secret, erased, mount_point=mount_name)
+    already = [v for v in wanted if v not in erased]
+    note = f" ({_versions_text(already)} already destroyed)" if already else ""
+    report(
+        f"Destroyed {_versions_text(erased)} of {where}{note}"
+        if erased
+        else f"Nothing destroyed: {_versions_text(already)} of {where} already destroyed",
+        {"path": where, "destroyed": erased, "unchanged": already},
+        output,
     )
 
 
 @kv_app.command("rollback")
+@connected()
 def rollback(
     path: PathArg,
     version: Annotated[
@@ -622,19 +650,15 @@ def rollback(
     ] = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Write the data of an older version as a new version (check-and-set against the current one)."""
     mount_name, secret = _split(path, mount)
     where = _display(mount_name, secret)
     if version < 1:
         fail(f"--version must be 1 or more, got {version}", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
@@ -663,20 +687,17 @@ def rollback(
 
 
 @kv_app.command("history")
+@connected()
 def history(
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show every version of a secret: when, who and why, and which keys it added, changed or removed (never values)."""
     mount_name, secret = _split(path, mount)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
@@ -743,6 +764,7 @@ def diff_rows(
 
 
 @kv_app.command("diff")
+@connected()
 def diff(
     path: PathArg,
     first: Annotated[int, typer.Argument(help="The earlier version.", min=1)],
@@ -755,17 +777,13 @@ def diff(
     ] = False,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show which keys differ between two versions, with who wrote the later one and why; values only with --show-values."""
     mount_name, secret = _split(path, mount)
     where = _display(mount_name, secret)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
@@ -863,20 +881,17 @@ def _settings_of(meta: SecretMetadata) -> dict[str, Any]:
 
 
 @metadata_app.command("get")
+@connected()
 def metadata_get(
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show a secret's settings, custom metadata and versions."""
     mount_name, secret = _split(path, mount)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         try:
             meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
         except NotFoundError:
@@ -891,6 +906,7 @@ def metadata_get(
 
 
 @metadata_app.command("put")
+@connected()
 def metadata_put(
     path: PathArg,
     max_versions: Annotated[
@@ -924,10 +940,9 @@ def metadata_put(
         ),
     ] = None,
     mount: MountOption = None,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Change a secret's settings (only the options given) and its custom metadata."""
     mount_name, secret = _split(path, mount)
@@ -949,9 +964,7 @@ def metadata_put(
             "nothing to change: pass --max-versions, --cas-required, --delete-version-after or --custom-metadata",
             code=EXIT_BAD_INPUT,
         )
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.kv_v2.update_metadata(
             secret,
             max_versions=max_versions,
@@ -960,25 +973,37 @@ def metadata_put(
             custom_metadata=custom,
             mount_point=mount_name,
         )
-    stderr.print(f"Updated the metadata of {_display(mount_name, secret)}", highlight=False)
+    report(
+        f"Updated the metadata of {_display(mount_name, secret)}",
+        {
+            "path": _display(mount_name, secret),
+            "max_versions": max_versions,
+            "cas_required": cas_required,
+            "delete_version_after": delete_version_after,
+            "custom_metadata": custom,
+        },
+        output,
+    )
 
 
 @metadata_app.command("delete")
+@connected()
 def metadata_delete(
     path: PathArg,
     mount: MountOption = None,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Delete a secret entirely: its metadata and every version, for good."""
     mount_name, secret = _split(path, mount)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.kv_v2.delete_metadata_and_all_versions(secret, mount_point=mount_name)
-    stderr.print(f"Deleted {_display(mount_name, secret)} and all its versions", highlight=False)
+    report(
+        f"Deleted {_display(mount_name, secret)} and all its versions",
+        {"path": _display(mount_name, secret), "deleted": True},
+        output,
+    )
 
 
 def register(app: typer.Typer) -> None:

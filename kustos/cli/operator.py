@@ -25,13 +25,10 @@ from rich.progress import (
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report, stderr
 from kustos.client import SealStatus
 from kustos.errors import KustosError
 from kustos.sensitive import Sensitive
@@ -57,6 +54,7 @@ def seal_progress_line(status: SealStatus) -> str:
 
 
 @operator_app.command("init")
+@connected(token=False)
 def init(
     key_shares: Annotated[
         int, typer.Option("--key-shares", help="Number of unseal key shares to create.")
@@ -65,9 +63,8 @@ def init(
         int, typer.Option("--key-threshold", help="Shares needed to unseal.")
     ] = 3,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Initialise a new server: print the unseal key shares and the root token, ONCE."""
     if key_shares < 1 or key_shares > 255:
@@ -82,13 +79,7 @@ def init(
             "--key-threshold 1 with several shares lets any single share unseal; use a threshold of 2 or more",
             code=EXIT_BAD_INPUT,
         )
-    with open_client(
-        address=address,
-        token=None,
-        tls_skip_verify=tls_skip_verify,
-        ca_cert=ca_cert,
-        require_token=False,
-    ) as client:
+    with connection.client() as client:
         result = client.sys.initialize(secret_shares=key_shares, secret_threshold=key_threshold)
     keys = result.get("keys") or []
     if output is OutputFormat.table:
@@ -107,6 +98,7 @@ def init(
 
 
 @operator_app.command("unseal")
+@connected(token=False)
 def unseal(
     key: Annotated[
         str | None,
@@ -119,9 +111,8 @@ def unseal(
         bool, typer.Option("--reset", help="Discard the shares submitted so far.")
     ] = False,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Submit one unseal key share; repeat until the threshold is reached."""
     share: str | None = None
@@ -136,81 +127,61 @@ def unseal(
             ).strip()
         if not share:
             fail("an unseal key share is required", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address,
-        token=None,
-        tls_skip_verify=tls_skip_verify,
-        ca_cert=ca_cert,
-        require_token=False,
-    ) as client:
+    with connection.client() as client:
         status = client.sys.submit_unseal_key(share, reset=reset)
     stderr.print(seal_progress_line(status), highlight=False)
     render(dict(status), output)
 
 
 @operator_app.command("status")
+@connected(token=False)
 def status(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show whether the server is initialised and sealed, and the unseal progress."""
-    with open_client(
-        address=address,
-        token=None,
-        tls_skip_verify=tls_skip_verify,
-        ca_cert=ca_cert,
-        require_token=False,
-    ) as client:
+    with connection.client() as client:
         result = client.sys.read_seal_status()
     stderr.print(seal_progress_line(result), highlight=False)
     render(dict(result), output)
 
 
 @operator_app.command("seal")
+@connected()
 def seal(
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Seal the server: its keys leave memory and data requests answer 503 until unsealed."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.sys.seal()
-    stderr.print("Sealed. Unseal with `kustos operator unseal`.", highlight=False)
+    report("Sealed. Unseal with `kustos operator unseal`.", {"sealed": True}, output)
 
 
 @operator_app.command("key-status")
+@connected()
 def key_status(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show the current key-encryption-key term and when it was installed."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         result = client.sys.read_key_status()
     render(dict(result), output)
 
 
 @operator_app.command("rotate-key")
+@connected()
 def rotate_key(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Add a new key-encryption-key term; new writes use it (run `rewrap` to move old data)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.sys.rotate_key()
         result = client.sys.read_key_status()
     stderr.print(
@@ -221,6 +192,7 @@ def rotate_key(
 
 
 @operator_app.command("rewrap")
+@connected()
 def rewrap(
     batch_size: Annotated[
         int,
@@ -230,17 +202,13 @@ def rewrap(
         ),
     ] = 500,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Re-wrap every stored data key with the newest key term, with a progress bar on stderr."""
     if batch_size < 1:
         fail(f"--batch-size must be 1 or more, got {batch_size}", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         result = _rewrap_all(lambda: client.sys.rewrap(max_records=batch_size))
     stderr.print(f"Rewrap done: {_rewrap_summary(result)}", highlight=False)
     render(result, output)

@@ -19,13 +19,10 @@ from typing import Annotated, Any, Final
 import typer
 
 from kustos.cli.connection import (
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report
 from kustos.policy import ACL, Policy, PolicyError, default_policy
 
 __all__ = ["register"]
@@ -162,13 +159,13 @@ def evaluate(
 
 
 @policy_app.command("write")
+@connected()
 def write(
     name: Annotated[str, typer.Argument(help="Policy name.")],
     file: Annotated[str, typer.Argument(help="Policy document (HCL or JSON); '-' reads stdin.")],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Upload a policy to the server (checked locally first, so errors name the line)."""
     try:
@@ -179,59 +176,53 @@ def write(
         Policy.parse(name, text)
     except PolicyError as exc:
         fail(f"{file}: {exc}")
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.policies.create_or_update_acl_policy(name, text)
-    stderr.print(f"Uploaded policy {name}", highlight=False)
+    report(f"Uploaded policy {name}", {"name": name, "written": True}, output)
 
 
 @policy_app.command("read")
+@connected()
 def read(
     name: Annotated[str, typer.Argument(help="Policy name.")],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Print a policy document as stored on the server."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         text = client.policies.read_acl_policy(name)
+    if output is not OutputFormat.table:
+        render({"name": name, "policy": text}, output)
+        return
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 @policy_app.command("list")
+@connected()
 def list_(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the server's policies (root and default included)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         names = client.policies.list_acl_policies()
     render([{"name": n} for n in names], output, columns=["name"])
 
 
 @policy_app.command("delete")
+@connected()
 def delete(
     name: Annotated[str, typer.Argument(help="Policy name.")],
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Delete a policy from the server (tokens holding it lose what it granted at once)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.policies.delete_acl_policy(name)
-    stderr.print(f"Deleted policy {name}", highlight=False)
+    report(f"Deleted policy {name}", {"name": name, "deleted": True}, output)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,36 +9,42 @@ local key file under ``./.kustos/``, initialized on first start with a
 
 from __future__ import annotations
 
-import os
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
 
+from kustos.cli.connection import save_token, token_file
 from kustos.cli.output import fail, stderr
 from kustos.config import DEFAULT_MAX_VALUE_BYTES, KeyProviderConfig, ServerConfig, StorageConfig
 from kustos.errors import KustosError
 
-__all__ = ["register", "token_file"]
+__all__ = ["register"]
 
 _PROVIDERS = ("local", "shamir", "pkcs11")
 
 
-def token_file() -> Path:
-    """Where the CLI keeps the current token: ``~/.kustos/token``."""
-    return Path.home() / ".kustos" / "token"
-
-
-def _write_token(token: str) -> Path:
-    path = token_file()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (checked before any file is created), or None."""
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, token.encode("utf-8") + b"\n")
-    finally:
-        os.close(fd)
-    return path
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"--host {host!r} is not an address this machine can listen on ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (another server is listening there); "
+                    "stop it or pick another port with --port"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
 
 
 def server(
@@ -149,6 +155,11 @@ def server(
         fail("--max-value-bytes must be positive")
     if cache_entries is not None and cache_entries < 0:
         fail("--cache-entries must be 0 (off) or more")
+    if not 0 < port < 65536:
+        fail(f"--port must be between 1 and 65535, got {port}")
+    problem = _port_problem(host, port)
+    if problem is not None:
+        fail(problem)
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -189,7 +200,7 @@ def server(
             lines.insert(0, "Kustos dev server (do not use in production)")
             if boot.root_token is not None:
                 token = boot.root_token.reveal()
-                where = _write_token(token)
+                where = save_token(boot.root_token, home=Path.home())
                 lines += [
                     f"    Root Token:   {token}",
                     "    Mount:        secret/ (kv version 2)",
@@ -197,7 +208,7 @@ def server(
                 ]
             else:
                 lines.append(
-                    f"Already initialized: the root token from the first start is in {token_file()} "
+                    f"Already initialized: the root token from the first start is in {token_file(Path.home())} "
                     "(or pass --dev-root-token-id)."
                 )
             lines.append(f"    export KUSTOS_ADDR={address}")

@@ -17,14 +17,11 @@ import typer
 from kustos.cli.auth import public_token_info
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
 from kustos.cli.kv import DataArgumentError, parse_pairs
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report
 
 __all__ = ["register", "token_app"]
 
@@ -36,6 +33,7 @@ _FIELD_ALIASES = {"token": "client_token"}
 
 
 @token_app.command("create")
+@connected()
 def create(
     policy: Annotated[
         list[str] | None,
@@ -86,10 +84,8 @@ def create(
         ),
     ] = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Create a new token (a child of the calling token unless --orphan)."""
     try:
@@ -98,9 +94,7 @@ def create(
         fail(str(exc), code=EXIT_BAD_INPUT)
     if use_limit is not None and use_limit < 0:
         fail(f"--use-limit must be 0 or more, got {use_limit}", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         auth = client.auth_token.create(
             policies=policy,
             ttl=ttl,
@@ -146,20 +140,17 @@ def _target(value: str | None) -> str | None:
 
 
 @token_app.command("lookup")
+@connected()
 def lookup(
     target: TargetOption = None,
     accessor: AccessorOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show a token's policies, TTL and metadata (the token itself is not printed); others need sudo."""
     other = _target(target)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         if accessor:
             info = client.auth_token.lookup_accessor(accessor)
         elif other:
@@ -170,6 +161,7 @@ def lookup(
 
 
 @token_app.command("renew")
+@connected()
 def renew(
     increment: Annotated[
         str | None,
@@ -178,16 +170,12 @@ def renew(
     target: TargetOption = None,
     accessor: AccessorOption = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Extend a token's TTL (capped by its max TTL); the token itself is not printed."""
     other = _target(target)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         if accessor:
             auth = client.auth_token.renew_accessor(accessor, increment=increment)
         elif other:
@@ -198,6 +186,7 @@ def renew(
 
 
 @token_app.command("revoke")
+@connected()
 def revoke(
     target: TargetOption = None,
     accessor: AccessorOption = None,
@@ -207,18 +196,15 @@ def revoke(
             "--orphan", help="Revoke only this token; its children become orphans (needs sudo)."
         ),
     ] = False,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Revoke a token and the tokens it created (the calling token unless --target/--accessor)."""
     other = _target(target)
     if orphan and not other:
         fail("--orphan needs --target TOKEN", code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         if accessor:
             client.auth_token.revoke_accessor(accessor)
         elif other and orphan:
@@ -227,7 +213,12 @@ def revoke(
             client.auth_token.revoke(other)
         else:
             client.auth_token.revoke_self()
-    stderr.print("Token revoked", highlight=False)
+    revoked = "accessor" if accessor else "target" if other else "self"
+    report(
+        "Token revoked" + (" (its children became orphans)" if orphan else " with its children"),
+        {"revoked": revoked, "accessor": accessor, "orphan": orphan},
+        output,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,11 +23,8 @@ import typer
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
+    Connection,
+    connected,
 )
 from kustos.cli.output import OutputFormat, OutputOption, fail, render
 from kustos.client.transit import DEFAULT_TRANSIT_MOUNT
@@ -81,6 +78,7 @@ def _context(text: str | None) -> bytes | None:
 
 
 @transit_app.command("create-key")
+@connected()
 def create_key(
     name: NameArg,
     key_type: Annotated[
@@ -99,15 +97,11 @@ def create_key(
     ] = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Create a named key (nothing changes if it exists)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         info = client.transit.create_key(
             name, key_type=key_type, derived=derived or None, auto_rotate_period=auto_rotate_period,
             mount_point=mount,
@@ -116,59 +110,51 @@ def create_key(
 
 
 @transit_app.command("list-keys")
+@connected()
 def list_keys(
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the keys of a transit mount."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         keys = client.transit.list_keys(mount_point=mount)
     render(keys, output, columns=["Key"])
 
 
 @transit_app.command("read-key")
+@connected()
 def read_key(
     name: NameArg,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show a key's type, versions (with creation times) and settings; never its material."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         info = client.transit.read_key(name, mount_point=mount)
     render(dict(info), output, title=f"{mount}/keys/{name}")
 
 
 @transit_app.command("rotate")
+@connected()
 def rotate(
     name: NameArg,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Add a key version; new ciphertexts use it, old ones still decrypt (then `rewrap` them)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         info = client.transit.rotate_key(name, mount_point=mount)
     render({"name": name, "latest_version": info.get("latest_version")}, output)
 
 
 @transit_app.command("config")
+@connected()
 def config(
     name: NameArg,
     min_decryption_version: Annotated[
@@ -197,15 +183,11 @@ def config(
     ] = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Change a key's settings (only those given) and show the result."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         client.transit.update_key_configuration(
             name, min_decryption_version=min_decryption_version, min_encryption_version=min_encryption_version,
             deletion_allowed=deletion_allowed, mount_point=mount,
@@ -215,6 +197,7 @@ def config(
 
 
 @transit_app.command("encrypt")
+@connected()
 def encrypt(
     name: NameArg,
     plaintext: Annotated[
@@ -228,19 +211,15 @@ def encrypt(
     key_version: KeyVersionOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Encrypt data; print the vault:vN:... ciphertext (table: the ciphertext alone)."""
     try:
         data = read_plaintext(plaintext, file=file)
     except ValueError as exc:
         fail(str(exc), code=EXIT_BAD_INPUT)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         result = client.transit.encrypt_data(
             name, data, context=_context(context), key_version=key_version, mount_point=mount
         )
@@ -251,6 +230,7 @@ def encrypt(
 
 
 @transit_app.command("decrypt")
+@connected()
 def decrypt(
     name: NameArg,
     ciphertext: Annotated[
@@ -259,16 +239,12 @@ def decrypt(
     context: ContextOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Decrypt; write the plaintext bytes to stdout (json/yaml: base64 in 'plaintext')."""
     text = sys.stdin.read().strip() if ciphertext == "-" else ciphertext.strip()
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         plain = client.transit.decrypt_data(
             name, text, context=_context(context), mount_point=mount
         )
@@ -280,6 +256,7 @@ def decrypt(
 
 
 @transit_app.command("rewrap")
+@connected()
 def rewrap(
     name: NameArg,
     ciphertexts: Annotated[
@@ -289,16 +266,12 @@ def rewrap(
     key_version: KeyVersionOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Re-encrypt ciphertexts under the latest key version; the plaintext is never shown."""
     results: list[dict[str, Any]] = []
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         for text in ciphertexts:
             result = client.transit.rewrap_data(
                 name,

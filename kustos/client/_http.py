@@ -67,6 +67,40 @@ class Adapter:
     def close(self) -> None:
         self._http.close()
 
+    def get_bytes(self, url_path: str) -> bytes:
+        """``GET <url_path>`` (any path on the server, not only under ``/v1/``): the body as it is.
+
+        For answers that are not JSON (``/v1/cert.pem``, a certificate URL);
+        a non-200 answer raises through the same status table as :meth:`request`.
+        """
+        headers = {"X-Vault-Token": self._token.reveal()} if self._token is not None else {}
+        response = self._send("GET", url_path, headers=headers)
+        if response.status_code != 200:
+            raise error_from_response(
+                status=response.status_code, body=_decode(response), method="GET", path=url_path
+            )
+        return response.content
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, url, json=json, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachableError(
+                self.address, f"timed out ({type(exc).__name__})"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise ServerUnreachableError(self.address, _connect_reason(exc)) from None
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(self.address, type(exc).__name__) from None
+
     def request(
         self,
         method: str,
@@ -88,18 +122,7 @@ class Adapter:
         if headers:
             send_headers.update(headers)
         url = "/v1/" + path.lstrip("/")
-        try:
-            response = self._http.request(
-                method, url, json=json, params=params, headers=send_headers
-            )
-        except httpx.TimeoutException as exc:
-            raise ServerUnreachableError(
-                self.address, f"timed out ({type(exc).__name__})"
-            ) from None
-        except httpx.ConnectError as exc:
-            raise ServerUnreachableError(self.address, _connect_reason(exc)) from None
-        except httpx.TransportError as exc:
-            raise ServerUnreachableError(self.address, type(exc).__name__) from None
+        response = self._send(method, url, json=json, params=params, headers=send_headers)
         body = _decode(response)
         if response.is_success or response.status_code in set(ok_statuses):
             if body is None:
@@ -118,7 +141,7 @@ def _decode(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        if response.is_success:
+        if response.is_success and response.request.url.path.startswith("/v1/"):
             raise KustosError(
                 f"{response.request.method} {response.request.url.path}: the server answered "
                 f"HTTP {response.status_code} with a body that is not JSON"

@@ -20,6 +20,7 @@ from typing import Any, Final
 from kustos.errors import (
     CheckAndSetError,
     InvalidRequestError,
+    InvalidTokenError,
     KustosError,
     NotFoundError,
     PermissionDeniedError,
@@ -46,6 +47,7 @@ STATUS_ERRORS: Final[Mapping[int, type[KustosError]]] = MappingProxyType(
 """HTTP status -> exception class. Any other 4xx is an ``InvalidRequestError``, any other 5xx a ``KustosError``."""
 
 _CAS_MARKER: Final = "check-and-set"
+_INVALID_TOKEN_MARKERS: Final = ("invalid token", "bad token")
 
 
 class ServerUnreachableError(KustosError):
@@ -73,7 +75,10 @@ def error_from_response(*, status: int, body: Any, method: str, path: str) -> Ku
     server sent none (Vault answers a missing secret with ``{"errors": []}``),
     it says which request got which status. A 400 whose message is about
     check-and-set becomes a :class:`~kustos.errors.CheckAndSetError`, as Vault
-    reports a ``cas`` mismatch with a plain 400.
+    reports a ``cas`` mismatch with a plain 400; a 403 that says the token is
+    invalid (Kustos, or Vault's "bad token") becomes an
+    :class:`~kustos.errors.InvalidTokenError`, a policy deny stays a
+    :class:`~kustos.errors.PermissionDeniedError`.
     """
     messages = error_messages(body)
     message = "; ".join(messages) if messages else f"{method} {path}: HTTP {status}"
@@ -82,6 +87,8 @@ def error_from_response(*, status: int, body: Any, method: str, path: str) -> Ku
         cls = InvalidRequestError if 400 <= status < 500 else KustosError
     if cls is InvalidRequestError and _CAS_MARKER in message.lower():
         cls = CheckAndSetError
+    if cls is PermissionDeniedError and any(m in message.lower() for m in _INVALID_TOKEN_MARKERS):
+        cls = InvalidTokenError
     if cls is SealedError and not messages:
         return SealedError()
     return cls(message)

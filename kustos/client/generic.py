@@ -45,6 +45,14 @@ class Generic:
         keys = data.get("keys") if isinstance(data, dict) else None
         return [str(k) for k in keys] if isinstance(keys, list) else []
 
+    def read_raw(self, url_path: str) -> bytes:
+        """``GET <url_path>``: any path on the server (not only under ``/v1/``), the body unchanged.
+
+        For documents that are not Vault-style JSON, such as a certificate
+        served at a URL (``kustos seal --cert https://.../cert.pem``).
+        """
+        return self._adapter.get_bytes(url_path if url_path.startswith("/") else "/" + url_path)
+
     def delete(self, path: str) -> None:
         """``DELETE /v1/<path>``."""
         self._adapter.request("DELETE", join_path(path))

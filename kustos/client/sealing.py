@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, cast
 
 from kustos.client._http import Adapter, JSONObject
-from kustos.client.errors import ServerUnreachableError, error_from_response
-from kustos.errors import KustosError
+from kustos.errors import CheckAndSetError, KustosError
 
 __all__ = ["SealingKeyInfo", "SealingKeys", "UnsealResult"]
 
@@ -60,44 +59,15 @@ class SealingKeys:
 
     def _raw_get(self, path: str) -> bytes:
         # the adapter decodes JSON; these two answer PEM text
-        http = self._adapter._http
-        url = "/v1/" + path
-        try:
-            response = http.get(url)
-        except Exception as exc:  # httpx transport errors
-            raise ServerUnreachableError(self._adapter.address, type(exc).__name__) from None
-        if response.status_code != 200:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            raise error_from_response(
-                status=response.status_code, body=body, method="GET", path=url
-            )
-        return response.content
+        return self._adapter.get_bytes("/v1/" + path)
 
     def verify(self, sealed_secret: Mapping[str, Any]) -> bool:
         """``POST /v1/verify``: True when the server's keys open every value (200), False on 409."""
-        http = self._adapter._http
-        headers = {"Content-Type": "application/json"}
-        token = self._adapter.token
-        if token is not None:
-            headers["X-Vault-Token"] = token.reveal()
         try:
-            response = http.post("/v1/verify", json=dict(sealed_secret), headers=headers)
-        except Exception as exc:
-            raise ServerUnreachableError(self._adapter.address, type(exc).__name__) from None
-        if response.status_code == 200:
-            return True
-        if response.status_code == 409:
+            self._adapter.request("POST", "verify", json=dict(sealed_secret))
+        except CheckAndSetError:  # 409: the table's conflict status
             return False
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        raise error_from_response(
-            status=response.status_code, body=body, method="POST", path="/v1/verify"
-        )
+        return True
 
     def rotate(self, sealed_secret: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /v1/rotate``: the SealedSecret re-encrypted with the newest key."""

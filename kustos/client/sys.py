@@ -164,6 +164,35 @@ class Sys:
         """``DELETE /v1/sys/mounts/<path>``: unmount an engine and delete everything stored under it."""
         self._adapter.request("DELETE", "sys/mounts/" + join_path(path))
 
+    def tune_mount(
+        self,
+        path: str,
+        *,
+        description: str | None = None,
+        default_lease_ttl: str | int | None = None,
+        max_lease_ttl: str | int | None = None,
+    ) -> None:
+        """``POST /v1/sys/mounts/<path>/tune``: change the settings given (the others are kept)."""
+        payload: dict[str, Any] = {}
+        if description is not None:
+            payload["description"] = description
+        if default_lease_ttl is not None:
+            payload["default_lease_ttl"] = default_lease_ttl
+        if max_lease_ttl is not None:
+            payload["max_lease_ttl"] = max_lease_ttl
+        self._adapter.request("POST", f"sys/mounts/{join_path(path)}/tune", json=payload)
+
+    def read_mount_tune(self, path: str) -> JSONObject:
+        """``GET /v1/sys/mounts/<path>/tune``: lease TTLs, description and options of a mount."""
+        body = self._adapter.request("GET", f"sys/mounts/{join_path(path)}/tune")
+        return _payload(body, what="mount tune")
+
+    def move_mount(self, from_path: str, to_path: str) -> None:
+        """``POST /v1/sys/remount``: move the engine at ``from_path`` to ``to_path`` with its data."""
+        self._adapter.request(
+            "POST", "sys/remount", json={"from": join_path(from_path), "to": join_path(to_path)}
+        )
+
     def rotate_key(self) -> None:
         """``POST /v1/sys/rotate``: add a new keyring term (KEK version); new writes use it."""
         self._adapter.request("POST", "sys/rotate")

@@ -40,6 +40,7 @@ from kustos.errors import (
     ConfigError,
     DecryptionError,
     InvalidRequestError,
+    InvalidTokenError,
     KeyProviderError,
     KustosError,
     NotFoundError,
@@ -236,7 +237,7 @@ class _Api:
                     if entry is None:
                         entry = await core.tokens.lookup(token_text)
                         if entry is None:
-                            raise PermissionDeniedError("permission denied")
+                            raise InvalidTokenError()
                 payload = b""
                 if method not in _BODYLESS or content_length:
                     payload = await self._read_body(receive, content_length)

@@ -254,6 +254,33 @@ class MountTable:
 
         return await self._change(tune)
 
+    async def move(self, source: str, target: str) -> MountEntry:
+        """Move the mount at ``source`` to ``target``; its data stays (it is keyed by the uuid)."""
+        old, new = normalize_mount_path(source), normalize_mount_path(target)
+
+        def move(mounts: dict[str, MountEntry]) -> MountEntry:
+            entry = mounts.get(old)
+            if entry is None:
+                raise InvalidRequestError(f"no secrets engine is mounted at {old}")
+            for existing in mounts:
+                if existing != old and (new.startswith(existing) or existing.startswith(new)):
+                    raise InvalidRequestError(f"path is already in use at {existing}")
+            moved = MountEntry(
+                path=new,
+                type=entry.type,
+                uuid=entry.uuid,
+                accessor=entry.accessor,
+                description=entry.description,
+                options=entry.options,
+                config=entry.config,
+                created=entry.created,
+            )
+            del mounts[old]
+            mounts[new] = moved
+            return moved
+
+        return await self._change(move)
+
     async def disable(self, path: str) -> MountEntry | None:
         """Remove the mount and delete all of its data; ``None`` if nothing was mounted there."""
         normalized = normalize_mount_path(path)

@@ -5,11 +5,15 @@ and ``sys/seal-status`` answer even when sealed; ``sys/init`` returns its
 keys once). Kustos extensions: ``sys/rewrap`` (move every ciphertext to the
 newest key version), ``sys/keyring`` (list key versions) and
 ``sys/keyring/disable`` (retire an old version once nothing uses it).
+``sys/remount`` moves a secrets engine at once (its data is keyed by the
+mount's uuid, not its path); ``sys/remount/status/<id>`` answers for the
+moves this process made, as Vault's asynchronous migrations do.
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -30,6 +34,8 @@ UNAUTHENTICATED: Final = frozenset(
 """``sys`` paths served without a token (and while sealed)."""
 
 _Handler = Callable[[Call], Awaitable[Reply]]
+_KEPT_MOVES: Final = 100
+"""How many finished mount moves ``sys/remount/status`` remembers."""
 
 
 def _status_code(call: Call, name: str, default: int) -> int:
@@ -62,7 +68,10 @@ class SystemApi:
             "sys/keyring": self._keyring,
             "sys/keyring/disable": self._disable_key_version,
             "sys/rewrap": self._rewrap,
+            "sys/remount": self._remount,
         }
+        self._moves: dict[str, dict[str, str]] = {}
+        """Finished mount moves by migration id (``sys/remount/status/<id>``), newest last."""
 
     @staticmethod
     def route(path: str) -> str:
@@ -72,6 +81,8 @@ class SystemApi:
             return "sys/mounts/:path/tune" if trimmed.endswith("/tune") else "sys/mounts/:path"
         if trimmed.startswith("sys/internal/ui/mounts/"):
             return "sys/internal/ui/mounts/:path"
+        if trimmed.startswith("sys/remount/status/"):
+            return "sys/remount/status/:id"
         return trimmed if trimmed.count("/") <= 2 and len(trimmed) <= 40 else "sys/unknown"
 
     def needs_unsealed(self, path: str) -> bool:
@@ -89,6 +100,8 @@ class SystemApi:
             return await self._mount(call, rest)
         if path.startswith("sys/internal/ui/mounts/"):
             return await self._ui_mount(call, path[len("sys/internal/ui/mounts/") :])
+        if path.startswith("sys/remount/status/"):
+            return self._remount_status(call, path[len("sys/remount/status/") :])
         raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')
 
     def _require(self, call: Call, capability: str, path: str | None = None) -> None:
@@ -286,6 +299,40 @@ class SystemApi:
         if raw.get("force_no_cache") is not None:
             config["force_no_cache"] = bool(raw["force_no_cache"])
         return config
+
+    async def _remount(self, call: Call) -> Reply:
+        """``POST sys/remount {"from", "to"}``: move a secrets engine; done at once, data kept."""
+        if call.method not in ("PUT", "POST"):
+            raise unsupported(call)
+        body = call.json()
+        source, target = body.get("from"), body.get("to")
+        if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
+            raise InvalidRequestError(
+                "'from' and 'to' are required: the mount's path and its new path"
+            )
+        if source.startswith("auth/") or target.startswith("auth/"):
+            raise InvalidRequestError("moving auth methods is not supported; disable and enable it")
+        self._require(call, "update")
+        self._require(call, "sudo")
+        moved = await self._core.mounts.move(source, target)
+        migration_id = str(uuid.uuid4())
+        self._moves[migration_id] = {
+            "source_mount": normalize_mount_path(source),
+            "target_mount": moved.path,
+            "status": "success",
+        }
+        while len(self._moves) > _KEPT_MOVES:
+            del self._moves[next(iter(self._moves))]
+        return Reply(data={"migration_id": migration_id})
+
+    def _remount_status(self, call: Call, migration_id: str) -> Reply:
+        if call.method != "GET":
+            raise unsupported(call)
+        self._require(call, "read", "sys/remount/status")
+        info = self._moves.get(migration_id)
+        if info is None:
+            raise NotFoundError(f"no mount move with migration id {migration_id!r}")
+        return Reply(data={"migration_id": migration_id, "migration_info": dict(info)})
 
     async def _tune(self, call: Call, path: str) -> Reply:
         mounts = self._core.mounts

@@ -119,7 +119,9 @@ def test_userpass_and_approle_logins_with_the_cli(cli: Cli) -> None:
     role_id = json.loads(cli.ok("read", "auth/ar-cli/role/build/role-id", "-o", "json").stdout)[
         "role_id"
     ]
-    secret = json.loads(cli.ok("write", "auth/ar-cli/role/build/secret-id", "-o", "json").stdout)
+    secret = json.loads(
+        cli.ok("write", "-f", "auth/ar-cli/role/build/secret-id", "-o", "json").stdout
+    )
     cli.ok(
         "login",
         "-m",

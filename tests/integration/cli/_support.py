@@ -15,6 +15,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from kustos.cli.main import app
+from tests.support.cli import cli_runner
 from tests.support.server import RunningServer
 
 __all__ = ["Cli", "cli_env"]
@@ -25,7 +26,7 @@ class Cli:
     """Runs ``kustos`` commands against one server with a fixed environment."""
 
     env: dict[str, str]
-    runner: CliRunner = field(default_factory=CliRunner)
+    runner: CliRunner = field(default_factory=cli_runner)
 
     def run(
         self, *args: str, input: str | None = None, env: dict[str, str] | None = None
@@ -58,5 +59,4 @@ def cli_env(server: RunningServer, home: Path) -> dict[str, str]:
         "KUSTOS_TOKEN": server.root_token,
         "VAULT_ADDR": "",
         "VAULT_TOKEN": "",
-        "COLUMNS": "200",
     }

@@ -14,7 +14,6 @@ import httpx
 import hvac
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from kustos.cli.main import app as cli_app
 from kustos.config import KeyProviderConfig, ServerConfig, StorageConfig
@@ -23,6 +22,7 @@ from kustos.server.auditing import UNAUDITED
 from kustos.server.engines.kv import KvEngine
 from kustos.server.routes import build_apis
 from kustos.store import SqliteBackend
+from tests.support.cli import cli_runner
 from tests.support.server import RunningServer, start_server
 
 SECRET_VALUES = ("hunter2-audit-marker", "s3cr3t-patched-marker", "4711-8151")
@@ -179,7 +179,7 @@ def test_tampering_is_named_by_audit_verify(
 ) -> None:
     server, log = audited
     hvac.Client(url=server.addr, token=server.root_token).auth.token.lookup_self()
-    runner = CliRunner()
+    runner = cli_runner()
     clean = runner.invoke(cli_app, ["audit", "verify", str(log)])
     assert clean.exit_code == 0, clean.stderr
     lines = log.read_bytes().splitlines(keepends=True)

@@ -51,7 +51,6 @@ def cli(
     server: RunningServer | None, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KUSTOS_", "VAULT_"))}
-    full_env["COLUMNS"] = "200"
     if server is not None:
         full_env.update(
             {

@@ -29,8 +29,8 @@ ALICE = AuditAuth(
 
 
 @pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
+def runner(cli_runner: CliRunner) -> CliRunner:
+    return cli_runner
 
 
 @pytest.fixture
@@ -137,9 +137,7 @@ def test_search(runner: CliRunner, audit_file: Path) -> None:
         "2024-05-01T12:07:00Z",
         "2024-05-01T12:08:00Z",
     ]
-    table = runner.invoke(
-        app, ["audit", "search", str(audit_file), "--who", "alice"], env={"COLUMNS": "250"}
-    )
+    table = runner.invoke(app, ["audit", "search", str(audit_file), "--who", "alice"])
     assert (
         table.exit_code == 0 and "userpass-alice" in table.stdout and "hunter2" not in table.stdout
     )
@@ -175,7 +173,6 @@ def test_access_map(runner: CliRunner, audit_file: Path) -> None:
     table = runner.invoke(
         app,
         ["audit", "access-map", str(audit_file), "--operation", "create"],
-        env={"COLUMNS": "250"},
     )
     assert table.exit_code == 0 and "userpass-alice" in table.stdout
 

@@ -19,8 +19,8 @@ path "secret/data/app/admin" { capabilities = ["deny"] }
 
 
 @pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
+def runner(cli_runner: CliRunner) -> CliRunner:
+    return cli_runner
 
 
 @pytest.fixture
