@@ -76,13 +76,18 @@ def validate_api_path(path: str) -> None:
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object (empty body: ``{}``)."""
+    """Parse a request body that must be a JSON object (an empty body or ``null``: ``{}``).
+
+    ``vault write -f`` and ``bao write -f`` send ``null`` when there is no data.
+    """
     if not body.strip():
         return {}
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"failed to parse JSON input: {exc}") from None
+    if doc is None:
+        return {}
     if not isinstance(doc, dict):
         raise InvalidRequestError("failed to parse JSON input: the body must be a JSON object")
     return doc

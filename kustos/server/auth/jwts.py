@@ -26,6 +26,7 @@ from typing import Any, Final
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from kustos.crypto.certificates import public_key_pem
 from kustos.errors import InvalidRequestError, PermissionDeniedError
 
 __all__ = [
@@ -61,9 +62,13 @@ class VerificationKey:
 
 
 def load_pem_keys(pems: Sequence[str]) -> list[VerificationKey]:
-    """Load PEM public keys (RSA or EC); raise naming the first one that is not a public key."""
+    """Load PEM public keys or certificates (RSA or EC); raise naming the first one that is neither.
+
+    A certificate stands for its public key, as in Vault (hvac sends certificates).
+    """
     keys: list[VerificationKey] = []
-    for index, pem in enumerate(pems):
+    for index, given in enumerate(pems):
+        pem = public_key_pem(given, what=f"pem_keys[{index}]")
         loaded = None
         for family, algorithm in (
             ("RSA", RSAAlgorithm(RSAAlgorithm.SHA256)),
@@ -81,7 +86,7 @@ def load_pem_keys(pems: Sequence[str]) -> list[VerificationKey]:
             break
         if loaded is None:
             raise InvalidRequestError(
-                f"pem_keys[{index}] is not a PEM-encoded RSA or EC public key"
+                f"pem_keys[{index}] is not a PEM-encoded RSA or EC public key or certificate"
             )
         keys.append(loaded)
     return keys

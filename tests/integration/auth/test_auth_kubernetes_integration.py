@@ -66,6 +66,47 @@ def test_service_account_jwt_logs_in_through_jwks(
     assert staging.is_authenticated()
 
 
+@pytest.mark.parametrize("kind", ["RSA", "EC"])
+def test_pem_keys_take_certificates_as_hvac_sends_them(
+    kustos_server: RunningServer, kind: str
+) -> None:
+    """Vault accepts a certificate in ``pem_keys`` (hvac's configure() sends one); its key verifies."""
+    keys = ClusterKeys(kind=kind)
+    admin = hvac.Client(url=kustos_server.addr, token=kustos_server.root_token)
+    mount = f"k8s-cert-{kind.lower()}"
+    admin.sys.enable_auth_method("kubernetes", path=mount)
+    admin.auth.kubernetes.configure(
+        kubernetes_host="https://127.0.0.1:6443",
+        pem_keys=[keys.certificate_pem()],
+        issuer=ISSUER,
+        mount_point=mount,
+    )
+    admin.auth.kubernetes.create_role(
+        "web",
+        bound_service_account_names=["web"],
+        bound_service_account_namespaces=["apps"],
+        audience=AUDIENCE,
+        mount_point=mount,
+    )
+    answer = hvac.Client(url=kustos_server.addr).auth.kubernetes.login(
+        role="web", jwt=keys.token(namespace="apps", name="web"), mount_point=mount
+    )
+    assert answer["auth"]["metadata"]["service_account_name"] == "web"
+    other = ClusterKeys(kind=kind)  # a certificate for another key does not verify it
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=kustos_server.addr).auth.kubernetes.login(
+            role="web", jwt=other.token(namespace="apps", name="web"), mount_point=mount
+        )
+    with pytest.raises(
+        hvac.exceptions.InvalidRequest, match=r"pem_keys\[0\] is not a valid PEM certificate"
+    ):
+        admin.auth.kubernetes.configure(
+            kubernetes_host="https://127.0.0.1:6443",
+            pem_keys=["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"],
+            mount_point=mount,
+        )
+
+
 @pytest.mark.parametrize(
     ("jwt_for", "error", "message"),
     [

@@ -181,9 +181,17 @@ async def test_missing_ciphertext_of_a_live_version_is_an_integrity_error(
     _assert_integrity_error(http.get("/v1/secret/data/tamper/gone"))
 
 
-def test_integrity_failures_are_counted(http: httpx.Client) -> None:
+def _integrity_errors(http: httpx.Client) -> float:
     metrics = http.get("/metrics").text
     line = next(
         row for row in metrics.splitlines() if row.startswith("kustos_integrity_errors_total ")
     )
-    assert float(line.split()[1]) >= 1
+    return float(line.split()[1])
+
+
+async def test_integrity_failures_are_counted(http: httpx.Client, storage: SqliteBackend) -> None:
+    before = _integrity_errors(http)  # whatever earlier tests left: this test makes its own
+    _write(http, "tamper/counted", "counted-value")
+    await _replace(storage, _prefix(http), "tamper/counted", 1, b"\x00" * 60)
+    _assert_integrity_error(http.get("/v1/secret/data/tamper/counted"))
+    assert _integrity_errors(http) == before + 1

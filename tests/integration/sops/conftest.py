@@ -1,9 +1,7 @@
-"""Fixtures for sops integration tests: a throwaway GNUPGHOME, the kustos CLI, a moto server, sops 1.18."""
+"""Fixtures for sops integration tests: the session's fresh PGP key and a moto server (AWS KMS)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,23 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sops_support import REPO, VECTORS
+
+from tests.support.gpg import GpgKey
 
 
 @pytest.fixture
-def pgp_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment with GNUPGHOME in tmp_path holding the published sops test key."""
-    if shutil.which("gpg") is None:
-        pytest.skip("gpg is not installed")
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(
-        ["gpg", "--batch", "--quiet", "--import", str(VECTORS / "sops_functional_tests_key.asc")],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    yield env
-    subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False, capture_output=True)
+def pgp_env(gpg_key: GpgKey) -> dict[str, str]:
+    """The environment of a user holding the session's fresh PGP key (short GNUPGHOME under /tmp)."""
+    return gpg_key.env
+
+
+@pytest.fixture
+def fp(gpg_key: GpgKey) -> str:
+    """That key's fingerprint."""
+    return gpg_key.fingerprint
 
 
 def _free_port() -> int:
@@ -58,19 +53,3 @@ def moto_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-SOPS118_VENV = REPO / ".venv-sops118"
-
-
-@pytest.fixture(scope="session")
-def sops118() -> Path:
-    """The sops 1.18 (Python) executable in its own cached virtualenv, created once if missing."""
-    exe = SOPS118_VENV / "bin" / "sops"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(SOPS118_VENV)], check=True)
-        subprocess.run(
-            [str(SOPS118_VENV / "bin" / "pip"), "install", "--quiet", "sops==1.18", "ruamel.yaml<0.17"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-    return exe

@@ -1,4 +1,4 @@
-"""Helpers shared by the sops integration tests (constants and running the kustos CLI)."""
+"""Helpers shared by the sops integration tests (running the kustos CLI)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.paths import SOPS_VECTORS
-
-VECTORS = SOPS_VECTORS
-TEST_FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
-REPO = Path(__file__).resolve().parents[3]
 KUSTOS = str(Path(sys.executable).with_name("kustos"))
 
 

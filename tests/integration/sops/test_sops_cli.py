@@ -8,15 +8,19 @@ import stat
 from pathlib import Path
 
 import pytest
-from sops_support import TEST_FP, VECTORS, kustos
+from sops_support import kustos
+
+from tests.support.gpg import gpg_home
 
 pytestmark = pytest.mark.slow
 
 
-def test_encrypt_decrypt_in_place_output_extract(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_encrypt_decrypt_in_place_output_extract(
+    pgp_env: dict[str, str], tmp_path: Path, fp: str
+) -> None:
     plain = tmp_path / "values.yaml"
     plain.write_text("db:\n  user: app\n  password: hunter2  # keep\nlist: [1, 2]\n")
-    kustos("encrypt", "--pgp", TEST_FP, "-i", str(plain), env=pgp_env)
+    kustos("encrypt", "--pgp", fp, "-i", str(plain), env=pgp_env)
     text = plain.read_text()
     assert "hunter2" not in text and "# keep" in text and "mac: ENC[" in text
     out = tmp_path / "out.yaml"
@@ -30,13 +34,17 @@ def test_encrypt_decrypt_in_place_output_extract(pgp_env: dict[str, str], tmp_pa
     assert json.loads(as_json)["db"]["password"] == "hunter2"
 
 
-def test_errors_are_clear(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_errors_are_clear(pgp_env: dict[str, str], tmp_path: Path, fp: str) -> None:
     plain = tmp_path / "plain.yaml"
     plain.write_text("a: b\n")
     done = kustos("decrypt", str(plain), env=pgp_env, check=False)
     assert done.returncode == 1 and b"not sops-encrypted" in done.stderr
     tampered = tmp_path / "t.yaml"
-    tampered.write_text((VECTORS / "format.enc.yaml").read_text().replace("data:8CvE", "data:8CvF"))
+    tampered.write_text("foo: bar\n")
+    kustos("encrypt", "--pgp", fp, "-i", str(tampered), env=pgp_env)
+    text = tampered.read_text()
+    start = text.index("data:") + len("data:")
+    tampered.write_text(text[:start] + ("A" if text[start] != "A" else "B") + text[start + 1 :])
     done = kustos("decrypt", str(tampered), env=pgp_env, check=False)
     assert done.returncode == 1 and b'could not decrypt the value at ["foo"]' in done.stderr
     none = kustos(
@@ -45,23 +53,25 @@ def test_errors_are_clear(pgp_env: dict[str, str], tmp_path: Path) -> None:
     assert none.returncode == 1 and b"no recipients" in none.stderr
 
 
-def test_env_vars_and_sops_yaml(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_env_vars_and_sops_yaml(pgp_env: dict[str, str], tmp_path: Path, fp: str) -> None:
     plain = tmp_path / "a.env"
     plain.write_text("TOKEN=abc\n")
-    enc = kustos("encrypt", str(plain), env={**pgp_env, "SOPS_PGP_FP": TEST_FP}).stdout
-    assert b"sops_pgp__list_0__map_fp=" + TEST_FP.encode() in enc
+    enc = kustos("encrypt", str(plain), env={**pgp_env, "SOPS_PGP_FP": fp}).stdout
+    assert b"sops_pgp__list_0__map_fp=" + fp.encode() in enc
     (tmp_path / ".sops.yaml").write_text(
-        f"creation_rules:\n  - path_regex: \\.json$\n    pgp: {TEST_FP}\n"
+        f"creation_rules:\n  - path_regex: \\.json$\n    pgp: {fp}\n"
     )
     (tmp_path / "b.json").write_text('{"k": "v"}')
     enc_json = kustos("encrypt", "b.json", env=pgp_env, cwd=tmp_path).stdout
-    assert json.loads(enc_json)["sops"]["pgp"][0]["fp"] == TEST_FP
+    assert json.loads(enc_json)["sops"]["pgp"][0]["fp"] == fp
 
 
-def test_set_unset_edit_keep_unchanged_ciphertext(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_set_unset_edit_keep_unchanged_ciphertext(
+    pgp_env: dict[str, str], tmp_path: Path, fp: str
+) -> None:
     path = tmp_path / "s.json"
     path.write_text('{"a": "one", "b": "two"}')
-    kustos("encrypt", "--pgp", TEST_FP, "-i", str(path), env=pgp_env)
+    kustos("encrypt", "--pgp", fp, "-i", str(path), env=pgp_env)
     before = json.loads(path.read_text())
     kustos("set", str(path), '["b"]', '"changed"', env=pgp_env)
     after = json.loads(path.read_text())
@@ -87,7 +97,7 @@ def test_set_unset_edit_keep_unchanged_ciphertext(pgp_env: dict[str, str], tmp_p
     assert json.loads(kustos("decrypt", str(path), env=pgp_env).stdout)["b"] == "edited"
 
 
-def test_rotate_and_updatekeys(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_rotate_and_updatekeys(pgp_env: dict[str, str], tmp_path: Path, fp: str) -> None:
     import pyrage
 
     identity = pyrage.x25519.Identity.generate()
@@ -98,7 +108,7 @@ def test_rotate_and_updatekeys(pgp_env: dict[str, str], tmp_path: Path) -> None:
     kustos(
         "encrypt",
         "--pgp",
-        TEST_FP,
+        fp,
         "--age",
         str(identity.to_public()),
         "-i",
@@ -108,7 +118,7 @@ def test_rotate_and_updatekeys(pgp_env: dict[str, str], tmp_path: Path) -> None:
     first = path.read_text()
     rotated = kustos("rotate", str(path), env=pgp_env).stdout.decode()
     assert rotated.splitlines()[0] != first.splitlines()[0]
-    (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - pgp: {TEST_FP}\n")
+    (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - pgp: {fp}\n")
     done = kustos("updatekeys", "-y", str(path), env=pgp_env, cwd=tmp_path)
     assert (
         b"may still hold the old data key" in done.stderr
@@ -120,10 +130,10 @@ def test_rotate_and_updatekeys(pgp_env: dict[str, str], tmp_path: Path) -> None:
     assert path.read_text().splitlines()[0] != first.splitlines()[0]
 
 
-def test_exec_env_and_exec_file(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_exec_env_and_exec_file(pgp_env: dict[str, str], tmp_path: Path, fp: str) -> None:
     path = tmp_path / "e.env"
     path.write_text("SECRET_TOKEN=abc123\n")
-    kustos("encrypt", "--pgp", TEST_FP, "-i", str(path), env=pgp_env)
+    kustos("encrypt", "--pgp", fp, "-i", str(path), env=pgp_env)
     out = kustos("exec-env", str(path), "--", "echo token=$SECRET_TOKEN", env=pgp_env).stdout
     assert out == b"token=abc123\n"
     out = kustos(
@@ -137,7 +147,7 @@ def test_exec_env_and_exec_file(pgp_env: dict[str, str], tmp_path: Path) -> None
     assert code == 7
 
 
-def test_helm_decrypts_values_into_tmpfs(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_helm_decrypts_values_into_tmpfs(pgp_env: dict[str, str], tmp_path: Path, fp: str) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake = bindir / "helm"
@@ -151,7 +161,7 @@ def test_helm_decrypts_values_into_tmpfs(pgp_env: dict[str, str], tmp_path: Path
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     secret = tmp_path / "secrets.yaml"
     secret.write_text("password: hunter2\n")
-    kustos("encrypt", "--pgp", TEST_FP, "-i", str(secret), env=pgp_env)
+    kustos("encrypt", "--pgp", fp, "-i", str(secret), env=pgp_env)
     plain = tmp_path / "plain.yaml"
     plain.write_text("replicas: 2\n")
     env = {**pgp_env, "PATH": f"{bindir}:{pgp_env['PATH']}"}
@@ -168,9 +178,11 @@ def test_helm_decrypts_values_into_tmpfs(pgp_env: dict[str, str], tmp_path: Path
     assert not Path(shm_path).exists()
 
 
-def test_git_textconv(pgp_env: dict[str, str], tmp_path: Path) -> None:
+def test_git_textconv(pgp_env: dict[str, str], tmp_path: Path, fp: str) -> None:
     vector = tmp_path / "f.yaml"
-    vector.write_bytes((VECTORS / "format.enc.yaml").read_bytes())
+    vector.write_text("foo: bar\n")
+    kustos("encrypt", "--pgp", fp, "-i", str(vector), env=pgp_env)
     assert kustos("git", "textconv", str(vector), env=pgp_env).stdout == b"foo: bar\n"
-    no_keys = {**pgp_env, "GNUPGHOME": str(tmp_path)}
-    assert kustos("git", "textconv", str(vector), env=no_keys).stdout == vector.read_bytes()
+    with gpg_home(generate=False) as empty:
+        no_keys = {**pgp_env, "GNUPGHOME": str(empty.home)}
+        assert kustos("git", "textconv", str(vector), env=no_keys).stdout == vector.read_bytes()

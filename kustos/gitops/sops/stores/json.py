@@ -10,6 +10,7 @@ UTF-8 survive through ``surrogateescape``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +22,23 @@ from .base import Decrypted, Emitter
 __all__ = ["BinaryStore", "JsonStore"]
 
 
+def _go_numbers(value: Any) -> Any:
+    """Whole floats as Go's encoding/json prints them (``2``, not ``2.0``), as sops writes them."""
+    if isinstance(value, float):
+        return (
+            int(value)
+            if math.isfinite(value) and value.is_integer() and abs(value) < 1e21
+            else value
+        )
+    if isinstance(value, dict):
+        return {k: _go_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_numbers(v) for v in value]
+    return value
+
+
 def _dumps(tree: Any) -> bytes:
-    return (json.dumps(tree, indent="\t", ensure_ascii=False) + "\n").encode(
+    return (json.dumps(_go_numbers(tree), indent="\t", ensure_ascii=False) + "\n").encode(
         "utf-8", "surrogateescape"
     )
 

@@ -10,9 +10,10 @@ appended to (or cut from) every document, in sops's own layout (4-space
 indent).
 
 Scalars are typed with YAML 1.2 core-schema rules, as sops's yaml.v3 does
-(``yes``/``on`` are strings, not booleans). Comments stay in clear text (sops
-3 encrypts them; sops 1 did not); ``#ENC[...]`` comments written by sops 3
-are left as they are. Aliases (``*name``) are rejected: a value reachable by
+(``yes``/``on`` are strings, not booleans). Comments stay in clear text when
+Kustos encrypts (sops 3 encrypts them; sops 1 did not); ``#ENC[...]`` comments
+that sops 3 wrote are decrypted (their associated data is the path of the
+mapping they stand in, which the decryption finds by trying each). Aliases (``*name``) are rejected: a value reachable by
 two paths has no single associated data.
 """
 
@@ -30,7 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kustos.crypto.sops import format_float, is_encrypted_value
 from kustos.errors import ConfigError, DecryptionError
 
-from ..trees import LeafDecryptor, LeafEncryptor, path_display
+from ..trees import LeafDecryptor, LeafEncryptor, aad_for, path_display
 from .base import Decrypted, Emitter
 
 __all__ = ["YamlStore", "dump_block", "yaml_scalar"]
@@ -168,7 +169,7 @@ def yaml_scalar(value: Any, *, flow: bool, indent: int) -> str:
         text = format_float(value)
         if text in ("+Inf", "-Inf", "NaN"):
             return {"+Inf": ".inf", "-Inf": "-.inf", "NaN": ".nan"}[text]
-        return text if any(c in text for c in ".eE") else text + ".0"
+        return text  # as sops (Go) prints it: 2.0 becomes 2
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     text = str(value)
@@ -316,6 +317,43 @@ def _top_mapping(doc: Node | None, index: int) -> MappingNode | None:
     return doc
 
 
+_ENC_COMMENT: Final = re.compile(r"(?m)^([ \t]*)#(ENC\[AES256_GCM,[^\]\n]*,type:comment\])[ \t]*$")
+
+
+def _mapping_paths(value: Any, path: tuple[str, ...], out: dict[tuple[str, ...], None]) -> None:
+    if isinstance(value, dict):
+        out[path] = None
+        for key, item in value.items():
+            _mapping_paths(item, (*path, str(key)), out)
+    elif isinstance(value, list):
+        out[path] = None
+        for item in value:
+            _mapping_paths(item, path, out)
+
+
+def _open_comments(text: str, splicer: _Splicer, handler: LeafDecryptor, trees: list[Any]) -> None:
+    """Decrypt the ``#ENC[...]`` comments sops 3 wrote, in place (outside the cut ``sops`` blocks)."""
+    cut = [(start, end) for start, end, replacement in splicer.edits if replacement == ""]
+    candidates: dict[tuple[str, ...], None] = {(): None}
+    for tree in trees:
+        _mapping_paths(tree, (), candidates)
+    for match in _ENC_COMMENT.finditer(text):
+        if any(start <= match.start() < end for start, end in cut):
+            continue
+        for path in candidates:
+            try:
+                data, value_type = handler.cipher.decrypt(match.group(2), aad=aad_for(path))
+            except DecryptionError:
+                continue
+            if value_type == "comment":
+                splicer.edits.append((match.start(2) - 1, match.end(2), "#" + data.decode()))
+                break
+        else:
+            raise DecryptionError(
+                f"could not decrypt the comment on line {text.count(chr(10), 0, match.start()) + 1}"
+            )
+
+
 class _EncryptedYaml:
     def __init__(self, text: str, docs: list[Node | None], metadata: Mapping[str, Any]) -> None:
         self._text = text
@@ -340,6 +378,7 @@ class _EncryptedYaml:
                         newline = self._text.find("\n", end)
                         end = len(self._text) if newline < 0 else newline + 1
                     splicer.edits.append((start, end, ""))
+        _open_comments(self._text, splicer, handler, trees)
         tree = trees[0] if len(trees) == 1 else trees
         return Decrypted(plaintext=splicer.apply().encode(), tree=tree)
 

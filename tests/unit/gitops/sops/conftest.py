@@ -1,43 +1,21 @@
-"""Fixtures for the sops-format tests: a throwaway GNUPGHOME with the published sops test key."""
+"""Fixtures for the sops-format tests: the session's fresh PGP key (``gpg_key``) as key services."""
 
 from __future__ import annotations
-
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from kustos.gitops.sops import KeyServices
-from tests.support.paths import SOPS_VECTORS
-
-VECTORS = SOPS_VECTORS
-TEST_FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
+from tests.support.gpg import GpgKey
 
 
 @pytest.fixture
-def gnupghome(tmp_path: Path) -> Iterator[Path]:
-    """A GNUPGHOME in tmp_path holding the sops functional-tests private key."""
-    if shutil.which("gpg") is None:
-        pytest.skip("gpg is not installed")
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(
-        ["gpg", "--batch", "--quiet", "--import", str(VECTORS / "sops_functional_tests_key.asc")],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    yield home
-    subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False, capture_output=True)
+def pgp_env(gpg_key: GpgKey) -> dict[str, str]:
+    return gpg_key.env
 
 
 @pytest.fixture
-def pgp_env(gnupghome: Path) -> dict[str, str]:
-    return {**os.environ, "GNUPGHOME": str(gnupghome)}
+def pgp_fp(gpg_key: GpgKey) -> str:
+    return gpg_key.fingerprint
 
 
 @pytest.fixture

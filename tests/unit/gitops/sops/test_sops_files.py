@@ -24,7 +24,7 @@ from kustos.gitops.sops import (
     update_keys,
 )
 
-TEST_FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"
+TEST_FP = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4"  # only parsed, never used to encrypt
 
 YAML_DOC = b"""\
 # top comment

@@ -13,11 +13,14 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -58,6 +61,22 @@ class ClusterKeys:
             )
             .decode()
         )
+
+    def certificate_pem(self) -> str:
+        """A self-signed certificate for the signing key, as a cluster may publish its signer."""
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "service-accounts")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(self.private, hashes.SHA256())
+        )
+        return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
     def token(
         self,
