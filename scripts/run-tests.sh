@@ -12,15 +12,6 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
        "(export KUBEBUILDER_ASSETS=\$(../shared/k8s/unpack.sh) to run them)" >&2
 fi
 
-# The sops 1.18 interop tests run the Python sops from a virtualenv of its own, which
-# pip fills from the package index: the private namespace below has no network, so
-# make it here, once (tests/integration/sops/conftest.py pins the same versions).
-if [ ! -x .venv-sops118/bin/sops ]; then
-  .venv/bin/python -m venv .venv-sops118 \
-    && .venv-sops118/bin/pip install --quiet 'sops==1.18' 'ruamel.yaml<0.17' \
-    || echo "warning: could not prepare .venv-sops118; the sops 1.18 interop tests will fail" >&2
-fi
-
 if [ "${KUSTOS_TEST_NETNS:-1}" != "0" ] && command -v unshare >/dev/null 2>&1 \
    && unshare --net -- true 2>/dev/null; then
   unshare --net -- bash -c 'ip link set lo up && exec "$@"' run-tests "${pytest[@]}"
