@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -338,73 +339,56 @@ def _not_found(client: KustosClient, mount: str, path: str, version: int | None)
     return f"{where} has no version {wanted}"
 
 
-@kv_app.command("put")
-@connected()
-def put(
-    path: PathArg,
-    data: DataArgs = None,
-    file: DataFileOption = None,
-    cas: Annotated[
-        int | None,
-        typer.Option(
-            "--cas",
-            help="Write only if the current version is this one (0: only if absent).",
-            show_default=False,
-        ),
-    ] = None,
-    reason: ReasonOption = None,
-    mount: MountOption = None,
-    output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
-) -> None:
-    """Write a new version of a secret (replacing all its keys)."""
-    mount_name, secret = _split(path, mount)
-    values = _values(data, file)
-    with connection.client() as client:
-        try:
-            result = client.kv_v2.create_or_update_secret(
-                secret, values, cas=cas, reason=reason, mount_point=mount_name
-            )
-        except NotFoundError:
-            fail(
-                _mount_missing(client, mount_name)
-                or f"cannot write {_display(mount_name, secret)}: not found"
-            )
-    _show_write(result, output, where=_display(mount_name, secret), verb="Wrote")
+CasOption = Annotated[
+    int | None,
+    typer.Option(
+        "--cas",
+        help="Write only if the current version is this one (put: 0 means only if absent).",
+        show_default=False,
+    ),
+]
 
 
-@kv_app.command("patch")
-@connected()
-def patch(
-    path: PathArg,
-    data: DataArgs = None,
-    file: DataFileOption = None,
-    cas: Annotated[
-        int | None,
-        typer.Option(
-            "--cas", help="Patch only if the current version is this one.", show_default=False
-        ),
-    ] = None,
-    reason: ReasonOption = None,
-    mount: MountOption = None,
-    output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
-) -> None:
-    """Write a new version that changes only the given keys (JSON merge patch; null removes a key)."""
-    mount_name, secret = _split(path, mount)
-    values = _values(data, file)
-    with connection.client() as client:
-        try:
-            result = client.kv_v2.patch(
-                secret, values, cas=cas, reason=reason, mount_point=mount_name
-            )
-        except NotFoundError:
-            fail(
-                f"no secret at {_display(mount_name, secret)} to patch; create it with `kustos kv put`"
-            )
-    _show_write(result, output, where=_display(mount_name, secret), verb="Patched")
+def _write_command(*, patch: bool) -> Callable[..., None]:
+    """``kv put`` (replace all keys) or ``kv patch`` (change the given keys): the same options."""
+
+    @connected()
+    def command(
+        path: PathArg,
+        data: DataArgs = None,
+        file: DataFileOption = None,
+        cas: CasOption = None,
+        reason: ReasonOption = None,
+        mount: MountOption = None,
+        output: OutputOption = OutputFormat.table,
+        *,
+        connection: Connection,
+    ) -> None:
+        mount_name, secret = _split(path, mount)
+        where = _display(mount_name, secret)
+        values = _values(data, file)
+        with connection.client() as client:
+            write = client.kv_v2.patch if patch else client.kv_v2.create_or_update_secret
+            try:
+                result = write(secret, values, cas=cas, reason=reason, mount_point=mount_name)
+            except NotFoundError:
+                fail(
+                    f"no secret at {where} to patch; create it with `kustos kv put`"
+                    if patch
+                    else _mount_missing(client, mount_name) or f"cannot write {where}: not found"
+                )
+        _show_write(result, output, where=where, verb="Patched" if patch else "Wrote")
+
+    command.__doc__ = (
+        "Write a new version that changes only the given keys (JSON merge patch; null removes a key)."
+        if patch
+        else "Write a new version of a secret (replacing all its keys)."
+    )
+    return command
+
+
+kv_app.command("put")(_write_command(patch=False))
+kv_app.command("patch")(_write_command(patch=True))
 
 
 @kv_app.command("get")
@@ -479,12 +463,6 @@ def list_(
     render(keys, output, columns=["Keys"])
 
 
-VersionsOption = Annotated[
-    str | None,
-    typer.Option("--versions", help="Comma-separated versions, like 1,3.", show_default=False),
-]
-
-
 def _wanted(versions: str | None, *, required: bool) -> list[int]:
     try:
         return parse_versions(versions, required=required)
@@ -522,112 +500,135 @@ def _version_states(
     return meta, states
 
 
-@kv_app.command("delete")
-@connected()
-def delete(
-    path: PathArg,
-    versions: Annotated[
-        str | None,
-        typer.Option(
-            "--versions",
-            help="Comma-separated versions to delete (default: the latest).",
-            show_default=False,
-        ),
-    ] = None,
-    mount: MountOption = None,
-    output: OutputOption = OutputFormat.table,
-    *,
+VersionsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--versions",
+        help="Comma-separated versions, like 1,3 (kv delete: default the latest).",
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _VersionChange:
+    """What ``kv delete``, ``kv undelete`` or ``kv destroy`` does to the versions it is given."""
+
+    name: str
+    doc: str
+    done: str
+    """Past tense for the report: "Deleted", "Restored", "Destroyed"."""
+    changes: frozenset[str]
+    """The version states it changes; the others are reported unchanged."""
+    refuses: str | None
+    """A state that makes the command fail (a destroyed version cannot be restored)."""
+    call: Callable[[KustosClient, str, list[int], str], None]
+    latest_by_default: bool = False
+
+
+def _change_versions(
+    change: _VersionChange,
     connection: Connection,
+    path: str,
+    versions: str | None,
+    mount: str | None,
+    output: OutputFormat,
 ) -> None:
-    """Soft-delete the latest version, or the given ones (`kv undelete` restores them)."""
     mount_name, secret = _split(path, mount)
     where = _display(mount_name, secret)
-    wanted = _wanted(versions, required=False)
+    wanted = _wanted(versions, required=not change.latest_by_default)
     with connection.client() as client:
         meta, states = _version_states(client, mount_name, secret, wanted)
         if not wanted:
             latest = int(meta.get("current_version") or 0)
-            _, states = _version_states(client, mount_name, secret, [latest])
-            if states[latest] != "live":
+            wanted = [latest]
+            _, states = _version_states(client, mount_name, secret, wanted)
+            if states[latest] not in change.changes:
                 fail(f"the latest version ({latest}) of {where} is already {states[latest]}")
-            client.kv_v2.delete_latest_version(secret, mount_point=mount_name)
-            deleted = [latest]
-        else:
-            deleted = [v for v in wanted if states[v] == "live"]
-            if deleted:
-                client.kv_v2.delete_versions(secret, deleted, mount_point=mount_name)
-    skipped = [v for v in wanted if v not in deleted]
-    note = f" ({_versions_text(skipped)} already deleted or destroyed)" if skipped else ""
+        refused = [v for v in wanted if states[v] == change.refuses]
+        if refused:
+            fail(
+                f"{_versions_text(refused)} of {where} was {change.refuses} and cannot be restored"
+            )
+        changed = [v for v in wanted if states[v] in change.changes]
+        if changed:
+            change.call(client, secret, changed, mount_name)
+    unchanged = {
+        state: [v for v in wanted if states[v] == state and v not in changed]
+        for state in ("live", "deleted", "destroyed")
+    }
+    notes = [
+        f"{_versions_text(numbers)} {'is' if len(numbers) == 1 else 'are'} "
+        + ("not deleted" if state == "live" else f"already {state}")
+        for state, numbers in unchanged.items()
+        if numbers
+    ]
+    note = "; ".join(notes)
     report(
-        f"Deleted {_versions_text(deleted)} of {where}{note}"
-        if deleted
-        else f"Nothing deleted: {_versions_text(skipped)} of {where} already deleted or destroyed",
-        {"path": where, "deleted": deleted, "unchanged": skipped},
+        f"{change.done} {_versions_text(changed)} of {where}" + (f" ({note})" if note else "")
+        if changed
+        else f"Nothing {change.done.lower()}: {note} at {where}",
+        {
+            "path": where,
+            change.done.lower(): changed,
+            "unchanged": [v for v in wanted if v not in changed],
+        },
         output,
     )
 
 
-@kv_app.command("undelete")
-@connected()
-def undelete(
-    path: PathArg,
-    versions: VersionsOption = None,
-    mount: MountOption = None,
-    output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
-) -> None:
-    """Restore soft-deleted versions (a destroyed version cannot be restored)."""
-    mount_name, secret = _split(path, mount)
-    where = _display(mount_name, secret)
-    wanted = _wanted(versions, required=True)
-    with connection.client() as client:
-        _, states = _version_states(client, mount_name, secret, wanted)
-        destroyed = [v for v in wanted if states[v] == "destroyed"]
-        if destroyed:
-            fail(f"{_versions_text(destroyed)} of {where} was destroyed and cannot be restored")
-        restored = [v for v in wanted if states[v] == "deleted"]
-        if restored:
-            client.kv_v2.undelete_versions(secret, restored, mount_point=mount_name)
-    live = [v for v in wanted if states[v] == "live"]
-    note = f"{_versions_text(live)} of {where} {'is' if len(live) == 1 else 'are'} not deleted"
-    report(
-        f"Restored {_versions_text(restored)} of {where}" + (f"; {note}" if live else "")
-        if restored
-        else f"Nothing to restore: {note}",
-        {"path": where, "restored": restored, "not_deleted": live},
-        output,
-    )
+def _version_command(change: _VersionChange) -> Callable[..., None]:
+    """The Typer command for ``change`` (the three commands share their options)."""
+
+    @connected()
+    def command(
+        path: PathArg,
+        versions: VersionsOption = None,
+        mount: MountOption = None,
+        output: OutputOption = OutputFormat.table,
+        *,
+        connection: Connection,
+    ) -> None:
+        _change_versions(change, connection, path, versions, mount, output)
+
+    command.__doc__ = change.doc
+    command.__name__ = change.name
+    return command
 
 
-@kv_app.command("destroy")
-@connected()
-def destroy(
-    path: PathArg,
-    versions: VersionsOption = None,
-    mount: MountOption = None,
-    output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
-) -> None:
-    """Erase the given versions permanently (they cannot be undeleted)."""
-    mount_name, secret = _split(path, mount)
-    where = _display(mount_name, secret)
-    wanted = _wanted(versions, required=True)
-    with connection.client() as client:
-        _, states = _version_states(client, mount_name, secret, wanted)
-        erased = [v for v in wanted if states[v] != "destroyed"]
-        if erased:
-            client.kv_v2.destroy_versions(secret, erased, mount_point=mount_name)
-    already = [v for v in wanted if v not in erased]
-    note = f" ({_versions_text(already)} already destroyed)" if already else ""
-    report(
-        f"Destroyed {_versions_text(erased)} of {where}{note}"
-        if erased
-        else f"Nothing destroyed: {_versions_text(already)} of {where} already destroyed",
-        {"path": where, "destroyed": erased, "unchanged": already},
-        output,
-    )
+_DELETE = _VersionChange(
+    name="delete",
+    doc="Soft-delete the latest version, or the given ones (`kv undelete` restores them).",
+    done="Deleted",
+    changes=frozenset({"live"}),
+    refuses=None,
+    call=lambda c, path, versions, mount: c.kv_v2.delete_versions(
+        path, versions, mount_point=mount
+    ),
+    latest_by_default=True,
+)
+_UNDELETE = _VersionChange(
+    name="undelete",
+    doc="Restore soft-deleted versions (a destroyed version cannot be restored).",
+    done="Restored",
+    changes=frozenset({"deleted"}),
+    refuses="destroyed",
+    call=lambda c, path, versions, mount: c.kv_v2.undelete_versions(
+        path, versions, mount_point=mount
+    ),
+)
+_DESTROY = _VersionChange(
+    name="destroy",
+    doc="Erase the given versions permanently (they cannot be undeleted).",
+    done="Destroyed",
+    changes=frozenset({"live", "deleted"}),
+    refuses=None,
+    call=lambda c, path, versions, mount: c.kv_v2.destroy_versions(
+        path, versions, mount_point=mount
+    ),
+)
+for _change in (_DELETE, _UNDELETE, _DESTROY):
+    kv_app.command(_change.name)(_version_command(_change))
 
 
 @kv_app.command("rollback")

@@ -20,7 +20,7 @@ from typing import Final
 from kustos.errors import PermissionDeniedError
 from kustos.server.tokens import TokenEntry
 
-__all__ = ["CAPABILITIES", "Authorizer", "authorize", "require"]
+__all__ = ["CAPABILITIES", "Authorizer", "authorize", "is_login_path", "require"]
 
 CAPABILITIES: Final = frozenset({"create", "read", "update", "patch", "delete", "list", "sudo"})
 
@@ -35,6 +35,18 @@ _SELF_SERVICE: Final = frozenset(
         "sys/capabilities-self",
     }
 )
+
+
+def is_login_path(path: str) -> bool:
+    """An auth method's login endpoint (``auth/<mount>/login``, ``auth/<mount>/login/<user>``).
+
+    A login needs no token, and as in Vault a stale token sent along with it
+    (a client's leftover ``~/.vault-token``) is ignored rather than refused.
+    """
+    if not path.startswith("auth/") or path.startswith("auth/token/"):
+        return False
+    trimmed = path.rstrip("/")
+    return trimmed.endswith("/login") or "/login/" in trimmed
 
 
 def authorize(token: TokenEntry, path: str, capability: str) -> bool:

@@ -49,7 +49,7 @@ from kustos.errors import (
     StorageError,
 )
 from kustos.sensitive import Sensitive
-from kustos.server.access import Authorizer, authorize
+from kustos.server.access import Authorizer, authorize, is_login_path
 from kustos.server.auditing import AuditCall
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
 from kustos.server.core import Core
@@ -236,7 +236,7 @@ class _Api:
                     entry = core.tokens.cached(token_text)
                     if entry is None:
                         entry = await core.tokens.lookup(token_text)
-                        if entry is None:
+                        if entry is None and not is_login_path(path):
                             raise InvalidTokenError()
                 payload = b""
                 if method not in _BODYLESS or content_length:

@@ -65,7 +65,7 @@ def test_delete_undelete_destroy_say_what_really_happened(cli: Cli) -> None:
     assert "no secret at secret/never/written" in missing.stderr
     cli.ok("kv", "put", "secret/d/x", "a=1")
     live = cli.ok("kv", "undelete", "--versions", "1", "secret/d/x")
-    assert "Nothing to restore: version 1 of secret/d/x is not deleted" in live.stderr
+    assert "Nothing restored: version 1 is not deleted at secret/d/x" in live.stderr
     assert "no version 7" in cli.fails("kv", "undelete", "--versions", "7", "secret/d/x").stderr
     cli.ok("kv", "delete", "secret/d/x")
     again = cli.fails("kv", "delete", "secret/d/x")

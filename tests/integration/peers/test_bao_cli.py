@@ -196,6 +196,12 @@ def test_auth_and_login_families(bao: Bao, tmp_path: Path) -> None:
         bao.json("token lookup", token=logged["auth"]["client_token"])["data"]["display_name"]
         == "userpass-alice"
     )
+    # a stale token left in the environment does not stop a login (as with Vault)
+    stale = bao.json(
+        "login", "-method=userpass", "-no-store", "username=alice", "password=correct horse",
+        token="hvs.a-stale-token-from-yesterday",
+    )  # fmt: skip
+    assert stale["auth"]["metadata"]["username"] == "alice"
     assert "invalid username or password" in bao.fails(
         "login", "-method=userpass", "-no-store", "username=alice", "password=wrong"
     )
