@@ -16,15 +16,8 @@ from typing import Annotated
 
 import typer
 
-from kustos.cli.connection import (
-    EXIT_BAD_INPUT,
-    AddressOption,
-    CaCertOption,
-    TlsSkipVerifyOption,
-    TokenOption,
-    open_client,
-)
-from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.connection import EXIT_BAD_INPUT, Connection, connected
+from kustos.cli.output import OutputFormat, OutputOption, fail, render, report
 
 __all__ = ["lease_app", "register"]
 
@@ -47,35 +40,29 @@ def _clean(value: str) -> str:
 
 
 @lease_app.command("lookup")
+@connected()
 def lookup(
     lease_id: LeaseIdArgument,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Show a lease: when it was issued, when it ends, its TTL and whether it can be renewed."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         info = client.leases.read_lease(_clean(lease_id))
     render(info, output)
 
 
 @lease_app.command("list")
+@connected()
 def list_leases(
     prefix: Annotated[str, typer.Argument(help="A lease id prefix, e.g. database/creds/app.")],
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """List the lease ids under a prefix (needs sudo on sys/leases/lookup)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         keys = client.leases.list_leases(_clean(prefix))
     if not keys:
         fail(f"no leases found under {prefix.strip('/')}")
@@ -83,6 +70,7 @@ def list_leases(
 
 
 @lease_app.command("renew")
+@connected()
 def renew(
     lease_id: LeaseIdArgument,
     increment: Annotated[
@@ -94,15 +82,11 @@ def renew(
         ),
     ] = None,
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Extend a lease (never past its role's max TTL)."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         answer = client.leases.renew_lease(_clean(lease_id), increment=increment)
     render(
         {
@@ -115,6 +99,7 @@ def renew(
 
 
 @lease_app.command("revoke")
+@connected()
 def revoke(
     lease_id: LeaseIdArgument,
     prefix: Annotated[
@@ -127,44 +112,39 @@ def revoke(
             help="With --prefix: remove the leases even if the database refuses (users may remain).",
         ),
     ] = False,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    output: OutputOption = OutputFormat.table,
+    *,
+    connection: Connection,
 ) -> None:
     """Revoke a lease now: its secret (the database user) is dropped."""
     if force and not prefix:
         fail("--force needs --prefix", code=EXIT_BAD_INPUT)
     target = _clean(lease_id)
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
+    with connection.client() as client:
         if prefix:
             client.leases.revoke_prefix(target, force=force)
         else:
             client.leases.revoke_lease(target)
-    stderr.print(
+    report(
         f"All revocation operations queued successfully under {target}"
         if prefix
         else f"Lease {target} revoked",
-        highlight=False,
+        {"lease_id": target, "prefix": prefix, "revoked": True},
+        output,
     )
 
 
 @lease_app.command("tidy")
+@connected()
 def tidy(
     output: OutputOption = OutputFormat.table,
-    address: AddressOption = None,
-    token: TokenOption = None,
-    tls_skip_verify: TlsSkipVerifyOption = False,
-    ca_cert: CaCertOption = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Clean up: drop links to leases that are gone; revoke leases whose token is gone."""
-    with open_client(
-        address=address, token=token, tls_skip_verify=tls_skip_verify, ca_cert=ca_cert
-    ) as client:
-        report = client.leases.tidy()
-    render(report, output)
+    with connection.client() as client:
+        tidied = client.leases.tidy()
+    render(tidied, output)
 
 
 def register(app: typer.Typer) -> None:
