@@ -298,6 +298,7 @@ def hash_command(
     value: Annotated[
         str, typer.Argument(help="The value to hash ('-' reads one line from stdin).")
     ],
+    output: OutputOption = OutputFormat.table,
     *,
     connection: Connection,
 ) -> None:
@@ -306,7 +307,11 @@ def hash_command(
 
     text = sys.stdin.readline().rstrip("\n") if value == "-" else value
     with connection.client() as client:
-        typer.echo(client.audit.calculate_hash(path, text))
+        hashed = client.audit.calculate_hash(path, text)
+    if output is OutputFormat.table:
+        typer.echo(hashed)
+    else:
+        render({"hash": hashed}, output)
 
 
 def register(app: typer.Typer) -> None:
