@@ -33,6 +33,7 @@ __all__ = ["AREAS", "COMMAND_AREAS", "app", "build_app", "main", "normalize_flag
 AREAS: Final = (
     "server",
     "operator",
+    "controller",
     "kv",
     "auth",
     "token",
@@ -56,6 +57,7 @@ AREAS: Final = (
 COMMAND_AREAS: Final[Mapping[str, str]] = {
     "server": "server",
     "operator": "operator",
+    "controller": "controller",
     "kv": "kv",
     "login": "auth",
     "auth": "auth",

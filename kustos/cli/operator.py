@@ -4,6 +4,9 @@ These commands act on the server's keys, not on secrets: ``init`` creates the
 root key and splits it into Shamir shares (printed once), ``unseal`` submits
 shares until the threshold, ``seal`` drops the keys from memory, ``rotate-key``
 adds a new key-encryption-key term and ``rewrap`` moves every stored data key to it.
+
+(The Kubernetes controllers are ``kustos controller run``; ``kustos operator run``
+remains as a hidden alias of it.)
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from kustos.cli.connection import (
     Connection,
     connected,
 )
+from kustos.cli.controller import run_controller
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, report, stderr
 from kustos.client import SealStatus
 from kustos.errors import KustosError
-from kustos.sensitive import Sensitive
 
 __all__ = ["register", "seal_progress_line"]
 
@@ -286,85 +289,13 @@ def _rewrap_summary(result: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "complete"
 
 
-@operator_app.command("run")
-def run_operator(
-    namespaces: Annotated[
-        str,
-        typer.Option(
-            "--namespaces", help="Comma-separated namespaces to watch (default: the whole cluster)."
-        ),
-    ] = "",
-    reload_strategy: Annotated[
-        str, typer.Option("--reload-strategy", help="Reloader strategy: env-vars or annotations.")
-    ] = "env-vars",
-    liveness: Annotated[
-        str | None,
-        typer.Option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz."),
-    ] = None,
-    kubeconfig: Annotated[
-        str | None,
-        typer.Option(
-            "--kubeconfig",
-            help="Kubeconfig file (default: $KUBECONFIG, then the pod's ServiceAccount, then ~/.kube/config).",
-            show_default=False,
-        ),
-    ] = None,
-    context: Annotated[
-        str | None,
-        typer.Option(
-            "--context",
-            help="Kubeconfig context to use (default: current-context).",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", help="Concurrent ExternalSecret reconciles.")
-    ] = 8,
-    kustos_addr: Annotated[
-        str | None,
-        typer.Option(
-            "--kustos-addr", envvar="KUSTOS_ADDR", help="Kustos server that unseals SealedSecrets."
-        ),
-    ] = None,
-    kustos_token: Annotated[
-        str | None,
-        typer.Option(
-            "--kustos-token",
-            envvar="KUSTOS_TOKEN",
-            help="Token for --kustos-addr.",
-            show_default=False,
-        ),
-    ] = None,
-    kustos_ca: Annotated[
-        str | None, typer.Option("--kustos-ca", help="CA bundle (PEM file) for --kustos-addr.")
-    ] = None,
-    sealed_secrets: Annotated[
-        bool,
-        typer.Option(
-            "--sealed-secrets/--no-sealed-secrets", help="Run the SealedSecret controller."
-        ),
-    ] = True,
-) -> None:
-    """Run the Kubernetes operator (SealedSecrets, ExternalSecrets, Reloader) until interrupted."""
-    from kustos.operator.main import OperatorOptions, run
-    from kustos.operator.reloading import Strategy
-
-    if reload_strategy not in ("env-vars", "annotations"):
-        fail("--reload-strategy must be env-vars or annotations", code=EXIT_BAD_INPUT)
-    options = OperatorOptions(
-        namespaces=[n.strip() for n in namespaces.split(",") if n.strip()],
-        reload_strategy=Strategy(reload_strategy),
-        workers=workers,
-        liveness_endpoint=liveness,
-        sealed_secrets=sealed_secrets,
-        kustos_addr=kustos_addr,
-        kustos_token=Sensitive(kustos_token) if kustos_token else None,
-        kustos_ca_path=kustos_ca,
-    )
-    try:
-        run(kubeconfig=kubeconfig, context=context, options=options)
-    except KustosError as exc:
-        fail(str(exc))
+# `kustos operator run`: the old name of `kustos controller run`, kept (hidden) so
+# manifests written before the rename keep working.
+operator_app.command(
+    "run",
+    hidden=True,
+    help="Old name of `kustos controller run`; use that.",
+)(run_controller)
 
 
 def register(app: typer.Typer) -> None:

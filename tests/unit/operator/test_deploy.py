@@ -112,10 +112,10 @@ def test_rendered_manifests_are_committed_and_pass_checks() -> None:
     objects = _docs(rendered)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert {
-        ("Deployment", "kustos-operator"),
+        ("Deployment", "kustos-controller"),
         ("StatefulSet", "kustos-server"),
-        ("ClusterRole", "kustos-operator"),
-        ("ServiceAccount", "kustos-operator"),
+        ("ClusterRole", "kustos-controller"),
+        ("ServiceAccount", "kustos-controller"),
         ("Service", "kustos-server"),
     } <= kinds
     for obj in objects:
