@@ -37,6 +37,8 @@ from kustos.kube import SECRETS, Body, ConflictError, KubeClient, Resource
 from kustos.operator.providers import Provider, ProviderRegistry
 from kustos.operator.reloading import SourceKind, Strategy, plan_reloads, source_hash
 from kustos.operator.syncing import (
+    LABEL_MANAGED,
+    CreationPolicy,
     DeletionPolicy,
     ExternalSecretSpec,
     SecretPlan,
@@ -56,7 +58,10 @@ __all__ = [
     "EXTERNAL_SECRETS",
     "SECRET_STORES",
     "ExternalSecretController",
+    "ProviderKey",
     "Reloader",
+    "StoreKey",
+    "store_key_of",
 ]
 
 EXTERNAL_SECRETS: Final = Resource("kustos.io", "v1", "externalsecrets", "ExternalSecret")
@@ -68,6 +73,38 @@ CLUSTER_SECRET_STORES: Final = Resource(
 _log = logging.getLogger("kustos.operator")
 
 Key = tuple[str, str]
+StoreKey = tuple[str, str, str]
+"""A store: ``(kind, namespace, name)``; a ClusterSecretStore's namespace is ``""``."""
+ProviderKey = tuple[str, str, str, str]
+"""A store and, for a ClusterSecretStore, the namespace it serves (its credentials may depend on it)."""
+
+
+def store_key_of(body: Body) -> StoreKey:
+    """The :data:`StoreKey` of a SecretStore or ClusterSecretStore body."""
+    meta = body.get("metadata") or {}
+    kind = body.get("kind") or ("SecretStore" if meta.get("namespace") else "ClusterSecretStore")
+    return (
+        kind,
+        meta.get("namespace") or "" if kind == "SecretStore" else "",
+        meta.get("name", ""),
+    )
+
+
+def _store_ref(body: Body) -> StoreKey:
+    meta = body.get("metadata") or {}
+    ref = (body.get("spec") or {}).get("secretStoreRef") or {}
+    kind = ref.get("kind") or "SecretStore"
+    namespace = meta.get("namespace", "") if kind == "SecretStore" else ""
+    return (kind, namespace, ref.get("name") or "")
+
+
+def _fingerprint(spec: object) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resource_version(body: Body | None) -> int:
+    value = ((body or {}).get("metadata") or {}).get("resourceVersion") or ""
+    return int(value) if str(value).isdigit() else -1
 
 
 @dataclass
@@ -75,17 +112,40 @@ class _Entry:
     body: Body
     fingerprint: str
     target: str = ""
+    store: StoreKey = ("", "", "")
     due: float | None = None
     failures: int = 0
     written_hash: str | None = None
     managed_keys: list[str] = field(default_factory=list)
-    store_key: tuple[str, str, str, str] | None = None
+    provider_key: ProviderKey | None = None
     remote_keys: frozenset[str] = frozenset()
     remote_prefixes: tuple[str, ...] = ()
 
 
+@dataclass
+class _Slot:
+    """One provider of one store, shared by every ExternalSecret that reads it.
+
+    ``opening`` is created once; every worker that needs the provider awaits
+    the same task, so racing workers never build a second provider (nor a
+    second change-stream subscription).
+    """
+
+    fingerprint: str
+    opening: asyncio.Task[Provider]
+
+
 class ExternalSecretController:
-    """Keeps every ExternalSecret's Secret in sync with its store."""
+    """Keeps every ExternalSecret's Secret in sync with its store.
+
+    What it knows about the cluster comes from the watches, not from extra
+    requests: SecretStores and ClusterSecretStores (:meth:`store_event`, fed
+    by kopf indexes, complete before the first ExternalSecret is handled),
+    and the Secrets it manages (:meth:`secret_event`, labelled
+    ``reconcile.external-secrets.io/managed``, also from an index). A new
+    ExternalSecret therefore costs two API calls: create its Secret (on 409,
+    read it and patch) and patch its status.
+    """
 
     def __init__(
         self,
@@ -105,6 +165,10 @@ class ExternalSecretController:
         self._now = now
         self._entries: dict[Key, _Entry] = {}
         self._targets: dict[Key, Key] = {}
+        self._secrets: dict[Key, Body] = {}
+        self._stores: dict[StoreKey, Body] = {}
+        self._slots: dict[ProviderKey, _Slot] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._heap: list[tuple[float, int, Key]] = []
         self._seq = itertools.count()
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
@@ -113,11 +177,18 @@ class ExternalSecretController:
         self._again: set[Key] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._store_cache: dict[tuple[str, str, str, str], tuple[str, Provider]] = {}
         self.reconciles = 0
         """How many reconciles ran (for tests and the benchmark)."""
         self.pushes = 0
         """How many change notices pushing providers delivered."""
+        self.providers_opened = 0
+        """How many providers were built (one per store and configuration; for tests and the benchmark)."""
+        self.providers_closed = 0
+
+    @property
+    def open_providers(self) -> int:
+        """Providers open now (each pushing one holds one change-stream subscription)."""
+        return len(self._slots)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -130,17 +201,17 @@ class ExternalSecretController:
             )
 
     async def stop(self) -> None:
-        """Stop every task and close the cached providers."""
+        """Stop every task and close every provider."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for _, provider in self._store_cache.values():
-            with contextlib.suppress(Exception):
-                await provider.close()
-        self._store_cache.clear()
+        for key in list(self._slots):
+            self._retire(key)
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
 
     # --- events from the handlers -----------------------------------------------
 
@@ -155,7 +226,8 @@ class ExternalSecretController:
         entry = self._entries.get(key)
         target = ((body.get("spec") or {}).get("target") or {}).get("name") or key[1]
         if entry is None:
-            self._entries[key] = _Entry(body=body, fingerprint=fingerprint, target=target)
+            entry = _Entry(body=body, fingerprint=fingerprint, target=target)
+            self._entries[key] = entry
         else:
             entry.body = body
             if entry.fingerprint == fingerprint:
@@ -164,19 +236,58 @@ class ExternalSecretController:
             self._targets.pop((key[0], entry.target), None)
             entry.target = target
             entry.failures = 0
+        entry.store = _store_ref(body)
         self._targets[(key[0], target)] = key
         self._enqueue(key)
 
     def forget(self, namespace: str, name: str) -> None:
         """An ExternalSecret was deleted: stop syncing it (its Secret follows ownerReferences)."""
         entry = self._entries.pop((namespace, name), None)
-        if entry is not None:
-            self._targets.pop((namespace, entry.target), None)
+        if entry is None:
+            return
+        self._targets.pop((namespace, entry.target), None)
+        if entry.provider_key is not None:
+            self._release_if_unused(entry.provider_key)
+
+    def store_event(self, event_type: str | None, body: Body) -> None:
+        """A SecretStore/ClusterSecretStore was listed, changed or deleted.
+
+        A changed or deleted store closes its providers and reconciles the
+        ExternalSecrets that read it.
+        """
+        key = store_key_of(body)
+        if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+            if self._stores.pop(key, None) is None:
+                return
+        else:
+            previous = self._stores.get(key)
+            self._stores[key] = body
+            if previous is None:
+                if any(entry.store == key for entry in self._entries.values()):
+                    self._enqueue_readers(key)  # they failed while it was missing
+                return
+            if _fingerprint(previous.get("spec")) == _fingerprint(body.get("spec")):
+                return
+        for provider_key in [k for k in self._slots if k[:3] == key]:
+            self._retire(provider_key)
+        self._enqueue_readers(key)
+
+    def _enqueue_readers(self, key: StoreKey) -> None:
+        for entry_key, entry in self._entries.items():
+            if entry.store == key:
+                self._enqueue(entry_key)
 
     def secret_event(self, event_type: str | None, body: Body) -> None:
-        """A Secret changed: if it is a target and differs from what we wrote, reconcile (drift repair)."""
+        """A Secret changed: keep what we manage in view; repair drift by reconciling its owner."""
         meta = body.get("metadata") or {}
-        owner = self._targets.get((meta.get("namespace", ""), meta.get("name", "")))
+        where = (meta.get("namespace", ""), meta.get("name", ""))
+        owner = self._targets.get(where)
+        managed = (meta.get("labels") or {}).get(LABEL_MANAGED) == "true"
+        if event_type == "DELETED":
+            self._secrets.pop(where, None)
+        elif owner is not None or managed:
+            if _resource_version(body) >= _resource_version(self._secrets.get(where)):
+                self._secrets[where] = body
         if owner is None or owner not in self._entries:
             return
         if event_type != "DELETED":
@@ -252,18 +363,16 @@ class ExternalSecretController:
             await self._failed(entry, str(exc))
             return None
         try:
-            provider, entry.store_key = await self._provider(spec)
+            provider = await self._provider(entry, spec)
             entry.remote_keys, entry.remote_prefixes = remote_keys(spec)
-            existing = await self._kube.get(
-                SECRETS, name=spec.target_name, namespace=spec.namespace
-            )
             try:
                 data = await fetch_data(spec, provider)
             except NotFoundError as exc:
-                return await self._remote_gone(entry, spec, existing, str(exc))
+                return await self._remote_gone(entry, spec, str(exc))
             if not data and (spec.data_from and not spec.data):
-                return await self._remote_gone(entry, spec, existing, "no remote secret matched")
+                return await self._remote_gone(entry, spec, "no remote secret matched")
             desired = desired_secret(spec, data)
+            existing = await self._existing(spec, need=spec.creation_policy is CreationPolicy.MERGE)
             plan = plan_secret(spec=spec, owner=body, existing=existing, desired=desired)
             entry.written_hash = data_hash(desired.plain())
             entry.managed_keys = sorted(desired.data)
@@ -281,53 +390,110 @@ class ExternalSecretController:
             return float(min(self._retry_first * 2.0 ** (entry.failures - 1), self._retry_max))
         entry.failures = 0
         message = "secret synced"
-        if spec.creation_policy.value == "None":
+        if spec.creation_policy is CreationPolicy.NONE:
             message = "secret synced (creationPolicy None: no Secret written)"
         await self._status(entry, "True", "SecretSynced", message)
         return spec.refresh or None
 
-    async def _provider(
-        self, spec: ExternalSecretSpec
-    ) -> tuple[Provider, tuple[str, str, str, str]]:
-        if spec.store_kind == "ClusterSecretStore":
-            store = await self._kube.get(CLUSTER_SECRET_STORES, name=spec.store_name)
-        else:
-            store = await self._kube.get(
-                SECRET_STORES, name=spec.store_name, namespace=spec.namespace
-            )
+    async def _existing(self, spec: ExternalSecretSpec, *, need: bool) -> Body | None:
+        """The target Secret as the watch last showed it; read only when ``need`` and not known.
+
+        Secrets this controller manages are labelled and come from an index
+        complete at start; an unknown target is created (a 409 then reads it).
+        """
+        where = (spec.namespace, spec.target_name)
+        known = self._secrets.get(where)
+        if known is not None or not need:
+            return known
+        return await self._kube.get(SECRETS, name=spec.target_name, namespace=spec.namespace)
+
+    def _remember(self, body: Body | None) -> None:
+        if body is None:
+            return
+        meta = body.get("metadata") or {}
+        where = (meta.get("namespace", ""), meta.get("name", ""))
+        if _resource_version(body) >= _resource_version(self._secrets.get(where)):
+            self._secrets[where] = body
+
+    # --- providers: one per store, shared, closed when unused -------------------
+
+    async def _provider(self, entry: _Entry, spec: ExternalSecretSpec) -> Provider:
+        store_key: StoreKey = (
+            spec.store_kind,
+            spec.namespace if spec.store_kind == "SecretStore" else "",
+            spec.store_name,
+        )
+        store = self._stores.get(store_key)
         if store is None:
             raise ConfigError(f"{spec.store_kind} {spec.store_name!r} does not exist")
-        cache_key = (
-            spec.store_kind,
-            store.get("metadata", {}).get("namespace") or "",
-            spec.store_name,
-            spec.namespace,
+        key: ProviderKey = (
+            *store_key,
+            spec.namespace if spec.store_kind == "ClusterSecretStore" else "",
         )
-        fingerprint = hashlib.sha256(
-            json.dumps(store.get("spec") or {}, sort_keys=True).encode()
-        ).hexdigest()
-        cached = self._store_cache.get(cache_key)
-        if cached is not None and cached[0] == fingerprint:
-            return cached[1], cache_key
-        provider = await self._providers.create(
-            store=store, namespace=spec.namespace, kube=self._kube
-        )
-        if cached is not None:
-            with contextlib.suppress(Exception):
-                await cached[1].close()
-        self._store_cache[cache_key] = (fingerprint, provider)
+        previous = entry.provider_key
+        entry.provider_key = key
+        if previous is not None and previous != key:
+            self._release_if_unused(previous)
+        fingerprint = _fingerprint(store.get("spec"))
+        slot = self._slots.get(key)
+        if slot is not None and slot.fingerprint != fingerprint:
+            self._retire(key)
+            slot = None
+        if slot is None:
+            slot = _Slot(
+                fingerprint=fingerprint,
+                opening=asyncio.create_task(
+                    self._open(store, spec.namespace, key), name=f"kustos-provider-{key[2]}"
+                ),
+            )
+            self._slots[key] = slot
+        try:
+            return await asyncio.shield(slot.opening)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            if self._slots.get(key) is slot:  # let the next reconcile try again
+                del self._slots[key]
+            raise
+
+    async def _open(self, store: Body, namespace: str, key: ProviderKey) -> Provider:
+        provider = await self._providers.create(store=store, namespace=namespace, kube=self._kube)
+        self.providers_opened += 1
         watch = getattr(provider, "watch", None)
         if watch is not None:  # a pushing provider (kustos): reconcile as soon as a key changes
-            await watch(lambda keys: self.remote_changed(cache_key, keys))
-        return provider, cache_key
+            await watch(lambda keys: self.remote_changed(key, keys))
+        return provider
 
-    def remote_changed(
-        self, store_key: tuple[str, str, str, str], keys: frozenset[str] | None
-    ) -> None:
+    def _retire(self, key: ProviderKey) -> None:
+        """Forget the provider of ``key`` and close it in the background (once it is built)."""
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return
+
+        async def close() -> None:
+            try:
+                provider = await slot.opening
+            except BaseException:  # never built: nothing to close
+                return
+            with contextlib.suppress(Exception):
+                await provider.close()
+            self.providers_closed += 1
+
+        task = asyncio.create_task(close(), name=f"kustos-provider-close-{key[2]}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _release_if_unused(self, key: ProviderKey) -> None:
+        if key in self._slots and not any(
+            entry.provider_key == key for entry in self._entries.values()
+        ):
+            self._retire(key)
+
+    def remote_changed(self, provider_key: ProviderKey, keys: frozenset[str] | None) -> None:
         """A pushing provider saw ``keys`` change (``None``: anything may have): reconcile their readers now."""
         self.pushes += 1
         for key, entry in self._entries.items():
-            if entry.store_key != store_key:
+            if entry.provider_key != provider_key:
                 continue
             if (
                 keys is None
@@ -340,6 +506,8 @@ class ExternalSecretController:
             ):
                 self._enqueue(key)
 
+    # --- writing ----------------------------------------------------------------
+
     async def _apply(
         self,
         spec: ExternalSecretSpec,
@@ -350,23 +518,41 @@ class ExternalSecretController:
     ) -> None:
         if plan.action == "create":
             try:
-                await self._kube.create(SECRETS, body=plan.body, namespace=spec.namespace)
-            except ConflictError:  # created meanwhile: plan again against what is there
+                self._remember(
+                    await self._kube.create(SECRETS, body=plan.body, namespace=spec.namespace)
+                )
+            except ConflictError:  # there already: plan again against what is there
                 current = await self._kube.get(
                     SECRETS, name=spec.target_name, namespace=spec.namespace
                 )
+                self._remember(current)
                 plan = desired_plan(current)
                 if plan.action == "patch":
+                    self._remember(
+                        await self._kube.patch(
+                            SECRETS,
+                            name=spec.target_name,
+                            namespace=spec.namespace,
+                            patch=plan.body,
+                        )
+                    )
+        elif plan.action == "patch":
+            try:
+                self._remember(
                     await self._kube.patch(
                         SECRETS, name=spec.target_name, namespace=spec.namespace, patch=plan.body
                     )
-        elif plan.action == "patch":
-            await self._kube.patch(
-                SECRETS, name=spec.target_name, namespace=spec.namespace, patch=plan.body
-            )
+                )
+            except NotFoundError:  # deleted since the watch showed it: create it again
+                self._secrets.pop((spec.namespace, spec.target_name), None)
+                await self._apply(spec, desired_plan(None), owner, desired_plan=desired_plan)
+                return
         elif plan.action == "delete":
             await self._kube.delete(SECRETS, name=spec.target_name, namespace=spec.namespace)
-        if plan.event_reason:
+            self._secrets.pop((spec.namespace, spec.target_name), None)
+        if plan.event_reason and plan.event_reason != "Created":
+            # A first creation shows in the status (Ready, refreshTime); events
+            # report what changed afterwards, so a new ExternalSecret costs two calls.
             await self._event(
                 owner,
                 "Normal",
@@ -374,9 +560,10 @@ class ExternalSecretController:
                 f"secret {spec.target_name} {plan.event_reason.lower()}",
             )
 
-    async def _remote_gone(
-        self, entry: _Entry, spec: ExternalSecretSpec, existing: Body | None, why: str
-    ) -> float | None:
+    async def _remote_gone(self, entry: _Entry, spec: ExternalSecretSpec, why: str) -> float | None:
+        existing = await self._existing(
+            spec, need=spec.deletion_policy is not DeletionPolicy.RETAIN
+        )
         plan = plan_deletion(spec=spec, existing=existing, managed_keys=entry.managed_keys)
         entry.written_hash = None
         if (

@@ -5,8 +5,14 @@
 the controllers it was given. Only ``@kopf.on.event`` and ``@kopf.index``
 handlers are used: they write nothing on the watched objects, so kopf adds no
 finalizers or bookkeeping annotations that GitOps tools would see as drift.
+Every handler is ``async``: kopf runs synchronous handlers in worker threads,
+and the controllers' state and queues belong to the event loop.
 
 - ExternalSecrets -> :meth:`ExternalSecretController.observe` / ``forget``;
+- SecretStores, ClusterSecretStores and the Secrets labelled
+  ``reconcile.external-secrets.io/managed`` -> kopf indexes that feed the
+  controller (complete before its first reconcile), plus event handlers for
+  later changes and deletions;
 - Secrets -> drift repair (``secret_event``) and the Reloader;
 - ConfigMaps -> the Reloader;
 - SealedSecrets (both groups) -> :meth:`SealedSecretController.sealed_event`;
@@ -25,7 +31,12 @@ from typing import Any
 import kopf
 
 from kustos.kube import DAEMONSETS, DEPLOYMENTS, STATEFULSETS, Body, Connection, Login, Resource
-from kustos.operator.controllers import ExternalSecretController, Reloader
+from kustos.operator.controllers import (
+    CLUSTER_SECRET_STORES,
+    SECRET_STORES,
+    ExternalSecretController,
+    Reloader,
+)
 from kustos.operator.reloading import (
     ANNOTATION_AUTO,
     ANNOTATION_CONFIGMAP_RELOAD,
@@ -34,6 +45,7 @@ from kustos.operator.reloading import (
     SourceKind,
 )
 from kustos.operator.sealed import SEALED_SECRETS, SealedSecretController
+from kustos.operator.syncing import LABEL_MANAGED
 
 __all__ = ["build_registry", "connection_info"]
 
@@ -102,14 +114,7 @@ def build_registry(
         return connection_info(await connection.login())
 
     if controller is not None:
-
-        @kopf.on.event("kustos.io", "v1", "externalsecrets", registry=registry)
-        def _external_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
-            meta = body.get("metadata", {})
-            if type == "DELETED":
-                controller.forget(meta.get("namespace", ""), meta.get("name", ""))
-            else:
-                controller.observe(_plain(body))
+        _register_external_secrets(registry, controller)
 
     if reloader is not None:
         for index_id, resource in _WORKLOADS.items():
@@ -141,6 +146,48 @@ def build_registry(
     return registry
 
 
+def _register_external_secrets(
+    registry: kopf.OperatorRegistry, controller: ExternalSecretController
+) -> None:
+    # Indexes are filled from the initial listing before any other handler
+    # runs, so the controller knows every store and every Secret it manages
+    # before its first reconcile: it never reads them back per ExternalSecret.
+    for resource in (SECRET_STORES, CLUSTER_SECRET_STORES):
+        _register_stores(registry, resource, controller)
+
+    @kopf.index("", "v1", "secrets", labels={LABEL_MANAGED: "true"}, id="managed_secrets",
+                registry=registry)  # fmt: skip
+    async def _managed(body: kopf.Body, **_: Any) -> bool:
+        controller.secret_event("ADDED", _plain(body))
+        return True
+
+    @kopf.on.event("kustos.io", "v1", "externalsecrets", registry=registry)
+    async def _external_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body.get("metadata", {})
+        if type == "DELETED":
+            controller.forget(meta.get("namespace", ""), meta.get("name", ""))
+        else:
+            controller.observe(_plain(body))
+
+
+def _register_stores(
+    registry: kopf.OperatorRegistry, resource: Resource, controller: ExternalSecretController
+) -> None:
+    @kopf.index(resource.group, resource.version, resource.plural, id=f"stores_{resource.plural}",
+                registry=registry)  # fmt: skip
+    async def _store_index(body: kopf.Body, **_: Any) -> bool:
+        plain = _plain(body)
+        plain.setdefault("kind", resource.kind)
+        controller.store_event("ADDED", plain)
+        return True
+
+    @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
+    async def _store(type: str | None, body: kopf.Body, **_: Any) -> None:
+        plain = _plain(body)
+        plain.setdefault("kind", resource.kind)
+        controller.store_event(type, plain)
+
+
 def _register_sealed(
     registry: kopf.OperatorRegistry, resource: Resource, sealed: SealedSecretController
 ) -> None:
@@ -161,7 +208,7 @@ def _register_index(registry: kopf.OperatorRegistry, index_id: str, resource: Re
         when=_annotated,
         registry=registry,
     )
-    def _index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Body]:
+    async def _index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Body]:
         return {namespace or "": _plain(body)}
 
 

@@ -28,7 +28,7 @@ from kustos.operator.reloading import Strategy
 from kustos.operator.sealed import SealedSecretController, ServerUnsealer
 from kustos.sensitive import Sensitive
 
-__all__ = ["OperatorOptions", "run", "serve"]
+__all__ = ["OperatorOptions", "OperatorReport", "run", "serve"]
 
 _log = logging.getLogger("kustos.operator")
 
@@ -63,6 +63,23 @@ class OperatorOptions:
     kustos_ca_path: str | None = None
 
 
+@dataclass(frozen=True)
+class OperatorReport:
+    """What one run of :func:`serve` did (for tests, the benchmark and embedders)."""
+
+    reconciles: int
+    """ExternalSecret reconciles."""
+    pushes: int
+    """Change notices from pushing providers."""
+    providers_opened: int
+    """Providers built: one per store (and configuration), however many ExternalSecrets read it."""
+    providers_closed: int
+    workload_patches: int
+    """Workloads the Reloader patched."""
+    api_calls: Mapping[str, int]
+    """Requests of the controllers' own client by HTTP method (kopf's watches not included)."""
+
+
 def _settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the controllers post their own, documented events
@@ -82,8 +99,8 @@ async def serve(
     providers: ProviderRegistry | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
-) -> None:
-    """Run the operator until ``stop_flag`` is set (or the task is cancelled)."""
+) -> OperatorReport:
+    """Run the operator until ``stop_flag`` is set; then say what it did."""
     options = options or OperatorOptions()
     async with KubeClient(connection=connection) as kube:
         controller = (
@@ -133,6 +150,14 @@ async def serve(
                 await controller.stop()
             if sealed is not None:
                 await sealed.close()
+        return OperatorReport(
+            reconciles=controller.reconciles if controller else 0,
+            pushes=controller.pushes if controller else 0,
+            providers_opened=controller.providers_opened if controller else 0,
+            providers_closed=controller.providers_closed if controller else 0,
+            workload_patches=reloader.patches if reloader else 0,
+            api_calls=dict(kube.calls),
+        )
 
 
 def run(

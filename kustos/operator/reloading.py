@@ -193,10 +193,11 @@ def wants_reload(
     )
     if name in _names(annotations.get(explicit, "")):
         return True
+    if (kind, name) not in referenced_sources(_pod_spec(workload)):
+        return False  # auto and search act only on what the pod template uses
     kind_auto = ANNOTATION_SECRET_AUTO if kind is SourceKind.SECRET else ANNOTATION_CONFIGMAP_AUTO
     if _true(annotations.get(ANNOTATION_AUTO)) or _true(annotations.get(kind_auto)):
-        if (kind, name) in referenced_sources(_pod_spec(workload)):
-            return True
+        return True
     return _true(annotations.get(ANNOTATION_SEARCH)) and _true(
         source_annotations.get(ANNOTATION_MATCH)
     )

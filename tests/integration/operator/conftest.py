@@ -1,8 +1,15 @@
-"""Fixtures for the operator's integration tests: kmock as the Kubernetes API, the operator in-process.
+"""Fixtures for the controllers' integration tests: a real kube-apiserver, the controller as the chart's ServiceAccount.
 
-The operator runs through :func:`kustos.operator.main.serve` (real kopf, real
-HTTP) against kmock's Kubernetes emulator; tests create and edit objects over
-HTTP like kubectl would and read the results back the same way.
+The session's control plane (:mod:`tests.support.kube`: etcd, kube-apiserver
+and the controller manager, so garbage collection works) gets the CRDs of
+``deploy/crds/`` and the chart's RBAC applied once (:mod:`tests.support.chart`).
+Each test works in a namespace of its own (``api.ns``), deleted afterwards.
+
+The controller runs through :func:`kustos.operator.main.serve` (real kopf,
+real HTTP) in a thread of its own, connected with a kubeconfig holding a
+TokenRequest token of ``kustos-system/kustos-controller``: it has exactly the
+chart's ClusterRole, so a missing verb fails the test. Tests act as the
+admin (client certificate) over HTTP, like kubectl, and read results back.
 """
 
 from __future__ import annotations
@@ -16,51 +23,47 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import kmock
 import kopf
 import pytest
 
-from kustos.kube import Connection
-from kustos.operator.main import OperatorOptions, serve
+from kustos.kube import load_kubeconfig
+from kustos.operator.main import OperatorOptions, OperatorReport, serve
+from tests.support.chart import controller_kubeconfig, install_controller_rbac, install_crds
+from tests.support.kube import ControlPlane
 
-_RESOURCES = {
-    "v1/secrets": ("Secret", True, ()),
-    "v1/configmaps": ("ConfigMap", True, ()),
-    "v1/events": ("Event", True, ()),
-    "v1/namespaces": ("Namespace", False, ()),
-    "apps/v1/deployments": ("Deployment", True, ()),
-    "apps/v1/statefulsets": ("StatefulSet", True, ()),
-    "apps/v1/daemonsets": ("DaemonSet", True, ()),
-    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, ()),
-    "kustos.io/v1/externalsecrets": ("ExternalSecret", True, ("status",)),
-    "kustos.io/v1/secretstores": ("SecretStore", True, ("status",)),
-    "kustos.io/v1/clustersecretstores": ("ClusterSecretStore", False, ("status",)),
-    "kustos.io/v1/sealedsecrets": ("SealedSecret", True, ("status",)),
-    "bitnami.com/v1alpha1/sealedsecrets": ("SealedSecret", True, ("status",)),
-}
-
-_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+COMPONENT = "kustos-operator"
+"""``source.component`` of the Events the controllers post."""
 
 
-@pytest.fixture()
-def cluster(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
-    """kmock with the resources the operator watches declared for API discovery."""
-    for key, (kind, namespaced, subresources) in _RESOURCES.items():
-        kmock.resources[key] = kmock.ResourceInfo(
-            kind=kind, namespaced=namespaced, verbs=_VERBS, subresources=set(subresources)
-        )
-    return kmock
+@dataclass(frozen=True)
+class Installed:
+    """The control plane with the CRDs and the controller's RBAC in place."""
+
+    plane: ControlPlane
+    crds: list[str]
+
+
+@pytest.fixture(scope="session")
+def installed(control_plane: ControlPlane) -> Installed:
+    """CRDs and the chart's controller RBAC, applied once per session."""
+    crds = install_crds(control_plane)
+    install_controller_rbac(control_plane)
+    return Installed(plane=control_plane, crds=crds)
 
 
 class Api:
-    """What a test does with kubectl, over HTTP to the emulator."""
+    """What a test does with kubectl, as the cluster admin; ``ns`` is the test's own namespace."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, plane: ControlPlane, ns: str) -> None:
         self.http = http
+        self.plane = plane
+        self.ns = ns
+        self.namespaces = [ns]
 
     @staticmethod
     def _path(api_version: str, plural: str, namespace: str | None, name: str | None = None) -> str:
@@ -70,11 +73,19 @@ class Api:
         base += f"/{plural}"
         return base + (f"/{name}" if name else "")
 
+    def namespace(self, prefix: str) -> str:
+        """Another fresh namespace (deleted with the test's own)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.plane.ensure_namespace(name)
+        self.namespaces.append(name)
+        return name
+
     async def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        body.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
-        meta = body["metadata"]
-        response = await self.http.post(
-            self._path(body["apiVersion"], plural, meta.get("namespace")), json=body
+        meta = body.setdefault("metadata", {})
+        response = await self.http.post(  # Strict: a field the CRD would prune is an error
+            self._path(body["apiVersion"], plural, meta.get("namespace")),
+            json=body,
+            params={"fieldValidation": "Strict"},
         )
         assert response.status_code < 300, response.text
         return dict(response.json())
@@ -90,13 +101,15 @@ class Api:
 
     async def patch(
         self, api_version: str, plural: str, namespace: str | None, name: str, patch: dict[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
         response = await self.http.patch(
             self._path(api_version, plural, namespace, name),
             json=patch,
             headers={"Content-Type": "application/merge-patch+json"},
+            params={"fieldValidation": "Strict"},
         )
         assert response.status_code < 300, response.text
+        return dict(response.json())
 
     async def delete(self, api_version: str, plural: str, namespace: str | None, name: str) -> None:
         response = await self.http.delete(self._path(api_version, plural, namespace, name))
@@ -110,14 +123,25 @@ class Api:
         return list(response.json()["items"])
 
     async def events(self, namespace: str, *, reason: str | None = None) -> list[dict[str, Any]]:
+        """The controllers' Events in ``namespace`` (not the controller manager's), oldest first."""
         items = await self.list("v1", "events", namespace)
-        return [e for e in items if reason is None or e.get("reason") == reason]
+        ours = [e for e in items if (e.get("source") or {}).get("component") == COMPONENT]
+        ours.sort(key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+        return [e for e in ours if reason is None or e.get("reason") == reason]
 
 
 @pytest.fixture()
-async def api(cluster: kmock.KubernetesEmulator) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=str(cluster.url).rstrip("/"), timeout=10) as http:
-        yield Api(http)
+async def api(installed: Installed) -> AsyncIterator[Api]:
+    plane = installed.plane
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    plane.ensure_namespace(ns)
+    async with plane.async_http(timeout=15) as http:
+        client = Api(http, plane, ns)
+        try:
+            yield client
+        finally:
+            for name in client.namespaces:  # the controller manager empties and removes them
+                await http.delete(f"/api/v1/namespaces/{name}")
 
 
 def _fast(settings: kopf.OperatorSettings) -> None:
@@ -129,23 +153,50 @@ def _fast(settings: kopf.OperatorSettings) -> None:
     settings.process.ultimate_exiting_timeout = None  # never SIGKILL the test process
 
 
-RunOperator = Callable[..., contextlib.AbstractAsyncContextManager[None]]
+@dataclass
+class Running:
+    """The controllers under test; ``report`` is what :func:`serve` returned, once they stopped."""
+
+    report: OperatorReport | None = None
+
+
+RunOperator = Callable[..., contextlib.AbstractAsyncContextManager[Running]]
 
 
 @pytest.fixture()
-def run_operator(cluster: kmock.KubernetesEmulator) -> RunOperator:
-    """``async with run_operator(**options):`` runs the real operator against the emulator.
+def controller_config(installed: Installed, tmp_path: Path) -> Path:
+    """A kubeconfig acting as the chart's controller ServiceAccount."""
+    return controller_kubeconfig(installed.plane, tmp_path / "controller.kubeconfig")
 
-    The operator gets its own thread and event loop (as kopf's ``KopfRunner``
-    does), so kopf's shutdown never waits on the emulator's server tasks.
+
+@pytest.fixture()
+def run_operator(controller_config: Path) -> RunOperator:
+    """``async with run_operator(**options):`` runs the real controllers against the real API server.
+
+    They connect as the chart's ServiceAccount unless ``kubeconfig=`` names
+    another file; they get their own thread and event loop (as kopf's
+    ``KopfRunner`` does). The block starts once kopf reports ready.
     """
 
     @contextlib.asynccontextmanager
-    async def _run(**overrides: Any) -> AsyncIterator[None]:
+    async def _run(*, kubeconfig: Path | None = None, **overrides: Any) -> AsyncIterator[Running]:
         options = OperatorOptions(retry_backoff=(0.2, 1.0), extra_settings=(_fast,), **overrides)
-        connection = Connection(server=str(cluster.url).rstrip("/"))
+        path = str(kubeconfig or controller_config)
         started = threading.Event()
         holder: dict[str, Any] = {}
+        running = Running()
+
+        async def _main(stop: asyncio.Event, ready: threading.Event) -> None:
+            connection = await load_kubeconfig(path=path)
+            ready_flag = asyncio.Event()
+            task = asyncio.create_task(
+                serve(connection=connection, options=options, stop_flag=stop, ready_flag=ready_flag)
+            )
+            waiter = asyncio.create_task(ready_flag.wait())
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            ready.set()
+            waiter.cancel()
+            running.report = await task
 
         def _target() -> None:
             loop = asyncio.new_event_loop()
@@ -153,10 +204,7 @@ def run_operator(cluster: kmock.KubernetesEmulator) -> RunOperator:
             try:
                 stop = asyncio.Event()
                 holder["stop"] = stop
-                started.set()
-                loop.run_until_complete(
-                    serve(connection=connection, options=options, stop_flag=stop)
-                )
+                loop.run_until_complete(_main(stop, started))
             except BaseException as exc:
                 holder["error"] = exc
             finally:
@@ -166,13 +214,13 @@ def run_operator(cluster: kmock.KubernetesEmulator) -> RunOperator:
 
         thread = threading.Thread(target=_target, name="kustos-operator-under-test")
         thread.start()
-        await asyncio.to_thread(started.wait, 10)
+        assert await asyncio.to_thread(started.wait, 60), "the operator did not get ready"
         try:
-            yield
+            yield running
         finally:
             if "stop" in holder and thread.is_alive():
                 holder["loop"].call_soon_threadsafe(holder["stop"].set)
-            await asyncio.to_thread(thread.join, 20)
+            await asyncio.to_thread(thread.join, 30)
             assert not thread.is_alive(), "the operator did not stop"
             if "error" in holder:
                 raise holder["error"]
@@ -181,7 +229,7 @@ def run_operator(cluster: kmock.KubernetesEmulator) -> RunOperator:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
 ) -> None:
     """Poll ``check`` until it is true; fail naming ``what`` after a generous timeout."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -37,7 +37,7 @@ async def test_a_kv_write_reaches_the_secret_by_push(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "kustos-token", "namespace": "app"},
+                "metadata": {"name": "kustos-token", "namespace": api.ns},
                 "data": {"token": base64.b64encode(root.encode()).decode()},
             },
         )
@@ -46,7 +46,7 @@ async def test_a_kv_write_reaches_the_secret_by_push(
             {
                 "apiVersion": ES,
                 "kind": "SecretStore",
-                "metadata": {"name": "kustos", "namespace": "app"},
+                "metadata": {"name": "kustos", "namespace": api.ns},
                 "spec": {
                     "provider": {
                         "kustos": {
@@ -63,7 +63,7 @@ async def test_a_kv_write_reaches_the_secret_by_push(
                 {
                     "apiVersion": ES,
                     "kind": "ExternalSecret",
-                    "metadata": {"name": name, "namespace": "app"},
+                    "metadata": {"name": name, "namespace": api.ns},
                     "spec": {
                         "secretStoreRef": {"name": "kustos"},
                         "refreshInterval": "1h",
@@ -75,13 +75,13 @@ async def test_a_kv_write_reaches_the_secret_by_push(
         async with run_operator():
 
             async def first() -> bool:
-                return b"first" in _decoded(await api.get("v1", "secrets", "app", "db")).get(
+                return b"first" in _decoded(await api.get("v1", "secrets", api.ns, "db")).get(
                     "value", b""
                 )
 
             await wait(first, what="the first value", timeout=15)
             await wait(lambda: _has(api, "bystander"), what="the bystander Secret", timeout=15)
-            bystander = await api.get("v1", "secrets", "app", "bystander")
+            bystander = await api.get("v1", "secrets", api.ns, "bystander")
 
             started = time.perf_counter()
             written = await kv.post(
@@ -90,7 +90,7 @@ async def test_a_kv_write_reaches_the_secret_by_push(
             assert written.status_code == 200
 
             async def pushed() -> bool:
-                return b"pushed" in _decoded(await api.get("v1", "secrets", "app", "db")).get(
+                return b"pushed" in _decoded(await api.get("v1", "secrets", api.ns, "db")).get(
                     "value", b""
                 )
 
@@ -102,7 +102,7 @@ async def test_a_kv_write_reaches_the_secret_by_push(
             record_property("change_to_secret_seconds", round(time.perf_counter() - started, 3))
 
             # a change to one key reconciles only its readers: the other Secret is not rewritten
-            again = await api.get("v1", "secrets", "app", "bystander")
+            again = await api.get("v1", "secrets", api.ns, "bystander")
             assert again is not None and bystander is not None
             assert again["metadata"].get("resourceVersion") == bystander["metadata"].get(
                 "resourceVersion"
@@ -110,4 +110,4 @@ async def test_a_kv_write_reaches_the_secret_by_push(
 
 
 async def _has(api: Any, name: str) -> bool:
-    return await api.get("v1", "secrets", "app", name) is not None
+    return await api.get("v1", "secrets", api.ns, name) is not None

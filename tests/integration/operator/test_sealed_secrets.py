@@ -1,4 +1,4 @@
-"""The SealedSecret controller against kmock (over HTTP) and a real ``kustos server --dev`` that unseals.
+"""The SealedSecret controller on a real kube-apiserver, with a real ``kustos server --dev`` that unseals.
 
 SealedSecrets are sealed here with the server's public certificate
 (``GET /v1/cert.pem``) and the project's sealing library; the operator sends
@@ -37,7 +37,7 @@ def sealer(kustos_server: RunningServer) -> Any:
     certificates = load_certificates(response.content)
 
     def seal(name: str, values: dict[str, str], *, fmt: SealFormat, labels: dict[str, str] | None = None,
-             type_: str = "Opaque", namespace: str = "app") -> dict[str, Any]:  # fmt: skip
+             type_: str = "Opaque", namespace: str) -> dict[str, Any]:  # fmt: skip
         manifest = parse_secret({"apiVersion": "v1", "kind": "Secret", "type": type_,
                                  "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
                                  "stringData": values})  # fmt: skip
@@ -61,19 +61,19 @@ async def test_a_sealed_secret_of_either_group_becomes_a_secret(
     api, run_operator, wait, kustos_server: RunningServer, sealer, fmt: SealFormat, api_version: str
 ) -> None:
     sealed = sealer("db", {"password": "s3cret", "user": "app"}, fmt=fmt, labels={"team": "payments"},
-                    type_="kubernetes.io/basic-auth")  # fmt: skip
+                    type_="kubernetes.io/basic-auth", namespace=api.ns)  # fmt: skip
     assert sealed["apiVersion"] == api_version
     created = await api.create("sealedsecrets", sealed)
     async with run_operator(**_options(kustos_server)):
 
         async def unsealed() -> bool:
-            return _decoded(await api.get("v1", "secrets", "app", "db")) == {
+            return _decoded(await api.get("v1", "secrets", api.ns, "db")) == {
                 "password": b"s3cret",
                 "user": b"app",
             }
 
         await wait(unsealed, what="the unsealed Secret", timeout=15)
-        secret = await api.get("v1", "secrets", "app", "db")
+        secret = await api.get("v1", "secrets", api.ns, "db")
         assert secret is not None
         assert secret["type"] == "kubernetes.io/basic-auth"
         assert secret["metadata"]["labels"]["team"] == "payments"
@@ -87,56 +87,74 @@ async def test_a_sealed_secret_of_either_group_becomes_a_secret(
         ) == (api_version, "SealedSecret", "db", created["metadata"]["uid"], True)
 
         async def synced() -> bool:
-            body = await api.get(api_version, "sealedsecrets", "app", "db")
+            body = await api.get(api_version, "sealedsecrets", api.ns, "db")
             conditions = ((body or {}).get("status") or {}).get("conditions") or []
             return any(c["type"] == "Synced" and c["status"] == "True" for c in conditions)
 
         await wait(synced, what="Synced=True", timeout=10)
-        assert await api.events("app", reason="Unsealed")
+
+        async def event() -> bool:
+            return bool(await api.events(api.ns, reason="Unsealed"))
+
+        await wait(event, what="the Unsealed event")
 
         # a deleted Secret comes back
-        await api.delete("v1", "secrets", "app", "db")
+        await api.delete("v1", "secrets", api.ns, "db")
         await wait(unsealed, what="the recreated Secret", timeout=15)
+
+        # deleting the SealedSecret lets the garbage collector remove its Secret
+        await api.delete(api_version, "sealedsecrets", api.ns, "db")
+
+        async def collected() -> bool:
+            return await api.get("v1", "secrets", api.ns, "db") is None
+
+        await wait(collected, what="the Secret garbage-collected", timeout=60)
 
 
 async def test_an_unmanaged_secret_is_refused_until_annotated_managed(
     api, run_operator, wait, kustos_server: RunningServer, sealer
 ) -> None:
     await api.create("secrets", {"apiVersion": "v1", "kind": "Secret",
-                                 "metadata": {"name": "taken", "namespace": "app"},
+                                 "metadata": {"name": "taken", "namespace": api.ns},
                                  "data": {"mine": base64.b64encode(b"hand-made").decode()}})  # fmt: skip
     await api.create(
-        "sealedsecrets", sealer("taken", {"password": "sealed-value"}, fmt=SealFormat.bitnami)
+        "sealedsecrets",
+        sealer("taken", {"password": "sealed-value"}, fmt=SealFormat.bitnami, namespace=api.ns),
     )
     async with run_operator(**_options(kustos_server)):
 
         async def refused() -> bool:
-            body = await api.get(BITNAMI, "sealedsecrets", "app", "taken")
+            body = await api.get(BITNAMI, "sealedsecrets", api.ns, "taken")
             conditions = ((body or {}).get("status") or {}).get("conditions") or []
             return any(c["type"] == "Synced" and c["status"] == "False" for c in conditions)
 
         await wait(refused, what="Synced=False", timeout=15)
-        [event] = await api.events("app", reason="ErrUpdateFailed")
+
+        async def warned() -> bool:
+            return bool(await api.events(api.ns, reason="ErrUpdateFailed"))
+
+        await wait(warned, what="the ErrUpdateFailed event")
+        [event] = await api.events(api.ns, reason="ErrUpdateFailed")
         assert "already exists and is not managed by SealedSecret" in event["message"]
         assert event["type"] == "Warning"
-        assert _decoded(await api.get("v1", "secrets", "app", "taken")) == {"mine": b"hand-made"}
+        assert _decoded(await api.get("v1", "secrets", api.ns, "taken")) == {"mine": b"hand-made"}
 
         # the managed annotation lets the SealedSecret take it over (no change to the SealedSecret needed)
         await api.patch(
             "v1",
             "secrets",
-            "app",
+            api.ns,
             "taken",
             {"metadata": {"annotations": {"sealedsecrets.bitnami.com/managed": "true"}}},
         )
 
         async def taken_over() -> bool:
-            return _decoded(await api.get("v1", "secrets", "app", "taken")) == {
+            return _decoded(await api.get("v1", "secrets", api.ns, "taken")) == {
                 "password": b"sealed-value"
             }
 
         await wait(taken_over, what="the managed Secret taken over", timeout=15)
-        secret = await api.get("v1", "secrets", "app", "taken")
+        secret = await api.get("v1", "secrets", api.ns, "taken")
         assert (
             secret is not None
             and secret["metadata"]["ownerReferences"][0]["kind"] == "SealedSecret"
@@ -146,7 +164,7 @@ async def test_an_unmanaged_secret_is_refused_until_annotated_managed(
 async def test_a_value_that_does_not_open_is_reported(
     api, run_operator, wait, kustos_server: RunningServer, sealer
 ) -> None:
-    sealed = sealer("broken", {"password": "x"}, fmt=SealFormat.bitnami)
+    sealed = sealer("broken", {"password": "x"}, fmt=SealFormat.bitnami, namespace=api.ns)
     sealed["spec"]["encryptedData"]["password"] = base64.b64encode(
         b"\x00\x10" + b"garbage" * 40
     ).decode()
@@ -154,7 +172,7 @@ async def test_a_value_that_does_not_open_is_reported(
     async with run_operator(**_options(kustos_server)):
 
         async def failed() -> bool:
-            return bool(await api.events("app", reason="ErrUnsealFailed"))
+            return bool(await api.events(api.ns, reason="ErrUnsealFailed"))
 
         await wait(failed, what="an ErrUnsealFailed event", timeout=15)
-        assert await api.get("v1", "secrets", "app", "broken") is None
+        assert await api.get("v1", "secrets", api.ns, "broken") is None

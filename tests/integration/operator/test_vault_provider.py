@@ -31,7 +31,7 @@ async def test_vault_provider_syncs_from_a_kustos_server(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "vault-token", "namespace": "app"},
+                "metadata": {"name": "vault-token", "namespace": api.ns},
                 "data": {"token": base64.b64encode(root.encode()).decode()},
             },
         )
@@ -40,7 +40,7 @@ async def test_vault_provider_syncs_from_a_kustos_server(
             {
                 "apiVersion": ES,
                 "kind": "SecretStore",
-                "metadata": {"name": "kustos", "namespace": "app"},
+                "metadata": {"name": "kustos", "namespace": api.ns},
                 "spec": {
                     "provider": {
                         "vault": {
@@ -58,7 +58,7 @@ async def test_vault_provider_syncs_from_a_kustos_server(
             {
                 "apiVersion": ES,
                 "kind": "ExternalSecret",
-                "metadata": {"name": "db", "namespace": "app"},
+                "metadata": {"name": "db", "namespace": api.ns},
                 "spec": {
                     "secretStoreRef": {"name": "kustos"},
                     "data": [
@@ -75,7 +75,7 @@ async def test_vault_provider_syncs_from_a_kustos_server(
         async with run_operator():
 
             async def synced() -> bool:
-                got = decoded(await api.get("v1", "secrets", "app", "db"))
+                got = decoded(await api.get("v1", "secrets", api.ns, "db"))
                 return got == {"pw": b"v1-pass", "user": b"app", "password": b"v1-pass"}
 
             await wait(synced, what="Kustos KV values in the Secret", timeout=15)
@@ -86,12 +86,12 @@ async def test_vault_provider_syncs_from_a_kustos_server(
             await api.patch(
                 ES,
                 "externalsecrets",
-                "app",
+                api.ns,
                 "db",
                 {"metadata": {"annotations": {"force-sync": "1"}}},
             )
 
             async def rotated() -> bool:
-                return decoded(await api.get("v1", "secrets", "app", "db")).get("pw") == b"v2-pass"
+                return decoded(await api.get("v1", "secrets", api.ns, "db")).get("pw") == b"v2-pass"
 
             await wait(rotated, what="new KV version in the Secret", timeout=15)

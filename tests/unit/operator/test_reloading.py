@@ -98,7 +98,10 @@ def test_referenced_sources_finds_env_envfrom_and_volumes() -> None:
 def test_annotations_select_workloads() -> None:
     auto = _deployment("auto", {"reloader.stakater.com/auto": "true"}, env_from="db")
     named = _deployment("named", {"secret.reloader.stakater.com/reload": "other, db"})
-    search = _deployment("search", {"reloader.stakater.com/search": "true"})
+    search = _deployment("search", {"reloader.stakater.com/search": "true"}, env_from="db")
+    search_other = _deployment(
+        "search-other", {"reloader.stakater.com/search": "true"}, env_from="unrelated"
+    )
     plain = _deployment("plain", {}, env_from="db")
     auto_other = _deployment(
         "auto-other", {"reloader.stakater.com/auto": "true"}, env_from="unrelated"
@@ -109,6 +112,13 @@ def test_annotations_select_workloads() -> None:
     assert not wants_reload(search, kind=SourceKind.SECRET, name="db", source_annotations={})
     assert wants_reload(
         search,
+        kind=SourceKind.SECRET,
+        name="db",
+        source_annotations={"reloader.stakater.com/match": "true"},
+    )
+    # search, like auto, acts only on what the pod template uses (Stakater's rule)
+    assert not wants_reload(
+        search_other,
         kind=SourceKind.SECRET,
         name="db",
         source_annotations={"reloader.stakater.com/match": "true"},
