@@ -88,8 +88,8 @@ async def test_secret_change_rolls_annotated_workloads_once_and_restart_rolls_no
         ("DaemonSet", "plain", {}, "db"),
         ("Deployment", "other", {"reloader.stakater.com/auto": "true"}, "unrelated"),
     ]
-    for kind, name, annotations, secret in workloads:
-        await api.create(PLURALS[kind], _workload(kind, name, ns, annotations, secret=secret))
+    for kind, name, marks, secret in workloads:
+        await api.create(PLURALS[kind], _workload(kind, name, ns, marks, secret=secret))
 
     async with run_operator():
         await asyncio.sleep(1.0)  # the initial listing must not roll anything
@@ -158,7 +158,7 @@ async def test_every_annotation_form_and_strategy(api, run_operator, wait, strat
     from kustos.operator.reloading import Strategy
 
     ns = api.ns
-    for index, (annotations, template, kind, source_annotations, _) in enumerate(FORMS):
+    for index, (marks, template, kind, source_annotations, _) in enumerate(FORMS):
         source = f"src-{index}"
         body: dict[str, Any] = {
             "apiVersion": "v1",
@@ -170,9 +170,7 @@ async def test_every_annotation_form_and_strategy(api, run_operator, wait, strat
         else:
             body["data"] = {"v": "1"}
         await api.create("secrets" if kind == "secret" else "configmaps", body)
-        fixed = {
-            key: value.replace("src", source) for key, value in annotations.items()
-        }  # reload lists name the source
+        fixed = {key: value.replace("src", source) for key, value in marks.items()}
         await api.create(
             "deployments",
             _workload(
