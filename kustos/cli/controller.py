@@ -10,6 +10,7 @@ word for the server's keys (init, unseal, seal, rotate-key).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -86,6 +87,13 @@ def run_controller(
             "--sealed-secrets/--no-sealed-secrets", help="Run the SealedSecret controller."
         ),
     ] = True,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error (kopf's own messages from debug only).",
+        ),
+    ] = "info",
 ) -> None:
     """Run the Kubernetes controllers (SealedSecrets, ExternalSecrets, Reloader) until interrupted."""
     from kustos.operator.main import OperatorOptions, run
@@ -93,6 +101,9 @@ def run_controller(
 
     if reload_strategy not in ("env-vars", "annotations"):
         fail("--reload-strategy must be env-vars or annotations", code=EXIT_BAD_INPUT)
+    if log_level not in ("debug", "info", "warning", "error"):
+        fail("--log-level must be debug, info, warning or error", code=EXIT_BAD_INPUT)
+    _configure_logging(log_level)
     options = OperatorOptions(
         namespaces=[n.strip() for n in namespaces.split(",") if n.strip()],
         reload_strategy=Strategy(reload_strategy),
@@ -107,6 +118,14 @@ def run_controller(
         run(kubeconfig=kubeconfig, context=context, options=options)
     except KustosError as exc:
         fail(str(exc))
+
+
+def _configure_logging(level: str) -> None:
+    """Log lines on stderr: ours at ``level``; kopf's per-object chatter only when debugging."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    logging.getLogger("kopf").setLevel("DEBUG" if level == "debug" else "WARNING")
 
 
 def register(app: typer.Typer) -> None:
