@@ -30,7 +30,7 @@ async def test_a_destroyed_secret_is_deleted_or_retained_by_policy(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "kustos-token", "namespace": "app"},
+                "metadata": {"name": "kustos-token", "namespace": api.ns},
                 "data": {"token": base64.b64encode(root.encode()).decode()},
             },
         )
@@ -39,7 +39,7 @@ async def test_a_destroyed_secret_is_deleted_or_retained_by_policy(
             {
                 "apiVersion": ES,
                 "kind": "SecretStore",
-                "metadata": {"name": "kustos", "namespace": "app"},
+                "metadata": {"name": "kustos", "namespace": api.ns},
                 "spec": {
                     "provider": {
                         "kustos": {
@@ -56,7 +56,7 @@ async def test_a_destroyed_secret_is_deleted_or_retained_by_policy(
                 {
                     "apiVersion": ES,
                     "kind": "ExternalSecret",
-                    "metadata": {"name": name, "namespace": "app"},
+                    "metadata": {"name": name, "namespace": api.ns},
                     "spec": {
                         "secretStoreRef": {"name": "kustos"},
                         "refreshInterval": "1h",
@@ -71,8 +71,8 @@ async def test_a_destroyed_secret_is_deleted_or_retained_by_policy(
             async def both() -> bool:
                 return all(
                     [
-                        await api.get("v1", "secrets", "app", "deleted") is not None,
-                        await api.get("v1", "secrets", "app", "retained") is not None,
+                        await api.get("v1", "secrets", api.ns, "deleted") is not None,
+                        await api.get("v1", "secrets", api.ns, "retained") is not None,
                     ]
                 )
 
@@ -81,11 +81,11 @@ async def test_a_destroyed_secret_is_deleted_or_retained_by_policy(
             assert destroyed.status_code == 204
 
             async def gone() -> bool:
-                return await api.get("v1", "secrets", "app", "deleted") is None
+                return await api.get("v1", "secrets", api.ns, "deleted") is None
 
             await wait(
                 gone,
                 what="the Delete-policy Secret removed (refreshInterval is 1h: only push can do it)",
                 timeout=15,
             )
-            assert await api.get("v1", "secrets", "app", "retained") is not None
+            assert await api.get("v1", "secrets", api.ns, "retained") is not None
