@@ -5,8 +5,9 @@
 ``version`` ``v2`` (default) or ``v1``, ``namespace`` (``X-Vault-Namespace``),
 ``caBundle`` (base64 PEM) and ``auth.tokenSecretRef``. With KV v2 a whole
 secret reads as the JSON of its ``data`` map, ``property`` picks one member,
-``version`` pins a version; ``find`` lists ``metadata/`` recursively and
-filters by name and ``custom_metadata`` tags.
+``version`` pins a version; ``find`` lists ``metadata/`` recursively,
+filters by name and ``custom_metadata`` tags, and skips secrets whose current
+version is soft-deleted or destroyed (the listing still names them).
 
 Endpoints: ``GET /v1/<mount>/data/<key>[?version=N]``,
 ``LIST /v1/<mount>/metadata/<path>``, ``GET /v1/<mount>/metadata/<key>``
@@ -129,11 +130,20 @@ class VaultProvider:
             if not FindSpec(name_regexp=spec.name_regexp).matches_name(name):
                 continue
             if spec.tags:
-                meta = await self._request("GET", f"/v1/{mount}/metadata/{name}", key=full)
+                try:
+                    meta = await self._request("GET", f"/v1/{mount}/metadata/{name}", key=full)
+                except NotFoundError:  # gone since it was listed
+                    continue
                 custom = (meta.get("data") or {}).get("custom_metadata") or {}
                 if any(custom.get(tag) != value for tag, value in spec.tags.items()):
                     continue
-            found[name] = await self.get(RemoteRef(key=full))
+            try:
+                found[name] = await self.get(RemoteRef(key=full))
+            except NotFoundError:
+                # The metadata listing still names a secret whose current version
+                # is soft-deleted or destroyed (or one deleted since): as in
+                # External Secrets, find skips it instead of failing the sync.
+                continue
         return found
 
     async def validate(self) -> None:

@@ -72,7 +72,7 @@ async def test_a_kv_write_reaches_the_secret_by_push(
                 },
             )
 
-        async with run_operator():
+        async with run_operator() as running:
 
             async def first() -> bool:
                 return b"first" in _decoded(await api.get("v1", "secrets", api.ns, "db")).get(
@@ -107,6 +107,11 @@ async def test_a_kv_write_reaches_the_secret_by_push(
             assert again["metadata"].get("resourceVersion") == bystander["metadata"].get(
                 "resourceVersion"
             )
+        # One provider (one change-stream subscription) for the store both ExternalSecrets
+        # read, closed on the way out; three reconciles: two first syncs and one push.
+        assert running.report is not None
+        assert running.report.providers_opened == running.report.providers_closed == 1
+        assert running.report.reconciles == 3
 
 
 async def _has(api: Any, name: str) -> bool:
