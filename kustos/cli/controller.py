@@ -61,8 +61,12 @@ def run_controller(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", help="Concurrent ExternalSecret reconciles.")
-    ] = 8,
+        int,
+        typer.Option(
+            "--workers",
+            help="Concurrent ExternalSecret reconciles (each waits on the network; they are cheap).",
+        ),
+    ] = 16,
     kustos_addr: Annotated[
         str | None,
         typer.Option(

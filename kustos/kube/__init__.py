@@ -14,7 +14,8 @@ the in-pod agent and its injector all talk to the Kubernetes API the same way:
   refreshes itself;
 - :mod:`~kustos.kube.resources` names the resources (:class:`Resource`);
 - :mod:`~kustos.kube.client` is :class:`KubeClient`, a thin async JSON client
-  over :mod:`httpx` on that connection (retrying once with a fresh token on 401).
+  over :mod:`aiohttp` (kopf's HTTP stack) on that connection (retrying once with a
+  fresh token on 401).
 
 kopf (in the operator) logs in with the same :class:`Connection`, so a
 process holds one set of credentials. This package sits beside

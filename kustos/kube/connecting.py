@@ -16,7 +16,7 @@ the ``Authorization`` header. Tokens are never read once and kept: the
 credentials are loaded again when an exec credential expires, when the API
 server refuses a token (401), and (in a pod) when the projected token file
 is older than a minute. Both HTTP stacks of a role use the same connection:
-:class:`~kustos.kube.client.KubeClient` (httpx) asks for the current header
+:class:`~kustos.kube.client.KubeClient` asks for the current header
 on every request and retries once on 401; kopf logs in with :meth:`Connection.login`
 (its login handler is re-run on 401 and at expiry).
 
@@ -189,7 +189,7 @@ class Connection:
     timeout: float = 30.0
 
     def ssl_context(self) -> ssl.SSLContext | bool:
-        """TLS settings for httpx: the CA to trust and the client certificate to present."""
+        """TLS settings: the CA to trust and the client certificate to present (``False``: no verification)."""
         if self.insecure:
             return False
         if not self.server.startswith("https://"):

@@ -152,7 +152,7 @@ class ExternalSecretController:
         *,
         kube: KubeClient,
         providers: ProviderRegistry,
-        workers: int = 8,
+        workers: int = 16,
         retry_backoff: tuple[float, float] = (2.0, 300.0),
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(tz=datetime.UTC),

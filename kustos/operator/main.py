@@ -42,7 +42,7 @@ class OperatorOptions:
     external_secrets: bool = True
     reloader: bool = True
     reload_strategy: Strategy = Strategy.ENV_VARS
-    workers: int = 8
+    workers: int = 16
     retry_backoff: tuple[float, float] = (2.0, 300.0)
     watch_timeout: int = 300
     """Server-side timeout of each watch request, in whole seconds (kopf reconnects after it).

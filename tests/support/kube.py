@@ -407,6 +407,10 @@ class ControlPlane:
         self._processes[name] = process
         return process
 
+    def pid(self, name: str) -> int:
+        """The process id of a running component (``etcd``, ``kube-apiserver``, ...), for measurements."""
+        return self._processes[name].pid
+
     def log(self, name: str, *, lines: int = 40) -> str:
         """The last lines a component wrote (for failure messages)."""
         path = self.root / f"{name}.log"

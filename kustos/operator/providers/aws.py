@@ -17,9 +17,6 @@ import asyncio
 import re
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
 from kustos.errors import ConfigError, NotFoundError
 from kustos.operator.providers.base import (
     FindSpec,
@@ -63,6 +60,8 @@ class SecretsManagerProvider:
             "GetSecretValue": self._client.get_secret_value,
             "ListSecrets": self._client.list_secrets,
         }[operation]
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client
+
         try:
             result: dict[str, Any] = await asyncio.to_thread(method, **kwargs)
         except ClientError as exc:
@@ -117,6 +116,8 @@ class SecretsManagerProvider:
 
 
 def _client(kwargs: dict[str, Any]) -> Any:
+    import boto3  # imported on first use: a controller without AWS stores never loads it
+
     return boto3.client("secretsmanager", **kwargs)
 
 
