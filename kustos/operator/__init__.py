@@ -1,6 +1,6 @@
 """The Kubernetes operator: ExternalSecrets, the Reloader (and SealedSecrets), built on kopf.
 
-Layout: :mod:`~kustos.operator.main` (``kustos operator run``, :func:`serve`),
+Layout: :mod:`~kustos.operator.main` (``kustos controller run``, :func:`serve`),
 :mod:`~kustos.operator.handlers` (thin kopf handlers),
 :mod:`~kustos.operator.controllers` (scheduling and I/O around the pure steps),
 :mod:`~kustos.operator.syncing` and :mod:`~kustos.operator.reloading` (pure

@@ -1,4 +1,4 @@
-"""``kustos operator run``: start the in-cluster controllers in one process.
+"""``kustos controller run``: start the in-cluster controllers in one process.
 
 :func:`run` is the blocking entry point the CLI calls; :func:`serve` is the
 same operator as a coroutine, which tests and embedders run in their own
@@ -35,7 +35,7 @@ _log = logging.getLogger("kustos.operator")
 
 @dataclass(frozen=True)
 class OperatorOptions:
-    """What ``kustos operator run`` can change."""
+    """What ``kustos controller run`` can change."""
 
     namespaces: Sequence[str] = ()
     """Watch only these namespaces (glob patterns allowed); empty means the whole cluster."""
