@@ -24,7 +24,7 @@ import httpx
 
 from kustos.client.events import follow
 from kustos.operator.providers.base import Provider, ProviderContext
-from kustos.operator.providers.vault import VaultProvider, build_http
+from kustos.operator.providers.vault import VaultEndpoint, VaultProvider, build_endpoint
 
 __all__ = ["READY_WAIT", "ChangeCallback", "KustosProvider", "create"]
 
@@ -43,12 +43,13 @@ class KustosProvider(VaultProvider):
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
+        endpoint: VaultEndpoint,
         mount: str,
         kv_version: str,
         backoff: tuple[float, float] = (0.2, 30.0),
     ) -> None:
-        super().__init__(http=http, mount=mount, kv_version=kv_version)
+        super().__init__(endpoint=endpoint, mount=mount, kv_version=kv_version)
+        self._stream_http: httpx.AsyncClient | None = None
         self._backoff = backoff
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -67,8 +68,9 @@ class KustosProvider(VaultProvider):
                 await live.wait()
 
     async def _follow(self, on_change: ChangeCallback, live: asyncio.Event) -> None:
+        self._stream_http = self._endpoint.httpx_client()
         events = follow(
-            self._http, prefix=f"{self._mount}/", token=lambda: None, backoff=self._backoff
+            self._stream_http, prefix=f"{self._mount}/", token=lambda: None, backoff=self._backoff
         )
         async with contextlib.aclosing(events):
             async for event in events:
@@ -88,10 +90,13 @@ class KustosProvider(VaultProvider):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._stream_http is not None:
+            await self._stream_http.aclose()
+            self._stream_http = None
         await super().close()
 
 
 async def create(context: ProviderContext) -> Provider:
     """Factory registered as ``kustos``."""
-    http, mount, version = await build_http(context, default_mount="secret")
-    return KustosProvider(http=http, mount=mount, kv_version=version)
+    endpoint, mount, version = await build_endpoint(context, default_mount="secret")
+    return KustosProvider(endpoint=endpoint, mount=mount, kv_version=version)
