@@ -26,8 +26,9 @@ notification into what it means here:
   back (``everything=True``): reload every area, stop polling, and send every
   change-stream subscriber a ``resync`` (announcements may have been missed).
 
-This process's own commits come back too (``Changes.local``); their
-announcements and reloads are skipped (it acted on them when it wrote).
+This process's own commits come back too (``Changes.local``); their cache
+invalidations, announcements and reloads are skipped (it acted on them when
+it wrote, as it must on SQLite, where nothing comes back).
 
 **Adding a topic** (how another area reaches every replica):
 
@@ -153,9 +154,11 @@ class Replication:
 
     def _changed(self, changes: Changes) -> None:
         self.received += 1
-        self._cache.apply_changes(changes)
-        self._tokens.apply_changes(changes)
-        self._kv.forget_configs(changes)
+        if not changes.local or changes.everything or not changes.watching:
+            # this process's own commits invalidated what they changed when they wrote
+            self._cache.apply_changes(changes)
+            self._tokens.apply_changes(changes)
+            self._kv.forget_configs(changes)
         for watcher in self._watchers:
             try:
                 watcher(changes)
