@@ -214,6 +214,7 @@ def access_map_command(
 @audit_app.command("enable")
 @connected()
 def enable_command(
+    connection: Connection,
     device_type: Annotated[str, typer.Argument(metavar="TYPE", help="Device type: file.")],
     options: Annotated[
         list[str] | None,
@@ -229,8 +230,6 @@ def enable_command(
         str, typer.Option("--description", help="Free text shown by `audit list`.")
     ] = "",
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Enable an audit device on the server (PUT sys/audit/PATH); every request is then logged, fail-closed."""
     parsed: dict[str, str] = {}
@@ -254,10 +253,9 @@ def enable_command(
 @audit_app.command("disable")
 @connected()
 def disable_command(
+    connection: Connection,
     path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Disable an audit device (DELETE sys/audit/PATH); its file is kept."""
     with connection.client() as client:
@@ -272,9 +270,8 @@ def disable_command(
 @audit_app.command("list")
 @connected()
 def list_command(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the server's enabled audit devices (GET sys/audit)."""
     with connection.client() as client:
@@ -294,13 +291,12 @@ def list_command(
 @audit_app.command("hash")
 @connected()
 def hash_command(
+    connection: Connection,
     path: Annotated[str, typer.Argument(help="Mount path of the device, e.g. file.")],
     value: Annotated[
         str, typer.Argument(help="The value to hash ('-' reads one line from stdin).")
     ],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Print the hmac-sha256 that device writes for VALUE, to search its file (sys/audit-hash)."""
     import sys

@@ -113,6 +113,7 @@ def _method_login(
 
 @connected(token=False)
 def login(
+    connection: Connection,
     token: Annotated[
         str | None,
         typer.Argument(
@@ -161,8 +162,6 @@ def login(
         Path, typer.Option("--jwt-file", help="kubernetes: the service-account token file.")
     ] = _SA_TOKEN,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Log in and save the token to ~/.kustos/token (mode 0600).
 
@@ -212,6 +211,7 @@ auth_app = typer.Typer(
 @auth_app.command("enable")
 @connected()
 def enable(
+    connection: Connection,
     method_type: Annotated[
         str, typer.Argument(metavar="TYPE", help="kubernetes, approle or userpass.")
     ],
@@ -225,8 +225,6 @@ def enable(
         str, typer.Option("--description", help="A human-readable description.")
     ] = "",
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Enable an auth method, e.g. `kustos auth enable kubernetes`."""
     path = (mount or method_type).strip("/")
@@ -242,9 +240,8 @@ def enable(
 @auth_app.command("list")
 @connected()
 def list_methods(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the enabled auth methods."""
     with connection.client() as client:
@@ -265,12 +262,11 @@ def list_methods(
 @auth_app.command("disable")
 @connected()
 def disable(
+    connection: Connection,
     path: Annotated[
         str, typer.Argument(help="The path the method is enabled at, e.g. kubernetes.")
     ],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Disable an auth method: its roles/users are deleted and the tokens it issued are revoked."""
     with connection.client() as client:

@@ -77,6 +77,7 @@ def parse_pairs(pairs: list[str], *, stdin_text: str | None = None) -> dict[str,
 
 @connected()
 def write(
+    connection: Connection,
     path: Annotated[
         str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
     ],
@@ -93,8 +94,6 @@ def write(
         ),
     ] = False,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Write data to any path (POST), like `vault write`."""
     try:
@@ -121,12 +120,11 @@ def write(
 
 @connected()
 def read(
+    connection: Connection,
     path: Annotated[
         str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
     ],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Read any path (GET), like `vault read`."""
     with connection.client() as client:
@@ -138,10 +136,9 @@ def read(
 
 @connected()
 def list_keys(
+    connection: Connection,
     path: Annotated[str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """List the keys under any path (LIST), like `vault list`."""
     with connection.client() as client:
@@ -153,12 +150,11 @@ def list_keys(
 
 @connected()
 def delete(
+    connection: Connection,
     path: Annotated[
         str, typer.Argument(help="API path after /v1/, e.g. auth/kubernetes/role/app.")
     ],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Delete any path (DELETE), like `vault delete`."""
     with connection.client() as client:

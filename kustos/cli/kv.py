@@ -323,6 +323,14 @@ def _mount_missing(client: KustosClient, mount: str) -> str | None:
     return f"no secrets engine is mounted at {mount}/ (KV mounts: {', '.join(kv_mounts) or 'none'})"
 
 
+def _metadata(client: KustosClient, mount: str, path: str) -> SecretMetadata:
+    """The secret's metadata; a missing secret (or mount) ends the command saying which."""
+    try:
+        return client.kv_v2.read_metadata(path, mount_point=mount)
+    except NotFoundError:
+        fail(_mount_missing(client, mount) or f"no secret at {_display(mount, path)}")
+
+
 def _not_found(client: KustosClient, mount: str, path: str, version: int | None) -> str:
     """Explain a 404 on a data read: missing, or a deleted/destroyed version."""
     where = _display(mount, path)
@@ -354,6 +362,7 @@ def _write_command(*, patch: bool) -> Callable[..., None]:
 
     @connected()
     def command(
+        connection: Connection,
         path: PathArg,
         data: DataArgs = None,
         file: DataFileOption = None,
@@ -361,8 +370,6 @@ def _write_command(*, patch: bool) -> Callable[..., None]:
         reason: ReasonOption = None,
         mount: MountOption = None,
         output: OutputOption = OutputFormat.table,
-        *,
-        connection: Connection,
     ) -> None:
         mount_name, secret = _split(path, mount)
         where = _display(mount_name, secret)
@@ -394,6 +401,7 @@ kv_app.command("patch")(_write_command(patch=True))
 @kv_app.command("get")
 @connected()
 def get(
+    connection: Connection,
     path: PathArg,
     version: Annotated[
         int | None,
@@ -409,8 +417,6 @@ def get(
     ] = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Read a secret (the latest version, or --version N) and print its data."""
     mount_name, secret = _split(path, mount)
@@ -444,11 +450,10 @@ def get(
 @kv_app.command("list")
 @connected()
 def list_(
+    connection: Connection,
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """List the secrets and folders (ending in /) below a path, like `secret/` or `secret/app`."""
     mount_name, prefix = _split(path, mount, allow_mount_only=True)
@@ -478,10 +483,7 @@ def _version_states(
     A missing secret, or a version it never had, ends the command naming it.
     """
     where = _display(mount, path)
-    try:
-        meta = client.kv_v2.read_metadata(path, mount_point=mount)
-    except NotFoundError:
-        fail(_mount_missing(client, mount) or f"no secret at {where}")
+    meta = _metadata(client, mount, path)
     versions = meta.get("versions") or {}
     missing = [v for v in wanted if str(v) not in versions]
     if missing:
@@ -582,12 +584,11 @@ def _version_command(change: _VersionChange) -> Callable[..., None]:
 
     @connected()
     def command(
+        connection: Connection,
         path: PathArg,
         versions: VersionsOption = None,
         mount: MountOption = None,
         output: OutputOption = OutputFormat.table,
-        *,
-        connection: Connection,
     ) -> None:
         _change_versions(change, connection, path, versions, mount, output)
 
@@ -634,6 +635,7 @@ for _change in (_DELETE, _UNDELETE, _DESTROY):
 @kv_app.command("rollback")
 @connected()
 def rollback(
+    connection: Connection,
     path: PathArg,
     version: Annotated[
         int,
@@ -651,8 +653,6 @@ def rollback(
     ] = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Write the data of an older version as a new version (check-and-set against the current one)."""
     mount_name, secret = _split(path, mount)
@@ -660,10 +660,7 @@ def rollback(
     if version < 1:
         fail(f"--version must be 1 or more, got {version}", code=EXIT_BAD_INPUT)
     with connection.client() as client:
-        try:
-            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
-        except NotFoundError:
-            fail(_mount_missing(client, mount_name) or f"no secret at {where}")
+        meta = _metadata(client, mount_name, secret)
         current = int(meta.get("current_version") or 0)
         if version == current:
             fail(
@@ -690,21 +687,15 @@ def rollback(
 @kv_app.command("history")
 @connected()
 def history(
+    connection: Connection,
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show every version of a secret: when, who and why, and which keys it added, changed or removed (never values)."""
     mount_name, secret = _split(path, mount)
     with connection.client() as client:
-        try:
-            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
-        except NotFoundError:
-            fail(
-                _mount_missing(client, mount_name) or f"no secret at {_display(mount_name, secret)}"
-            )
+        meta = _metadata(client, mount_name, secret)
     rows = history_rows(meta)
     render(
         _for_table(rows) if output is OutputFormat.table else rows,
@@ -767,6 +758,7 @@ def diff_rows(
 @kv_app.command("diff")
 @connected()
 def diff(
+    connection: Connection,
     path: PathArg,
     first: Annotated[int, typer.Argument(help="The earlier version.", min=1)],
     second: Annotated[int, typer.Argument(help="The later version.", min=1)],
@@ -778,17 +770,12 @@ def diff(
     ] = False,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show which keys differ between two versions, with who wrote the later one and why; values only with --show-values."""
     mount_name, secret = _split(path, mount)
     where = _display(mount_name, secret)
     with connection.client() as client:
-        try:
-            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
-        except NotFoundError:
-            fail(_mount_missing(client, mount_name) or f"no secret at {where}")
+        meta = _metadata(client, mount_name, secret)
         versions = meta.get("versions") or {}
         for number in (first, second):
             if str(number) not in versions:
@@ -884,21 +871,15 @@ def _settings_of(meta: SecretMetadata) -> dict[str, Any]:
 @metadata_app.command("get")
 @connected()
 def metadata_get(
+    connection: Connection,
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show a secret's settings, custom metadata and versions."""
     mount_name, secret = _split(path, mount)
     with connection.client() as client:
-        try:
-            meta = client.kv_v2.read_metadata(secret, mount_point=mount_name)
-        except NotFoundError:
-            fail(
-                _mount_missing(client, mount_name) or f"no secret at {_display(mount_name, secret)}"
-            )
+        meta = _metadata(client, mount_name, secret)
     if output is OutputFormat.table:
         render(_settings_of(meta), output, title=f"{_display(mount_name, secret)} (metadata)")
         render(_for_table(history_rows(meta)), output, title="Versions")
@@ -909,6 +890,7 @@ def metadata_get(
 @metadata_app.command("put")
 @connected()
 def metadata_put(
+    connection: Connection,
     path: PathArg,
     max_versions: Annotated[
         int | None,
@@ -942,8 +924,6 @@ def metadata_put(
     ] = None,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Change a secret's settings (only the options given) and its custom metadata."""
     mount_name, secret = _split(path, mount)
@@ -990,11 +970,10 @@ def metadata_put(
 @metadata_app.command("delete")
 @connected()
 def metadata_delete(
+    connection: Connection,
     path: PathArg,
     mount: MountOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Delete a secret entirely: its metadata and every version, for good."""
     mount_name, secret = _split(path, mount)

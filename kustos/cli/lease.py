@@ -42,10 +42,9 @@ def _clean(value: str) -> str:
 @lease_app.command("lookup")
 @connected()
 def lookup(
+    connection: Connection,
     lease_id: LeaseIdArgument,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show a lease: when it was issued, when it ends, its TTL and whether it can be renewed."""
     with connection.client() as client:
@@ -56,10 +55,9 @@ def lookup(
 @lease_app.command("list")
 @connected()
 def list_leases(
+    connection: Connection,
     prefix: Annotated[str, typer.Argument(help="A lease id prefix, e.g. database/creds/app.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """List the lease ids under a prefix (needs sudo on sys/leases/lookup)."""
     with connection.client() as client:
@@ -72,6 +70,7 @@ def list_leases(
 @lease_app.command("renew")
 @connected()
 def renew(
+    connection: Connection,
     lease_id: LeaseIdArgument,
     increment: Annotated[
         str | None,
@@ -82,8 +81,6 @@ def renew(
         ),
     ] = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Extend a lease (never past its role's max TTL)."""
     with connection.client() as client:
@@ -101,6 +98,7 @@ def renew(
 @lease_app.command("revoke")
 @connected()
 def revoke(
+    connection: Connection,
     lease_id: LeaseIdArgument,
     prefix: Annotated[
         bool, typer.Option("--prefix", help="Revoke every lease under this prefix (needs sudo).")
@@ -113,8 +111,6 @@ def revoke(
         ),
     ] = False,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Revoke a lease now: its secret (the database user) is dropped."""
     if force and not prefix:
@@ -137,9 +133,8 @@ def revoke(
 @lease_app.command("tidy")
 @connected()
 def tidy(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Clean up: drop links to leases that are gone; revoke leases whose token is gone."""
     with connection.client() as client:

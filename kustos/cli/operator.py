@@ -59,6 +59,7 @@ def seal_progress_line(status: SealStatus) -> str:
 @operator_app.command("init")
 @connected(token=False)
 def init(
+    connection: Connection,
     key_shares: Annotated[
         int, typer.Option("--key-shares", help="Number of unseal key shares to create.")
     ] = 5,
@@ -66,8 +67,6 @@ def init(
         int, typer.Option("--key-threshold", help="Shares needed to unseal.")
     ] = 3,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Initialise a new server: print the unseal key shares and the root token, ONCE."""
     if key_shares < 1 or key_shares > 255:
@@ -103,6 +102,7 @@ def init(
 @operator_app.command("unseal")
 @connected(token=False)
 def unseal(
+    connection: Connection,
     key: Annotated[
         str | None,
         typer.Argument(
@@ -114,8 +114,6 @@ def unseal(
         bool, typer.Option("--reset", help="Discard the shares submitted so far.")
     ] = False,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Submit one unseal key share; repeat until the threshold is reached."""
     share: str | None = None
@@ -139,9 +137,8 @@ def unseal(
 @operator_app.command("status")
 @connected(token=False)
 def status(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show whether the server is initialised and sealed, and the unseal progress."""
     with connection.client() as client:
@@ -153,9 +150,8 @@ def status(
 @operator_app.command("seal")
 @connected()
 def seal(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Seal the server: its keys leave memory and data requests answer 503 until unsealed."""
     with connection.client() as client:
@@ -166,9 +162,8 @@ def seal(
 @operator_app.command("key-status")
 @connected()
 def key_status(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show the current key-encryption-key term and when it was installed."""
     with connection.client() as client:
@@ -179,9 +174,8 @@ def key_status(
 @operator_app.command("rotate-key")
 @connected()
 def rotate_key(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Add a new key-encryption-key term; new writes use it (run `rewrap` to move old data)."""
     with connection.client() as client:
@@ -197,6 +191,7 @@ def rotate_key(
 @operator_app.command("rewrap")
 @connected()
 def rewrap(
+    connection: Connection,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -205,8 +200,6 @@ def rewrap(
         ),
     ] = 500,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Re-wrap every stored data key with the newest key term, with a progress bar on stderr."""
     if batch_size < 1:

@@ -161,11 +161,10 @@ def evaluate(
 @policy_app.command("write")
 @connected()
 def write(
+    connection: Connection,
     name: Annotated[str, typer.Argument(help="Policy name.")],
     file: Annotated[str, typer.Argument(help="Policy document (HCL or JSON); '-' reads stdin.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Upload a policy to the server (checked locally first, so errors name the line)."""
     try:
@@ -184,10 +183,9 @@ def write(
 @policy_app.command("read")
 @connected()
 def read(
+    connection: Connection,
     name: Annotated[str, typer.Argument(help="Policy name.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Print a policy document as stored on the server."""
     with connection.client() as client:
@@ -201,9 +199,8 @@ def read(
 @policy_app.command("list")
 @connected()
 def list_(
-    output: OutputOption = OutputFormat.table,
-    *,
     connection: Connection,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the server's policies (root and default included)."""
     with connection.client() as client:
@@ -214,10 +211,9 @@ def list_(
 @policy_app.command("delete")
 @connected()
 def delete(
+    connection: Connection,
     name: Annotated[str, typer.Argument(help="Policy name.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Delete a policy from the server (tokens holding it lose what it granted at once)."""
     with connection.client() as client:

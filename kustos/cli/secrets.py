@@ -62,6 +62,7 @@ DescriptionOption = Annotated[
 @secrets_app.command("enable")
 @connected()
 def enable(
+    connection: Connection,
     engine_type: Annotated[
         str, typer.Argument(metavar="TYPE", help="kv (version 2), kv-v2 or transit.")
     ],
@@ -83,8 +84,6 @@ def enable(
     default_lease_ttl: DefaultTtlOption = None,
     max_lease_ttl: MaxTtlOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Mount a secrets engine, e.g. `kustos secrets enable -path=apps kv`."""
     try:
@@ -114,10 +113,9 @@ def enable(
 @secrets_app.command("disable")
 @connected()
 def disable(
+    connection: Connection,
     path: Annotated[str, typer.Argument(help="The mount path, e.g. secret.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Unmount a secrets engine and delete everything stored under it."""
     where = _mount_path(path)
@@ -135,12 +133,11 @@ def disable(
 @secrets_app.command("list")
 @connected()
 def list_(
+    connection: Connection,
     detailed: Annotated[
         bool, typer.Option("--detailed", help="Also show accessors, TTLs and options.")
     ] = False,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """List the mounted secrets engines."""
     with connection.client() as client:
@@ -173,13 +170,12 @@ def list_(
 @secrets_app.command("tune")
 @connected()
 def tune(
+    connection: Connection,
     path: Annotated[str, typer.Argument(help="The mount path, e.g. secret.")],
     description: DescriptionOption = None,
     default_lease_ttl: DefaultTtlOption = None,
     max_lease_ttl: MaxTtlOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Change a mount's description or lease TTLs (only those given) and show the result."""
     where = _mount_path(path)
@@ -199,11 +195,10 @@ def tune(
 @secrets_app.command("move")
 @connected()
 def move(
+    connection: Connection,
     source: Annotated[str, typer.Argument(help="The mount's current path, e.g. secret.")],
     destination: Annotated[str, typer.Argument(help="Its new path, e.g. apps.")],
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Move a secrets engine to a new path; its data, versions and history come along."""
     old, new = _mount_path(source), _mount_path(destination)

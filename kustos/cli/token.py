@@ -35,6 +35,7 @@ _FIELD_ALIASES = {"token": "client_token"}
 @token_app.command("create")
 @connected()
 def create(
+    connection: Connection,
     policy: Annotated[
         list[str] | None,
         typer.Option("--policy", help="Policy to attach (repeatable).", show_default=False),
@@ -84,8 +85,6 @@ def create(
         ),
     ] = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Create a new token (a child of the calling token unless --orphan)."""
     try:
@@ -142,11 +141,10 @@ def _target(value: str | None) -> str | None:
 @token_app.command("lookup")
 @connected()
 def lookup(
+    connection: Connection,
     target: TargetOption = None,
     accessor: AccessorOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show a token's policies, TTL and metadata (the token itself is not printed); others need sudo."""
     other = _target(target)
@@ -163,6 +161,7 @@ def lookup(
 @token_app.command("renew")
 @connected()
 def renew(
+    connection: Connection,
     increment: Annotated[
         str | None,
         typer.Option("--increment", help="New TTL from now, like 1h.", show_default=False),
@@ -170,8 +169,6 @@ def renew(
     target: TargetOption = None,
     accessor: AccessorOption = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Extend a token's TTL (capped by its max TTL); the token itself is not printed."""
     other = _target(target)
@@ -188,6 +185,7 @@ def renew(
 @token_app.command("revoke")
 @connected()
 def revoke(
+    connection: Connection,
     target: TargetOption = None,
     accessor: AccessorOption = None,
     orphan: Annotated[
@@ -197,8 +195,6 @@ def revoke(
         ),
     ] = False,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Revoke a token and the tokens it created (the calling token unless --target/--accessor)."""
     other = _target(target)

@@ -80,6 +80,7 @@ def _context(text: str | None) -> bytes | None:
 @transit_app.command("create-key")
 @connected()
 def create_key(
+    connection: Connection,
     name: NameArg,
     key_type: Annotated[
         str, typer.Option("--type", help="aes256-gcm96 or chacha20-poly1305.")
@@ -97,8 +98,6 @@ def create_key(
     ] = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Create a named key (nothing changes if it exists)."""
     with connection.client() as client:
@@ -112,10 +111,9 @@ def create_key(
 @transit_app.command("list-keys")
 @connected()
 def list_keys(
+    connection: Connection,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """List the keys of a transit mount."""
     with connection.client() as client:
@@ -126,11 +124,10 @@ def list_keys(
 @transit_app.command("read-key")
 @connected()
 def read_key(
+    connection: Connection,
     name: NameArg,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show a key's type, versions (with creation times) and settings; never its material."""
     with connection.client() as client:
@@ -141,11 +138,10 @@ def read_key(
 @transit_app.command("rotate")
 @connected()
 def rotate(
+    connection: Connection,
     name: NameArg,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Add a key version; new ciphertexts use it, old ones still decrypt (then `rewrap` them)."""
     with connection.client() as client:
@@ -156,6 +152,7 @@ def rotate(
 @transit_app.command("config")
 @connected()
 def config(
+    connection: Connection,
     name: NameArg,
     min_decryption_version: Annotated[
         int | None,
@@ -183,8 +180,6 @@ def config(
     ] = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Change a key's settings (only those given) and show the result."""
     with connection.client() as client:
@@ -199,6 +194,7 @@ def config(
 @transit_app.command("encrypt")
 @connected()
 def encrypt(
+    connection: Connection,
     name: NameArg,
     plaintext: Annotated[
         str | None,
@@ -211,8 +207,6 @@ def encrypt(
     key_version: KeyVersionOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Encrypt data; print the vault:vN:... ciphertext (table: the ciphertext alone)."""
     try:
@@ -232,6 +226,7 @@ def encrypt(
 @transit_app.command("decrypt")
 @connected()
 def decrypt(
+    connection: Connection,
     name: NameArg,
     ciphertext: Annotated[
         str, typer.Argument(help="A vault:vN:... ciphertext; '-' reads it from stdin.")
@@ -239,8 +234,6 @@ def decrypt(
     context: ContextOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Decrypt; write the plaintext bytes to stdout (json/yaml: base64 in 'plaintext')."""
     text = sys.stdin.read().strip() if ciphertext == "-" else ciphertext.strip()
@@ -258,6 +251,7 @@ def decrypt(
 @transit_app.command("rewrap")
 @connected()
 def rewrap(
+    connection: Connection,
     name: NameArg,
     ciphertexts: Annotated[
         list[str], typer.Argument(help="vault:vN:... ciphertexts to move to the latest version.")
@@ -266,8 +260,6 @@ def rewrap(
     key_version: KeyVersionOption = None,
     mount: MountOption = DEFAULT_TRANSIT_MOUNT,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Re-encrypt ciphertexts under the latest key version; the plaintext is never shown."""
     results: list[dict[str, Any]] = []

@@ -32,6 +32,7 @@ def _now() -> datetime:
 
 @connected(require_token=False, address_flags=("--controller-url", "--address"))
 def seal(
+    connection: Connection,
     ctx: typer.Context,
     file: Annotated[
         list[str] | None,
@@ -139,8 +140,6 @@ def seal(
     no_key_id_hint: Annotated[
         bool, typer.Option("--no-key-id-hint", help="Omit the kustos.io/sealing-key-id annotation.")
     ] = False,
-    *,
-    connection: Connection,
 ) -> None:
     """Seal Kubernetes Secrets into SealedSecrets (kubeseal compatible)."""
     if ctx.invoked_subcommand is not None:

@@ -169,10 +169,9 @@ def _local_rows(keyring: SealingKeyring) -> list[dict[str, Any]]:
 
 @connected(address_flags=_SERVER)
 def _keys_list(
+    connection: Connection,
     keyring_path: LocalOrServerKeyring = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """List the sealing keys (the active one seals, all unseal): on the server, or in --keyring."""
     if _server_mode(keyring_path, connection):
@@ -186,6 +185,7 @@ def _keys_list(
 
 @connected(token=False, address_flags=_SERVER)
 def _keys_cert(
+    connection: Connection,
     keyring_path: LocalOrServerKeyring = None,
     rsa_only: Annotated[
         bool,
@@ -194,8 +194,6 @@ def _keys_cert(
             help="Only the RSA certificate (what /v1/cert.pem serves), no X25519 exchange cert.",
         ),
     ] = False,
-    *,
-    connection: Connection,
 ) -> None:
     """Print the sealing certificate bundle: the newest RSA cert and its X25519 exchange cert."""
     if _server_mode(keyring_path, connection):
@@ -218,10 +216,9 @@ def _keys_cert(
 
 @connected(address_flags=_SERVER)
 def _keys_rotate(
+    connection: Connection,
     keyring_path: LocalOrServerKeyring = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Make a new sealing key now (old keys stay for unsealing)."""
     if _server_mode(keyring_path, connection):
@@ -244,6 +241,7 @@ def _keys_rotate(
 
 @connected(address_flags=_SERVER)
 def _keys_config(
+    connection: Connection,
     renew_period: Annotated[
         str | None,
         typer.Option("--renew-period", help="Renewal period (e.g. 30d, 720h; 0 disables)."),
@@ -259,8 +257,6 @@ def _keys_config(
         int | None, typer.Option("--key-bits", help="Size of new RSA sealing keys (>= 2048).")
     ] = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Show or change the server's sealing key renewal settings."""
     with connection.client() as client:
@@ -275,6 +271,7 @@ def _keys_config(
 
 @connected(address_flags=_SERVER)
 def _keys_backup(
+    connection: Connection,
     write: Annotated[
         Path, typer.Option("--write", "-w", help="Where to write the encrypted bundle.")
     ],
@@ -288,8 +285,6 @@ def _keys_backup(
     ] = None,
     keyring_path: LocalOrServerKeyring = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Write an encrypted backup bundle of every key (age or passphrase); the server's needs sudo."""
     recipients = split_refs(age_recipient)
@@ -334,6 +329,7 @@ def _keys_backup(
 
 @connected(address_flags=_SERVER)
 def _keys_import(
+    connection: Connection,
     files: Annotated[
         list[Path],
         typer.Option(
@@ -354,8 +350,6 @@ def _keys_import(
     ] = None,
     keyring_path: LocalOrServerKeyring = None,
     output: OutputOption = OutputFormat.table,
-    *,
-    connection: Connection,
 ) -> None:
     """Import Sealed Secrets key Secrets or a backup bundle (into the server: sudo; or --keyring)."""
     if _server_mode(keyring_path, connection):
