@@ -32,6 +32,7 @@ from kustos.server.engines.database import DatabaseEngine
 from kustos.server.engines.kv import KvEngine
 from kustos.server.engines.transit import TransitEngine
 from kustos.server.events import ChangeHub
+from kustos.server.leases import ANNOUNCEMENT_TOPIC as LEASE_TOPIC
 from kustos.server.leases import LeaseManager
 from kustos.server.mounts import MountTable
 from kustos.server.observability import Metrics
@@ -183,6 +184,7 @@ class Core:
         )
         """Follows the other replicas' commits on shared storage (:mod:`kustos.server.replicas`)."""
         self.replication.watch(self.timers.apply_changes)
+        self.replication.on(LEASE_TOPIC, self.leases.announced)
 
     @classmethod
     async def open(

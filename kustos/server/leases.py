@@ -22,7 +22,9 @@ Storage (all under ``sys/leases/``, beside the mount data it refers to):
 Revocation asks the issuing engine (:class:`LeaseHolder`) to undo the secret,
 then deletes the lease, its timer and its token link in one transaction,
 then publishes a ``revoke`` change (:mod:`kustos.server.events`) so consumers
-(the operator, the agent) drop the credential. If the engine fails (the
+(the operator, the agent) drop the credential; the revocation is announced
+with its commit (topic ``leases``), so every other replica's change stream
+publishes it too (:mod:`kustos.server.replicas`). If the engine fails (the
 database is down), the lease stays and its timer retries; ``revoke-force``
 deletes the lease anyway. A lease whose mount was disabled is simply removed.
 """
@@ -50,6 +52,7 @@ from kustos.server.tokens import TokenEntry, TokenStore
 from kustos.store.base import StorageBackend, Transaction
 
 __all__ = [
+    "ANNOUNCEMENT_TOPIC",
     "LEASE_PREFIX",
     "MAX_LEASE_TTL",
     "Lease",
@@ -60,6 +63,8 @@ __all__ = [
 ]
 
 LEASE_PREFIX: Final = "sys/leases/id/"
+ANNOUNCEMENT_TOPIC: Final = "leases"
+"""Topic a revocation is announced under with its commit (mount, path, lease id; never a secret)."""
 _TOKEN_PREFIX: Final = "sys/leases/token/"  # noqa: S105 - a storage prefix
 _CONTEXT_LABEL: Final = "kustos/lease"
 MAX_LEASE_TTL: Final = 768 * 3600.0
@@ -346,12 +351,27 @@ class LeaseManager:
             await self._timers.cancel(tx, current.expire_time, "lease", lease_id)
             if current.token_hash is not None:
                 await tx.delete(f"{_TOKEN_PREFIX}{current.token_hash}/{lease_id}")
+            if mount is not None:  # the other replicas' change streams carry it too
+                tx.announce(
+                    ANNOUNCEMENT_TOPIC,
+                    {"mount": mount.path, "path": self._rest(lease, mount), "lease_id": lease_id},
+                )
         if mount is not None:
-            rest = (
-                lease.path[len(mount.path) :] if lease.path.startswith(mount.path) else lease.path
+            self._events.publish(
+                mount.path, self._rest(lease, mount), 0, "revoke", lease_id=lease_id
             )
-            self._events.publish(mount.path, rest, 0, "revoke", lease_id=lease_id)
         return True
+
+    @staticmethod
+    def _rest(lease: Lease, mount: MountEntry) -> str:
+        """The lease's path inside its mount (``creds/app``)."""
+        return lease.path[len(mount.path) :] if lease.path.startswith(mount.path) else lease.path
+
+    def announced(self, document: Mapping[str, Any]) -> None:
+        """Another replica revoked a lease: tell this replica's change-stream subscribers."""
+        mount, path, lease_id = (document.get(k) for k in ("mount", "path", "lease_id"))
+        if isinstance(mount, str) and isinstance(path, str) and isinstance(lease_id, str):
+            self._events.publish(mount, path, 0, "revoke", lease_id=lease_id)
 
     async def lease_ids(self, prefix: str) -> list[str]:
         """Every lease id starting with ``prefix`` (a whole path segment prefix)."""

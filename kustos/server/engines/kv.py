@@ -731,6 +731,7 @@ class KvEngine:
                 new=data,
                 author=ROTATION_AUTHOR,
             )
+            _announce(tx, mount, path, int(result["version"]), "write")
         version = int(result["version"])
         self._events.publish(mount.path, path, version, "write")
         return version

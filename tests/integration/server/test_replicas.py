@@ -313,3 +313,42 @@ async def test_revocations_and_policy_changes_reach_the_other_replicas_access_st
         assert [(c.kind, c.subjects) for c in batch or []] == [("revoked", frozenset({digest}))]
     finally:
         on_b.close()
+
+
+async def test_a_lease_revoked_and_a_kv_rotation_on_one_replica_reach_the_others_stream(
+    pair: Pair,
+) -> None:
+    a, b = pair.a, pair.b
+    assert (
+        await a.http.post("/v1/sys/mounts/database", json={"type": "database"})
+    ).status_code == 204
+    await eventually(lambda: _true(b.core.mounts.get("database/") is not None))
+    leases_b = b.core.events.subscribe(mount="database/", prefix="creds/")
+    kv_b = b.core.events.subscribe(mount="secret/", prefix="rotated/")
+    mount = a.core.mounts.get("database/")
+    assert mount is not None
+    lease = await a.core.leases.issue(  # a lease with no user behind it: nothing to drop
+        lease_id=a.core.leases.new_lease_id("database/creds/app"),
+        mount=mount,
+        path="database/creds/app",
+        ttl=3600,
+        max_ttl=3600,
+        token=None,
+        internal={},
+    )
+    assert await a.core.leases.revoke(lease.lease_id)
+    async with asyncio.timeout(_WAIT):
+        changes = await leases_b.next(timeout=_WAIT)
+    assert changes is not None
+    assert [(c.kind, c.path, c.lease_id) for c in changes] == [
+        ("revoke", "creds/app", lease.lease_id)
+    ]
+
+    rule = await a.http.put(
+        "/v1/secret/rotation/rotated/db", json={"fields": ["pw"], "rotation_period": "1h"}
+    )
+    assert rule.status_code == 204, rule.text
+    assert (await a.http.post("/v1/secret/rotate/rotated/db")).status_code == 200
+    async with asyncio.timeout(_WAIT):
+        written = await kv_b.next(timeout=_WAIT)
+    assert written is not None and [(c.kind, c.path) for c in written] == [("write", "rotated/db")]
