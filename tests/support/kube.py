@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import datetime
 import ipaddress
 import json
@@ -103,6 +104,16 @@ def _binary(directory: Path, name: str) -> Path | None:
         return candidate
     found = shutil.which(name)
     return Path(found) if found and name in ("etcd", "kubectl") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be killed when the test process dies (even by SIGKILL).
+
+    A control plane left running by a killed test session would hold memory and
+    CPU on the machine until someone noticed it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -401,7 +412,12 @@ class ControlPlane:
     def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         log = (self.root / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True
+            list(args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self._processes[name] = process
