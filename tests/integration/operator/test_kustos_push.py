@@ -72,7 +72,9 @@ async def test_a_kv_write_reaches_the_secret_by_push(
                 },
             )
 
-        async with run_operator() as running:
+        # Only this test's namespace: ExternalSecrets other tests left in the shared
+        # control plane would open providers of their own and blur the count below.
+        async with run_operator(namespaces=(api.ns,)) as running:
 
             async def first() -> bool:
                 return b"first" in _decoded(await api.get("v1", "secrets", api.ns, "db")).get(
