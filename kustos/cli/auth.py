@@ -1,7 +1,8 @@
 """``kustos login`` and ``kustos auth enable|list|disable``.
 
-``kustos login`` checks a token against the server (or, with ``--method
-userpass|approle|kubernetes``, logs in with that auth method to get one) and
+``kustos login`` checks a token against the server (or, with ``-method
+userpass|approle|kubernetes|jwt|aws``, logs in with that auth method to get
+one; arguments as ``key=value`` like ``vault login``) and
 keeps it in ``~/.kustos/token``. Later commands find the saved token when
 neither ``--token`` nor ``KUSTOS_TOKEN``/``VAULT_TOKEN`` is given (see
 :mod:`kustos.cli.connection`). Tokens, passwords and secret ids are prompted
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import enum
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
+from botocore.exceptions import BotoCoreError
 
 from kustos.cli.connection import (
     EXIT_BAD_INPUT,
@@ -26,6 +29,8 @@ from kustos.cli.connection import (
     save_token,
 )
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, report, stderr
+from kustos.client.aws_iam import IamLoginData, iam_login_data
+from kustos.errors import ConfigError
 from kustos.sensitive import Sensitive
 
 __all__ = ["public_token_info", "register"]
@@ -45,6 +50,54 @@ class LoginMethod(enum.StrEnum):
     userpass = "userpass"
     approle = "approle"
     kubernetes = "kubernetes"
+    jwt = "jwt"
+    aws = "aws"
+
+
+_LOGIN_KEYS: Final[dict[LoginMethod, tuple[str, ...]]] = {
+    LoginMethod.token: ("token",),
+    LoginMethod.userpass: ("username", "password"),
+    LoginMethod.approle: ("role_id", "secret_id"),
+    LoginMethod.kubernetes: ("role", "jwt"),
+    LoginMethod.jwt: ("role", "jwt"),
+    LoginMethod.aws: ("role", "header_value", "region", "profile"),
+}
+"""The ``key=value`` arguments each method takes (Vault's ``vault login -method=aws role=...``)."""
+
+
+@dataclass
+class _LoginInput:
+    """What a login needs, from options and ``key=value`` arguments (the latter win)."""
+
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    role_id: str | None = None
+    secret_id: str | None = None
+    role: str | None = None
+    jwt: str | None = None
+    jwt_file: Path | None = None
+    header_value: str | None = None
+    region: str | None = None
+    profile: str | None = None
+
+
+def _apply_pairs(method: LoginMethod, words: list[str], given: _LoginInput) -> None:
+    allowed = _LOGIN_KEYS[method]
+    for word in words:
+        key, sep, value = word.partition("=")
+        if method is LoginMethod.token and (not sep or key not in allowed):
+            if given.token is not None:
+                fail("give one token", code=EXIT_BAD_INPUT)
+            given.token = word
+            continue
+        if not sep or key not in allowed:
+            fail(
+                f"{word.split('=')[0]!r} is not an argument of -method={method.value}; "
+                f"it takes {', '.join(k + '=...' for k in allowed)}",
+                code=EXIT_BAD_INPUT,
+            )
+        setattr(given, key, value)
 
 
 def _secret_input(value: str | None, *, prompt: str, what: str) -> str:
@@ -60,53 +113,85 @@ def _secret_input(value: str | None, *, prompt: str, what: str) -> str:
     return secret
 
 
+def _read_jwt(given: _LoginInput, *, default_file: Path | None) -> str:
+    """The JWT from ``jwt=`` (``@file`` reads a file, ``-`` stdin) or ``--jwt-file``."""
+    value = given.jwt
+    path = given.jwt_file or default_file
+    if value is not None and value.startswith("@"):
+        path, value = Path(value[1:]), None
+    if value is not None:
+        return _secret_input(value, prompt="JWT (input hidden)", what="a JWT")
+    if path is None:
+        fail(
+            "give the token: jwt=@FILE, jwt=- (stdin) or --jwt-file FILE",
+            code=EXIT_BAD_INPUT,
+        )
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        fail(f"cannot read the token file {path}: {exc.strerror or exc}", code=EXIT_BAD_INPUT)
+    if not secret:
+        fail(f"the token file {path} is empty", code=EXIT_BAD_INPUT)
+    return secret
+
+
 def _method_login(
-    *,
-    method: LoginMethod,
-    mount: str | None,
-    username: str | None,
-    password: str | None,
-    role_id: str | None,
-    secret_id: str | None,
-    role: str | None,
-    jwt_file: Path,
-    connection: Connection,
+    *, method: LoginMethod, mount: str | None, given: _LoginInput, connection: Connection
 ) -> tuple[str, dict[str, Any]]:
     """Log in with an auth method; return the new token and the public part of the answer."""
     path = mount or method.value
+    iam_request: IamLoginData | None = None
     if method is LoginMethod.userpass:
-        if not username:
-            fail("--username is required with --method userpass", code=EXIT_BAD_INPUT)
-        secret = _secret_input(password, prompt="Password (input hidden)", what="a password")
-    elif method is LoginMethod.approle:
-        if not role_id:
-            fail("--role-id is required with --method approle", code=EXIT_BAD_INPUT)
-        secret = _secret_input(secret_id, prompt="Secret ID (input hidden)", what="a secret id")
-    else:
-        if not role:
-            fail("--role is required with --method kubernetes", code=EXIT_BAD_INPUT)
-        try:
-            secret = jwt_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        if not given.username:
             fail(
-                f"cannot read the service-account token {jwt_file}: {exc.strerror or exc}",
+                "--username is required (or username=...) with -method=userpass",
                 code=EXIT_BAD_INPUT,
             )
-        if not secret:
-            fail(f"the service-account token file {jwt_file} is empty", code=EXIT_BAD_INPUT)
+        secret = _secret_input(given.password, prompt="Password (input hidden)", what="a password")
+    elif method is LoginMethod.approle:
+        if not given.role_id:
+            fail("--role-id is required (or role_id=...) with -method=approle", code=EXIT_BAD_INPUT)
+        secret = _secret_input(
+            given.secret_id, prompt="Secret ID (input hidden)", what="a secret id"
+        )
+    elif method is LoginMethod.aws:
+        secret = ""
+        try:
+            iam_request = iam_login_data(
+                region=given.region or None,
+                header_value=given.header_value or "",
+                profile=given.profile or None,
+            )
+        except (ConfigError, BotoCoreError) as exc:
+            fail(f"cannot sign the AWS login request: {exc}", code=EXIT_BAD_INPUT)
+    else:
+        if not given.role and method is LoginMethod.kubernetes:
+            fail("--role is required (or role=...) with -method=kubernetes", code=EXIT_BAD_INPUT)
+        secret = _read_jwt(
+            given, default_file=_SA_TOKEN if method is LoginMethod.kubernetes else None
+        )
     with connection.client() as client:
         client.token = None
         methods = client.auth_methods
         if method is LoginMethod.userpass:
             auth = methods.login_userpass(
-                username=str(username), password=Sensitive(secret), mount_point=path
+                username=str(given.username), password=Sensitive(secret), mount_point=path
             )
         elif method is LoginMethod.approle:
             auth = methods.login_approle(
-                role_id=str(role_id), secret_id=Sensitive(secret), mount_point=path
+                role_id=str(given.role_id), secret_id=Sensitive(secret), mount_point=path
             )
+        elif method is LoginMethod.kubernetes:
+            auth = methods.login_kubernetes(
+                role=str(given.role), jwt=Sensitive(secret), mount_point=path
+            )
+        elif method is LoginMethod.jwt:
+            auth = methods.login_jwt(role=given.role or "", jwt=Sensitive(secret), mount_point=path)
         else:
-            auth = methods.login_kubernetes(role=str(role), jwt=Sensitive(secret), mount_point=path)
+            assert iam_request is not None  # noqa: S101 - set above for aws
+            auth = methods.login_aws_iam(
+                role=given.role or "", request=iam_request, mount_point=path
+            )
     answer = dict(auth)
     return str(answer.pop("client_token")), public_token_info(answer)
 
@@ -114,15 +199,24 @@ def _method_login(
 @connected(token=False)
 def login(
     connection: Connection,
-    token: Annotated[
-        str | None,
+    args: Annotated[
+        list[str] | None,
         typer.Argument(
-            help="The token ('-' reads it from stdin; omitted: prompt without echo). Only with --method token.",
+            metavar="[TOKEN | KEY=VALUE...]",
+            help=(
+                "-method=token: the token ('-' reads it from stdin; omitted: prompt without echo). "
+                "Other methods: KEY=VALUE arguments as in `vault login`: userpass username= password=; "
+                "approle role_id= secret_id=; kubernetes and jwt role= jwt= (jwt=@FILE reads a file, "
+                "jwt=- stdin); aws role= header_value= region= profile=."
+            ),
             show_default=False,
         ),
     ] = None,
     method: Annotated[
-        LoginMethod, typer.Option("--method", "-m", help="How to log in.", case_sensitive=False)
+        LoginMethod,
+        typer.Option(
+            "--method", "-m", help="How to log in (Vault's -method=...).", case_sensitive=False
+        ),
     ] = LoginMethod.token,
     mount: Annotated[
         str | None,
@@ -156,31 +250,40 @@ def login(
     ] = None,
     role: Annotated[
         str | None,
-        typer.Option("--role", help="kubernetes: the role to log in as.", show_default=False),
+        typer.Option(
+            "--role", help="kubernetes, jwt, aws: the role to log in as.", show_default=False
+        ),
     ] = None,
     jwt_file: Annotated[
-        Path, typer.Option("--jwt-file", help="kubernetes: the service-account token file.")
-    ] = _SA_TOKEN,
+        Path | None,
+        typer.Option(
+            "--jwt-file",
+            help=f"kubernetes, jwt: a file holding the token (kubernetes default: {_SA_TOKEN}).",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Log in and save the token to ~/.kustos/token (mode 0600).
 
-    With --method token (the default) the given token is verified (lookup-self);
-    with userpass, approle or kubernetes the auth method issues a new token.
+    With -method=token (the default) the given token is verified (lookup-self);
+    with userpass, approle, kubernetes, jwt or aws the auth method issues a new
+    token. Examples: `kustos login -method=jwt role=deploy jwt=@$TOKEN_FILE`,
+    `kustos login -method=aws role=deploy` (signs sts:GetCallerIdentity with the
+    usual AWS credential chain; the credentials are not sent).
     """
+    given = _LoginInput(
+        username=username,
+        password=password,
+        role_id=role_id,
+        secret_id=secret_id,
+        role=role,
+        jwt_file=jwt_file,
+    )
+    _apply_pairs(method, list(args or []), given)
     if method is not LoginMethod.token:
-        if token is not None:
-            fail("a token argument is only accepted with --method token", code=EXIT_BAD_INPUT)
         new_token, info = _method_login(
-            method=method,
-            mount=mount,
-            username=username,
-            password=password,
-            role_id=role_id,
-            secret_id=secret_id,
-            role=role,
-            jwt_file=jwt_file,
-            connection=connection,
+            method=method, mount=mount, given=given, connection=connection
         )
         path = save_token(Sensitive(new_token), home=Path.home())
         stderr.print(
@@ -188,6 +291,7 @@ def login(
         )
         render(info, output)
         return
+    token = given.token
     if token == _FROM_STDIN or (token is None and not sys.stdin.isatty()):
         secret = sys.stdin.readline().strip()
     elif token is not None:
@@ -213,7 +317,8 @@ auth_app = typer.Typer(
 def enable(
     connection: Connection,
     method_type: Annotated[
-        str, typer.Argument(metavar="TYPE", help="kubernetes, approle or userpass.")
+        str,
+        typer.Argument(metavar="TYPE", help="kubernetes, approle, userpass, jwt or aws."),
     ],
     mount: Annotated[
         str | None,

@@ -1,7 +1,7 @@
 """Auth methods other than tokens: ``/v1/sys/auth`` and logins under ``/v1/auth/<mount>/``.
 
 Reach it as ``client.auth_methods``. Management (enable, list, disable) maps
-to ``sys/auth``; the three logins map to Vault's login endpoints and return
+to ``sys/auth``; the logins map to Vault's login endpoints and return
 the ``auth`` object (``client_token`` shown once). ``login_*`` does not set
 the client's token: the caller decides (``client.token = auth["client_token"]``).
 Roles, users and configs are plain paths: use :class:`~kustos.client.generic.Generic`
@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from kustos.client._http import Adapter, JSONObject, join_path
 from kustos.client.auth_token import TokenAuth
+from kustos.client.aws_iam import IamLoginData
 from kustos.errors import KustosError
 from kustos.sensitive import Sensitive
 
@@ -88,3 +89,25 @@ class AuthMethods:
             json={"password": _reveal(password)},
         )
         return _auth(body, what="userpass login")
+
+    def login_jwt(
+        self, *, role: str, jwt: str | Sensitive[str], mount_point: str = "jwt"
+    ) -> TokenAuth:
+        """``POST /v1/auth/<mount>/login``: log in with an OIDC/JWT token (``role`` may be ``""``
+        to use the method's ``default_role``)."""
+        payload = {"jwt": _reveal(jwt)}
+        if role:
+            payload["role"] = role
+        body = self._adapter.request("POST", join_path("auth", mount_point, "login"), json=payload)
+        return _auth(body, what="jwt login")
+
+    def login_aws_iam(
+        self, *, role: str, request: IamLoginData, mount_point: str = "aws"
+    ) -> TokenAuth:
+        """``POST /v1/auth/<mount>/login``: log in with a signed ``sts:GetCallerIdentity``
+        (:func:`kustos.client.aws_iam.iam_login_data`); ``role`` ``""`` means the principal's name."""
+        payload: dict[str, Any] = dict(request)
+        if role:
+            payload["role"] = role
+        body = self._adapter.request("POST", join_path("auth", mount_point, "login"), json=payload)
+        return _auth(body, what="aws login")

@@ -1,4 +1,4 @@
-"""Auth methods other than tokens: ``kubernetes``, ``approle`` and ``userpass``.
+"""Auth methods other than tokens: ``kubernetes``, ``approle``, ``userpass``, ``jwt`` and ``aws``.
 
 An operator enables a method at a path (``sys/auth/<path>``, see
 :mod:`kustos.server.routes.auth_methods`); its endpoints then answer under
@@ -10,7 +10,8 @@ checked with the server's authorizer against the request path.
 
 Neighbours: :mod:`.mounts` (the auth table), :mod:`.records` (barrier-encrypted
 records), :mod:`.issuing` (the token every login returns), :mod:`.jwts`
-(pure JWT verification for ``kubernetes``).
+(pure JWT verification for ``kubernetes`` and ``jwt``), :mod:`.keysets` (issuers' key
+sets fetched, cached and refreshed on rotation).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ __all__ = [
     "normalize_auth_path",
 ]
 
-METHOD_TYPES = ("approle", "kubernetes", "userpass")
+METHOD_TYPES = ("approle", "aws", "jwt", "kubernetes", "userpass")
 """The auth method types ``sys/auth`` can enable."""
 
 
@@ -79,11 +80,17 @@ class AuthMethod(Protocol):
 def build_methods(deps: MethodDeps) -> dict[str, AuthMethod]:
     """One instance per method type, keyed by type."""
     from kustos.server.auth.approle import AppRoleMethod
+    from kustos.server.auth.aws import AwsMethod
+    from kustos.server.auth.jwtauth import JwtMethod
+    from kustos.server.auth.keysets import KeySets
     from kustos.server.auth.kubernetes import KubernetesMethod
     from kustos.server.auth.userpass import UserpassMethod
 
+    keysets = KeySets(clock=deps.clock)
     return {
         "approle": AppRoleMethod(deps),
-        "kubernetes": KubernetesMethod(deps),
+        "aws": AwsMethod(deps),
+        "jwt": JwtMethod(deps, keysets=keysets),
+        "kubernetes": KubernetesMethod(deps, keysets=keysets),
         "userpass": UserpassMethod(deps),
     }

@@ -1,8 +1,10 @@
-"""Offline verification of Kubernetes service-account JWTs (pure: no I/O, time is a parameter).
+"""Offline verification of JWTs (pure: no I/O, time is a parameter), and Kubernetes' claims.
 
-The kubernetes auth method verifies a token against the cluster's public
-keys (PEM keys or a JWKS document) instead of calling the API server. This
-module holds that verification and the reading of Kubernetes' claims, both
+The kubernetes auth method verifies a service-account token against the
+cluster's public keys (PEM keys or a JWKS document) instead of calling the
+API server; the jwt auth method verifies CI and cloud identity tokens the
+same way (:func:`verify_signature`, :func:`check_times`). This module holds
+that verification and the reading of Kubernetes' claims, both
 the projected-token form (``kubernetes.io: {namespace, serviceaccount:
 {name, uid}, pod: {...}}``) and the legacy secret-based form
 (``kubernetes.io/serviceaccount/namespace``, ...). Signature checks are
@@ -30,15 +32,21 @@ from kustos.crypto.certificates import public_key_pem
 from kustos.errors import InvalidRequestError, PermissionDeniedError
 
 __all__ = [
+    "ALLOWED_ALGORITHMS",
     "DEFAULT_LEEWAY",
+    "Leeway",
     "ServiceAccount",
+    "UnknownSigningKeyError",
     "VerificationKey",
+    "check_claims",
+    "check_times",
     "glob_match",
     "load_jwks",
     "load_pem_keys",
     "service_account_from_claims",
     "unverified_claims",
     "verify_jwt",
+    "verify_signature",
 ]
 
 DEFAULT_LEEWAY: Final = 60.0
@@ -49,7 +57,32 @@ _FAMILIES: Final = {
     "EC": ("ES256", "ES384", "ES512"),
 }
 _ALLOWED: Final = frozenset(a for algs in _FAMILIES.values() for a in algs)
+ALLOWED_ALGORITHMS: Final = tuple(a for algs in _FAMILIES.values() for a in algs)
+"""Every signing algorithm a token may use: RSA and EC ones only (never ``none`` or HMAC)."""
+_MAX_KID: Final = 64
 _LEGACY: Final = "kubernetes.io/serviceaccount/"
+
+
+class UnknownSigningKeyError(PermissionDeniedError):
+    """No key at hand verifies the token: its ``kid`` is unknown, or its signature matches none.
+
+    A caller whose keys come from a remote key set may fetch the set again
+    (the issuer may have rotated its keys) and retry once.
+    """
+
+
+@dataclass(frozen=True)
+class Leeway:
+    """Seconds of tolerance when checking a token's times.
+
+    ``clock_skew`` applies to ``exp``, ``nbf`` and ``iat``; ``expiration`` is
+    added on top for ``exp`` and ``not_before`` for ``nbf`` (Vault's
+    ``clock_skew_leeway``, ``expiration_leeway`` and ``not_before_leeway``).
+    """
+
+    clock_skew: float = DEFAULT_LEEWAY
+    expiration: float = 0.0
+    not_before: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -133,19 +166,19 @@ def unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def verify_jwt(
+def verify_signature(
     token: str,
     *,
     keys: Sequence[VerificationKey],
-    now: float,
-    issuer: str | None = None,
-    audience: str | None = None,
-    leeway: float = DEFAULT_LEEWAY,
+    algorithms: Sequence[str] = ALLOWED_ALGORITHMS,
 ) -> dict[str, Any]:
-    """Verify ``token``'s signature with one of ``keys`` and its time, issuer and audience claims.
+    """Check ``token``'s signature with one of ``keys``; return its claims (nothing else checked).
 
-    ``issuer=None`` skips the issuer check; ``audience=None`` skips the
-    audience check. Returns the claims.
+    The header's ``alg`` must be one of ``algorithms`` (never more than
+    :data:`ALLOWED_ALGORITHMS`: ``none`` and HMAC are always refused, so a
+    public key is never used as an HMAC secret). A key is tried when its
+    family fits the algorithm and its ``kid`` (if both have one) matches.
+    Raises :class:`UnknownSigningKeyError` when no key verifies the token.
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -154,16 +187,19 @@ def verify_jwt(
             "invalid JWT: not a well-formed signed JSON Web Token"
         ) from None
     algorithm = header.get("alg")
-    if algorithm not in _ALLOWED:
+    allowed = [a for a in algorithms if a in _ALLOWED]
+    if algorithm not in allowed:
         raise PermissionDeniedError(
-            f"invalid JWT: signing algorithm {str(algorithm)[:16]!r} is not allowed (RS256, ES256 and other RSA/EC algorithms are)"
+            f"invalid JWT: signing algorithm {str(algorithm)[:16]!r} is not allowed "
+            f"(allowed: {', '.join(allowed)})"
         )
     family = "RSA" if algorithm.startswith(("RS", "PS")) else "EC"
     kid = header.get("kid")
+    if kid is not None and (not isinstance(kid, str) or len(kid) > _MAX_KID):
+        raise PermissionDeniedError("invalid JWT: the kid header is not a short string")
     candidates = [
         k for k in keys if k.family == family and (k.kid is None or kid is None or k.kid == kid)
     ]
-    claims: dict[str, Any] | None = None
     for candidate in candidates:
         try:
             claims = jwt.decode(
@@ -179,16 +215,58 @@ def verify_jwt(
                     "verify_iss": False,
                 },
             )
-            break
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError:
             raise PermissionDeniedError(
                 "invalid JWT: not a well-formed signed JSON Web Token"
             ) from None
-    if claims is None:
-        raise PermissionDeniedError("invalid JWT signature: no configured key verifies it")
-    _check_times(claims, now=now, leeway=leeway)
+        if not isinstance(claims, dict):
+            raise PermissionDeniedError("invalid JWT: its claims are not a JSON object")
+        return claims
+    if kid is not None and not any(k.kid == kid for k in keys):
+        raise UnknownSigningKeyError(
+            f"invalid JWT signature: no configured key has the token's key id {kid!r}"
+        )
+    raise UnknownSigningKeyError("invalid JWT signature: no configured key verifies it")
+
+
+def verify_jwt(
+    token: str,
+    *,
+    keys: Sequence[VerificationKey],
+    now: float,
+    issuer: str | None = None,
+    audience: str | None = None,
+    leeway: float = DEFAULT_LEEWAY,
+    what: str = "service account JWT",
+) -> dict[str, Any]:
+    """Verify ``token``'s signature with one of ``keys`` and its time, issuer and audience claims.
+
+    ``issuer=None`` skips the issuer check; ``audience=None`` skips the
+    audience check. Returns the claims.
+    """
+    return check_claims(
+        verify_signature(token, keys=keys),
+        now=now,
+        issuer=issuer,
+        audience=audience,
+        leeway=leeway,
+        what=what,
+    )
+
+
+def check_claims(
+    claims: dict[str, Any],
+    *,
+    now: float,
+    issuer: str | None = None,
+    audience: str | None = None,
+    leeway: float = DEFAULT_LEEWAY,
+    what: str = "service account JWT",
+) -> dict[str, Any]:
+    """Check the time, issuer and audience claims of a token whose signature was verified."""
+    check_times(claims, now=now, leeway=Leeway(clock_skew=leeway), what=what)
     if issuer is not None and claims.get("iss") != issuer:
         raise PermissionDeniedError(
             f"invalid issuer (iss) claim: expected {issuer!r}, got {str(claims.get('iss'))[:200]!r}"
@@ -212,13 +290,27 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def _check_times(claims: Mapping[str, Any], *, now: float, leeway: float) -> None:
+def check_times(
+    claims: Mapping[str, Any],
+    *,
+    now: float,
+    leeway: Leeway,
+    what: str = "JWT",
+    require_exp: bool = False,
+    check_iat: bool = False,
+) -> None:
+    """Refuse a token that is expired, not valid yet or (with ``check_iat``) issued in the future."""
     exp = _number(claims, "exp")
-    if exp is not None and now > exp + leeway:
-        raise PermissionDeniedError("service account JWT is expired (exp)")
+    if exp is None and require_exp:
+        raise PermissionDeniedError(f"invalid JWT: {what} has no expiry (exp) claim")
+    if exp is not None and now > exp + leeway.expiration + leeway.clock_skew:
+        raise PermissionDeniedError(f"{what} is expired (exp)")
     nbf = _number(claims, "nbf")
-    if nbf is not None and now + leeway < nbf:
-        raise PermissionDeniedError("service account JWT is not valid yet (nbf)")
+    if nbf is not None and now + leeway.not_before + leeway.clock_skew < nbf:
+        raise PermissionDeniedError(f"{what} is not valid yet (nbf)")
+    iat = _number(claims, "iat")
+    if check_iat and iat is not None and now + leeway.clock_skew < iat:
+        raise PermissionDeniedError(f"{what} was issued in the future (iat)")
 
 
 @dataclass(frozen=True)

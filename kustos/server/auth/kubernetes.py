@@ -35,14 +35,15 @@ from kustos.server.auth import MethodDeps
 from kustos.server.auth.issuing import TokenSettings, issue_login_token, str_field
 from kustos.server.auth.jwts import (
     ServiceAccount,
-    VerificationKey,
+    check_claims,
     glob_match,
     load_jwks,
     load_pem_keys,
     service_account_from_claims,
     unverified_claims,
-    verify_jwt,
+    verify_signature,
 )
+from kustos.server.auth.keysets import KeySets, KeySetSource, ca_context
 from kustos.server.auth.mounts import AuthMount
 from kustos.server.auth.records import Records
 from kustos.server.calls import Call, Reply, unsupported
@@ -53,19 +54,11 @@ __all__ = ["KubernetesMethod", "TokenReviewError", "service_account_uid"]
 _ROLE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _REVIEW_PATH: Final = "/apis/authentication.k8s.io/v1/tokenreviews"
 _HTTP_TIMEOUT: Final = 10.0
-_JWKS_CACHE_SECONDS: Final = 300.0
 _MAX_JWT: Final = 16 * 1024
 
 
 class TokenReviewError(KustosError):
     """The Kubernetes API could not be asked (unreachable, refused the reviewer, bad answer): 500."""
-
-
-def _ca_context(pem: str, *, field: str) -> ssl.SSLContext:
-    try:
-        return ssl.create_default_context(cadata=pem)
-    except (ssl.SSLError, ValueError) as exc:
-        raise InvalidRequestError(f"{field} is not a valid PEM CA certificate: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -162,9 +155,9 @@ class _Role:
 class KubernetesMethod:
     """Serves every mount of type ``kubernetes``."""
 
-    def __init__(self, deps: MethodDeps) -> None:
+    def __init__(self, deps: MethodDeps, *, keysets: KeySets | None = None) -> None:
         self._deps = deps
-        self._jwks_cache: dict[tuple[str, str], tuple[list[VerificationKey], float]] = {}
+        self._keysets = keysets or KeySets(clock=deps.clock)
 
     @staticmethod
     def route(rest: str) -> str:
@@ -205,7 +198,7 @@ class KubernetesMethod:
         body = call.json()
         config = _parse_config(body)
         await records.put("config", config.to_doc())
-        self._jwks_cache = {k: v for k, v in self._jwks_cache.items() if k[0] != mount.uuid}
+        self._keysets.forget(mount.uuid)
         return Reply.no_content()
 
     # -- roles ----------------------------------------------------------------------------
@@ -264,10 +257,12 @@ class KubernetesMethod:
         config = _Config.from_doc(config_doc)
         now = self._deps.clock()
         if config.offline:
-            keys = await self._keys(mount, config)
             issuer = config.issuer if config.issuer and not config.disable_iss_validation else None
-            claims = verify_jwt(
-                token, keys=keys, now=now, issuer=issuer, audience=role.audience or None
+            claims = check_claims(
+                await self._signed_claims(mount, config, token),
+                now=now,
+                issuer=issuer,
+                audience=role.audience or None,
             )
             account = service_account_from_claims(claims)
         else:
@@ -297,43 +292,22 @@ class KubernetesMethod:
         )
         return Reply(auth=auth)
 
-    async def _keys(self, mount: AuthMount, config: _Config) -> list[VerificationKey]:
+    async def _signed_claims(self, mount: AuthMount, config: _Config, token: str) -> dict[str, Any]:
+        """The claims of ``token`` once its signature checks out with the configured keys.
+
+        Keys fetched from ``jwks_url`` are cached and fetched again when a
+        token names a key the cached set lacks (see :mod:`.keysets`).
+        """
         keys = load_pem_keys(config.pem_keys)
         if config.jwks:
             keys += load_jwks(config.jwks)
-        if config.jwks_url:
-            keys += await self._fetch_jwks(mount, config)
-        return keys
-
-    async def _fetch_jwks(self, mount: AuthMount, config: _Config) -> list[VerificationKey]:
-        cache_key = (mount.uuid, config.jwks_url)
-        now = self._deps.clock()
-        cached = self._jwks_cache.get(cache_key)
-        if cached is not None and now - cached[1] < _JWKS_CACHE_SECONDS:
-            return cached[0]
-        verify: bool | ssl.SSLContext = True
-        if config.jwks_ca_pem:
-            verify = _ca_context(config.jwks_ca_pem, field="jwks_ca_pem")
-        try:
-            async with httpx.AsyncClient(verify=verify, timeout=_HTTP_TIMEOUT) as http:
-                response = await http.get(config.jwks_url)
-        except httpx.HTTPError as exc:
-            raise TokenReviewError(
-                f"could not fetch jwks_url {config.jwks_url}: {type(exc).__name__}"
-            ) from None
-        if response.status_code != 200:
-            raise TokenReviewError(
-                f"could not fetch jwks_url {config.jwks_url}: HTTP {response.status_code}"
-            )
-        try:
-            doc = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise TokenReviewError(f"jwks_url {config.jwks_url} did not return JSON") from None
-        if not isinstance(doc, dict):
-            raise TokenReviewError(f"jwks_url {config.jwks_url} did not return a JWKS object")
-        keys = load_jwks(doc)
-        self._jwks_cache[cache_key] = (keys, now)
-        return keys
+        if not config.jwks_url:
+            return verify_signature(token, keys=keys)
+        source = KeySetSource(jwks_url=config.jwks_url, ca_pem=config.jwks_ca_pem)
+        verified = await self._keysets.verify(
+            token, owner=mount.uuid, source=source, extra_keys=keys
+        )
+        return verified.claims
 
 
 def _not_found() -> NoReturn:
@@ -348,7 +322,7 @@ def _parse_config(body: dict[str, Any]) -> _Config:
         )
     ca = str_field(body, "kubernetes_ca_cert").strip()
     if ca:
-        _ca_context(ca, field="kubernetes_ca_cert")
+        ca_context(ca, field="kubernetes_ca_cert")
     pem_keys = (
         str_list_param(body.get("pem_keys"), field="pem_keys")
         if not isinstance(body.get("pem_keys"), str)
@@ -375,7 +349,7 @@ def _parse_config(body: dict[str, Any]) -> _Config:
         raise InvalidRequestError("jwks_url must be an https:// URL")
     jwks_ca = str_field(body, "jwks_ca_pem").strip()
     if jwks_ca:
-        _ca_context(jwks_ca, field="jwks_ca_pem")
+        ca_context(jwks_ca, field="jwks_ca_pem")
     if not (host or pem_keys or jwks or jwks_url):
         raise InvalidRequestError(
             "kubernetes_host is required unless pem_keys, jwks or jwks_url is set"
@@ -457,7 +431,7 @@ async def _token_review(config: _Config, token: str, *, audience: str) -> Servic
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
     verify: bool | ssl.SSLContext = True
     if config.kubernetes_ca_cert:
-        verify = _ca_context(config.kubernetes_ca_cert, field="kubernetes_ca_cert")
+        verify = ca_context(config.kubernetes_ca_cert, field="kubernetes_ca_cert")
     url = config.kubernetes_host + _REVIEW_PATH
     try:
         async with httpx.AsyncClient(verify=verify, timeout=_HTTP_TIMEOUT) as http:
@@ -551,7 +525,7 @@ async def service_account_uid(records: Records, *, namespace: str, name: str) ->
         )
     verify: bool | ssl.SSLContext = True
     if config.kubernetes_ca_cert:
-        verify = _ca_context(config.kubernetes_ca_cert, field="kubernetes_ca_cert")
+        verify = ca_context(config.kubernetes_ca_cert, field="kubernetes_ca_cert")
     url = f"{config.kubernetes_host}/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
     try:
         async with httpx.AsyncClient(verify=verify, timeout=_HTTP_TIMEOUT) as http:

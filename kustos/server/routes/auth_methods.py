@@ -93,7 +93,7 @@ class SysAuthApi:
         method_type = str_field(body, "type").strip()
         if not method_type:
             raise InvalidRequestError(
-                'missing auth method type: give "type" (approle, kubernetes or userpass)'
+                f'missing auth method type: give "type" ({", ".join(METHOD_TYPES)})'
             )
         if method_type == "token":
             raise InvalidRequestError(
