@@ -24,12 +24,13 @@ process holds one set of credentials. This package sits beside
 
 from __future__ import annotations
 
-from kustos.kube.client import ConflictError, KubeClient, KubeError
+from kustos.kube.client import ConflictError, KubeClient, KubeError, ProxyAnswer
 from kustos.kube.connecting import (
     Connection,
     Credentials,
     Login,
     StaticToken,
+    context_namespace,
     find_connection,
     load_in_cluster,
     load_kubeconfig,
@@ -42,6 +43,7 @@ from kustos.kube.resources import (
     NAMESPACES,
     SECRETS,
     SERVICEACCOUNTS,
+    SERVICES,
     STATEFULSETS,
     Body,
     Resource,
@@ -55,6 +57,7 @@ __all__ = [
     "NAMESPACES",
     "SECRETS",
     "SERVICEACCOUNTS",
+    "SERVICES",
     "STATEFULSETS",
     "Body",
     "ConflictError",
@@ -63,8 +66,10 @@ __all__ = [
     "KubeClient",
     "KubeError",
     "Login",
+    "ProxyAnswer",
     "Resource",
     "StaticToken",
+    "context_namespace",
     "find_connection",
     "load_in_cluster",
     "load_kubeconfig",

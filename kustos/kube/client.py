@@ -19,6 +19,12 @@ the client's cost was most of the first sync (docs/performance.md).
 Objects travel as plain ``dict`` bodies (``Body``); the caller builds them.
 Secret bodies are never logged by this module: errors carry the method, the
 path and the API server's status message only.
+
+:meth:`KubeClient.proxy_service` sends one request through the API server's
+service proxy (``.../services/<scheme>:<name>:<port>/proxy/<path>``), as
+kubeseal reaches the Sealed Secrets controller; its answer comes back
+whatever its status (:class:`ProxyAnswer` tells the API server's own
+refusals, a Kubernetes ``Status``, from the backend's answers).
 """
 
 from __future__ import annotations
@@ -26,17 +32,19 @@ from __future__ import annotations
 import collections
 import datetime
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from kustos.errors import InvalidRequestError, KustosError, NotFoundError, PermissionDeniedError
 from kustos.kube.connecting import Connection
-from kustos.kube.resources import EVENTS, Body, Resource
+from kustos.kube.resources import EVENTS, SERVICES, Body, Resource
 from kustos.sensitive import Sensitive
 
-__all__ = ["ConflictError", "KubeClient", "KubeError"]
+__all__ = ["ConflictError", "KubeClient", "KubeError", "ProxyAnswer"]
 
 _MERGE_PATCH: Final = "application/merge-patch+json"
 
@@ -47,6 +55,37 @@ class KubeError(KustosError):
 
 class ConflictError(KubeError):
     """The object already exists (409) or was changed concurrently."""
+
+
+@dataclass(frozen=True)
+class ProxyAnswer:
+    """What came back through the service proxy: the backend's answer, or the API server's refusal."""
+
+    status: int
+    content: bytes
+    content_type: str
+
+    @property
+    def api_status(self) -> Body | None:
+        """The API server's own ``Status`` object, when it answered instead of the backend.
+
+        The API server refuses with a ``v1 Status`` (no endpoints behind the
+        Service: 503 ``ServiceUnavailable``; no such Service: 404; RBAC: 403);
+        a backend's answer is passed through as it is.
+        """
+        if "json" not in self.content_type:
+            return None
+        try:
+            body = orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return None
+        if (
+            isinstance(body, dict)
+            and body.get("kind") == "Status"
+            and body.get("apiVersion") == "v1"
+        ):
+            return body
+        return None
 
 
 class KubeClient:
@@ -135,6 +174,38 @@ class KubeClient:
             return False
         return True
 
+    async def proxy_service(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        port: str,
+        path: str,
+        scheme: str = "http",
+        method: str = "GET",
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> ProxyAnswer:
+        """``<method> /api/v1/namespaces/<ns>/services/<scheme>:<service>:<port>/proxy/<path>``.
+
+        The API server forwards the request to a ready endpoint of the
+        Service (``port`` is the Service port's name or number); ``headers``
+        go to the backend (the API server keeps ``Authorization`` for
+        itself). Raises :class:`KubeError` only when the API server cannot
+        be reached; every answer, of any status, is returned.
+        """
+        target = quote(f"{scheme}:{service}:{port}", safe=":")
+        full = (
+            SERVICES.path(namespace=namespace, name=target, subresource="proxy")
+            + "/"
+            + path.lstrip("/")
+        )
+        status, content, answered_type = await self._exchange(
+            method, full, body, content_type, headers or {}
+        )
+        return ProxyAnswer(status=status, content=content, content_type=answered_type)
+
     async def post_event(
         self,
         *,
@@ -184,23 +255,34 @@ class KubeClient:
         json: Body | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        session = self._pool()
         payload = orjson.dumps(json) if json is not None else None
-        sent = await self._connection.authorization()
-        while True:
-            self.calls[method] += 1
-            status, content = await self._send(session, method, path, payload, content_type, sent)
-            if status != 401 or self._connection.credentials is None:
-                break
-            await self._connection.refresh(rejected=sent)
-            renewed = await self._connection.authorization()
-            if renewed is None or renewed == sent:
-                break
-            sent = renewed  # one more try with the renewed credentials
+        status, content, _ = await self._exchange(method, path, payload, content_type, {})
         if status < 300:
             body = orjson.loads(content) if content else {}
             return body if isinstance(body, dict) else {}
         raise _error(method=method, path=path, status=status, content=content)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None,
+        content_type: str,
+        extra: Mapping[str, str],
+    ) -> tuple[int, bytes, str]:
+        """Send one request (again once with renewed credentials after a 401)."""
+        session = self._pool()
+        sent = await self._connection.authorization()
+        while True:
+            self.calls[method] += 1
+            answer = await self._send(session, method, path, payload, content_type, extra, sent)
+            if answer[0] != 401 or self._connection.credentials is None:
+                return answer
+            await self._connection.refresh(rejected=sent)
+            renewed = await self._connection.authorization()
+            if renewed is None or renewed == sent:
+                return answer
+            sent = renewed  # one more try with the renewed credentials
 
     async def _send(
         self,
@@ -209,9 +291,12 @@ class KubeClient:
         path: str,
         payload: bytes | None,
         content_type: str,
+        extra: Mapping[str, str],
         authorization: Sensitive[str] | None,
-    ) -> tuple[int, bytes]:
-        headers = {"Content-Type": content_type} if payload is not None else {}
+    ) -> tuple[int, bytes, str]:
+        headers = dict(extra)
+        if payload is not None and content_type:
+            headers["Content-Type"] = content_type
         if authorization is not None:
             headers["Authorization"] = authorization.reveal()
         try:
@@ -222,7 +307,7 @@ class KubeClient:
                 headers=headers,
                 proxy=self._connection.proxy,
             ) as response:
-                return response.status, await response.read()
+                return response.status, await response.read(), response.content_type
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(
                 f"Kubernetes API unreachable at {self._connection.server}: {type(exc).__name__}"

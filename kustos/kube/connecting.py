@@ -40,6 +40,7 @@ import yaml
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import (
     ConfigException,
+    list_kube_config_contexts,
     load_incluster_config,
     load_kube_config,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "Credentials",
     "Login",
     "StaticToken",
+    "context_namespace",
     "find_connection",
     "load_in_cluster",
     "load_kubeconfig",
@@ -364,3 +366,56 @@ async def find_connection(
         "no Kubernetes credentials: give --kubeconfig, set KUBECONFIG, run in a pod, "
         f"or create {default}"
     )
+
+
+def _kubeconfig_namespace(path: str, context: str | None) -> str:
+    """The namespace of ``context`` (default: the current one) in a kubeconfig, read without logging in."""
+    where = f"kubeconfig {path}" + (f" (context {context!r})" if context else "")
+    try:
+        contexts, current = list_kube_config_contexts(config_file=path)
+    except ConfigException as exc:
+        raise ConfigError(f"{where} cannot be used: {exc}") from None
+    except (AssertionError, KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where} is not a valid kubeconfig ({type(exc).__name__})") from None
+    chosen = current
+    if context:
+        chosen = next(
+            (c for c in contexts if isinstance(c, dict) and c.get("name") == context), None
+        )
+        if chosen is None:
+            raise ConfigError(f"{where}: no such context")
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
+def context_namespace(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    environ: Mapping[str, str],
+    home: Path,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+) -> str | None:
+    """The namespace kubectl would act in, or ``None`` when there is no Kubernetes configuration.
+
+    The source is chosen as in :func:`find_connection`; from a kubeconfig it
+    is the context's ``namespace`` (``default`` when the context names none,
+    as client-go's ``clientcmd`` says), in a pod the pod's own namespace.
+    Only the contexts are read: no exec plugin runs, nothing is sent.
+    """
+    if kubeconfig:
+        if not any(Path(p).expanduser().is_file() for p in kubeconfig.split(":") if p):
+            raise ConfigError(f"kubeconfig {kubeconfig} does not exist")
+        return _kubeconfig_namespace(kubeconfig, context)
+    from_env = environ.get("KUBECONFIG", "").strip()
+    if from_env and any(Path(p).expanduser().is_file() for p in from_env.split(":") if p):
+        return _kubeconfig_namespace(from_env, context)
+    if _in_cluster(environ, service_account_dir) and not context:
+        namespace_file = service_account_dir / "namespace"
+        if namespace_file.is_file():
+            return namespace_file.read_text().strip() or "default"
+        return "default"
+    default = home / ".kube" / "config"
+    if default.is_file():
+        return _kubeconfig_namespace(str(default), context)
+    return None

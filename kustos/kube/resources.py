@@ -19,6 +19,7 @@ __all__ = [
     "NAMESPACES",
     "SECRETS",
     "SERVICEACCOUNTS",
+    "SERVICES",
     "STATEFULSETS",
     "Body",
     "Resource",
@@ -66,6 +67,7 @@ CONFIGMAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 EVENTS: Final = Resource("", "v1", "events", "Event")
 NAMESPACES: Final = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 SERVICEACCOUNTS: Final = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+SERVICES: Final = Resource("", "v1", "services", "Service")
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
 STATEFULSETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
 DAEMONSETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")

@@ -2,32 +2,96 @@
 
 This module only declares the options and turns them into a
 :class:`~kustos.cli.seal.modes.SealRequest`; the work is in
-:mod:`kustos.cli.seal.modes`. The controller is reached with the common
-connection options (:func:`~kustos.cli.connection.connected`), its address
-given by kubeseal's ``--controller-url`` or ``--address`` (default
-``$KUSTOS_ADDR``, ``$VAULT_ADDR``, ``http://127.0.0.1:8200``); ``--ca-cert``
-and ``--tls-skip-verify`` apply to it and to ``--cert`` URLs.
+:mod:`kustos.cli.seal.modes`. The controller is found one of two ways:
+
+* in the cluster, as kubeseal finds it: ``--controller-namespace`` and
+  ``--controller-name`` (or kubeseal's ``SEALED_SECRETS_CONTROLLER_NAMESPACE``
+  and ``SEALED_SECRETS_CONTROLLER_NAME``; defaults ``kube-system`` and
+  ``sealed-secrets-controller``) name its Service, reached through the API
+  server with ``--kubeconfig``/``--context`` (else ``$KUBECONFIG``, the pod's
+  ServiceAccount, ``~/.kube/config``). Any of these four flags picks this way,
+  unless an address flag is given too;
+* at an address, with the common connection options
+  (:func:`~kustos.cli.connection.connected`): kubeseal's ``--controller-url``
+  or ``--address`` (default ``$KUSTOS_ADDR``, ``$VAULT_ADDR``,
+  ``http://127.0.0.1:8200``); ``--ca-cert`` and ``--tls-skip-verify`` apply to
+  it and to ``--cert`` URLs.
+
+A Secret without a namespace (and no ``--namespace``) is sealed for the kube
+context's namespace, as kubeseal does, unless its scope is cluster-wide.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kustos.cli.connection import Connection, connected
-from kustos.cli.seal.controller import ServerController
+from kustos.cli.connection import EXIT_BAD_INPUT, Connection, connected
+from kustos.cli.output import fail
+from kustos.cli.seal.controller import (
+    KUBESEAL_CONTROLLER_NAME,
+    KUBESEAL_CONTROLLER_NAMESPACE,
+    ClusterController,
+    Controller,
+    KubeTarget,
+    ServerController,
+)
 from kustos.cli.seal.inputs import PASSPHRASE_ENV
 from kustos.cli.seal.modes import ManifestOutput, SealRequest, mode_of, run
 from kustos.gitops.sealing import Scope, SealFormat
+from kustos.sensitive import Sensitive
 
 __all__ = ["seal"]
+
+_CLUSTER = "Controller in the cluster (kubeseal)"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _explicit_token(connection: Connection) -> Sensitive[str] | None:
+    """A token given on purpose (``--token``, ``$KUSTOS_TOKEN``, ``$VAULT_TOKEN``), never a token file.
+
+    It travels to whatever answers behind the Service, so a token saved for
+    another server is not sent along unasked.
+    """
+    for value in (connection.token, os.environ.get("KUSTOS_TOKEN"), os.environ.get("VAULT_TOKEN")):
+        if value and value.strip():
+            return Sensitive(value.strip())
+    return None
+
+
+def _controller(
+    connection: Connection,
+    target: KubeTarget,
+    *,
+    controller_namespace: str | None,
+    controller_name: str | None,
+) -> Controller:
+    """The cluster's controller when a cluster flag is given (and no address flag), else the address's."""
+    named = controller_namespace is not None or controller_name is not None
+    if named and connection.address:
+        fail(
+            "--controller-namespace/--controller-name find the controller through the Kubernetes API; "
+            "--controller-url/--address name it directly: give one or the other",
+            code=EXIT_BAD_INPUT,
+        )
+    cluster = named or (
+        (target.kubeconfig is not None or target.context is not None) and not connection.address
+    )
+    if not cluster:
+        return ServerController(connection)
+    return ClusterController(
+        target=target,
+        namespace=controller_namespace or KUBESEAL_CONTROLLER_NAMESPACE,
+        name=controller_name or KUBESEAL_CONTROLLER_NAME,
+        token=_explicit_token(connection),
+    )
 
 
 @connected(require_token=False, address_flags=("--controller-url", "--address"))
@@ -140,6 +204,46 @@ def seal(
     no_key_id_hint: Annotated[
         bool, typer.Option("--no-key-id-hint", help="Omit the kustos.io/sealing-key-id annotation.")
     ] = False,
+    controller_namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--controller-namespace",
+            envvar="SEALED_SECRETS_CONTROLLER_NAMESPACE",
+            help=f"Namespace of the controller's Service (default {KUBESEAL_CONTROLLER_NAMESPACE}); "
+            "reached through the Kubernetes API server.",
+            show_default=False,
+            rich_help_panel=_CLUSTER,
+        ),
+    ] = None,
+    controller_name: Annotated[
+        str | None,
+        typer.Option(
+            "--controller-name",
+            envvar="SEALED_SECRETS_CONTROLLER_NAME",
+            help=f"Name of the controller's Service (default {KUBESEAL_CONTROLLER_NAME}; "
+            "the Kustos chart's is <release>-server).",
+            show_default=False,
+            rich_help_panel=_CLUSTER,
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Kubeconfig file (default: $KUBECONFIG, the pod's ServiceAccount, ~/.kube/config).",
+            show_default=False,
+            rich_help_panel=_CLUSTER,
+        ),
+    ] = None,
+    kube_context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Kubeconfig context (default: current-context); its namespace is the default one.",
+            show_default=False,
+            rich_help_panel=_CLUSTER,
+        ),
+    ] = None,
 ) -> None:
     """Seal Kubernetes Secrets into SealedSecrets (kubeseal compatible)."""
     if ctx.invoked_subcommand is not None:
@@ -154,10 +258,17 @@ def seal(
             "merge-into": merge_into_file is not None,
         }
     )
+    target = KubeTarget(kubeconfig=kubeconfig, context=kube_context)
     request = SealRequest(
         now=_now(),
         connection=connection,
-        controller=ServerController(connection),
+        controller=_controller(
+            connection,
+            target,
+            controller_namespace=controller_namespace,
+            controller_name=controller_name,
+        ),
+        kube=target,
         files=list(file or []),
         write=write,
         output=output,

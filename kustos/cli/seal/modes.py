@@ -22,7 +22,7 @@ from typing import Any
 
 from kustos.cli.connection import Connection
 from kustos.cli.output import fail
-from kustos.cli.seal.controller import Controller, certificates
+from kustos.cli.seal.controller import Controller, KubeTarget, certificates
 from kustos.cli.seal.inputs import (
     age_identities,
     backup_passphrase,
@@ -45,6 +45,7 @@ from kustos.gitops.sealing import (
     open_values,
     parse_secret,
     reencrypt,
+    scope_of,
     seal_raw,
     seal_secret,
     unseal,
@@ -68,6 +69,7 @@ class SealRequest:
     now: datetime
     connection: Connection
     controller: Controller
+    kube: KubeTarget = field(default_factory=KubeTarget)
     files: list[str] = field(default_factory=list)
     write: str | None = None
     output: ManifestOutput | None = None
@@ -92,6 +94,17 @@ class SealRequest:
         return certificates(
             self.certs, controller=self.controller, connection=self.connection, bundle=bundle
         )
+
+    def namespace_for(self, *, given: str, scope: Scope) -> str | None:
+        """The namespace to seal for: ``--namespace``, else ``given``, else the kube context's.
+
+        kubeseal's rule: a Secret without a namespace is sealed for the
+        namespace of the current kube context (unless cluster-wide, which
+        binds none); without any kube config it stays empty (an error below).
+        """
+        if self.namespace or given or scope is Scope.cluster_wide:
+            return self.namespace
+        return self.kube.namespace()
 
     def private_keys(self) -> list[SealingPrivateKey]:
         return private_keys(
@@ -161,14 +174,16 @@ def raw(request: SealRequest) -> None:
             "(drop --format kustos)"
         )
     value = read_bytes(request.from_file.split("=", 1)[-1] if request.from_file else None)
+    scope = request.scope or Scope.strict
+    namespace = request.namespace_for(given="", scope=scope)
     sealed = [
         seal_raw(
             Sensitive(value),
             certificate=cert,
             now=request.now,
-            scope=request.scope or Scope.strict,
+            scope=scope,
             name=request.name or "",
-            namespace=request.namespace or "",
+            namespace=namespace or "",
         )
         for cert in request.certificates()
     ]
@@ -218,7 +233,9 @@ def seal(request: SealRequest) -> None:
                 fmt=request.fmt,
                 scope=request.scope,
                 name=request.name,
-                namespace=request.namespace,
+                namespace=request.namespace_for(
+                    given=secret.namespace, scope=request.scope or scope_of(secret.annotations)
+                ),
                 allow_empty_data=request.allow_empty_data,
                 key_id_hint=request.key_id_hint,
             )
