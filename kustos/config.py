@@ -75,3 +75,5 @@ class ServerConfig:
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     log_level: str = "info"
     access_log: bool = False
+    ui: bool = True
+    """Serve the web console under ``/ui/`` (``kustos server --no-ui`` turns it off)."""

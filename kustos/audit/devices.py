@@ -66,6 +66,7 @@ from kustos.audit.hashing import (
     entry_hash,
     key_check,
 )
+from kustos.audit.verifying import VerifyResult, verify_file
 from kustos.errors import KustosError
 from kustos.sensitive import Sensitive
 
@@ -664,6 +665,20 @@ class FileAuditDevice:
         """The HMAC this device writes for ``value`` (``sys/audit-hash``)."""
         return self._hasher.value(value)
 
+    def verify(self) -> VerifyResult:
+        """Check this device's file with its key, up to the entry it wrote last (reads the whole file).
+
+        Staged entries are written first; the check stops at the file's size
+        at that moment, so entries appended meanwhile do not make it fail,
+        and it must find the chain head this device holds (entries removed
+        from the end are caught). Blocking: run it in a worker thread.
+        """
+        with self._lock:
+            self._flush_locked()
+            head = self.head
+            size = os.fstat(self._fd).st_size if self._fd is not None else None
+        return verify_file(self.path, hmac_key=self._key, expected_head=head, upto=size)
+
     def close(self) -> None:
         """Close the file (staged entries are written first); later writes raise :class:`AuditWriteError`."""
         with self._lock:
@@ -709,6 +724,11 @@ class AuditBroker:
     def hash_value(self, name: str, value: str) -> str:
         """``sys/audit-hash/<name>``: the HMAC device ``name`` writes for ``value``."""
         return self._devices[name].hash_value(value)
+
+    def verify(self, name: str) -> VerifyResult | None:
+        """Verify device ``name``'s file with its key (``None``: not a file device). Blocking."""
+        device = self._devices.get(name)
+        return device.verify() if isinstance(device, FileAuditDevice) else None
 
     def _each(self, write: Callable[[AuditDevice], str]) -> int:
         devices = list(self._devices.items())

@@ -128,11 +128,15 @@ def verify_file(
     hmac_key: Sensitive[bytes] | None = None,
     expected_head: str | None = None,
     progress: Callable[[int], None] | None = None,
+    upto: int | None = None,
 ) -> VerifyResult:
     """Verify the whole chain of an audit file, streaming it; never raises for bad content.
 
-    ``progress`` is called with the number of bytes read so far. Raises
-    :class:`OSError` only if the file cannot be read at all.
+    ``progress`` is called with the number of bytes read so far. ``upto``
+    stops after the line that reaches that many bytes (the file's size when
+    its writer last finished a write: a file still being appended to is
+    checked up to there). Raises :class:`OSError` only if the file cannot be
+    read at all.
     """
     previous: dict[str, Any] | None = None
     device_id: str | None = None
@@ -176,6 +180,8 @@ def verify_file(
             if "mac" in entry:
                 vouched, vouched_head = number, entry["hash"]
             previous = entry
+            if upto is not None and done >= upto:
+                break
     if previous is None:
         return VerifyResult(
             ok=False, entries=0, first_bad_line=1, reason="the file is empty (no genesis entry)"

@@ -121,6 +121,13 @@ def server(
             help="Log one JSON line per request (no values, no tokens).",
         ),
     ] = False,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui/--no-ui",
+            help="Serve the web console under /ui/ (login with a token, userpass or AppRole).",
+        ),
+    ] = True,
     cache_entries: Annotated[
         int | None,
         typer.Option(
@@ -184,6 +191,7 @@ def server(
         max_value_bytes=max_value_bytes,
         log_level=log_level,
         access_log=access_log,
+        ui=ui,
     )
     scheme = "https" if tls_cert is not None else "http"
     address = f"{scheme}://{host}:{port}"
@@ -196,6 +204,8 @@ def server(
             f"    Storage:      {storage_url}",
             f"    Key provider: {key_provider}",
         ]
+        if ui:
+            lines.append(f"    Web console:  {address}/ui/")
         if isinstance(boot, DevBootstrap):
             lines.insert(0, "Kustos dev server (do not use in production)")
             if boot.root_token is not None:

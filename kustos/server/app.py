@@ -1,4 +1,4 @@
-"""The ASGI application: Vault's URL space under ``/v1/``, plus ``/metrics``.
+"""The ASGI application: Vault's URL space under ``/v1/``, plus ``/metrics`` and the console (``/ui/``).
 
 :func:`create_app` builds a Starlette app with two routes. ``/v1/{path}`` is
 one lean ASGI callable (:class:`_Api`) that does, per request: validate the
@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from kustos.audit import AuditWriteError
@@ -52,6 +52,8 @@ from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize, is_login_path
 from kustos.server.auditing import AuditCall
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
+from kustos.server.console import Settings as ConsoleSettings
+from kustos.server.console import console_routes
 from kustos.server.core import Core
 from kustos.server.engines import Engine
 from kustos.server.errors import RequestTooLargeError, error_body, public_message, status_for
@@ -475,11 +477,14 @@ def create_app(
         return Response(current.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     api = _Api(holder, access_log=config.access_log, max_body=config.max_value_bytes + BODY_SLACK)
-    return KustosApp(
-        api=api,
-        routes=[
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/v1/{path:path}", api),
-        ],
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/{path:path}", api),
+    ]
+    if config.ui:  # the web console, a client of this API in process (kustos.server.console)
+        routes += console_routes(
+            serve=api.serve,
+            core=lambda: holder.core,
+            settings=ConsoleSettings(max_form_bytes=3 * config.max_value_bytes + BODY_SLACK),
+        )
+    return KustosApp(api=api, routes=routes, lifespan=lifespan)

@@ -45,6 +45,7 @@ from kustos.audit import (
     AuditWriteError,
     FileAuditDevice,
     StagedBatch,
+    VerifyResult,
     generate_hmac_key,
 )
 from kustos.crypto.envelope import context
@@ -299,6 +300,16 @@ class Auditing:
         if name not in self._configs:
             raise NotFoundError(f"no audit device is enabled at {name}")
         return self.broker.hash_value(name, value)
+
+    async def verify(self, path: str) -> VerifyResult | None:
+        """Check device ``path``'s file chain and macs with its own key (``None``: not a file device).
+
+        Reads the whole file in a worker thread (the web console shows the result).
+        """
+        name = normalize_device_path(path)
+        if name not in self._configs:
+            raise NotFoundError(f"no audit device is enabled at {name}")
+        return await asyncio.to_thread(self.broker.verify, name)
 
     # -- per request -----------------------------------------------------------------------
 
