@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml setup.py scripts/generate_protos.py $(PROTOS)
 run: $(STAMP)
 	$(BIN)/kustos server --dev
 
-## system-deps: install the system programs the tests use (PostgreSQL, SoftHSM2, gpg, age, etcd)
+## system-deps: install the system programs the tests use (PostgreSQL, SoftHSM2, gpg, age, etcd, Chromium)
 system-deps:
 	@bash scripts/install-system-deps.sh
 

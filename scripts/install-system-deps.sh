@@ -8,6 +8,9 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v age >/dev/null 2>&1 || need+=(age)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# the web console's browser tests: a real headless Chromium and its WebDriver
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
