@@ -125,11 +125,27 @@ class Browser:
         self.driver.get(url)
         self.record()
 
-    def screenshot(self, directory: Path | None, name: str) -> None:
-        """Save a PNG of the viewport as ``<directory>/<name>.png`` (nothing when ``directory`` is None)."""
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.driver.save_screenshot(str(directory / f"{name}.png"))
+    def screenshot(self, directory: Path | None, name: str, *, max_height: int = 1400) -> None:
+        """Save a PNG of the page (at most ``max_height`` CSS pixels of it) as ``<directory>/<name>.png``."""
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": size["width"],
+                    "height": min(size["height"], max_height),
+                    "scale": 1,
+                },
+            },
+        )
+        (directory / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
     def size(self, width: int, height: int) -> None:
         self.driver.execute_cdp_cmd(
@@ -152,7 +168,9 @@ def start_browser(profile: Path, *, width: int = 1280, height: int = 860) -> Ite
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    service = Service(executable_path=driver_path, log_output=str(profile.parent / "chromedriver.log"))
+    service = Service(
+        executable_path=driver_path, log_output=str(profile.parent / "chromedriver.log")
+    )
     driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.execute_cdp_cmd(

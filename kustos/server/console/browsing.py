@@ -230,18 +230,44 @@ class Browsing(Pages):
     async def _folder(
         self, request: Request, session: Session, mount: MountEntry, rest: str
     ) -> Response:
-        answer = await self.call(request, session, "LIST", f"{mount.path}metadata/{rest}")
+        """One page of a folder: ``LIST ?after=&limit=`` (a filter lists it all and pages the matches)."""
+        query = request.query_params
+        size = self.settings.page_size
+        needle = query.get("q", "").strip()[:256]
+        cursor = query.get("after", "")[:1024]
+        here = f"/secrets/{mount.path}{rest}"
+        listing: dict[str, str] = {} if needle else {"limit": str(size + 1)}
+        if cursor and not needle:
+            listing["after"] = cursor
+        answer = await self.call(
+            request, session, "LIST", f"{mount.path}metadata/{rest}", query=listing
+        )
         if answer.status not in (200, 404):
             return self.problem(request, session, status=answer.status, message=answer.error)
         keys = answer.data.get("keys") if answer.ok else []
         names = [str(k) for k in keys] if isinstance(keys, list) else []
-        needle = request.query_params.get("q", "").strip()
+        pager: dict[str, Any]
         if needle:
             lowered = needle.lower()
             names = [n for n in names if lowered in n.lower()]
-        page_number = _int(request.query_params.get("page"), field="page", default=1) or 1
-        rows, page_number, pages = page_of(names, page=page_number, size=self.settings.page_size)
-        here = f"/secrets/{mount.path}{rest}"
+            number = _int(query.get("page"), field="page", default=1) or 1
+            rows, number, pages = page_of(names, page=number, size=size)
+            pager = {
+                "matches": len(names),
+                "page": number,
+                "pages": pages,
+                "previous": _url(here, q=needle, page=number - 1) if number > 1 else "",
+                "next": _url(here, q=needle, page=number + 1) if number < pages else "",
+            }
+        else:
+            rows = names[:size]
+            pager = {
+                "matches": None,
+                "page": 0,
+                "pages": 0,
+                "previous": _url(here) if cursor else "",
+                "next": _url(here, after=rows[-1]) if len(names) > size else "",
+            }
         caps = await self.call(  # may the caller create a secret in this folder?
             request,
             session,
@@ -265,14 +291,11 @@ class Browsing(Pages):
                 }
                 for name in rows
             ],
-            total=len(names),
             q=needle,
-            page=page_number,
-            pages=pages,
-            previous=_url(here, q=needle, page=page_number - 1) if page_number > 1 else "",
-            next=_url(here, q=needle, page=page_number + 1) if page_number < pages else "",
+            after=cursor if not needle else "",
             write_href=_url(f"/write/{mount.path}{rest}"),
             can_write=can_write,
+            **pager,
         )
 
     # -- one secret ----------------------------------------------------------------------------

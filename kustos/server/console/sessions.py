@@ -146,7 +146,11 @@ async def read_form(request: Request, *, max_bytes: int) -> Form:
     try:
         text = b"".join(chunks).decode("utf-8")
         pairs = parse_qsl(
-            text, keep_blank_values=True, strict_parsing=False, max_num_fields=_MAX_FIELDS
+            text,
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=_MAX_FIELDS,
+            errors="strict",
         )
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequestError(

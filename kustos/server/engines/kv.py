@@ -6,7 +6,8 @@ Under a mount (``secret/``)::
     delete/<path>     POST {"versions": [..]}    soft delete
     undelete/<path>   POST {"versions": [..]}
     destroy/<path>    POST/PUT {"versions": [..]}  erase the ciphertexts
-    metadata/<path>   GET, POST/PUT, PATCH, DELETE (everything), LIST (folders end in /)
+    metadata/<path>   GET, POST/PUT, PATCH, DELETE (everything), LIST (folders end in /;
+                      ?after=<name>&limit=<n> pages it, as OpenBao's paginated lists do)
     subkeys/<path>    GET (?version=, ?depth=)
     config            GET, POST (max_versions, cas_required, delete_version_after)
     rotation/<path>   GET, POST/PUT, DELETE, LIST: a scheduled rotation rule (:mod:`.kv_rotation`)
@@ -35,6 +36,7 @@ never values), so history needs no decryption.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -467,6 +469,13 @@ class KvEngine:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         keys = await self._storage.list(f"{mount.storage_prefix}meta/{prefix}")
+        after, limit = call.query.get("after"), call.query.get("limit")
+        if after:  # OpenBao's paginated lists: the names after this one (which need not exist)...
+            keys = keys[bisect.bisect_right(keys, after) :]
+        if limit not in (None, ""):  # ...and at most this many (0 or less: all)
+            count = int_param(limit, field="limit", minimum=-(2**31))
+            if count > 0:
+                keys = keys[:count]
         if not keys:
             raise NotFoundError("")
         return self._reply({"keys": keys})

@@ -228,7 +228,10 @@ def test_browse_reveal_one_value_and_see_the_read_audited(
     reads = [
         r
         for r in search(
-            server.audit_file, path_prefix="secret/data/shop/db", operation="read", entry_type="response"
+            server.audit_file,
+            path_prefix="secret/data/shop/db",
+            operation="read",
+            entry_type="response",
         )
         if r.reason == "console: reveal key 'password'"
     ]
@@ -253,8 +256,12 @@ def test_a_masked_diff_marks_the_right_keys(
     browser: Browser, console_server: ConsoleServer, shots: Path
 ) -> None:
     server = console_server
-    values = {name: f"{name}-{secrets.token_hex(6)}" for name in ("keep", "old", "gone", "new", "added")}
-    server.write("diff/app", {"keep": values["keep"], "rotated": values["old"], "dropped": values["gone"]})
+    values = {
+        name: f"{name}-{secrets.token_hex(6)}" for name in ("keep", "old", "gone", "new", "added")
+    }
+    server.write(
+        "diff/app", {"keep": values["keep"], "rotated": values["old"], "dropped": values["gone"]}
+    )
     server.write(
         "diff/app",
         {"keep": values["keep"], "rotated": values["new"], "fresh": values["added"]},
@@ -331,7 +338,11 @@ def test_delete_undelete_and_destroy_a_version(
     server.write("lifecycle/app", {"a": "1"})
     server.write("lifecycle/app", {"a": "2"})
     login_with_token(browser, server, server.server.root_token)
-    for action, reason in (("delete", "mistake"), ("undelete", "it was fine"), ("destroy", "leaked")):
+    for action, reason in (
+        ("delete", "mistake"),
+        ("undelete", "it was fine"),
+        ("destroy", "leaked"),
+    ):
         browser.get(f"{server.url}/ui/secrets/secret/lifecycle/app")
         click(browser, f"#history tr[data-version='1'] a[data-action={action}]")
         by_css(browser, "#reason").send_keys(reason)
@@ -345,7 +356,10 @@ def test_delete_undelete_and_destroy_a_version(
             assert not version["deletion_time"]
         else:
             assert version["destroyed"]
-    assert [a.get_attribute("data-action") for a in all_css(browser, "#history tr[data-version='1'] a[data-action]")] == []
+    assert [
+        a.get_attribute("data-action")
+        for a in all_css(browser, "#history tr[data-version='1'] a[data-action]")
+    ] == []
 
 
 def test_search_the_audit_by_path_and_see_the_access_map(
@@ -371,7 +385,10 @@ def test_search_the_audit_by_path_and_see_the_access_map(
     assert "verified" in text_of(browser, "#chain-status")
 
     browser.get(f"{server.url}/ui/access?path=secret/data/audited/")
-    cells = [[c.text for c in r.find_elements("css selector", "td")] for r in all_css(browser, "#access-map tbody tr")]
+    cells = [
+        [c.text for c in r.find_elements("css selector", "td")]
+        for r in all_css(browser, "#access-map tbody tr")
+    ]
     reads = {(c[2], c[3]) for c in cells if c[1] == "token"}
     assert ("secret/data/audited/one", "3") in reads and ("secret/data/audited/two", "1") in reads
     browser.screenshot(shots, "access-map")
@@ -435,9 +452,18 @@ def test_a_read_only_token_sees_no_write_controls_and_a_forged_write_is_refused(
     # a forged form, with this session's own valid CSRF value: the server's policy refuses it
     before = server.metadata("readonly/app")["current_version"]
     for action, fields in (
-        ("/ui/write/secret/readonly/app", {"key": "password", "value": "forged", "mode": "replace"}),
-        ("/ui/change/secret/readonly/app", {"action": "destroy", "version": "1", "reason": "x", "confirm": "yes"}),
-        ("/ui/change/secret/readonly/app", {"action": "rollback", "version": "1", "reason": "x", "confirm": "yes"}),
+        (
+            "/ui/write/secret/readonly/app",
+            {"key": "password", "value": "forged", "mode": "replace"},
+        ),
+        (
+            "/ui/change/secret/readonly/app",
+            {"action": "destroy", "version": "1", "reason": "x", "confirm": "yes"},
+        ),
+        (
+            "/ui/change/secret/readonly/app",
+            {"action": "rollback", "version": "1", "reason": "x", "confirm": "yes"},
+        ),
     ):
         browser.driver.execute_script(
             """
@@ -497,7 +523,9 @@ def test_a_write_only_token_writes_without_ever_receiving_a_value(
         assert old not in exchange.response_body, exchange.url
         assert new not in exchange.response_body, exchange.url
     assert server.read("wo/payments")["data"] == {"api_key": new}
-    assert server.metadata("wo/payments")["versions"]["2"]["reason"] == "rotated by the payments team"
+    assert (
+        server.metadata("wo/payments")["versions"]["2"]["reason"] == "rotated by the payments team"
+    )
 
 
 # -- CSRF, URLs, logs ------------------------------------------------------------------------------
@@ -529,7 +557,9 @@ def test_a_csrf_attempt_from_another_origin_fails(
     server.write("csrf/target", {"k": "original"})
     login_with_token(browser, server, server.server.root_token)
     port = free_port()
-    handler = type("Attacker", (_Attacker,), {"target": f"{server.url}/ui/write/secret/csrf/target"})
+    handler = type(
+        "Attacker", (_Attacker,), {"target": f"{server.url}/ui/write/secret/csrf/target"}
+    )
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

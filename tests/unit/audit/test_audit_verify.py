@@ -247,3 +247,25 @@ def test_entries_appended_or_a_stripped_mac_are_caught_at_the_end(
     result = verify_file(batched_file, hmac_key=key)
     assert (result.ok, result.first_bad_line, result.entries) == (False, 10, 9), result
     assert result.reason is not None and "lines 10-13 at the end of the file" in result.reason
+
+
+def test_upto_stops_at_a_size_and_a_device_verifies_its_own_file(
+    tmp_path: Path, key: Sensitive[bytes], log_call: LogCall
+) -> None:
+    path = tmp_path / "live.log"
+    with FileAuditDevice(path, hmac_key=key) as device:
+        log_call(device, path="secret/data/a", request_id="r1", data={"v": "1"})
+        result = device.verify()
+        assert result.ok and result.entries == 3 and result.head == device.head
+        size = path.stat().st_size
+        # a line appended after the size was taken, half written: ignored up to the size
+        with path.open("ab") as handle:
+            handle.write(b'{"half": ')
+        assert verify_file(path, hmac_key=key, upto=size).ok
+        assert not verify_file(path, hmac_key=key).ok
+        path.write_bytes(path.read_bytes()[:size])
+        # the head the device holds must be in the file: entries cut from the end are caught
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:-1]))
+        cut = device.verify()
+        assert not cut.ok and "expected head" in (cut.reason or "")
