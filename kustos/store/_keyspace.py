@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["child_name", "list_children_sql", "prefix_end"]
+__all__ = ["child_name", "children_params", "list_children_sql", "prefix_end"]
 
 _MAX_CODE_POINT: Final = 0x10FFFF
 _SURROGATES: Final = range(0xD800, 0xE000)
@@ -42,14 +42,52 @@ def child_name(key: str, prefix_length: int) -> str:
     return rest if slash < 0 else rest[: slash + 1]
 
 
-def list_children_sql(*, dialect: str, bounded: bool) -> str:
+def children_params(
+    prefix: str, *, after: str | None = None, limit: int | None = None
+) -> tuple[dict[str, object], dict[str, bool]]:
+    """The parameters of :func:`list_children_sql` for a listing of ``prefix`` (and its options).
+
+    ``after``: only children whose name sorts after it (it need not exist);
+    ``limit``: at most that many children (``None`` or less than 1: all).
+    Returns ``(params, options)``; pass the options to :func:`list_children_sql`.
+    """
+    end = prefix_end(prefix)
+    params: dict[str, object] = {"prefix": prefix, "n": len(prefix)}
+    if end is not None:
+        params["end"] = end
+    options = {"bounded": end is not None, "start": False, "inclusive": False, "limited": False}
+    if after:
+        slash = after.find("/")
+        if slash >= 0:  # "c/" or "c/x": every name after it sorts after the whole folder c/
+            params["start"] = prefix + after[:slash] + "0"
+            options["inclusive"] = True
+        else:
+            params["start"] = prefix + after
+        options["start"] = True
+    if limit is not None and limit > 0:
+        params["limit"] = limit
+        options["limited"] = True
+    return params, options
+
+
+def list_children_sql(
+    *,
+    dialect: str,
+    bounded: bool,
+    start: bool = False,
+    inclusive: bool = False,
+    limited: bool = False,
+) -> str:
     """A recursive query returning the first key under each direct child of a prefix.
 
     Parameters (named): ``prefix``, ``n`` (its length in characters) and,
     when ``bounded``, ``end`` (``prefix_end(prefix)``). From each key found it
     jumps past the whole folder (``prefix + child + "0"``, ``"0"`` being the
     character after ``"/"``) or to the next key, so it reads one index entry
-    per child, not one per key below the prefix.
+    per child, not one per key below the prefix. With ``start`` the walk
+    begins after (or, ``inclusive``, at) the key ``start``; with ``limited``
+    it stops after ``limit`` children, so a page of a big folder reads one
+    index entry per child on the page (see :func:`children_params`).
     """
     if dialect == "sqlite":
         param = ":{}".format
@@ -61,12 +99,21 @@ def list_children_sql(*, dialect: str, bounded: bool) -> str:
     find_slash = find_slash.format(n=n)
     upper = f" AND key < {param('end')}" if bounded else ""
     folder_end = f"substr(walk.k, 1, {n} + {find_slash} - 1) || '0'"
+    first = f"key > {param('prefix')}"
+    if start:
+        first = f"{first} AND key {'>=' if inclusive else '>'} {param('start')}"
+    # with a limit, each row carries its position and the walk stops at the last one wanted
+    columns, first_count, next_count, stop = "k", "", "", ""
+    if limited:
+        limit = param("limit") if dialect == "sqlite" else f"{param('limit')}::integer"
+        columns, first_count, next_count = "k, c", ", 1", ", walk.c + 1"
+        stop = f" AND walk.c < {limit}"
     return (
-        "WITH RECURSIVE walk(k) AS ("  # noqa: S608 - fixed fragments, values are bound
-        f" SELECT (SELECT min(key) FROM entries WHERE key > {param('prefix')}{upper})"
+        f"WITH RECURSIVE walk({columns}) AS ("  # noqa: S608 - fixed fragments, values are bound
+        f" SELECT (SELECT min(key) FROM entries WHERE {first}{upper}){first_count}"
         " UNION ALL"
         " SELECT (SELECT min(key) FROM entries WHERE key > walk.k"
         f" AND key >= CASE WHEN {find_slash} > 0 THEN {folder_end} ELSE walk.k END{upper})"
-        " FROM walk WHERE walk.k IS NOT NULL"
+        f"{next_count} FROM walk WHERE walk.k IS NOT NULL{stop}"
         ") SELECT k FROM walk WHERE k IS NOT NULL"
     )

@@ -70,7 +70,16 @@ class StorageBackend(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
-    async def list(self, prefix: str) -> list[str]: ...
+    async def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Direct children of ``prefix`` (folders end in ``/``), sorted.
+
+        ``after``: only names that sort after it (it need not exist);
+        ``limit``: at most that many (``None`` or less than 1: all). A page
+        of a big folder costs one index read per name on the page.
+        """
+        ...
 
     def scan(self, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
         """Every (key, value) whose key starts with ``prefix``, in key order (for rewrap, export).

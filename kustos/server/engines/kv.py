@@ -36,7 +36,6 @@ never values), so history needs no decryption.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -468,14 +467,19 @@ class KvEngine:
         self._require(call, "list")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        keys = await self._storage.list(f"{mount.storage_prefix}meta/{prefix}")
-        after, limit = call.query.get("after"), call.query.get("limit")
-        if after:  # OpenBao's paginated lists: the names after this one (which need not exist)...
-            keys = keys[bisect.bisect_right(keys, after) :]
-        if limit not in (None, ""):  # ...and at most this many (0 or less: all)
-            count = int_param(limit, field="limit", minimum=-(2**31))
-            if count > 0:
-                keys = keys[:count]
+        # OpenBao's paginated lists: the names after ``after`` (which need not exist), at most
+        # ``limit`` of them (0 or less: all); storage reads one index entry per name returned
+        raw_limit = call.query.get("limit")
+        limit = (
+            None
+            if raw_limit in (None, "")
+            else int_param(raw_limit, field="limit", minimum=-(2**31))
+        )
+        keys = await self._storage.list(
+            f"{mount.storage_prefix}meta/{prefix}",
+            after=call.query.get("after") or None,
+            limit=limit if limit is not None and limit > 0 else None,
+        )
         if not keys:
             raise NotFoundError("")
         return self._reply({"keys": keys})

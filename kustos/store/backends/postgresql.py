@@ -69,7 +69,7 @@ from psycopg.conninfo import conninfo_to_dict
 from kustos.errors import StorageError
 from kustos.store import migrations
 from kustos.store._grouping import GroupCommitter, GroupOutcome
-from kustos.store._keyspace import child_name, list_children_sql, prefix_end
+from kustos.store._keyspace import child_name, children_params, list_children_sql, prefix_end
 from kustos.store.base import Transaction
 from kustos.store.changes import Announcement, ChangeCallback, Changes, Unsubscribe
 
@@ -368,12 +368,14 @@ class PostgresBackend:
                 waiter.set_result(None)
                 return
 
-    async def list(self, prefix: str) -> list[str]:
-        """Direct children of ``prefix``, folders with a trailing ``/``, sorted."""
+    async def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Direct children of ``prefix``, folders with a trailing ``/``, sorted (a page: ``after``, ``limit``)."""
         pool = self._require_pool()
         with _errors("list"):
             async with pool.connection() as conn:
-                return await _list(conn, prefix)
+                return await _list(conn, prefix, after=after, limit=limit)
 
     async def scan(self, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
         """Every (key, value) under ``prefix`` in key order, read in batches.
@@ -601,12 +603,15 @@ async def _get(conn: psycopg.AsyncConnection[Any], key: str) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-async def _list(conn: psycopg.AsyncConnection[Any], prefix: str) -> list[str]:
-    end = prefix_end(prefix)
-    params: dict[str, object] = {"prefix": prefix, "n": len(prefix)}
-    if end is not None:
-        params["end"] = end
-    sql = list_children_sql(dialect="postgresql", bounded=end is not None)
+async def _list(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    params, options = children_params(prefix, after=after, limit=limit)
+    sql = list_children_sql(dialect="postgresql", **options)
     cur = await conn.execute(sql, params)
     return sorted({child_name(str(row[0]), len(prefix)) for row in await cur.fetchall()})
 

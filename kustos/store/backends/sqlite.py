@@ -40,7 +40,7 @@ from typing import Final, TypeVar
 from kustos.errors import StorageError
 from kustos.store import migrations
 from kustos.store._grouping import GroupCommitter, GroupOutcome
-from kustos.store._keyspace import child_name, list_children_sql, prefix_end
+from kustos.store._keyspace import child_name, children_params, list_children_sql, prefix_end
 from kustos.store.base import Transaction
 
 __all__ = ["SqliteBackend"]
@@ -113,12 +113,11 @@ def _range_clause(prefix: str) -> tuple[str, tuple[str, ...]]:
     return "key >= ? AND key < ?", (prefix, end)
 
 
-def _list(conn: sqlite3.Connection, prefix: str) -> list[str]:
-    end = prefix_end(prefix)
-    params: dict[str, object] = {"prefix": prefix, "n": len(prefix)}
-    if end is not None:
-        params["end"] = end
-    rows = conn.execute(list_children_sql(dialect="sqlite", bounded=end is not None), params)
+def _list(
+    conn: sqlite3.Connection, prefix: str, *, after: str | None = None, limit: int | None = None
+) -> list[str]:
+    params, options = children_params(prefix, after=after, limit=limit)
+    rows = conn.execute(list_children_sql(dialect="sqlite", **options), params)
     return sorted({child_name(row[0], len(prefix)) for row in rows})
 
 
@@ -318,9 +317,11 @@ class SqliteBackend:
         """The value stored at ``key``, or ``None``."""
         return await self._read("get", lambda conn: _get(conn, key))
 
-    async def list(self, prefix: str) -> list[str]:
-        """Direct children of ``prefix``, folders with a trailing ``/``, sorted."""
-        return await self._read("list", lambda conn: _list(conn, prefix))
+    async def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Direct children of ``prefix``, folders with a trailing ``/``, sorted (a page: ``after``, ``limit``)."""
+        return await self._read("list", lambda conn: _list(conn, prefix, after=after, limit=limit))
 
     async def scan(self, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
         """Every (key, value) under ``prefix`` in key order, read in batches.

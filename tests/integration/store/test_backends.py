@@ -230,6 +230,25 @@ async def test_list_matches_a_reference_on_random_trees(backend: StorageBackend)
         assert await backend.list(prefix) == reference_list(keys, prefix), prefix
 
 
+async def test_list_pages_match_slices_of_the_whole_listing(backend: StorageBackend) -> None:
+    rng = random.Random(7)
+    segments = ["a", "b", "ab", "a-b", "a.b", "z", "é", "秘", "~", "0", "A", "a0"]
+    keys = sorted({"/".join(rng.choices(segments, k=rng.randint(1, 3))) for _ in range(300)})
+    await put_all(backend, dict.fromkeys(keys, b"v"))
+    prefixes = {""} | {key.rsplit("/", 1)[0] + "/" for key in keys if "/" in key}
+    for prefix in sorted(prefixes):
+        whole = reference_list(keys, prefix)
+        # cursors: every name, names that do not exist (between, before, after all), inside folders
+        cursors = {*whole, "", "0", "~~~", "a/", "a/zzz", "a.", "é/x"}
+        for after in sorted(cursors):
+            beyond = [name for name in whole if name > after] if after else whole
+            for limit in (None, 1, 2, 5, 1000):
+                page = await backend.list(prefix, after=after or None, limit=limit)
+                assert page == beyond[:limit], (prefix, after, limit)
+    assert await backend.list("", limit=0) == reference_list(keys, "")
+    assert await backend.list("", limit=-3) == reference_list(keys, "")
+
+
 async def test_scan_yields_keys_in_order_across_batches(backend: StorageBackend) -> None:
     rng = random.Random(11)
     inside = [
