@@ -8,7 +8,8 @@ and every response body it received (through ``Network.getResponseBody``),
 so a test can check what went over HTTP, not only what the DOM shows.
 
 Tests skip, with the reason, when Chromium or chromedriver is missing
-(``scripts/install-system-deps.sh`` installs both).
+(``scripts/install-system-deps.sh`` installs both) or Chromium cannot start on
+this machine (chromedriver's message is the reason).
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ class Browser:
 def start_browser(profile: Path, *, width: int = 1280, height: int = 860) -> Iterator[Browser]:
     """A headless Chromium with a fresh profile under ``profile``; quit (and its processes gone) after."""
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     binary, driver_path = chromium_paths()
@@ -171,7 +173,10 @@ def start_browser(profile: Path, *, width: int = 1280, height: int = 860) -> Ite
     service = Service(
         executable_path=driver_path, log_output=str(profile.parent / "chromedriver.log")
     )
-    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+    except WebDriverException as error:  # installed, but cannot start here (no display libs, ...)
+        pytest.skip(f"headless Chromium did not start: {error.msg or error}".strip())
     try:
         driver.execute_cdp_cmd(
             "Network.enable", {"maxTotalBufferSize": 50_000_000, "maxResourceBufferSize": 5_000_000}

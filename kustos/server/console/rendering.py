@@ -10,7 +10,9 @@ with the status the API would have answered.
 :class:`SecurityHeaders` wraps everything under ``/ui/``: a strict
 Content-Security-Policy (scripts, styles and images from this server only;
 no inline script or style; forms post only here; no framing), ``no-store``
-caching, ``nosniff``, a referrer only to this origin, and a same-origin opener policy.
+caching (``no-cache`` for the static stylesheet and script: revalidated, not
+refetched), ``nosniff``, a referrer only to this origin, and a same-origin
+opener policy.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ _HEADERS: Final = (
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 )
+_STATIC: Final = f"{PREFIX}/static/"
+_STATIC_HEADERS: Final = tuple(
+    (name, b"no-cache") if name == b"cache-control" else (name, value) for name, value in _HEADERS
+)
+"""The stylesheet and script hold nothing secret: kept by the browser, revalidated (ETag) each time."""
 _REPLACED: Final = frozenset(name for name, _ in _HEADERS)
 
 _log = logging.getLogger("kustos.server.console")
@@ -82,10 +89,12 @@ class SecurityHeaders:
             await self._app(scope, receive, send)
             return
 
+        headers = _STATIC_HEADERS if scope["path"].startswith(_STATIC) else _HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", ()) if k not in _REPLACED]
-                message = {**message, "headers": [*kept, *_HEADERS]}
+                message = {**message, "headers": [*kept, *headers]}
             await send(message)
 
         await self._app(scope, receive, send_with_headers)

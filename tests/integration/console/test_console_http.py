@@ -92,7 +92,8 @@ def test_every_answer_carries_the_security_headers(
         assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, url
         assert "script-src 'self'" in CONTENT_SECURITY_POLICY
         assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
-        assert answer.headers["cache-control"] == "no-store"
+        static = url.startswith("/ui/static/")
+        assert answer.headers["cache-control"] == ("no-cache" if static else "no-store")
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["x-frame-options"] == "DENY"
     page = root_session.client.get("/ui/secrets/secret/http/app").text
