@@ -138,7 +138,9 @@ class AuditPages(Pages):
             number = query.get("page", "1")
             rows, page, pages = page_of(
                 found,
-                page=int(number) if number.isdigit() and len(number) < 9 else 1,
+                page=int(number)
+                if number.isascii() and number.isdigit() and len(number) < 9
+                else 1,
                 size=self.settings.audit_page_size,
             )
             context.update(

@@ -128,7 +128,7 @@ def _crumbs(mount: MountEntry, rest: str) -> list[dict[str, str]]:
 def _int(text: str | None, *, field: str, default: int | None = None) -> int | None:
     if text in (None, ""):
         return default
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # not "²"
         raise InvalidRequestError(f"{field} must be a positive whole number")
     return int(text)
 

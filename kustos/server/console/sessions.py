@@ -134,7 +134,12 @@ async def read_form(request: Request, *, max_bytes: int) -> Form:
     if kind != FORM_CONTENT_TYPE:
         raise InvalidRequestError(f"the console accepts form submissions ({FORM_CONTENT_TYPE})")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_bytes
+    ):
         raise RequestTooLargeError(f"the form is larger than the maximum of {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
