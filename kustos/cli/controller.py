@@ -91,6 +91,15 @@ def run_controller(
             "--sealed-secrets/--no-sealed-secrets", help="Run the SealedSecret controller."
         ),
     ] = True,
+    eso_group: Annotated[
+        bool,
+        typer.Option(
+            "--eso-group/--no-eso-group",
+            help="Also serve External Secrets' group, external-secrets.io (ExternalSecret, "
+            "SecretStore, ClusterSecretStore, ClusterExternalSecret, PushSecret). Turn it off "
+            "where External Secrets itself runs.",
+        ),
+    ] = True,
     log_level: Annotated[
         str,
         typer.Option(
@@ -114,6 +123,7 @@ def run_controller(
         workers=workers,
         liveness_endpoint=liveness,
         sealed_secrets=sealed_secrets,
+        eso_group=eso_group,
         kustos_addr=kustos_addr,
         kustos_token=Sensitive(kustos_token) if kustos_token else None,
         kustos_ca_path=kustos_ca,

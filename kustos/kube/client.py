@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import collections
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
@@ -140,6 +140,13 @@ class KubeClient:
         except NotFoundError:
             return None
 
+    async def get_path(self, path: str) -> Body | None:
+        """``GET <path>`` (discovery, say); ``None`` on 404."""
+        try:
+            return await self._call("GET", path)
+        except NotFoundError:
+            return None
+
     async def list(self, resource: Resource, *, namespace: str | None = None) -> list[Body]:
         """``GET .../<plural>``: every object (in one namespace, or everywhere)."""
         body = await self._call("GET", resource.path(namespace=namespace))
@@ -205,6 +212,29 @@ class KubeClient:
             method, full, body, content_type, headers or {}
         )
         return ProxyAnswer(status=status, content=content, content_type=answered_type)
+
+    async def request_token(
+        self,
+        resource: Resource,
+        *,
+        name: str,
+        namespace: str,
+        audiences: Sequence[str] = (),
+        seconds: int = 600,
+    ) -> Sensitive[str]:
+        """``POST .../serviceaccounts/<name>/token``: a TokenRequest token for that ServiceAccount."""
+        spec: Body = {"expirationSeconds": seconds}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = await self._call(
+            "POST",
+            resource.path(namespace=namespace, name=name, subresource="token"),
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        )
+        token = (body.get("status") or {}).get("token")
+        if not token:
+            raise KubeError(f"TokenRequest for {namespace}/{name} returned no token")
+        return Sensitive(str(token))
 
     async def post_event(
         self,

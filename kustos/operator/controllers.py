@@ -27,16 +27,20 @@ import heapq
 import itertools
 import json
 import logging
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from kustos.errors import ConfigError, InvalidRequestError, KustosError, NotFoundError
-from kustos.kube import SECRETS, Body, ConflictError, KubeClient, Resource
+from kustos.kube import CONFIGMAPS, SECRETS, Body, ConflictError, KubeClient, Resource
 from kustos.operator.providers import Provider, ProviderRegistry
 from kustos.operator.reloading import SourceKind, Strategy, plan_reloads, source_hash
+from kustos.operator.selecting import Namespaces, selector_matches
 from kustos.operator.syncing import (
+    ESO_GROUP,
+    KUSTOS_GROUP,
     LABEL_MANAGED,
     CreationPolicy,
     DeletionPolicy,
@@ -52,15 +56,23 @@ from kustos.operator.syncing import (
     remote_keys,
     status_fingerprint,
 )
+from kustos.operator.templating import template_sources
 
 __all__ = [
     "CLUSTER_SECRET_STORES",
+    "ESO_KINDS",
     "EXTERNAL_SECRETS",
+    "KINDS",
+    "KUSTOS_KINDS",
     "SECRET_STORES",
     "ExternalSecretController",
+    "ExternalSecretKinds",
+    "Key",
     "ProviderKey",
     "Reloader",
     "StoreKey",
+    "group_of",
+    "store_allows",
     "store_key_of",
 ]
 
@@ -70,13 +82,42 @@ CLUSTER_SECRET_STORES: Final = Resource(
     "kustos.io", "v1", "clustersecretstores", "ClusterSecretStore", namespaced=False
 )
 
+
+@dataclass(frozen=True)
+class ExternalSecretKinds:
+    """One API group serving ExternalSecrets and their stores."""
+
+    group: str
+    external_secrets: Resource
+    secret_stores: Resource
+    cluster_secret_stores: Resource
+
+
+KUSTOS_KINDS: Final = ExternalSecretKinds(
+    KUSTOS_GROUP, EXTERNAL_SECRETS, SECRET_STORES, CLUSTER_SECRET_STORES
+)
+ESO_KINDS: Final = ExternalSecretKinds(
+    ESO_GROUP,
+    Resource(ESO_GROUP, "v1", "externalsecrets", "ExternalSecret"),
+    Resource(ESO_GROUP, "v1", "secretstores", "SecretStore"),
+    Resource(ESO_GROUP, "v1", "clustersecretstores", "ClusterSecretStore", namespaced=False),
+)
+KINDS: Final = {kinds.group: kinds for kinds in (KUSTOS_KINDS, ESO_KINDS)}
+"""Every group the ExternalSecret controller serves, by name."""
+
 _log = logging.getLogger("kustos.operator")
 
-Key = tuple[str, str]
-StoreKey = tuple[str, str, str]
-"""A store: ``(kind, namespace, name)``; a ClusterSecretStore's namespace is ``""``."""
-ProviderKey = tuple[str, str, str, str]
+Key = tuple[str, str, str]
+"""An ExternalSecret: ``(group, namespace, name)``."""
+StoreKey = tuple[str, str, str, str]
+"""A store: ``(group, kind, namespace, name)``; a ClusterSecretStore's namespace is ``""``."""
+ProviderKey = tuple[str, str, str, str, str]
 """A store and, for a ClusterSecretStore, the namespace it serves (its credentials may depend on it)."""
+
+
+def group_of(body: Body) -> str:
+    """The API group of an object body (``kustos.io`` when it does not say)."""
+    return str(body.get("apiVersion") or f"{KUSTOS_GROUP}/v1").partition("/")[0]
 
 
 def store_key_of(body: Body) -> StoreKey:
@@ -84,6 +125,7 @@ def store_key_of(body: Body) -> StoreKey:
     meta = body.get("metadata") or {}
     kind = body.get("kind") or ("SecretStore" if meta.get("namespace") else "ClusterSecretStore")
     return (
+        group_of(body),
         kind,
         meta.get("namespace") or "" if kind == "SecretStore" else "",
         meta.get("name", ""),
@@ -95,7 +137,31 @@ def _store_ref(body: Body) -> StoreKey:
     ref = (body.get("spec") or {}).get("secretStoreRef") or {}
     kind = ref.get("kind") or "SecretStore"
     namespace = meta.get("namespace", "") if kind == "SecretStore" else ""
-    return (kind, namespace, ref.get("name") or "")
+    return (group_of(body), kind, namespace, ref.get("name") or "")
+
+
+def store_allows(store: Body, namespace: str, labels: Mapping[str, str] | None) -> bool:
+    """A ClusterSecretStore's ``spec.conditions``: may ExternalSecrets of ``namespace`` use it?
+
+    No conditions: every namespace. Otherwise any one condition must match:
+    its ``namespaces`` list, one of its ``namespaceRegexes``, or its
+    ``namespaceSelector`` (against the namespace's labels; unknown labels
+    match nothing, so an unknown namespace is refused).
+    """
+    conditions = (store.get("spec") or {}).get("conditions") or []
+    if not conditions:
+        return True
+    for condition in conditions:
+        if namespace in (condition.get("namespaces") or []):
+            return True
+        for pattern in condition.get("namespaceRegexes") or []:
+            with contextlib.suppress(re.error):
+                if re.search(str(pattern), namespace):
+                    return True
+        selector = condition.get("namespaceSelector")
+        if selector is not None and labels is not None and selector_matches(selector, labels):
+            return True
+    return False
 
 
 def _fingerprint(spec: object) -> str:
@@ -112,7 +178,7 @@ class _Entry:
     body: Body
     fingerprint: str
     target: str = ""
-    store: StoreKey = ("", "", "")
+    store: StoreKey = ("", "", "", "")
     due: float | None = None
     failures: int = 0
     written_hash: str | None = None
@@ -156,16 +222,18 @@ class ExternalSecretController:
         retry_backoff: tuple[float, float] = (2.0, 300.0),
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(tz=datetime.UTC),
+        namespaces: Namespaces | None = None,
     ) -> None:
         self._kube = kube
         self._providers = providers
+        self._namespaces = namespaces
         self._workers = workers
         self._retry_first, self._retry_max = retry_backoff
         self._clock = clock
         self._now = now
         self._entries: dict[Key, _Entry] = {}
-        self._targets: dict[Key, Key] = {}
-        self._secrets: dict[Key, Body] = {}
+        self._targets: dict[tuple[str, str], Key] = {}
+        self._secrets: dict[tuple[str, str], Body] = {}
         self._stores: dict[StoreKey, Body] = {}
         self._slots: dict[ProviderKey, _Slot] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -216,15 +284,15 @@ class ExternalSecretController:
     # --- events from the handlers -----------------------------------------------
 
     def observe(self, body: Body) -> None:
-        """An ExternalSecret was listed, added or modified."""
+        """An ExternalSecret (of either group) was listed, added or modified."""
         meta = body.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        key = (group_of(body), meta.get("namespace", ""), meta.get("name", ""))
         if meta.get("deletionTimestamp"):
-            self.forget(*key)
+            self.forget(key[1], key[2], group=key[0])
             return
         fingerprint = status_fingerprint(body)
         entry = self._entries.get(key)
-        target = ((body.get("spec") or {}).get("target") or {}).get("name") or key[1]
+        target = ((body.get("spec") or {}).get("target") or {}).get("name") or key[2]
         if entry is None:
             entry = _Entry(body=body, fingerprint=fingerprint, target=target)
             self._entries[key] = entry
@@ -233,19 +301,20 @@ class ExternalSecretController:
             if entry.fingerprint == fingerprint:
                 return
             entry.fingerprint = fingerprint
-            self._targets.pop((key[0], entry.target), None)
+            self._targets.pop((key[1], entry.target), None)
             entry.target = target
             entry.failures = 0
         entry.store = _store_ref(body)
-        self._targets[(key[0], target)] = key
+        self._targets[(key[1], target)] = key
         self._enqueue(key)
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str, *, group: str = KUSTOS_GROUP) -> None:
         """An ExternalSecret was deleted: stop syncing it (its Secret follows ownerReferences)."""
-        entry = self._entries.pop((namespace, name), None)
+        entry = self._entries.pop((group, namespace, name), None)
         if entry is None:
             return
-        self._targets.pop((namespace, entry.target), None)
+        if self._targets.get((namespace, entry.target)) == (group, namespace, name):
+            del self._targets[(namespace, entry.target)]
         if entry.provider_key is not None:
             self._release_if_unused(entry.provider_key)
 
@@ -268,7 +337,7 @@ class ExternalSecretController:
                 return
             if _fingerprint(previous.get("spec")) == _fingerprint(body.get("spec")):
                 return
-        for provider_key in [k for k in self._slots if k[:3] == key]:
+        for provider_key in [k for k in self._slots if k[:4] == key]:
             self._retire(provider_key)
         self._enqueue_readers(key)
 
@@ -339,7 +408,9 @@ class ExternalSecretController:
             try:
                 delay = await self.reconcile(key)
             except Exception:
-                _log.exception("reconcile of ExternalSecret %s/%s crashed", *key)
+                _log.exception(
+                    "reconcile of ExternalSecret %s/%s (%s) crashed", key[1], key[2], key[0]
+                )
                 delay = self._retry_max
             finally:
                 self._running.discard(key)
@@ -371,8 +442,11 @@ class ExternalSecretController:
                 return await self._remote_gone(entry, spec, str(exc))
             if not data and (spec.data_from and not spec.data):
                 return await self._remote_gone(entry, spec, "no remote secret matched")
-            desired = desired_secret(spec, data)
-            existing = await self._existing(spec, need=spec.creation_policy is CreationPolicy.MERGE)
+            desired = desired_secret(spec, data, sources=await self._template_sources(spec))
+            existing = await self._existing(
+                spec,
+                need=spec.creation_policy in (CreationPolicy.MERGE, CreationPolicy.CREATE_OR_MERGE),
+            )
             plan = plan_secret(spec=spec, owner=body, existing=existing, desired=desired)
             entry.written_hash = data_hash(desired.plain())
             entry.managed_keys = sorted(desired.data)
@@ -394,6 +468,27 @@ class ExternalSecretController:
             message = "secret synced (creationPolicy None: no Secret written)"
         await self._status(entry, "True", "SecretSynced", message)
         return spec.refresh or None
+
+    async def _template_sources(
+        self, spec: ExternalSecretSpec
+    ) -> dict[tuple[str, str], dict[str, bytes]]:
+        """The ConfigMaps and Secrets ``templateFrom`` names, read now (missing ones left out)."""
+        sources: dict[tuple[str, str], dict[str, bytes]] = {}
+        for kind, name in template_sources(spec.template):
+            resource = CONFIGMAPS if kind == "ConfigMap" else SECRETS
+            body = await self._kube.get(resource, name=name, namespace=spec.namespace)
+            if body is None:
+                continue
+            if kind == "Secret":
+                data = {k: base64.b64decode(v or "") for k, v in (body.get("data") or {}).items()}
+            else:
+                data = {k: str(v).encode() for k, v in (body.get("data") or {}).items()}
+                data.update(
+                    (k, base64.b64decode(v or ""))
+                    for k, v in (body.get("binaryData") or {}).items()
+                )
+            sources[(kind, name)] = data
+        return sources
 
     async def _existing(self, spec: ExternalSecretSpec, *, need: bool) -> Body | None:
         """The target Secret as the watch last showed it; read only when ``need`` and not known.
@@ -419,6 +514,7 @@ class ExternalSecretController:
 
     async def _provider(self, entry: _Entry, spec: ExternalSecretSpec) -> Provider:
         store_key: StoreKey = (
+            entry.store[0],
             spec.store_kind,
             spec.namespace if spec.store_kind == "SecretStore" else "",
             spec.store_name,
@@ -426,6 +522,15 @@ class ExternalSecretController:
         store = self._stores.get(store_key)
         if store is None:
             raise ConfigError(f"{spec.store_kind} {spec.store_name!r} does not exist")
+        if spec.store_kind == "ClusterSecretStore" and not store_allows(
+            store,
+            spec.namespace,
+            self._namespaces.labels(spec.namespace) if self._namespaces is not None else None,
+        ):
+            raise ConfigError(
+                f"ClusterSecretStore {spec.store_name!r} does not allow namespace "
+                f"{spec.namespace!r} (spec.conditions)"
+            )
         key: ProviderKey = (
             *store_key,
             spec.namespace if spec.store_kind == "ClusterSecretStore" else "",
@@ -443,7 +548,7 @@ class ExternalSecretController:
             slot = _Slot(
                 fingerprint=fingerprint,
                 opening=asyncio.create_task(
-                    self._open(store, spec.namespace, key), name=f"kustos-provider-{key[2]}"
+                    self._open(store, spec.namespace, key), name=f"kustos-provider-{key[3]}"
                 ),
             )
             self._slots[key] = slot
@@ -479,7 +584,7 @@ class ExternalSecretController:
                 await provider.close()
             self.providers_closed += 1
 
-        task = asyncio.create_task(close(), name=f"kustos-provider-close-{key[2]}")
+        task = asyncio.create_task(close(), name=f"kustos-provider-close-{key[3]}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -620,16 +725,17 @@ class ExternalSecretController:
                 },
             }
         }
+        group = group_of(entry.body)
         try:
             await self._kube.patch(
-                EXTERNAL_SECRETS,
+                KINDS[group].external_secrets,
                 name=meta["name"],
                 namespace=meta.get("namespace"),
                 patch=patch,
                 subresource="status",
             )
         except NotFoundError:
-            self.forget(meta.get("namespace", ""), meta.get("name", ""))
+            self.forget(meta.get("namespace", ""), meta.get("name", ""), group=group)
         except KustosError as exc:
             _log.warning(
                 "status of ExternalSecret %s/%s not written: %s",

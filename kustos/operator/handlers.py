@@ -8,7 +8,10 @@ finalizers or bookkeeping annotations that GitOps tools would see as drift.
 Every handler is ``async``: kopf runs synchronous handlers in worker threads,
 and the controllers' state and queues belong to the event loop.
 
-- ExternalSecrets -> :meth:`ExternalSecretController.observe` / ``forget``;
+- ExternalSecrets of each served group (``kustos.io``, and ``external-secrets.io``
+  unless ``--no-eso-group``) -> :meth:`ExternalSecretController.observe` / ``forget``;
+- Namespaces -> :class:`~kustos.operator.selecting.Namespaces` (their labels,
+  for ClusterSecretStore ``conditions`` and ClusterExternalSecret selectors);
 - SecretStores, ClusterSecretStores and the Secrets labelled
   ``reconcile.external-secrets.io/managed`` -> kopf indexes that feed the
   controller (complete before its first reconcile), plus event handlers for
@@ -30,11 +33,19 @@ from typing import Any
 
 import kopf
 
-from kustos.kube import DAEMONSETS, DEPLOYMENTS, STATEFULSETS, Body, Connection, Login, Resource
+from kustos.kube import (
+    DAEMONSETS,
+    DEPLOYMENTS,
+    STATEFULSETS,
+    Body,
+    Connection,
+    Login,
+    Resource,
+)
 from kustos.operator.controllers import (
-    CLUSTER_SECRET_STORES,
-    SECRET_STORES,
+    KUSTOS_KINDS,
     ExternalSecretController,
+    ExternalSecretKinds,
     Reloader,
 )
 from kustos.operator.reloading import (
@@ -45,6 +56,7 @@ from kustos.operator.reloading import (
     SourceKind,
 )
 from kustos.operator.sealed import SEALED_SECRETS, SealedSecretController
+from kustos.operator.selecting import Namespaces
 from kustos.operator.syncing import LABEL_MANAGED
 
 __all__ = ["build_registry", "connection_info"]
@@ -96,8 +108,14 @@ def build_registry(
     controller: ExternalSecretController | None,
     reloader: Reloader | None,
     sealed: SealedSecretController | None = None,
+    groups: Iterable[ExternalSecretKinds] = (KUSTOS_KINDS,),
+    namespaces: Namespaces | None = None,
 ) -> kopf.OperatorRegistry:
-    """A registry with the login handler and the handlers of each enabled controller."""
+    """A registry with the login handler and the handlers of each enabled controller.
+
+    ``groups`` are the API groups whose ExternalSecrets and stores are
+    served; ``namespaces``, when given, is kept current by a namespace watch.
+    """
     registry = kopf.OperatorRegistry()
 
     logins = 0
@@ -113,8 +131,19 @@ def build_registry(
         logins += 1
         return connection_info(await connection.login())
 
+    if namespaces is not None:
+
+        @kopf.on.event("", "v1", "namespaces", registry=registry)
+        async def _namespace(type: str | None, body: kopf.Body, **_: Any) -> None:
+            namespaces.event(type, _plain(body))
+
+        @kopf.index("", "v1", "namespaces", id="namespaces", registry=registry)
+        async def _namespace_index(body: kopf.Body, **_: Any) -> bool:
+            namespaces.event("ADDED", _plain(body))  # complete before the first reconcile
+            return True
+
     if controller is not None:
-        _register_external_secrets(registry, controller)
+        _register_external_secrets(registry, controller, list(groups))
 
     if reloader is not None:
         for index_id, resource in _WORKLOADS.items():
@@ -147,13 +176,16 @@ def build_registry(
 
 
 def _register_external_secrets(
-    registry: kopf.OperatorRegistry, controller: ExternalSecretController
+    registry: kopf.OperatorRegistry,
+    controller: ExternalSecretController,
+    groups: list[ExternalSecretKinds],
 ) -> None:
     # Indexes are filled from the initial listing before any other handler
     # runs, so the controller knows every store and every Secret it manages
     # before its first reconcile: it never reads them back per ExternalSecret.
-    for resource in (SECRET_STORES, CLUSTER_SECRET_STORES):
-        _register_stores(registry, resource, controller)
+    for kinds in groups:
+        for resource in (kinds.secret_stores, kinds.cluster_secret_stores):
+            _register_stores(registry, resource, controller)
 
     @kopf.index("", "v1", "secrets", labels={LABEL_MANAGED: "true"}, id="managed_secrets",
                 registry=registry)  # fmt: skip
@@ -161,22 +193,34 @@ def _register_external_secrets(
         controller.secret_event("ADDED", _plain(body))
         return True
 
-    @kopf.on.event("kustos.io", "v1", "externalsecrets", registry=registry)
+    for kinds in groups:
+        _register_external_secret_kind(registry, controller, kinds.external_secrets)
+
+
+def _register_external_secret_kind(
+    registry: kopf.OperatorRegistry, controller: ExternalSecretController, resource: Resource
+) -> None:
+    @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
     async def _external_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
         meta = body.get("metadata", {})
         if type == "DELETED":
-            controller.forget(meta.get("namespace", ""), meta.get("name", ""))
+            controller.forget(meta.get("namespace", ""), meta.get("name", ""), group=resource.group)
         else:
-            controller.observe(_plain(body))
+            plain = _plain(body)
+            plain.setdefault("apiVersion", resource.api_version)
+            plain.setdefault("kind", resource.kind)
+            controller.observe(plain)
 
 
 def _register_stores(
     registry: kopf.OperatorRegistry, resource: Resource, controller: ExternalSecretController
 ) -> None:
-    @kopf.index(resource.group, resource.version, resource.plural, id=f"stores_{resource.plural}",
+    @kopf.index(resource.group, resource.version, resource.plural,
+                id=f"stores_{resource.group.replace('.', '_')}_{resource.plural}",
                 registry=registry)  # fmt: skip
     async def _store_index(body: kopf.Body, **_: Any) -> bool:
         plain = _plain(body)
+        plain.setdefault("apiVersion", resource.api_version)
         plain.setdefault("kind", resource.kind)
         controller.store_event("ADDED", plain)
         return True
@@ -184,6 +228,7 @@ def _register_stores(
     @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
     async def _store(type: str | None, body: kopf.Body, **_: Any) -> None:
         plain = _plain(body)
+        plain.setdefault("apiVersion", resource.api_version)
         plain.setdefault("kind", resource.kind)
         controller.store_event(type, plain)
 

@@ -20,12 +20,20 @@ from pathlib import Path
 
 import kopf
 
+from kustos.errors import KustosError
 from kustos.kube import Connection, KubeClient, find_connection
-from kustos.operator.controllers import ExternalSecretController, Reloader
+from kustos.operator.controllers import (
+    ESO_KINDS,
+    KUSTOS_KINDS,
+    ExternalSecretController,
+    ExternalSecretKinds,
+    Reloader,
+)
 from kustos.operator.handlers import build_registry
 from kustos.operator.providers import ProviderRegistry, default_registry
 from kustos.operator.reloading import Strategy
 from kustos.operator.sealed import SealedSecretController, ServerUnsealer
+from kustos.operator.selecting import Namespaces
 from kustos.sensitive import Sensitive
 
 __all__ = ["OperatorOptions", "OperatorReport", "run", "serve"]
@@ -40,6 +48,10 @@ class OperatorOptions:
     namespaces: Sequence[str] = ()
     """Watch only these namespaces (glob patterns allowed); empty means the whole cluster."""
     external_secrets: bool = True
+    eso_group: bool = True
+    """Also serve External Secrets' own group, ``external-secrets.io`` (ExternalSecret,
+    SecretStore, ClusterSecretStore, ClusterExternalSecret, PushSecret), so its manifests
+    work unchanged; off (``--no-eso-group``) where External Secrets itself runs."""
     reloader: bool = True
     reload_strategy: Strategy = Strategy.ENV_VARS
     workers: int = 16
@@ -103,12 +115,23 @@ async def serve(
     """Run the operator until ``stop_flag`` is set; then say what it did."""
     options = options or OperatorOptions()
     async with KubeClient(connection=connection) as kube:
+        groups: list[ExternalSecretKinds] = [KUSTOS_KINDS]
+        if options.external_secrets and options.eso_group:
+            if await _served(kube, ESO_KINDS.external_secrets.group):
+                groups.append(ESO_KINDS)
+            else:
+                _log.warning(
+                    "the external-secrets.io CRDs are not installed: that group is not served "
+                    "(apply deploy/crds/external-secrets.io_*.yaml, or pass --no-eso-group)"
+                )
+        namespaces = Namespaces() if options.external_secrets else None
         controller = (
             ExternalSecretController(
                 kube=kube,
                 providers=providers or default_registry(),
                 workers=options.workers,
                 retry_backoff=options.retry_backoff,
+                namespaces=namespaces,
             )
             if options.external_secrets
             else None
@@ -129,7 +152,12 @@ async def serve(
                 "SealedSecrets are not handled: no Kustos server address (--kustos-addr) to unseal them"
             )
         registry = build_registry(
-            connection=connection, controller=controller, reloader=reloader, sealed=sealed
+            connection=connection,
+            controller=controller,
+            reloader=reloader,
+            sealed=sealed,
+            groups=groups,
+            namespaces=namespaces,
         )
         if controller is not None:
             await controller.start()
@@ -158,6 +186,15 @@ async def serve(
             workload_patches=reloader.patches if reloader else 0,
             api_calls=dict(kube.calls),
         )
+
+
+async def _served(kube: KubeClient, group: str) -> bool:
+    """Whether the API server serves ``group`` (its CRDs are installed): one discovery request."""
+    try:
+        return bool(await kube.get_path(f"/apis/{group}"))
+    except KustosError as exc:
+        _log.warning("could not ask the API server about %s: %s", group, exc)
+        return False
 
 
 def run(

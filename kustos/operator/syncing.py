@@ -6,8 +6,12 @@ The steps, each tested on its own:
    (invalid specs raise ``InvalidRequestError`` naming the field);
 2. :func:`fetch_data` asks the :class:`~kustos.operator.providers.Provider`
    for ``data[]`` and ``dataFrom[]`` (the only I/O here, through the provider);
-3. :func:`desired_secret` applies ``decodingStrategy``, ``rewrite`` and the
-   template;
+3. :func:`fetch_data` also applies, per ``dataFrom`` entry and in External
+   Secrets' order, ``rewrite`` (regexp, transform), ``conversionStrategy``
+   (when there is no rewrite) and ``decodingStrategy``; ``metadataPolicy:
+   Fetch`` is passed to the provider with each reference;
+   :func:`desired_secret` applies the template (:mod:`kustos.operator.templating`:
+   Go templates for ``external-secrets.io`` objects, Jinja2 for ``kustos.io``);
 4. :func:`plan_secret` compares the desired Secret with the one in the
    cluster under ``creationPolicy`` and returns what to write (nothing, a
    create, or a merge patch that also reverts hand edits);
@@ -20,32 +24,37 @@ The controller in :mod:`kustos.operator.controllers` strings them together.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import enum
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kustos.errors import InvalidRequestError
+from kustos.gitops.gotext import GoTemplateError, StringMap, execute, go_str, parse
+from kustos.gitops.sprig import eso_functions
 from kustos.kube import Body
 from kustos.operator.providers.base import FindSpec, Provider, RemoteRef
-from kustos.operator.templating import render_templates
+from kustos.operator.templating import Engine, TemplateSources, apply_template, decode_value
 from kustos.sensitive import Sensitive
 
 __all__ = [
     "ANNOTATION_DATA_HASH",
     "ANNOTATION_FORCE_SYNC",
     "DEFAULT_REFRESH",
+    "ESO_GROUP",
+    "KUSTOS_GROUP",
     "LABEL_MANAGED",
     "CreationPolicy",
     "DeletionPolicy",
     "DesiredSecret",
     "ExternalSecretSpec",
     "SecretPlan",
+    "convert_key",
     "data_hash",
     "desired_secret",
     "fetch_data",
@@ -57,6 +66,9 @@ __all__ = [
     "remote_keys",
 ]
 
+KUSTOS_GROUP: Final = "kustos.io"
+ESO_GROUP: Final = "external-secrets.io"
+"""External Secrets' own group, served so its manifests work unchanged (``--no-eso-group`` turns it off)."""
 LABEL_MANAGED: Final = "reconcile.external-secrets.io/managed"
 ANNOTATION_DATA_HASH: Final = "reconcile.external-secrets.io/data-hash"
 ANNOTATION_FORCE_SYNC: Final = "force-sync"
@@ -73,6 +85,8 @@ class CreationPolicy(enum.StrEnum):
     ORPHAN = "Orphan"
     MERGE = "Merge"
     NONE = "None"
+    CREATE_OR_MERGE = "CreateOrMerge"
+    """Create the Secret (without an owner) when it is missing, else merge into it."""
 
 
 class DeletionPolicy(enum.StrEnum):
@@ -90,6 +104,16 @@ class DataItem:
     secret_key: str
     ref: RemoteRef
     decoding: str = "None"
+    null_bytes: str = "Ignore"
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """``dataFrom[].rewrite[]``: ``regexp`` (``source`` -> ``target``) or ``transform`` (a Go template)."""
+
+    kind: str
+    source: str = ""
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,7 +123,9 @@ class DataFromItem:
     extract: RemoteRef | None = None
     find: FindSpec | None = None
     decoding: str = "None"
-    rewrites: tuple[tuple[str, str], ...] = ()
+    rewrites: tuple[Rewrite, ...] = ()
+    conversion: str = "Default"
+    null_bytes: str = "Ignore"
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,8 @@ class ExternalSecretSpec:
     data_from: tuple[DataFromItem, ...] = ()
     template: Mapping[str, Any] = field(default_factory=dict)
     immutable: bool = False
+    engine: Engine = Engine.JINJA
+    """Go templates for ``external-secrets.io`` objects, Jinja2 for ``kustos.io`` ones."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +184,20 @@ def parse_duration(value: object) -> float:
     return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))
 
 
+_STRATEGIES: Final = ("Auto", "Base64", "Base64URL", "None")
+
+
+def _group(body: Body) -> str:
+    return str(body.get("apiVersion") or f"{KUSTOS_GROUP}/v1").partition("/")[0]
+
+
+def _choice(value: object, allowed: tuple[str, ...], default: str, *, where: str) -> str:
+    text = str(value or default)
+    if text not in allowed:
+        raise InvalidRequestError(f"{where} must be one of {', '.join(allowed)}, not {text!r}")
+    return text
+
+
 def parse_spec(body: Body) -> ExternalSecretSpec:
     """Validate an ExternalSecret body; errors name the offending field."""
     meta = body.get("metadata") or {}
@@ -169,45 +211,68 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
             f"spec.secretStoreRef.kind must be SecretStore or ClusterSecretStore, not {kind!r}"
         )
     target = spec.get("target") or {}
-    creation_text = target.get("creationPolicy") or "Owner"
-    deletion_text = target.get("deletionPolicy") or "Retain"
-    if creation_text not in set(CreationPolicy):
-        raise InvalidRequestError(
-            f"spec.target.creationPolicy must be one of {', '.join(CreationPolicy)}, not {creation_text!r}"
+    creation = CreationPolicy(
+        _choice(
+            target.get("creationPolicy"),
+            tuple(CreationPolicy),
+            "Owner",
+            where="spec.target.creationPolicy",
         )
-    if deletion_text not in set(DeletionPolicy):
-        raise InvalidRequestError(
-            f"spec.target.deletionPolicy must be one of {', '.join(DeletionPolicy)}, not {deletion_text!r}"
+    )
+    deletion = DeletionPolicy(
+        _choice(
+            target.get("deletionPolicy"),
+            tuple(DeletionPolicy),
+            "Retain",
+            where="spec.target.deletionPolicy",
         )
-    creation, deletion = CreationPolicy(creation_text), DeletionPolicy(deletion_text)
+    )
+    for unsupported in ("manifest", "syncWindows"):
+        if (target if unsupported == "manifest" else spec).get(unsupported):
+            raise InvalidRequestError(f"spec.{'target.' if unsupported == 'manifest' else ''}"
+                                      f"{unsupported} is not supported by Kustos")  # fmt: skip
     data: list[DataItem] = []
     for index, item in enumerate(spec.get("data") or []):
         ref = item.get("remoteRef") or {}
+        where = f"spec.data[{index}]"
         if not item.get("secretKey") or not ref.get("key"):
-            raise InvalidRequestError(f"spec.data[{index}] needs secretKey and remoteRef.key")
+            raise InvalidRequestError(f"{where} needs secretKey and remoteRef.key")
+        _no_generator(item, where)
         data.append(
             DataItem(
                 secret_key=item["secretKey"],
-                ref=_ref(ref),
-                decoding=ref.get("decodingStrategy") or "None",
+                ref=_ref(ref, where=f"{where}.remoteRef"),
+                decoding=_choice(
+                    ref.get("decodingStrategy"),
+                    _STRATEGIES,
+                    "None",
+                    where=f"{where}.remoteRef.decodingStrategy",
+                ),
+                null_bytes=_null_bytes(ref, f"{where}.remoteRef"),
             )
         )
     data_from: list[DataFromItem] = []
     for index, item in enumerate(spec.get("dataFrom") or []):
-        rewrites = tuple(
-            (str(rw["regexp"].get("source", "")), str(rw["regexp"].get("target", "")))
-            for rw in item.get("rewrite") or []
-            if isinstance(rw.get("regexp"), dict)
-        )
+        where = f"spec.dataFrom[{index}]"
+        _no_generator(item, where)
+        rewrites = tuple(_rewrite_of(rw, f"{where}.rewrite[{i}]")
+                         for i, rw in enumerate(item.get("rewrite") or []))  # fmt: skip
         if item.get("extract"):
             extract = item["extract"]
             if not extract.get("key"):
-                raise InvalidRequestError(f"spec.dataFrom[{index}].extract.key is required")
+                raise InvalidRequestError(f"{where}.extract.key is required")
             data_from.append(
                 DataFromItem(
-                    extract=_ref(extract),
-                    decoding=extract.get("decodingStrategy") or "None",
+                    extract=_ref(extract, where=f"{where}.extract"),
+                    decoding=_choice(
+                        extract.get("decodingStrategy"),
+                        _STRATEGIES,
+                        "None",
+                        where=f"{where}.extract.decodingStrategy",
+                    ),
                     rewrites=rewrites,
+                    conversion=_conversion(extract, f"{where}.extract"),
+                    null_bytes=_null_bytes(extract, f"{where}.extract"),
                 )
             )
         elif item.get("find") is not None:
@@ -217,7 +282,7 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
                 re.compile(regexp)
             except re.error:
                 raise InvalidRequestError(
-                    f"spec.dataFrom[{index}].find.name.regexp is not a valid regular expression"
+                    f"{where}.find.name.regexp is not a valid regular expression"
                 ) from None
             data_from.append(
                 DataFromItem(
@@ -226,13 +291,26 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
                         name_regexp=regexp,
                         tags=dict(find.get("tags") or {}),
                     ),
-                    decoding=find.get("decodingStrategy") or "None",
+                    decoding=_choice(
+                        find.get("decodingStrategy"),
+                        _STRATEGIES,
+                        "None",
+                        where=f"{where}.find.decodingStrategy",
+                    ),
                     rewrites=rewrites,
+                    conversion=_conversion(find, f"{where}.find"),
+                    null_bytes=_null_bytes(find, f"{where}.find"),
                 )
             )
         else:
-            raise InvalidRequestError(f"spec.dataFrom[{index}] needs extract or find")
-    if not data and not data_from and not (target.get("template") or {}).get("data"):
+            raise InvalidRequestError(f"{where} needs extract or find")
+    template = dict(target.get("template") or {})
+    engine = Engine.GO if _group(body) == ESO_GROUP else Engine.JINJA
+    if engine is Engine.GO and str(template.get("engineVersion") or "v2") != "v2":
+        raise InvalidRequestError(
+            "spec.target.template.engineVersion must be v2 (Go templates; v1 is not supported)"
+        )
+    if not data and not data_from and not template.get("data") and not template.get("templateFrom"):
         raise InvalidRequestError("spec needs data, dataFrom or target.template.data")
     return ExternalSecretSpec(
         name=meta.get("name", ""),
@@ -245,49 +323,140 @@ def parse_spec(body: Body) -> ExternalSecretSpec:
         refresh=parse_duration(spec.get("refreshInterval")),
         data=tuple(data),
         data_from=tuple(data_from),
-        template=dict(target.get("template") or {}),
+        template=template,
         immutable=bool(target.get("immutable")),
+        engine=engine,
     )
 
 
+def _no_generator(item: Mapping[str, Any], where: str) -> None:
+    source = item.get("sourceRef") or {}
+    if source.get("generatorRef") or source.get("storeRef"):
+        raise InvalidRequestError(f"{where}.sourceRef is not supported by Kustos")
+
+
+def _conversion(raw: Mapping[str, Any], where: str) -> str:
+    return _choice(
+        raw.get("conversionStrategy"),
+        ("Default", "Unicode"),
+        "Default",
+        where=f"{where}.conversionStrategy",
+    )
+
+
+def _null_bytes(raw: Mapping[str, Any], where: str) -> str:
+    return _choice(
+        raw.get("nullBytePolicy"), ("Ignore", "Fail"), "Ignore", where=f"{where}.nullBytePolicy"
+    )
+
+
+def _rewrite_of(raw: Mapping[str, Any], where: str) -> Rewrite:
+    regexp = raw.get("regexp")
+    if isinstance(regexp, Mapping):
+        source = str(regexp.get("source", ""))
+        try:
+            re.compile(source)
+        except re.error:
+            raise InvalidRequestError(
+                f"{where}.regexp.source is not a valid regular expression"
+            ) from None
+        return Rewrite("regexp", source, str(regexp.get("target", "")))
+    transform = raw.get("transform")
+    if isinstance(transform, Mapping):
+        text = str(transform.get("template", ""))
+        parse(text, name=f"{where}.transform", functions=eso_functions())  # errors now, not later
+        return Rewrite("transform", text)
+    raise InvalidRequestError(f"{where} needs regexp or transform (merge is not supported)")
+
+
 async def fetch_data(spec: ExternalSecretSpec, provider: Provider) -> dict[str, Sensitive[bytes]]:
-    """Read everything ``data`` and ``dataFrom`` ask for; later entries win on key clashes."""
+    """Read everything ``data`` and ``dataFrom`` ask for; later entries win on key clashes.
+
+    For each ``dataFrom`` entry, in External Secrets' order: the names the
+    provider returned are rewritten (``rewrite``), or, without a rewrite,
+    converted to valid Secret keys (``conversionStrategy``: ``Default``
+    replaces each invalid character with ``_``, ``Unicode`` with ``_U<hex>_``);
+    then every value is decoded (``decodingStrategy``).
+    """
     out: dict[str, Sensitive[bytes]] = {}
-    for item in spec.data_from:
+    for index, item in enumerate(spec.data_from):
         if item.extract is not None:
             fetched = await provider.get_map(item.extract)
         elif item.find is not None:
-            fetched = {
-                _find_key(name): value for name, value in (await provider.find(item.find)).items()
-            }
+            fetched = await provider.find(item.find)
         else:
             continue
-        for key, value in fetched.items():
-            out[_rewrite(key, item.rewrites)] = _decode(value, item.decoding, key=key)
+        where = f"spec.dataFrom[{index}]"
+        for name, value in fetched.items():
+            key = (
+                _rewrite(name, item.rewrites, where=where)
+                if item.rewrites
+                else convert_key(name, item.conversion)
+            )
+            if not _VALID_KEY.fullmatch(key):
+                raise InvalidRequestError(
+                    f"{where}: remote name {name!r} gives {key!r}, not a valid Secret key"
+                )
+            decoded = decode_value(value.reveal(), item.decoding, where=f"key {key!r}")
+            _check_null_bytes(decoded, item.null_bytes, key)
+            out[key] = Sensitive(decoded)
     for data_item in spec.data:
-        out[data_item.secret_key] = _decode(
-            await provider.get(data_item.ref), data_item.decoding, key=data_item.secret_key
+        key = data_item.secret_key
+        decoded = decode_value(
+            (await provider.get(data_item.ref)).reveal(), data_item.decoding, where=f"key {key!r}"
         )
+        _check_null_bytes(decoded, data_item.null_bytes, key)
+        out[key] = Sensitive(decoded)
     return out
 
 
-def desired_secret(spec: ExternalSecretSpec, data: Mapping[str, Sensitive[bytes]]) -> DesiredSecret:
-    """Apply ``target.template`` (type, metadata, data with ``mergePolicy``)."""
-    template = spec.template
-    labels = dict((template.get("metadata") or {}).get("labels") or {})
-    annotations = dict((template.get("metadata") or {}).get("annotations") or {})
-    result = dict(data)
-    if template.get("data"):
-        rendered = render_templates(
-            template["data"], data={key: value.reveal() for key, value in data.items()}
+_VALID_KEY: Final = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def _check_null_bytes(value: bytes, policy: str, key: str) -> None:
+    if policy == "Fail" and b"\0" in value:
+        raise InvalidRequestError(
+            f"value for key {key!r} contains null bytes and nullBytePolicy is Fail"
         )
-        templated = {key: Sensitive(value) for key, value in rendered.items()}
-        result = {**data, **templated} if template.get("mergePolicy") == "Merge" else templated
+
+
+def convert_key(name: str, strategy: str = "Default") -> str:
+    """``conversionStrategy``: a remote name as a valid Secret key (letters, digits, ``-._``)."""
+    out = []
+    for char in name:
+        if char in "-._" or unicodedata.category(char)[0] in ("L", "N"):
+            out.append(char)
+        elif strategy == "Unicode":
+            out.append(f"_U{ord(char):04x}_")
+        else:
+            out.append("_")
+    return "".join(out)
+
+
+def desired_secret(
+    spec: ExternalSecretSpec,
+    data: Mapping[str, Sensitive[bytes]],
+    *,
+    sources: TemplateSources | None = None,
+) -> DesiredSecret:
+    """Apply ``target.template`` (type, metadata, ``templateFrom``, data, ``mergePolicy``).
+
+    ``sources`` are the ConfigMaps and Secrets ``templateFrom`` names, read by
+    the controller (:func:`~kustos.operator.templating.template_sources`).
+    """
+    if not spec.template:
+        return DesiredSecret(data=dict(data), immutable=spec.immutable)
+    rendered = apply_template(
+        spec.template,
+        {key: value.reveal() for key, value in data.items()},
+        engine=spec.engine,
+        sources=sources,
+    )
     return DesiredSecret(
-        data=result,
-        type=str(template.get("type") or "Opaque"),
-        labels=labels,
-        annotations=annotations,
+        data={key: Sensitive(value) for key, value in rendered.data.items()},
+        type=rendered.type,
+        labels=rendered.labels,
+        annotations=rendered.annotations,
         immutable=spec.immutable,
     )
 
@@ -350,7 +519,8 @@ def plan_secret(
                     f"target secret {spec.target_name!r} is owned by {reference.get('kind')} {reference.get('name')!r}"
                 )
     current = existing.get("data") or {}
-    if spec.creation_policy is CreationPolicy.MERGE:
+    merging = spec.creation_policy in (CreationPolicy.MERGE, CreationPolicy.CREATE_OR_MERGE)
+    if merging:
         wanted_data: dict[str, str | None] = dict(encoded)
     else:
         wanted_data = {**dict.fromkeys(current), **encoded}  # keys not wanted -> None (removed)
@@ -358,7 +528,7 @@ def plan_secret(
     patch_meta: Body = {}
     current_labels = meta.get("labels") or {}
     current_annotations = meta.get("annotations") or {}
-    wanted_labels = labels if spec.creation_policy is not CreationPolicy.MERGE else {}
+    wanted_labels = labels if not merging else {}
     if any(current_labels.get(k) != v for k, v in wanted_labels.items()):
         patch_meta["labels"] = wanted_labels
     if any(current_annotations.get(k) != v for k, v in annotations.items()):
@@ -373,10 +543,7 @@ def plan_secret(
         patch["data"] = patch_data
     if patch_meta:
         patch["metadata"] = patch_meta
-    if (
-        spec.creation_policy is not CreationPolicy.MERGE
-        and existing.get("type", "Opaque") != desired.type
-    ):
+    if not merging and existing.get("type", "Opaque") != desired.type:
         patch["type"] = desired.type
     if not patch:
         return SecretPlan("none")
@@ -422,40 +589,43 @@ def ready_condition(
     }
 
 
-def _ref(raw: Mapping[str, Any]) -> RemoteRef:
+def _ref(raw: Mapping[str, Any], *, where: str) -> RemoteRef:
     return RemoteRef(
         key=str(raw["key"]),
         property=str(raw.get("property") or ""),
         version=str(raw.get("version") or ""),
+        metadata_policy=_choice(
+            raw.get("metadataPolicy"), ("None", "Fetch"), "None", where=f"{where}.metadataPolicy"
+        ),
     )
 
 
-def _find_key(name: str) -> str:
-    # Secret keys allow [-._a-zA-Z0-9]; External Secrets maps "/" to "_" the same way.
-    return re.sub(r"[^-._a-zA-Z0-9]", "_", name)
+_GO_GROUP: Final = re.compile(r"\$(?:\{(\w+)\}|(\w+)|(\$))")
 
 
-def _rewrite(key: str, rewrites: tuple[tuple[str, str], ...]) -> str:
-    for source, target in rewrites:
-        key = re.sub(source, target.replace("$", "\\"), key)
-    return key
-
-
-def _decode(value: Sensitive[bytes], strategy: str, *, key: str) -> Sensitive[bytes]:
-    raw = value.reveal()
-    try:
-        if strategy == "Base64":
-            return Sensitive(base64.b64decode(raw, validate=True))
-        if strategy == "Base64URL":
-            return Sensitive(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)))
-        if strategy == "Auto":
+def _rewrite(key: str, rewrites: tuple[Rewrite, ...], *, where: str) -> str:
+    for index, rewrite in enumerate(rewrites):
+        if rewrite.kind == "regexp":
+            # Go's Expand: $1, ${1}, $name, ${name}; $$ is a dollar sign.
+            target = _GO_GROUP.sub(
+                lambda m: "$" if m.group(3) else f"\\g<{m.group(1) or m.group(2)}>",
+                rewrite.target.replace("\\", "\\\\"),
+            )
             try:
-                return Sensitive(base64.b64decode(raw, validate=True))
-            except binascii.Error:
-                return value
-    except binascii.Error:
-        raise InvalidRequestError(f"value for key {key!r} is not valid {strategy}") from None
-    return value
+                key = re.sub(rewrite.source, target, key)
+            except (re.error, IndexError):
+                raise InvalidRequestError(
+                    f"{where}.rewrite[{index}].regexp.target names a group the source lacks"
+                ) from None
+        else:
+            template = parse(
+                rewrite.source, name=f"{where}.rewrite[{index}]", functions=eso_functions()
+            )
+            try:
+                key = execute(template, StringMap({"value": go_str(key.encode())}))
+            except GoTemplateError as exc:
+                raise InvalidRequestError(str(exc)) from None
+    return key
 
 
 def _owner_reference(owner: Body) -> Body:

@@ -27,6 +27,7 @@ from kustos.operator.providers.base import (
     extract_property,
     json_to_map,
     read_secret_key,
+    refuse_metadata,
 )
 from kustos.sensitive import Sensitive
 
@@ -78,12 +79,14 @@ class SecretsManagerProvider:
         return result
 
     async def get(self, ref: RemoteRef) -> Sensitive[bytes]:
+        refuse_metadata(ref, "aws")
         value = await self._value(ref.key, ref.version)
         return Sensitive(
             extract_property(value, ref.property, key=ref.key) if ref.property else value
         )
 
     async def get_map(self, ref: RemoteRef) -> dict[str, Sensitive[bytes]]:
+        refuse_metadata(ref, "aws")
         value = await self._value(ref.key, ref.version)
         if ref.property:
             value = extract_property(value, ref.property, key=ref.key)

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kustos.errors import ConfigError, KustosError, NotFoundError
 from kustos.kube import SECRETS, Body, KubeClient
@@ -33,10 +33,13 @@ __all__ = [
     "ProviderError",
     "ProviderFactory",
     "ProviderRegistry",
+    "PushRef",
+    "Pusher",
     "RemoteRef",
     "extract_property",
     "json_to_map",
     "read_secret_key",
+    "refuse_metadata",
 ]
 
 
@@ -51,6 +54,16 @@ class RemoteRef:
     key: str
     property: str = ""
     version: str = ""
+    metadata_policy: str = "None"
+    """``Fetch``: read the remote secret's metadata (tags, labels) instead of its value."""
+
+
+@dataclass(frozen=True)
+class PushRef:
+    """A PushSecret's ``remoteRef``: where one value goes (``property``: one member of it)."""
+
+    remote_key: str
+    property: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,20 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class Pusher(Protocol):
+    """What a provider that PushSecrets can write to adds (``vault``, ``kustos``, ``fake``)."""
+
+    async def push(self, ref: PushRef, value: Sensitive[bytes]) -> None:
+        """Write ``value`` at ``ref``; refuse to overwrite what a PushSecret did not write."""
+
+    async def exists(self, ref: PushRef) -> bool:
+        """Whether something is at ``ref`` already (``updatePolicy: IfNotExists``)."""
+
+    async def delete(self, ref: PushRef) -> None:
+        """Remove what a PushSecret wrote at ``ref`` (``deletionPolicy: Delete``)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +164,12 @@ class ProviderRegistry:
             cluster_scoped=store.get("kind") == "ClusterSecretStore",
         )
         return await self._factories[name](context)
+
+
+def refuse_metadata(ref: RemoteRef, provider: str) -> None:
+    """Fail clearly for ``metadataPolicy: Fetch`` where the backend has no metadata to read."""
+    if ref.metadata_policy == "Fetch":
+        raise ProviderError(f"metadataPolicy Fetch is not supported by the {provider} provider")
 
 
 def extract_property(value: bytes, prop: str, *, key: str) -> bytes:

@@ -5,7 +5,9 @@ the Secrets live; ``remoteRef.key`` is a Secret name and ``property`` one of
 its keys. The operator reads with its own connection but, for a namespaced
 SecretStore, *impersonates* the store's service account
 (``auth.serviceAccount.name``, else ``default``) so that Kubernetes RBAC, not
-the operator's wide permissions, decides what a namespace may copy. A
+the operator's wide permissions, decides what a namespace may copy.
+``metadataPolicy: Fetch`` reads ``{"labels": ..., "annotations": ...}`` of
+the Secret instead of its data (``property`` picks one, e.g. ``labels.team``). A
 ClusterSecretStore (created by a cluster admin) reads as the operator unless
 it names a service account too.
 """
@@ -17,7 +19,14 @@ import json
 
 from kustos.errors import NotFoundError
 from kustos.kube import SECRETS, Body, KubeClient
-from kustos.operator.providers.base import FindSpec, Provider, ProviderContext, RemoteRef
+from kustos.operator.providers.base import (
+    FindSpec,
+    Provider,
+    ProviderContext,
+    RemoteRef,
+    extract_property,
+    json_to_map,
+)
 from kustos.sensitive import Sensitive
 
 __all__ = ["KubernetesProvider", "create"]
@@ -43,7 +52,18 @@ class KubernetesProvider:
             key: base64.b64decode(value or "") for key, value in (secret.get("data") or {}).items()
         }
 
+    async def _metadata(self, ref: RemoteRef) -> bytes:
+        meta = (await self._secret(ref.key)).get("metadata") or {}
+        document = json.dumps(
+            {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}},
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+        return extract_property(document, ref.property, key=ref.key) if ref.property else document
+
     async def get(self, ref: RemoteRef) -> Sensitive[bytes]:
+        if ref.metadata_policy == "Fetch":  # {"labels": ..., "annotations": ...}
+            return Sensitive(await self._metadata(ref))
         data = self._decoded(await self._secret(ref.key))
         if ref.property:
             if ref.property not in data:
@@ -55,6 +75,8 @@ class KubernetesProvider:
         return Sensitive(json.dumps(as_text, separators=(",", ":"), sort_keys=True).encode())
 
     async def get_map(self, ref: RemoteRef) -> dict[str, Sensitive[bytes]]:
+        if ref.metadata_policy == "Fetch":
+            return json_to_map(await self._metadata(ref), key=ref.key)
         return {
             key: Sensitive(value)
             for key, value in self._decoded(await self._secret(ref.key)).items()

@@ -24,7 +24,13 @@ import httpx
 
 from kustos.client.events import follow
 from kustos.operator.providers.base import Provider, ProviderContext
-from kustos.operator.providers.vault import VaultEndpoint, VaultProvider, build_endpoint
+from kustos.operator.providers.vault import (
+    VaultEndpoint,
+    VaultLogin,
+    VaultProvider,
+    build_endpoint,
+)
+from kustos.sensitive import Sensitive
 
 __all__ = ["READY_WAIT", "ChangeCallback", "KustosProvider", "create"]
 
@@ -46,9 +52,13 @@ class KustosProvider(VaultProvider):
         endpoint: VaultEndpoint,
         mount: str,
         kv_version: str,
+        token: Sensitive[str] | None = None,
+        login: VaultLogin | None = None,
         backoff: tuple[float, float] = (0.2, 30.0),
     ) -> None:
-        super().__init__(endpoint=endpoint, mount=mount, kv_version=kv_version)
+        super().__init__(
+            endpoint=endpoint, mount=mount, kv_version=kv_version, token=token, login=login
+        )
         self._stream_http: httpx.AsyncClient | None = None
         self._backoff = backoff
         self._task: asyncio.Task[None] | None = None
@@ -69,8 +79,12 @@ class KustosProvider(VaultProvider):
 
     async def _follow(self, on_change: ChangeCallback, live: asyncio.Event) -> None:
         self._stream_http = self._endpoint.httpx_client()
+        await self._ensure_token()  # a login method (kubernetes, appRole) logs in first
         events = follow(
-            self._stream_http, prefix=f"{self._mount}/", token=lambda: None, backoff=self._backoff
+            self._stream_http,
+            prefix=f"{self._mount}/",
+            token=self.current_token,  # asked before each connection: a new login is picked up
+            backoff=self._backoff,
         )
         async with contextlib.aclosing(events):
             async for event in events:
@@ -98,5 +112,7 @@ class KustosProvider(VaultProvider):
 
 async def create(context: ProviderContext) -> Provider:
     """Factory registered as ``kustos``."""
-    endpoint, mount, version = await build_endpoint(context, default_mount="secret")
-    return KustosProvider(endpoint=endpoint, mount=mount, kv_version=version)
+    endpoint, mount, version, token, login = await build_endpoint(context, default_mount="secret")
+    return KustosProvider(
+        endpoint=endpoint, mount=mount, kv_version=version, token=token, login=login
+    )

@@ -93,6 +93,11 @@ def test_every_crd_is_structural_without_defaults() -> None:
         "clustersecretstores.kustos.io",
         "sealedsecrets.kustos.io",
         "sealedsecrets.bitnami.com",
+        "externalsecrets.external-secrets.io",
+        "secretstores.external-secrets.io",
+        "clustersecretstores.external-secrets.io",
+        "clusterexternalsecrets.external-secrets.io",
+        "pushsecrets.external-secrets.io",
     }
     for crd in crds:
         _check_crd(crd)
@@ -102,6 +107,29 @@ def test_every_crd_is_structural_without_defaults() -> None:
         assert (ROOT / "deploy/helm/kustos/crds" / name).read_text() == (
             ROOT / "deploy/crds" / name
         ).read_text()
+
+
+def test_the_external_secrets_crds_are_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "generate_eso_crds", ROOT / "scripts/generate_eso_crds.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.files().items():
+        assert (ROOT / "deploy/crds" / name).read_text() == text, (
+            "run: python scripts/generate_eso_crds.py"
+        )
+
+
+def test_the_eso_group_can_be_turned_off_in_the_chart() -> None:
+    objects = _docs(_renderer().render_chart(overrides={"controller.externalSecretsGroup": False}))
+    (controller,) = [
+        o for o in objects if o["kind"] == "Deployment" and "controller" in o["metadata"]["name"]
+    ]
+    assert "--no-eso-group" in controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    (role,) = [o for o in objects if o["kind"] == "ClusterRole"]
+    assert all("external-secrets.io" not in rule["apiGroups"] for rule in role["rules"])
 
 
 def test_rendered_manifests_are_committed_and_pass_checks() -> None:

@@ -68,7 +68,7 @@ def test_parse_spec_defaults_and_errors() -> None:
         parse_spec({**OWNER, "spec": {"data": []}})
     with pytest.raises(
         InvalidRequestError,
-        match=r"creationPolicy must be one of Owner, Orphan, Merge, None, not .Sometimes.",
+        match=r"creationPolicy must be one of Owner, Orphan, Merge, None, CreateOrMerge, not .Sometimes.",
     ):
         parse_spec(_es(target={"creationPolicy": "Sometimes"}))
     with pytest.raises(InvalidRequestError, match=r"dataFrom\[0\]"):
@@ -96,7 +96,7 @@ async def test_fetch_data_with_property_extract_find_and_rewrite() -> None:
                 {"extract": {"key": "json"}},
                 {
                     "find": {"name": {"regexp": "^app/"}},
-                    "rewrite": [{"regexp": {"source": "app_(.*)", "target": "x-$1"}}],
+                    "rewrite": [{"regexp": {"source": "app/(.*)", "target": "x-$1"}}],
                 },
             ],
         )
