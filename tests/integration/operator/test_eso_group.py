@@ -279,7 +279,11 @@ spec:
             "externalsecrets",
             api.ns,
             "broken",
-            {"spec": {"target": {"template": {"data": {"url": "pw={{ .password }}", "other": None}}}}},
+            {
+                "spec": {
+                    "target": {"template": {"data": {"url": "pw={{ .password }}", "other": None}}}
+                }
+            },
         )
 
         async def fixed() -> bool:
