@@ -264,7 +264,7 @@ spec:
             return (_ready(es) or ("",))[0] == "False"
 
         await wait(failed, what="Ready=False on the broken ExternalSecret")
-        status, reason, message = _ready(  # type: ignore[misc]
+        _, reason, message = _ready(  # type: ignore[misc]
             await api.get(ESO, "externalsecrets", api.ns, "broken")
         )
         assert reason == "SecretSyncedError"
