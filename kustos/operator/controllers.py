@@ -341,6 +341,18 @@ class ExternalSecretController:
             self._retire(provider_key)
         self._enqueue_readers(key)
 
+    def store(self, key: StoreKey) -> Body | None:
+        """The store ``key`` names, as the watch last showed it."""
+        return self._stores.get(key)
+
+    def stores_of(self, group: str, kind: str, namespace: str) -> list[Body]:
+        """Every store of ``kind`` in ``namespace`` (``""`` for ClusterSecretStores)."""
+        return [
+            body
+            for (g, k, ns, _), body in self._stores.items()
+            if (g, k, ns) == (group, kind, namespace)
+        ]
+
     def _enqueue_readers(self, key: StoreKey) -> None:
         for entry_key, entry in self._entries.items():
             if entry.store == key:

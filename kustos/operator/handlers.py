@@ -18,6 +18,10 @@ and the controllers' state and queues belong to the event loop.
   later changes and deletions;
 - Secrets -> drift repair (``secret_event``) and the Reloader;
 - ConfigMaps -> the Reloader;
+- ClusterExternalSecrets -> :class:`~kustos.operator.provisioning.ClusterExternalSecretController`
+  (which also sees every ``external-secrets.io`` ExternalSecret, to put back what it owns);
+- PushSecrets -> :class:`~kustos.operator.pushing.PushSecretController` (and the
+  Secrets they push, through the Secret handler);
 - SealedSecrets (both groups) -> :meth:`SealedSecretController.sealed_event`;
   a deleted Secret -> ``secret_event`` (recreated when a SealedSecret controls it);
 - Deployments, StatefulSets, DaemonSets carrying a Reloader annotation are
@@ -48,6 +52,8 @@ from kustos.operator.controllers import (
     ExternalSecretKinds,
     Reloader,
 )
+from kustos.operator.provisioning import CLUSTER_EXTERNAL_SECRETS, ClusterExternalSecretController
+from kustos.operator.pushing import PUSH_SECRETS, PushSecretController
 from kustos.operator.reloading import (
     ANNOTATION_AUTO,
     ANNOTATION_CONFIGMAP_RELOAD,
@@ -110,6 +116,8 @@ def build_registry(
     sealed: SealedSecretController | None = None,
     groups: Iterable[ExternalSecretKinds] = (KUSTOS_KINDS,),
     namespaces: Namespaces | None = None,
+    cluster_external_secrets: ClusterExternalSecretController | None = None,
+    push_secrets: PushSecretController | None = None,
 ) -> kopf.OperatorRegistry:
     """A registry with the login handler and the handlers of each enabled controller.
 
@@ -143,7 +151,23 @@ def build_registry(
             return True
 
     if controller is not None:
-        _register_external_secrets(registry, controller, list(groups))
+        _register_external_secrets(
+            registry, controller, list(groups), cluster_external_secrets, push_secrets
+        )
+
+    if cluster_external_secrets is not None:
+        resource = CLUSTER_EXTERNAL_SECRETS
+
+        @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
+        async def _cluster_external_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
+            cluster_external_secrets.cluster_event(type, _plain(body))
+
+    if push_secrets is not None:
+        pushed = PUSH_SECRETS
+
+        @kopf.on.event(pushed.group, pushed.version, pushed.plural, registry=registry)
+        async def _push_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
+            push_secrets.push_secret_event(type, _plain(body))
 
     if reloader is not None:
         for index_id, resource in _WORKLOADS.items():
@@ -154,6 +178,8 @@ def build_registry(
         plain = _plain(body)
         if controller is not None:
             controller.secret_event(type, plain)
+        if push_secrets is not None:
+            push_secrets.secret_event(type, plain)
         if sealed is not None:
             await sealed.secret_event(type, plain)
         if reloader is not None:
@@ -179,13 +205,15 @@ def _register_external_secrets(
     registry: kopf.OperatorRegistry,
     controller: ExternalSecretController,
     groups: list[ExternalSecretKinds],
+    cluster_external_secrets: ClusterExternalSecretController | None,
+    push_secrets: PushSecretController | None,
 ) -> None:
     # Indexes are filled from the initial listing before any other handler
     # runs, so the controller knows every store and every Secret it manages
     # before its first reconcile: it never reads them back per ExternalSecret.
     for kinds in groups:
         for resource in (kinds.secret_stores, kinds.cluster_secret_stores):
-            _register_stores(registry, resource, controller)
+            _register_stores(registry, resource, controller, push_secrets)
 
     @kopf.index("", "v1", "secrets", labels={LABEL_MANAGED: "true"}, id="managed_secrets",
                 registry=registry)  # fmt: skip
@@ -194,26 +222,39 @@ def _register_external_secrets(
         return True
 
     for kinds in groups:
-        _register_external_secret_kind(registry, controller, kinds.external_secrets)
+        _register_external_secret_kind(
+            registry,
+            controller,
+            kinds.external_secrets,
+            cluster_external_secrets if kinds.group == CLUSTER_EXTERNAL_SECRETS.group else None,
+        )
 
 
 def _register_external_secret_kind(
-    registry: kopf.OperatorRegistry, controller: ExternalSecretController, resource: Resource
+    registry: kopf.OperatorRegistry,
+    controller: ExternalSecretController,
+    resource: Resource,
+    cluster_external_secrets: ClusterExternalSecretController | None,
 ) -> None:
     @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
     async def _external_secret(type: str | None, body: kopf.Body, **_: Any) -> None:
         meta = body.get("metadata", {})
+        plain = _plain(body)
+        plain.setdefault("apiVersion", resource.api_version)
+        plain.setdefault("kind", resource.kind)
         if type == "DELETED":
             controller.forget(meta.get("namespace", ""), meta.get("name", ""), group=resource.group)
         else:
-            plain = _plain(body)
-            plain.setdefault("apiVersion", resource.api_version)
-            plain.setdefault("kind", resource.kind)
             controller.observe(plain)
+        if cluster_external_secrets is not None:
+            cluster_external_secrets.external_secret_event(type, plain)
 
 
 def _register_stores(
-    registry: kopf.OperatorRegistry, resource: Resource, controller: ExternalSecretController
+    registry: kopf.OperatorRegistry,
+    resource: Resource,
+    controller: ExternalSecretController,
+    push_secrets: PushSecretController | None,
 ) -> None:
     @kopf.index(resource.group, resource.version, resource.plural,
                 id=f"stores_{resource.group.replace('.', '_')}_{resource.plural}",
@@ -231,6 +272,8 @@ def _register_stores(
         plain.setdefault("apiVersion", resource.api_version)
         plain.setdefault("kind", resource.kind)
         controller.store_event(type, plain)
+        if push_secrets is not None:
+            push_secrets.store_changed()
 
 
 def _register_sealed(

@@ -31,6 +31,8 @@ from kustos.operator.controllers import (
 )
 from kustos.operator.handlers import build_registry
 from kustos.operator.providers import ProviderRegistry, default_registry
+from kustos.operator.provisioning import ClusterExternalSecretController
+from kustos.operator.pushing import PushSecretController
 from kustos.operator.reloading import Strategy
 from kustos.operator.sealed import SealedSecretController, ServerUnsealer
 from kustos.operator.selecting import Namespaces
@@ -125,10 +127,11 @@ async def serve(
                     "(apply deploy/crds/external-secrets.io_*.yaml, or pass --no-eso-group)"
                 )
         namespaces = Namespaces() if options.external_secrets else None
+        registry_of_providers = providers or default_registry()
         controller = (
             ExternalSecretController(
                 kube=kube,
-                providers=providers or default_registry(),
+                providers=registry_of_providers,
                 workers=options.workers,
                 retry_backoff=options.retry_backoff,
                 namespaces=namespaces,
@@ -136,6 +139,19 @@ async def serve(
             if options.external_secrets
             else None
         )
+        cluster_external_secrets = None
+        push_secrets = None
+        if controller is not None and namespaces is not None and ESO_KINDS in groups:
+            cluster_external_secrets = ClusterExternalSecretController(
+                kube=kube, namespaces=namespaces
+            )
+            push_secrets = PushSecretController(
+                kube=kube,
+                providers=registry_of_providers,
+                stores=controller.store,
+                search=controller.stores_of,
+                namespaces=namespaces,
+            )
         reloader = (
             Reloader(kube=kube, strategy=options.reload_strategy) if options.reloader else None
         )
@@ -158,9 +174,14 @@ async def serve(
             sealed=sealed,
             groups=groups,
             namespaces=namespaces,
+            cluster_external_secrets=cluster_external_secrets,
+            push_secrets=push_secrets,
         )
         if controller is not None:
             await controller.start()
+        for extra in (cluster_external_secrets, push_secrets):
+            if extra is not None:
+                await extra.start()
         try:
             await kopf.operator(
                 registry=registry,
@@ -174,6 +195,9 @@ async def serve(
                 memo=kopf.Memo(),
             )
         finally:
+            for extra in (cluster_external_secrets, push_secrets):
+                if extra is not None:
+                    await extra.stop()
             if controller is not None:
                 await controller.stop()
             if sealed is not None:

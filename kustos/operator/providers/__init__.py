@@ -15,6 +15,8 @@ from kustos.operator.providers.base import (
     ProviderError,
     ProviderFactory,
     ProviderRegistry,
+    Pusher,
+    PushRef,
     RemoteRef,
 )
 
@@ -25,6 +27,8 @@ __all__ = [
     "ProviderError",
     "ProviderFactory",
     "ProviderRegistry",
+    "PushRef",
+    "Pusher",
     "RemoteRef",
     "default_registry",
 ]

@@ -113,6 +113,9 @@ class Pusher(Protocol):
     async def delete(self, ref: PushRef) -> None:
         """Remove what a PushSecret wrote at ``ref`` (``deletionPolicy: Delete``)."""
 
+    async def close(self) -> None:
+        """Release connections."""
+
 
 @dataclass(frozen=True)
 class ProviderContext:
