@@ -170,16 +170,24 @@ def controller_config(installed: Installed, tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def run_operator(controller_config: Path) -> RunOperator:
+def run_operator(controller_config: Path, request: pytest.FixtureRequest) -> RunOperator:
     """``async with run_operator(**options):`` runs the real controllers against the real API server.
 
     They connect as the chart's ServiceAccount unless ``kubeconfig=`` names
     another file; they get their own thread and event loop (as kopf's
     ``KopfRunner`` does). The block starts once kopf reports ready.
+
+    In a test using ``api`` they watch only that test's namespaces (those
+    made so far): objects other tests left in the shared control plane must
+    not be reconciled by this test's controllers. ``namespaces=()`` watches
+    the whole cluster. Cluster-scoped kinds are watched cluster-wide either way.
     """
+    api: Api | None = request.getfixturevalue("api") if "api" in request.fixturenames else None
 
     @contextlib.asynccontextmanager
     async def _run(*, kubeconfig: Path | None = None, **overrides: Any) -> AsyncIterator[Running]:
+        if api is not None:
+            overrides.setdefault("namespaces", tuple(api.namespaces))
         options = OperatorOptions(retry_backoff=(0.2, 1.0), extra_settings=(_fast,), **overrides)
         path = str(kubeconfig or controller_config)
         started = threading.Event()
