@@ -98,6 +98,15 @@ data:
   labels.tpl: |
     team: {{ .team | lower }}
 ---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: secret-tpl
+  namespace: NAMESPACE
+stringData:
+  annotations.tpl: |
+    rotated-by: {{ .username | trim | quote }}
+---
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata:
@@ -141,6 +150,14 @@ spec:
           items:
           - key: labels.tpl
             templateAs: KeysAndValues
+      - target: Annotations
+        secret:
+          name: secret-tpl
+          items:
+          - key: annotations.tpl
+            templateAs: KeysAndValues
+      - literal: |
+          greeting-{{ .username }}: {{ .team | lower | quote }}
   data:
   - secretKey: password
     remoteRef:
@@ -217,9 +234,11 @@ async def test_an_unmodified_eso_external_secret_with_go_template_and_datafrom_s
                 "raw": b'{"value":"dG9rLTEyMw=="}',  # found, renamed by the rewrite
                 "banner": b"PAY_MENTS",
                 "config.yaml": b'database:\n  user: app\n  password: "p@ss w/rd"\n',
+                "greeting-app": b"pay-ments",  # templateFrom literal, keys and values rendered
             }
             meta = secret["metadata"]
             assert meta["annotations"]["owner"] == "Pay-Ments"
+            assert meta["annotations"]["rotated-by"] == "app"  # templateFrom a Secret
             assert meta["labels"]["app"] == "demo" and meta["labels"]["team"] == "pay-ments"
             assert meta["labels"]["reconcile.external-secrets.io/managed"] == "true"
             (owner,) = meta["ownerReferences"]
