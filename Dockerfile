@@ -1,9 +1,12 @@
 # Kustos: one image for every role (`kustos server`, `kustos operator run`, ...).
-# Build: docker build -t kustos:dev .
+# Build: docker build -t kustos:dev .   (tests/unit/operator/test_image.py checks it statically)
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# setup.py and scripts/generate_protos.py: the build generates the gRPC stubs
+# (kustos/protos/*_pb2*.py, never committed) that kms-plugin and csi import.
+COPY pyproject.toml setup.py README.md ./
+COPY scripts/generate_protos.py ./scripts/generate_protos.py
 COPY kustos ./kustos
 RUN python -m venv /opt/kustos && /opt/kustos/bin/pip install --no-compile .
 

@@ -7,6 +7,8 @@ Tests that run the controllers install exactly what users install:
 - :func:`install_controller_rbac` renders the Helm chart (``deploy/helm/render.py``,
   release ``kustos`` in ``kustos-system``) and applies its ServiceAccount,
   ClusterRole and ClusterRoleBinding for the controller — nothing more;
+- :func:`render` runs ``deploy/helm/render.py`` with helm's flags (``--set``,
+  ``-f``, ``-n``, ``--skip-crds``, ...) and returns the objects;
 - :func:`controller_kubeconfig` writes a kubeconfig holding a TokenRequest
   token of that ServiceAccount, so a controller started with it has exactly the
   chart's permissions: a verb missing from the ClusterRole makes a test fail.
@@ -15,6 +17,8 @@ Tests that run the controllers install exactly what users install:
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ __all__ = [
     "controller_kubeconfig",
     "install_controller_rbac",
     "install_crds",
+    "render",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +51,19 @@ def chart_objects() -> list[dict[str, Any]]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return [doc for doc in yaml.safe_load_all(module.render_chart()) if doc]
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    """``python deploy/helm/render.py ARGS`` (helm template's flags), run as a user runs it; its objects."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/helm/render.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"render.py {' '.join(args)}: {result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def install_crds(plane: ControlPlane, *, timeout: float = 60.0) -> list[str]:

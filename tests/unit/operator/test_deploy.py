@@ -183,7 +183,8 @@ def test_postgres_values_drop_the_volume_claim_and_pass_the_dsn() -> None:
     assert "volumeClaimTemplates" not in server["spec"] and server["spec"]["replicas"] == 3
     (container,) = server["spec"]["template"]["spec"]["containers"]
     assert "--storage=$(KUSTOS_POSTGRES_DSN)" in container["args"]
-    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "dsn"}
+    (dsn,) = [e for e in container["env"] if e["name"] == "KUSTOS_POSTGRES_DSN"]
+    assert dsn["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "dsn"}
     _check_workload(server)
 
 
