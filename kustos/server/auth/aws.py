@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
@@ -475,7 +476,9 @@ def _parse_answer(status: int, content: bytes) -> CallerIdentity:
     )
 
 
-async def _ask_sts(config: _Config, request: _SignedRequest) -> CallerIdentity:
+async def _ask_sts(
+    config: _Config, request: _SignedRequest, *, verify: ssl.SSLContext
+) -> CallerIdentity:
     """Send the client's signed request to the configured STS endpoint; the answer's identity."""
     target = config.endpoint + "/"
     headers = [(k, v) for k, v in request.headers if k != "content-length"]
@@ -484,7 +487,9 @@ async def _ask_sts(config: _Config, request: _SignedRequest) -> CallerIdentity:
     last = "no answer"
     for _ in range(attempts):
         try:
-            async with httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False) as http:
+            async with httpx.AsyncClient(
+                verify=verify, timeout=_TIMEOUT, follow_redirects=False
+            ) as http:
                 async with http.stream(
                     "POST", target, content=request.body, headers=headers
                 ) as response:
@@ -512,6 +517,13 @@ class AwsMethod:
 
     def __init__(self, deps: MethodDeps) -> None:
         self._deps = deps
+        self._tls: ssl.SSLContext | None = None
+
+    def _verify(self) -> ssl.SSLContext:
+        """The TLS context for STS, built once: loading the CA bundle costs more than a login."""
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return self._tls
 
     @staticmethod
     def route(rest: str) -> str:
@@ -586,7 +598,7 @@ class AwsMethod:
         records = self._deps.records(mount)
         config = _Config.from_doc(await records.get("config/client") or {})
         request = _signed_request(body, config)
-        identity = await _ask_sts(config, request)
+        identity = await _ask_sts(config, request, verify=self._verify())
         role_name = role_name or identity.friendly_name
         role_doc = (
             await records.get(f"role/{role_name}") if _ROLE_NAME.fullmatch(role_name) else None
