@@ -217,7 +217,9 @@ def _safe_problem(exc: yaml.MarkedYAMLError | json.JSONDecodeError) -> str:
 
 
 def _compose(text: str) -> list[yaml.Node]:
-    return [node for node in yaml.compose_all(text, Loader=yaml.SafeLoader) if node is not None]
+    """The documents' node trees, through libyaml when PyYAML was built with it (~10x faster)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [node for node in yaml.compose_all(text, Loader=loader) if node is not None]
 
 
 def _lint_structured(

@@ -228,7 +228,11 @@ def test_text_output(cli_runner: CliRunner, tree: Path) -> None:
     code, out = _run(cli_runner, tree)
     assert code == 1
     lines = out.splitlines()
-    assert "bad.yaml:1:4: unparseable: not valid YAML: found undefined alias …" in lines
+    # libyaml names no alias; PyYAML's own parser quotes it and the quote is removed (…)
+    assert any(
+        line.startswith("bad.yaml:1:4: unparseable: not valid YAML: found undefined alias")
+        for line in lines
+    )
     assert (
         "deploy/secret.yaml:3:14: secret-in-clear: Secret 'db': stringData.password is in clear (base64 is not encryption)"
         in lines
