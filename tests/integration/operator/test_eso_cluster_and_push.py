@@ -370,3 +370,224 @@ spec:
 
             await wait(gone, what="the pushed secrets deleted and the PushSecret gone")
             assert await kv("theirs") == {"x": "keep"}
+
+
+async def test_a_v1beta1_cluster_external_secret_with_named_and_expression_selected_namespaces(
+    api, run_operator, wait
+) -> None:
+    team = f"team-{uuid.uuid4().hex[:6]}"
+    named, selected, other = (
+        api.namespace("ces-named"),
+        api.namespace("ces-sel"),
+        api.namespace("ces-other"),
+    )
+    await api.patch("v1", "namespaces", None, selected, {"metadata": {"labels": {"tier": team}}})
+    await api.patch("v1", "namespaces", None, other, {"metadata": {"labels": {"tier": "x"}}})
+    store, ces = f"fake-{team}", f"legacy-{team}"
+    await apply_yaml(
+        api,
+        f"""
+apiVersion: external-secrets.io/v1beta1
+kind: ClusterSecretStore
+metadata:
+  name: {store}
+spec:
+  provider:
+    fake:
+      data:
+      - key: token
+        value: t-1
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ClusterExternalSecret
+metadata:
+  name: {ces}
+spec:
+  namespaces:
+  - {named}
+  - no-such-namespace-{team}
+  namespaceSelector:
+    matchExpressions:
+    - key: tier
+      operator: In
+      values: [{team}]
+  externalSecretSpec:
+    secretStoreRef:
+      kind: ClusterSecretStore
+      name: {store}
+    target:
+      name: token
+    data:
+    - secretKey: value
+      remoteRef:
+        key: token
+""",
+    )
+    try:
+        async with run_operator():
+
+            async def provisioned() -> bool:
+                body = await api.get(
+                    "external-secrets.io/v1beta1", "clusterexternalsecrets", None, ces
+                )
+                status = (body or {}).get("status") or {}
+                return status.get("provisionedNamespaces") == sorted([named, selected])
+
+            await wait(provisioned, what="the named and the selected namespace provisioned")
+            for namespace in (named, selected):
+                es = await api.get(ESO, "externalsecrets", namespace, ces)  # default name
+                assert es is not None and es["metadata"]["ownerReferences"][0]["name"] == ces
+
+                async def synced(namespace: str = namespace) -> bool:
+                    return _decoded(await api.get("v1", "secrets", namespace, "token")) == {
+                        "value": b"t-1"
+                    }
+
+                await wait(synced, what=f"the Secret in {namespace}")
+            assert await api.get(ESO, "externalsecrets", other, ces) is None
+    finally:
+        for plural, name in (("clusterexternalsecrets", ces), ("clustersecretstores", store)):
+            if await api.get(ESO, plural, None, name) is not None:
+                await api.delete(ESO, plural, None, name)
+
+
+async def test_a_push_secret_through_a_selected_cluster_store_with_a_template_if_not_exists(
+    api, run_operator, wait, kustos_server: RunningServer
+) -> None:
+    addr, root = kustos_server
+    prefix = f"push-ine-{api.ns}"
+    store = f"kustos-{api.ns}"
+    async with httpx.AsyncClient(
+        base_url=addr, headers={"X-Vault-Token": root}, timeout=10
+    ) as vault:
+
+        async def kv(path: str) -> dict[str, Any] | None:
+            answer = await vault.get(f"/v1/secret/data/{prefix}/{path}")
+            if answer.status_code == 404:
+                return None
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json()["data"]["data"] or {}) or None
+
+        await api.create(
+            "secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "vault-token", "namespace": api.ns},
+                "stringData": {"token": root},
+            },
+        )
+        await api.create(
+            "secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "source", "namespace": api.ns, "labels": {"push": "yes"}},
+                "stringData": {"password": "pw-1"},
+            },
+        )
+        await apply_yaml(
+            api,
+            f"""
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata:
+  name: {store}
+  labels:
+    push-target: NAMESPACE
+spec:
+  provider:
+    vault:
+      server: "{addr}"
+      path: "secret"
+      version: "v2"
+      auth:
+        tokenSecretRef:
+          name: vault-token
+          key: token
+          namespace: NAMESPACE
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata:
+  name: push-once
+  namespace: NAMESPACE
+spec:
+  updatePolicy: IfNotExists
+  secretStoreRefs:
+  - kind: ClusterSecretStore
+    labelSelector:
+      matchLabels:
+        push-target: NAMESPACE
+  selector:
+    secret:
+      selector:
+        matchLabels:
+          push: "yes"
+  template:
+    engineVersion: v2
+    data:
+      shout: "{{{{ .password | upper }}}}"
+  data:
+  - match:
+      secretKey: shout
+      remoteRef:
+        remoteKey: {prefix}/a
+        property: v
+""",
+        )
+        try:
+            async with run_operator():
+
+                async def pushed() -> bool:
+                    return await kv("a") == {"v": "PW-1"}
+
+                await wait(pushed, what="the templated value pushed")
+
+                async def ready() -> bool:
+                    return (_ready(await api.get(PUSH, "pushsecrets", api.ns, "push-once")) or
+                            ("",))[0] == "True"  # fmt: skip
+
+                await wait(ready, what="Ready=True")
+                ps = await api.get(PUSH, "pushsecrets", api.ns, "push-once")
+                assert ps is not None and "finalizers" not in ps["metadata"]  # deletionPolicy None
+                assert ps["status"]["syncedPushSecrets"] == {
+                    f"ClusterSecretStore/{store}": {
+                        f"{prefix}/a/v": ps["spec"]["data"][0],
+                    }
+                }
+                assert "Existing secrets in providers unchanged" in _ready(ps)[2]  # type: ignore[index]
+
+                # A new source value and a new entry: the new key gets the new value, the
+                # existing one is left as it is (IfNotExists).
+                await api.patch(
+                    "v1",
+                    "secrets",
+                    api.ns,
+                    "source",
+                    {"data": {"password": base64.b64encode(b"pw-2").decode()}},
+                )
+                entries = ps["spec"]["data"]
+                second = {"match": {"secretKey": "shout",
+                                    "remoteRef": {"remoteKey": f"{prefix}/b", "property": "v"}}}  # fmt: skip
+                await api.patch(
+                    PUSH, "pushsecrets", api.ns, "push-once", {"spec": {"data": [*entries, second]}}
+                )
+
+                async def second_pushed() -> bool:
+                    return await kv("b") == {"v": "PW-2"}
+
+                await wait(second_pushed, what="the new entry pushed with the new value")
+                assert await kv("a") == {"v": "PW-1"}
+
+                # deletionPolicy None: deleting the PushSecret leaves what it pushed.
+                await api.delete(PUSH, "pushsecrets", api.ns, "push-once")
+
+                async def gone() -> bool:
+                    return await api.get(PUSH, "pushsecrets", api.ns, "push-once") is None
+
+                await wait(gone, what="the PushSecret gone")
+                assert await kv("a") == {"v": "PW-1"} and await kv("b") == {"v": "PW-2"}
+        finally:
+            if await api.get(ESO, "clustersecretstores", None, store) is not None:
+                await api.delete(ESO, "clustersecretstores", None, store)
