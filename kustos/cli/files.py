@@ -76,19 +76,20 @@ _CONFIG = Annotated[
 ]
 _AGE = Annotated[
     str | None,
-    typer.Option("--age", "-a", help="Comma-separated age recipients [env SOPS_AGE_RECIPIENTS]."),
+    typer.Option("--age", "-a", help="Comma-separated age recipients \\[env SOPS_AGE_RECIPIENTS]."),
 ]
 _PGP = Annotated[
     str | None,
-    typer.Option("--pgp", "-p", help="Comma-separated PGP fingerprints [env SOPS_PGP_FP]."),
+    typer.Option("--pgp", "-p", help="Comma-separated PGP fingerprints \\[env SOPS_PGP_FP]."),
 ]
 _KMS = Annotated[
-    str | None, typer.Option("--kms", "-k", help="Comma-separated AWS KMS ARNs [env SOPS_KMS_ARN].")
+    str | None,
+    typer.Option("--kms", "-k", help="Comma-separated AWS KMS ARNs \\[env SOPS_KMS_ARN]."),
 ]
 _VAULT = Annotated[
     str | None,
     typer.Option(
-        "--hc-vault-transit", help="Comma-separated transit key URIs [env SOPS_VAULT_URIS]."
+        "--hc-vault-transit", help="Comma-separated transit key URIs \\[env SOPS_VAULT_URIS]."
     ),
 ]
 _CONTEXT = Annotated[

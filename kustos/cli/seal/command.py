@@ -152,7 +152,7 @@ def seal(
     from_file: Annotated[
         str | None,
         typer.Option(
-            "--from-file", help="With --raw: the file whose contents to seal ([key=]path)."
+            "--from-file", help="With --raw: the file whose contents to seal (\\[key=]path)."
         ),
     ] = None,
     name: Annotated[
