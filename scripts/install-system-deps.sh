@@ -7,6 +7,7 @@ need=()
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v age >/dev/null 2>&1 || need+=(age)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # the web console's browser tests: a real headless Chromium and its WebDriver
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
