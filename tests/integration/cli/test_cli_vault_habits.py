@@ -4,6 +4,7 @@ piped tables, `kustos secrets`, token errors told apart from policy denies, ~/.v
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.integration.cli._support import Cli
@@ -171,3 +172,18 @@ def test_seal_takes_several_files_and_documents(cli: Cli, tmp_path: Path) -> Non
     sealed = tmp_path / "sealed.json"
     sealed.write_text(json.dumps(out))
     cli.ok("seal", "--validate", "-f", str(sealed))
+
+
+def test_an_expired_token_is_told_apart_from_a_policy_deny(cli: Cli) -> None:
+    token = json.loads(cli.ok("token", "create", "--ttl", "1s", "-o", "json").stdout)[
+        "client_token"
+    ]
+    deadline = time.monotonic() + 30
+    while (result := cli.run("token", "lookup", env={"KUSTOS_TOKEN": token})).exit_code == 0:
+        assert time.monotonic() < deadline, "a token with a ttl of 1s still works after 30s"
+        time.sleep(0.2)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: the token from KUSTOS_TOKEN is not valid: it is unknown, expired or revoked"
+    ), result.stderr
+    assert "policies" not in result.stderr
