@@ -77,3 +77,5 @@ class ServerConfig:
     access_log: bool = False
     ui: bool = True
     """Serve the web console under ``/ui/`` (``kustos server --no-ui`` turns it off)."""
+    initial_kv_mounts: tuple[str, ...] = ()
+    """KV version 2 mounts created by ``sys/init`` (``--initial-kv-mount``; e.g. ``secret/``)."""

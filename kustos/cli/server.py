@@ -135,6 +135,15 @@ def server(
             help="Records kept in the in-memory read cache (default 50000; on PostgreSQL kept correct across replicas by LISTEN/NOTIFY; 0 turns it off).",
         ),
     ] = None,
+    initial_kv_mount: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--initial-kv-mount",
+            help="Create a KV version 2 mount at this path when the server is initialised "
+            "(repeatable; e.g. secret, as a dev server has). An existing mount is left alone.",
+            show_default=False,
+        ),
+    ] = None,
     dev_root_token_id: Annotated[
         str | None,
         typer.Option(
@@ -146,6 +155,7 @@ def server(
 ) -> None:
     """Run the Kustos server (Vault-compatible API on /v1, metrics on /metrics)."""
     from kustos.server import serve
+    from kustos.server.mounts import normalize_mount_path
 
     if key_provider not in _PROVIDERS:
         fail(f"--key-provider must be one of {', '.join(_PROVIDERS)}, not {key_provider!r}")
@@ -158,6 +168,10 @@ def server(
         fail("--dev needs a key provider that unseals by itself: use local (the default) or pkcs11")
     if dev_root_token_id is not None and not dev:
         fail("--dev-root-token-id only applies with --dev")
+    try:
+        mounts = tuple(normalize_mount_path(m) for m in (initial_kv_mount or []))
+    except KustosError as exc:
+        fail(f"--initial-kv-mount: {exc}")
     if max_value_bytes < 1:
         fail("--max-value-bytes must be positive")
     if cache_entries is not None and cache_entries < 0:
@@ -192,6 +206,7 @@ def server(
         log_level=log_level,
         access_log=access_log,
         ui=ui,
+        initial_kv_mounts=mounts,
     )
     scheme = "https" if tls_cert is not None else "http"
     address = f"{scheme}://{host}:{port}"

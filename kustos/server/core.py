@@ -276,7 +276,11 @@ class Core:
         secret_threshold: int,
         root_token_id: str | None = None,
     ) -> InitResult:
-        """``sys/init``: create the keyring (and shares) and the root token, once."""
+        """``sys/init``: create the keyring (and shares) and the root token, once.
+
+        Then the KV version 2 mounts of ``config.initial_kv_mounts`` (a non-dev
+        server has none otherwise), unless a mount is already there.
+        """
         created: list[Sensitive[str]] = []
 
         async def write_root(tx: Transaction) -> None:
@@ -294,6 +298,15 @@ class Core:
             secret_shares=secret_shares, secret_threshold=secret_threshold, extra=write_root
         )
         self.refresh_seal_metrics()
+        for path in self.config.initial_kv_mounts:
+            # The mount table is not behind the barrier: this works sealed (shamir) too.
+            if self.mounts.get(path) is None:
+                await self.mounts.enable(
+                    path,
+                    type="kv",
+                    description="key/value secret storage",
+                    options={"version": "2"},
+                )
         _log.info(f"server initialized (key provider: {self.barrier.seal_type})")
         return InitResult(shares=[Sensitive(s) for s in shares], root_token=created[0])
 

@@ -136,3 +136,15 @@ def test_bad_address_in_the_environment(tmp_path: Path) -> None:
     assert done.returncode == 2
     _no_traceback(done)
     assert "KUSTOS_ADDR is not a valid URL" in done.stderr
+
+
+def test_an_initial_kv_mount_on_a_reserved_path_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = run(
+        "server", "--initial-kv-mount", "sys", "--data-dir", str(data),
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 1
+    _no_traceback(done)
+    assert "--initial-kv-mount: cannot mount at 'sys/': the prefix is reserved" in done.stderr
+    assert not data.exists()

@@ -125,8 +125,8 @@ def test_shamir_server_is_ready_uninitialised_and_sealed_and_the_walk_through_wo
     for share in shares[:2]:
         server.cli(addr, "operator", "unseal", share)
     assert _probe(container, port, server).status_code == 200
-    # a non-dev server has no secret/ mount: the walk-through creates it
-    server.cli(addr, "secrets", "enable", "--path", "secret", "kv-v2", token=root)
+    # the chart's server.initialKvMount: secret/ exists from init on, sealed as it was
+    assert "--initial-kv-mount=secret" in container["args"]
     server.cli(addr, "kv", "put", "secret/team/db", "user=app", "password=s3cr3t", token=root)
     read = server.cli(addr, "kv", "get", "-field", "password", "secret/team/db", token=root)
     assert read.strip() == "s3cr3t"
@@ -162,5 +162,26 @@ def test_local_key_from_a_secret_is_the_key_file_and_auto_unseals(
     assert _probe(container, port, server).status_code == 204
     root = json.loads(server.cli(addr, "operator", "init", "-o", "json"))["root_token"]
     assert _probe(container, port, server).status_code == 200  # local: unsealed at once
-    server.cli(addr, "secrets", "enable", "--path", "secret", "kv-v2", token=root)
+    mounts = json.loads(server.cli(addr, "secrets", "list", "-o", "json", token=root))
+    assert mounts["secret/"]["options"] == {"version": "2"}
     assert not (tmp_path / "data" / "kustos.key").exists(), "the Secret's key must be the one used"
+
+
+def test_without_an_initial_mount_the_walk_through_creates_it(
+    tmp_path: Path, servers: list[_Server]
+) -> None:
+    container = _server_container(render("--set-string", "server.initialKvMount="))
+    assert not [a for a in container["args"] if a.startswith("--initial-kv-mount")]
+    port = free_port()
+    server = _Server(_local_args(container, tmp_path, port), tmp_path)
+    servers.append(server)
+    addr = f"http://127.0.0.1:{port}"
+    assert _probe(container, port, server).status_code == 204
+    root = json.loads(server.cli(addr, "operator", "init", "-o", "json"))["root_token"]
+    assert "secret/" not in json.loads(
+        server.cli(addr, "secrets", "list", "-o", "json", token=root)
+    )
+    server.cli(addr, "secrets", "enable", "--path", "secret", "kv-v2", token=root)
+    server.cli(addr, "kv", "put", "secret/team/db", "password=s3cr3t", token=root)
+    read = server.cli(addr, "kv", "get", "-field", "password", "secret/team/db", token=root)
+    assert read.strip() == "s3cr3t"
