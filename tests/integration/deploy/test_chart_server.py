@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -23,8 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.server.test_server_tls_pkcs11 import _self_signed
 from tests.support.chart import render
 from tests.support.server import free_port
+from tests.support.softhsm import create_token, softhsm_missing
 
 KUSTOS = str(Path(sys.executable).parent / "kustos")
 
@@ -42,18 +45,21 @@ def _local_args(container: dict[str, Any], root: Path, port: int) -> list[str]:
         arg = arg.replace("--host=0.0.0.0", "--host=127.0.0.1")
         arg = arg.replace("--port=8200", f"--port={port}")
         arg = arg.replace("=/data", f"={root / 'data'}").replace("=/keys/", f"={root / 'keys'}/")
+        arg = arg.replace("=/tls/", f"={root / 'tls'}/")
         moved.append(arg)
     return moved
 
 
 class _Server:
-    def __init__(self, args: list[str], root: Path) -> None:
+    def __init__(self, args: list[str], root: Path, env: dict[str, str] | None = None) -> None:
         (root / "data").mkdir(parents=True, exist_ok=True)
         (root / "home").mkdir(exist_ok=True)
         self.root = root
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("KUSTOS_", "VAULT_"))
-        } | {"HOME": str(root / "home")}
+        self.env = (
+            {k: v for k, v in os.environ.items() if not k.startswith(("KUSTOS_", "VAULT_"))}
+            | {"HOME": str(root / "home")}
+            | (env or {})
+        )
         assert args[0] == "server"
         self.err = (root / "server.err").open("wb")
         self.process = subprocess.Popen(
@@ -87,15 +93,22 @@ def servers() -> Iterator[list[_Server]]:
         server.stop()
 
 
-def _probe(container: dict[str, Any], port: int, server: _Server) -> httpx.Response:
+def _probe(
+    container: dict[str, Any], port: int, server: _Server, *, ca: Path | None = None
+) -> httpx.Response:
     """GET the readiness probe's path, as the kubelet would, once the server answers."""
     probe = container["readinessProbe"]["httpGet"]
     assert probe["port"] == container["ports"][0]["name"]
+    scheme = probe.get("scheme", "HTTP").lower()
     for _ in range(300):
         if server.process.poll() is not None:
             raise AssertionError((server.root / "server.err").read_text()[-3000:])
         try:
-            return httpx.get(f"http://127.0.0.1:{port}{probe['path']}", timeout=2)
+            return httpx.get(
+                f"{scheme}://127.0.0.1:{port}{probe['path']}",
+                timeout=2,
+                verify=ssl.create_default_context(cafile=ca) if ca else True,
+            )
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("the server never answered")
@@ -185,3 +198,41 @@ def test_without_an_initial_mount_the_walk_through_creates_it(
     server.cli(addr, "kv", "put", "secret/team/db", "password=s3cr3t", token=root)
     read = server.cli(addr, "kv", "get", "-field", "password", "secret/team/db", token=root)
     assert read.strip() == "s3cr3t"
+
+
+@pytest.mark.softhsm
+def test_pkcs11_and_tls_values_run_with_a_real_hsm_over_https(
+    tmp_path: Path, servers: list[_Server]
+) -> None:
+    reason = softhsm_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    token = create_token(tmp_path / "hsm", label="kustos-chart")
+    objects = render(
+        "--set", "server.keyProvider=pkcs11",
+        "--set", f"server.pkcs11.module={token.module}",
+        "--set", f"server.pkcs11.tokenLabel={token.token_label}",
+        "--set", "server.pkcs11.pinSecret=hsm-pin",
+        "--set", "server.tls.enabled=true",
+    )  # fmt: skip
+    container = _server_container(objects)
+    (pin,) = [e for e in container["env"] if e["name"] == "KUSTOS_PKCS11_PIN"]
+    assert pin["valueFrom"]["secretKeyRef"] == {"name": "hsm-pin", "key": "pin"}
+    (tmp_path / "tls").mkdir()
+    cert, key = _self_signed(tmp_path / "tls")
+    cert.rename(tmp_path / "tls" / "tls.crt")
+    key.rename(tmp_path / "tls" / "tls.key")
+    ca = tmp_path / "tls" / "tls.crt"
+    port = free_port()
+    env = {"KUSTOS_PKCS11_PIN": token.pin, "SOFTHSM2_CONF": str(token.conf)}
+    server = _Server(_local_args(container, tmp_path, port), tmp_path, env)
+    servers.append(server)
+    addr = f"https://127.0.0.1:{port}"
+    assert _probe(container, port, server, ca=ca).status_code == 204  # over HTTPS
+    init = json.loads(server.cli(addr, "operator", "init", "-o", "json", "--ca-cert", str(ca)))
+    assert _probe(container, port, server, ca=ca).status_code == 200  # the HSM unsealed it
+    trust = ssl.create_default_context(cafile=ca)
+    status = httpx.get(f"{addr}/v1/sys/seal-status", verify=trust).json()
+    assert status["type"] == "pkcs11" and status["sealed"] is False
+    assert init["root_token"]
+    assert not (tmp_path / "data" / "kustos.key").exists()
