@@ -750,10 +750,8 @@ class _Parser:
                 continue
             operands.append(self.operand(token))
             i += 1
-        if operands:
+        if operands:  # a trailing "|" with nothing after it is accepted, as Go's parser does
             commands.append(_Command(tuple(operands), line))
-        elif commands:
-            raise self.error(line, "missing command after |")
         return commands, tokens[i:]
 
     def operand(self, token: _Token) -> _Operand:
@@ -946,6 +944,8 @@ def _command(state: _State, command: _Command, dot: Any, final: tuple[Any] | Non
         return _call(state, head.value, args, dot, final, command.line)
     if args or final is not None:
         raise state.error(command.line, "can't give argument to non-function")
+    if head.kind == "literal" and head.value is None:
+        raise state.error(command.line, "nil is not a command")
     return _operand(state, head, dot)
 
 
@@ -1136,7 +1136,11 @@ _VERB: Final = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*))?([a-zA-Z%])")
 
 
 def sprintf(fmt: str, *args: Any) -> str:
-    """Go's ``fmt.Sprintf`` for the verbs templates use: ``%s %v %d %q %x %X %f %t %%``."""
+    """Go's ``fmt.Sprintf`` for the verbs templates use: ``%s %v %d %q %x %X %o %b %c %f %e %g %t %%``.
+
+    A verb that does not fit its operand is an error (Go writes ``%!d(string=...)``
+    into the output instead).
+    """
     if not isinstance(fmt, str):
         raise GoTemplateError("printf: the format must be a string")
     queue = list(args)
@@ -1197,6 +1201,14 @@ def _format_verb(letter: str, value: Any, precision: str | None) -> str:
         if letter == "g" and not precision:
             return _go_float(float(value))
         return format(float(value), f".{digits}{letter.lower()}")
+    if letter in ("o", "b", "c"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise GoTemplateError(f"printf: %{letter} needs an integer")
+        if letter == "c":
+            if not 0 <= value <= 0x10FFFF:
+                return "\ufffd"
+            return chr(value)
+        return format(value, letter)
     if letter == "t":
         if not isinstance(value, bool):
             raise GoTemplateError("printf: %t needs a bool")

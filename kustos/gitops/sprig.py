@@ -145,10 +145,54 @@ def _substr(start: Any, end: Any, text: Any) -> str:
     raw = go_bytes(_want_str(text, "substr"))
     start, end = _want_int(start, "substr"), _want_int(end, "substr")
     if start < 0:
-        return go_str(raw[:end])
-    if end < 0 or end > len(raw):
-        return go_str(raw[start:])
+        start = 0
+    elif end < 0 or end > len(raw):
+        end = len(raw)
+    if not 0 <= start <= end <= len(raw):  # where Go's s[start:end] panics
+        raise GoTemplateError("substr: slice bounds out of range")
     return go_str(raw[start:end])
+
+
+def _path_clean(path: str) -> str:
+    """Go's ``path.Clean`` (``posixpath.normpath`` keeps a leading ``//``; Go does not)."""
+    if not path:
+        return "."
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+def _path_dir(path: str) -> str:
+    """Go's ``path.Dir``: everything up to the last slash, cleaned (``.`` without a slash)."""
+    head, slash, _ = path.rpartition("/")
+    return _path_clean(head + slash)
+
+
+def _path_base(path: str) -> str:
+    """Go's ``path.Base``: the last element; ``.`` for an empty path, ``/`` for only slashes."""
+    if not path:
+        return "."
+    path = path.rstrip("/")
+    return path.rpartition("/")[2] if path else "/"
+
+
+def _path_ext(path: str) -> str:
+    """Go's ``path.Ext``: from the last dot of the last element (``.bashrc`` included)."""
+    last = path.rpartition("/")[2]
+    dot = last.rfind(".")
+    return last[dot:] if dot >= 0 else ""
+
+
+def _slice(values: Any, *indices: Any) -> Any:
+    """sprig's ``slice`` (it replaces Go's built-in): lists only; ``nil`` for an empty list."""
+    if not isinstance(values, list | tuple):
+        raise GoTemplateError("slice: the value should be a list (sprig's slice takes no string)")
+    if not values:
+        return None
+    start = _to_int(indices[0]) if indices else 0
+    end = _to_int(indices[1]) if len(indices) > 1 else len(values)
+    if not 0 <= start <= end <= len(values):
+        raise GoTemplateError("slice: slice bounds out of range")
+    return list(values[start:end])
 
 
 def _trunc(count: Any, text: Any) -> str:
@@ -549,10 +593,11 @@ SPRIG: Final[Mapping[str, Function]] = {
     "int64": _to_int,
     "float64": _to_float,
     # paths
-    "base": lambda p: posixpath.basename(_want_str(p, "base").rstrip("/")) or "/",
-    "dir": lambda p: posixpath.dirname(_want_str(p, "dir")) or ".",
-    "ext": lambda p: posixpath.splitext(_want_str(p, "ext"))[1],
-    "clean": lambda p: posixpath.normpath(_want_str(p, "clean")) if p else ".",
+    "base": lambda p: _path_base(_want_str(p, "base")),
+    "dir": lambda p: _path_dir(_want_str(p, "dir")),
+    "ext": lambda p: _path_ext(_want_str(p, "ext")),
+    "clean": lambda p: _path_clean(_want_str(p, "clean")),
+    "slice": _slice,
 }
 
 

@@ -75,7 +75,7 @@ def render(source: str, data: Any = None, **limits: int) -> str:
         ),
         ('{{ print "a" 1 2 "b" }}', "a1 2b"),
         ("{{ println 1 2 }}", "1 2\n"),
-        ('{{ slice "hello" 1 3 }}', "el"),
+        ("{{ slice (list 1 2 3) 1 }}", "[2 3]"),  # sprig's slice (lists only) replaces Go's
         ('{{ html "<a&b>" }} {{ urlquery "a b&c" }}', "&lt;a&amp;b&gt; a+b%26c"),
         ('{{ (fromJson `{"a": {"b": 5432}}`).a.b }}', "5432"),
         ('{{ $m := fromJson `{"a": [1, 2.5, null]}` }}{{ $m.a }}', "[1 2.5 <nil>]"),
@@ -117,6 +117,19 @@ def test_errors_name_the_construct(source: str, message: str) -> None:
     with pytest.raises(GoTemplateError, match=r"^template t:") as caught:
         render(source)
     assert message in str(caught.value)
+
+
+def test_go_builtin_slice_takes_strings_when_sprig_does_not_replace_it() -> None:
+    template = parse('{{ slice "hello" 1 3 }}|{{ slice "hello" 2 }}', name="t", functions={})
+    assert execute(template, StringMap()) == "el|llo"
+    with pytest.raises(GoTemplateError, match="sprig's slice takes no string"):
+        render('{{ slice "hello" 1 3 }}')
+
+
+def test_a_trailing_pipe_is_accepted_and_nil_is_not_a_command() -> None:
+    assert render("{{ .user | }}|{{ (.user | upper |) }}") == "admin|ADMIN"
+    with pytest.raises(GoTemplateError, match="nil is not a command"):
+        render("{{ nil }}")
 
 
 def test_errors_never_carry_a_value() -> None:

@@ -140,3 +140,35 @@ def test_unsupported_functions_are_refused_when_parsed(name: str) -> None:
 def test_go_json_escapes_like_encoding_json() -> None:
     assert go_json({"k": "a&b\u2028"}) == '{"k":"a\\u0026b\\u2028"}'
     assert go_json([1.0, 2.5]) == "[1,2.5]"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [  # the answers of Go's path package and sprig 3, as its real build gives them
+        ('{{ dir "/etc/app/../conf/db.yaml" }}', "/etc/conf"),
+        ('{{ base "" }}|{{ base "///" }}|{{ base "a/b/" }}', ".|/|b"),
+        ('{{ dir "" }}|{{ dir "file" }}|{{ dir "/" }}|{{ dir "//a//b" }}', ".|.|/|/a"),
+        ('{{ clean "" }}|{{ clean "//a/./b/../c/" }}|{{ clean "../../x" }}', ".|/a/c|../../x"),
+        ('{{ ext ".bashrc" }}|{{ ext "a.b/c" }}|{{ ext "x.tar.gz" }}', ".bashrc||.gz"),
+        ('{{ substr 1 3 "hello" }}|{{ substr 2 99 "hello" }}|{{ substr -1 3 "hello" }}', "el|llo|hel"),
+        ("{{ slice (list 1 2 3) 1 }}|{{ slice (list 1 2 3) 0 2 }}|{{ slice (list) 1 }}",
+         "[2 3]|[1 2]|<no value>"),
+    ],
+)  # fmt: skip
+def test_paths_substr_and_slice_as_go_and_sprig(source: str, expected: str) -> None:
+    assert render(source) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ substr 3 1 "hello" }}',  # where Go's s[start:end] panics
+        '{{ substr -1 9 "hello" }}',
+        '{{ substr 7 9 "hello" }}',
+        '{{ slice "hello" 1 }}',
+        "{{ slice (list 1 2 3) 2 9 }}",
+    ],
+)
+def test_what_panics_in_go_is_an_error(source: str) -> None:
+    with pytest.raises(GoTemplateError):
+        render(source)
