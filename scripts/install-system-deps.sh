@@ -12,6 +12,9 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # the web console's browser tests: a real headless Chromium and its WebDriver
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# Go's own text/template and sprig, built offline, for the differential test of kustos.gitops.gotext
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || need+=(golang-github-masterminds-sprig-dev)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
