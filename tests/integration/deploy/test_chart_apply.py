@@ -34,7 +34,7 @@ server:
     enabled: true
     certManager: {enabled: true, issuerName: internal-ca, issuerKind: ClusterIssuer}
 controller:
-  kustos: {addr: "https://kustos-server.kustos.svc:8200", tokenSecret: kustos-controller-token}
+  kustos: {tokenSecret: kustos-controller-token, caSecret: kustos-server-tls}
 injector:
   enabled: true
   address: "https://kustos-server.kustos.svc:8200"
@@ -86,6 +86,9 @@ def test_default_install_is_accepted(control_plane: ControlPlane) -> None:
     namespace = _namespace(control_plane)
     objects = render("kustos", "-n", namespace)
     out = _dry_run(control_plane, objects)
+    (controller,) = [o for o in objects if o["kind"] == "Deployment"]
+    env = controller["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "KUSTOS_ADDR", "value": f"http://kustos-server.{namespace}.svc:8200"} in env
     for kind, name in _kinds(objects):
         assert f"{name} serverside-applied (server dry run)" in out, (kind, name, out)
 
@@ -111,6 +114,17 @@ def test_production_values_are_accepted(control_plane: ControlPlane, tmp_path: P
         o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "kustos-server"
     ]
     assert service["spec"]["ports"][0]["name"] == "https"  # what `kustos seal` proxies to
+    # the controller finds this release's server over https, trusting the Certificate's CA
+    (controller,) = [
+        o for o in objects if o["kind"] == "Deployment" and "controller" in o["metadata"]["name"]
+    ]
+    (main,) = controller["spec"]["template"]["spec"]["containers"]
+    addr = f"https://kustos-server.{namespace}.svc:8200"
+    assert {"name": "KUSTOS_ADDR", "value": addr} in main["env"]
+    assert main["args"][-2:] == ["--kustos-ca", "/kustos-ca/ca.crt"]
+    assert {"name": "kustos-ca", "mountPath": "/kustos-ca", "readOnly": True} in main[
+        "volumeMounts"
+    ]
     (certificate,) = [o for o in objects if o["kind"] == "Certificate"]
     assert certificate["spec"]["secretName"] == "kustos-server-tls"
     assert f"kustos-server.{namespace}.svc" in certificate["spec"]["dnsNames"]

@@ -156,6 +156,7 @@ def test_every_command_the_chart_runs_is_a_real_kustos_command() -> None:
         "--set", "injector.enabled=true", "--set", "csi.enabled=true",
         "--set", "server.tls.enabled=true", "--set", "server.local.keySecret=k",
         "--set", "server.pkcs11.module=/hsm/lib.so", "--set", "server.postgres.dsnSecret=pg",
+        "--set", "controller.kustos.caSecret=ca", "--set", "controller.externalSecretsGroup=false",
     )  # fmt: skip
     checked = 0
     for obj in objects:
