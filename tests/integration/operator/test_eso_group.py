@@ -20,7 +20,8 @@ from tests.support.server import RunningServer, kustos_server
 
 __all__ = ["kustos_server"]
 
-ESO = "external-secrets.io/v1"
+GROUP = "external-secrets.io"
+ESO = f"{GROUP}/v1"
 
 
 def _decoded(secret: dict[str, Any] | None) -> dict[str, bytes]:
@@ -442,12 +443,70 @@ async def test_no_eso_group_leaves_external_secrets_io_to_external_secrets(
                 },
             },
         )
-    async with run_operator(eso_group=False):
+    await api.create(
+        "secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "source", "namespace": api.ns},
+            "stringData": {"k": "v"},
+        },
+    )
+    await apply_yaml(
+        api,
+        f"""
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata:
+  name: push
+  namespace: NAMESPACE
+spec:
+  deletionPolicy: Delete
+  secretStoreRefs:
+  - name: fake
+  selector:
+    secret:
+      name: source
+  data:
+  - match:
+      secretKey: k
+      remoteRef:
+        remoteKey: pushed
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterExternalSecret
+metadata:
+  name: ces-{api.ns}
+spec:
+  namespaces: [NAMESPACE]
+  externalSecretName: from-ces
+  externalSecretSpec:
+    secretStoreRef:
+      name: fake
+    data:
+    - secretKey: k
+      remoteRef:
+        key: k
+""",
+    )
+    try:
+        async with run_operator(eso_group=False):
 
-        async def kustos_synced() -> bool:
-            return _decoded(await api.get("v1", "secrets", api.ns, "kustos")) == {"k": b"v"}
+            async def kustos_synced() -> bool:
+                return _decoded(await api.get("v1", "secrets", api.ns, "kustos")) == {"k": b"v"}
 
-        await wait(kustos_synced, what="the kustos.io ExternalSecret synced")
-        assert await api.get("v1", "secrets", api.ns, "external-secrets") is None
-        es = await api.get(ESO, "externalsecrets", api.ns, "external-secrets")
-        assert not (es or {}).get("status"), "an external-secrets.io object was touched"
+            await wait(kustos_synced, what="the kustos.io ExternalSecret synced")
+            assert await api.get("v1", "secrets", api.ns, "external-secrets") is None
+            es = await api.get(ESO, "externalsecrets", api.ns, "external-secrets")
+            assert not (es or {}).get("status"), "an external-secrets.io object was touched"
+            push = await api.get(f"{GROUP}/v1alpha1", "pushsecrets", api.ns, "push")
+            assert (
+                push is not None
+                and not push.get("status")
+                and not push["metadata"].get("finalizers")
+            ), "a PushSecret was touched"
+            ces = await api.get(ESO, "clusterexternalsecrets", None, f"ces-{api.ns}")
+            assert ces is not None and not ces.get("status"), "a ClusterExternalSecret was touched"
+            assert await api.get(ESO, "externalsecrets", api.ns, "from-ces") is None
+    finally:
+        await api.delete(ESO, "clusterexternalsecrets", None, f"ces-{api.ns}")
