@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 import ssl
 import time
@@ -168,6 +169,7 @@ class Agent:
         self._followed_keys: frozenset[str] = frozenset()
         self._last_event_id: str | None = None
         self._connected_before = False
+        self._access_at: float | None = None
         self._exec_lock = asyncio.Lock()
         self._exec_pending = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -451,14 +453,22 @@ class Agent:
     # -- one round ---------------------------------------------------------------------------
 
     async def refresh(
-        self, refs: set[SecretRef] | None, *, since: Mapping[SecretRef, float] = {}
+        self,
+        refs: set[SecretRef] | None,
+        *,
+        since: Mapping[SecretRef, float] = {},
+        read: bool = True,
     ) -> bool:
-        """Re-read ``refs`` (None: every secret), re-render what uses them; True if a file changed."""
+        """Re-read ``refs`` (None: every secret), re-render what uses them; True if a file changed.
+
+        ``read=False`` re-renders from what is known (a read already known to be refused).
+        """
         if refs is None:
             targets = set(self._states) | {self._refs[s.path] for s in self.settings.secrets}
         else:
             targets = set(refs)
-        await self._read_many(sorted(targets))
+        if read:
+            await self._read_many(sorted(targets))
         changed = False
         for spec in self.settings.secrets:
             if refs is None or self._refs[spec.path] in targets:
@@ -646,12 +656,15 @@ class Agent:
             self._wake.clear()
             if self._revoked:
                 continue
-            dirty, self._dirty = self._dirty, {}
-            everything, self._dirty_all = self._dirty_all, False
-            if not dirty and not everything:
-                continue
+            changed = False
             try:
-                changed = await self.refresh(None if everything else set(dirty), since=dirty)
+                if self._access_at is not None:
+                    access_at, self._access_at = self._access_at, None
+                    changed |= await self._recheck_access(access_at)
+                dirty, self._dirty = self._dirty, {}
+                everything, self._dirty_all = self._dirty_all, False
+                if dirty or everything:
+                    changed |= await self.refresh(None if everything else set(dirty), since=dirty)
             except Exception:
                 self.metrics.errors.labels(kind="refresh").inc()
                 _log.exception("refresh failed; retrying on the next event")
@@ -659,19 +672,52 @@ class Agent:
             if changed:
                 self._schedule_exec()
 
-    def _followed(self) -> dict[str, SecretRef]:
-        """The secrets the stream covers: every one in use that the token may read.
+    async def _recheck_access(self, at: float) -> bool:
+        """A policy changed: one ``sys/capabilities-self`` call says which reads are gone or back.
 
-        A secret whose read is refused is left out (the server refuses a stream
-        naming it); an ``access`` event re-reads it, and once readable again
-        the stream is re-opened with it. With none readable the stream still
-        carries ``access`` and ``revoked`` events.
+        Files whose secret may no longer be read are removed at once (no read
+        needed); secrets readable again are re-read. If the server will not
+        say, every secret is re-read instead.
         """
-        return {
-            ref.key: ref
-            for ref, state in sorted(self._states.items())
-            if not (state.definitive and state.problem.startswith(_DENIED))
-        }
+        paths = {f"{ref.mount}/data/{ref.path}": ref for ref in sorted(self._states)}
+        if not paths:
+            return False
+        try:
+            answer = await self._call(
+                self._client.generic.write, "sys/capabilities-self", {"paths": list(paths)}
+            )
+            data = (answer or {}).get("data") or answer or {}
+            allowed = {
+                path: bool({"read", "root"} & set(data[path])) for path in paths if path in data
+            }
+        except (KustosError, TypeError):
+            allowed = {}
+        if len(allowed) != len(paths):
+            self._mark(None, at)
+            return False
+        denied: set[SecretRef] = set()
+        for path, ref in paths.items():
+            state = self._states[ref]
+            was_denied = state.definitive and state.problem.startswith(_DENIED)
+            if not allowed[path] and not was_denied:
+                self._states[ref] = _State(
+                    problem=f"{_DENIED} (a policy change took the read away)", definitive=True
+                )
+                denied.add(ref)
+            elif allowed[path] and was_denied:
+                self._dirty.setdefault(ref, at)
+        if not denied:
+            return False
+        return await self.refresh(denied, since=dict.fromkeys(denied, at), read=False)
+
+    def _followed(self) -> dict[str, SecretRef]:
+        """The secrets the stream covers: every one in use.
+
+        Those the token may not read right now stay on the stream: the server
+        checks each change when it sends it, so when a policy gives the read
+        back their changes flow again without a new stream.
+        """
+        return {ref.key: ref for ref in sorted(self._states)}
 
     def _http(self) -> httpx.AsyncClient:
         verify: bool | ssl.SSLContext = True
@@ -742,21 +788,24 @@ class Agent:
                 if event.type == "ready":
                     live = True
                     self.metrics.stream_connected.set(1)
-                    if self._connected_before:
-                        self._mark(None, self._clock())  # whatever the stream missed meanwhile
+                    # re-read once the stream is live: a change committed between the last
+                    # read (or the previous stream) and this subscription is in no event
+                    self._mark(None, self._clock())
                     self._connected_before = True
                 elif event.type == "change":
                     ref = known.get(event.key)
                     if ref is not None:
                         self._mark([ref], event.time or self._clock())
-                elif event.type in ("access", "resync"):
-                    what = (
-                        "changes were dropped"
-                        if event.type == "resync"
-                        else f"policy {', '.join(event.policies) or '?'} changed"
-                    )
-                    _log.info("%s: re-reading every secret", what)
+                elif event.type == "resync":
+                    _log.info("changes were dropped: re-reading every secret")
                     self._mark(None, event.time or self._clock())
+                elif event.type == "access":
+                    _log.info(
+                        "policy %s changed: checking what the token may still read",
+                        ", ".join(event.policies) or "?",
+                    )
+                    self._access_at = min(self._access_at or math.inf, event.time or self._clock())
+                    self._wake.set()
                 elif event.type == "revoked":
                     await self._revoke("the server revoked the agent's token")
                     return live

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -31,9 +32,12 @@ _DEFAULT_JWT = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 def _logging(level: str) -> None:
+    logging.Formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter("%(asctime)s kustos-agent %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03dZ kustos-agent %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
     )
     logger = logging.getLogger("kustos")
     logger.handlers[:] = [handler]

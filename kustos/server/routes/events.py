@@ -6,7 +6,11 @@ committed change under the prefix — mount, path, version, kind, time, never
 a value — and a ``: heartbeat`` comment every ``heartbeat`` seconds (default
 15) so proxies keep idle connections open. ``?prefixes=<JSON array>`` (at
 most 500) subscribes to several prefixes, in any KV mounts, on one stream:
-the agent follows exactly the secrets it uses (``[]``: access events only). Other events: ``ready`` (the
+the agent follows exactly the secrets it uses (``[]``: access events only).
+A prefix the token may not read now is not refused there: it is listed in
+the ``ready`` event's ``denied``, and its changes flow once a policy allows
+them (each change is checked when it is sent), so an agent keeps one stream
+across policy changes. Other events: ``ready`` (the
 subscription is live), ``resync`` (changes were dropped because the client
 read too slowly, or a resume point is unknown: re-read everything),
 ``access`` (a policy the token holds was written or deleted: what it may
@@ -19,11 +23,11 @@ Under a ``database`` mount the stream carries lease events: ``kind``
 revoked), ``path`` ``creds/<role>``, ``version`` 0. A consumer holding that
 lease's credentials must drop them (docs/leases.md).
 
-Authorization: the token needs ``read`` on ``<mount>data/<prefix>`` or
-``list`` on ``<mount>metadata/<prefix>`` (on a database mount: ``read`` on
-``<mount><prefix>``, e.g. ``database/creds/app``) for each prefix, and each
-change is checked the same way for its own path, so a token never hears of a
-path it could not read or list. The token is looked up again at every
+Authorization: for ``prefix`` the token needs ``read`` on
+``<mount>data/<prefix>`` or ``list`` on ``<mount>metadata/<prefix>`` (on a
+database mount: ``read`` on ``<mount><prefix>``, e.g. ``database/creds/app``),
+else 403; each change is checked the same way for its own path when it is
+sent, so a token never hears of a path it could not read or list. The token is looked up again at every
 heartbeat (which also catches a revocation made by another replica).
 """
 
@@ -97,6 +101,7 @@ class EventsApi:
         if not 1 <= heartbeat <= 300:
             raise InvalidRequestError("heartbeat must be between 1 and 300 seconds")
         targets: list[tuple[str, str]] = []
+        denied: list[str] = []
         for prefix in prefixes:
             resolved = self._core.mounts.resolve(prefix)
             if resolved is None:
@@ -108,7 +113,9 @@ class EventsApi:
                     "only kv and database mounts send changes"
                 )
             if not self._may(token, mount.path, rest):
-                raise PermissionDeniedError(f"permission denied on prefix {prefix!r}")
+                if "prefixes" not in call.query:
+                    raise PermissionDeniedError("permission denied")
+                denied.append(prefix)  # followed anyway: each change is checked when it is sent
             targets.append((mount.path, rest))
         hub: ChangeHub = self._core.events
         after = call.query.get("last_event_id")
@@ -122,7 +129,9 @@ class EventsApi:
         )
         ready_id = None if after else hub.last_event_id()
         raw_token = call.raw_token.reveal() if call.raw_token is not None else ""
-        return StreamReply(stream=self._stream(hub, subscription, raw_token, heartbeat, ready_id))
+        return StreamReply(
+            stream=self._stream(hub, subscription, raw_token, heartbeat, ready_id, denied)
+        )
 
     async def _stream(
         self,
@@ -131,11 +140,14 @@ class EventsApi:
         raw_token: str,
         heartbeat: int,
         ready_id: str | None,
+        denied: list[str],
     ) -> AsyncIterator[bytes]:
         try:
             ready: dict[str, object] = {"mount": subscription.mount, "prefix": subscription.prefix}
             if len(subscription.targets) != 1:
                 ready["prefixes"] = len(subscription.targets)
+            if denied:
+                ready["denied"] = denied
             yield f"retry: {_RETRY_MS}\n".encode() + _frame("ready", ready, event_id=ready_id)
             deadline = time.monotonic() + self._lifetime
             while True:

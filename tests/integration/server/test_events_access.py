@@ -84,12 +84,31 @@ async def test_access_only_and_refusals(kustos_server: RunningServer) -> None:
             await http.post("/v1/secret/data/acc/z", json={"data": {"v": "x"}}, headers=headers)
             await http.delete("/v1/sys/policies/acl/acc-only", headers=headers)
             assert (await _next(events)).type == "access"  # and no change event before it
-        forbidden = subscribe(
+        # a prefix the token may not read is listed, not refused, and its changes stay hidden
+        token = await _token(http, root, "acc-mixed")
+        mixed = subscribe(
             http, prefix="", prefixes=["secret/acc/a", "secret/other/x"], token=Sensitive(token)
         )
+        async with contextlib.aclosing(mixed):
+            assert (await _next(mixed)).type == "ready"
+            await http.post("/v1/secret/data/other/x", json={"data": {"v": "x"}}, headers=headers)
+            await http.post("/v1/secret/data/acc/a", json={"data": {"v": "x"}}, headers=headers)
+            assert (await _next(mixed)).path == "acc/a"
+        async with http.stream(
+            "GET",
+            "/v1/sys/events/subscribe",
+            params={"prefixes": json.dumps(["secret/acc/a", "secret/other/x"])},
+            headers={"X-Vault-Token": token},
+        ) as raw:
+            lines = raw.aiter_lines()
+            async with asyncio.timeout(10):
+                while not (line := await anext(lines)).startswith("data:"):
+                    pass
+            assert json.loads(line[5:])["denied"] == ["secret/other/x"]
+        single = subscribe(http, prefix="secret/other/x", token=Sensitive(token))
         with pytest.raises(PermissionDeniedError):
-            await _next(forbidden)
-        await forbidden.aclose()
+            await _next(single)
+        await single.aclose()
         response = await http.get(
             "/v1/sys/events/subscribe",
             params={"prefixes": json.dumps(["secret/a", 3])},
