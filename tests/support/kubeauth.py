@@ -106,10 +106,12 @@ def write_role(
     service_accounts: Sequence[str],
     policies: Sequence[str] = (),
     ttl: str = "1h",
+    max_ttl: str | None = None,
     audience: str = AUDIENCE,
     mount: str = "kubernetes",
 ) -> None:
     """``auth/<mount>/role/<name>`` bound to the accounts, requiring ``audience``."""
+    extra = {"token_max_ttl": max_ttl} if max_ttl else {}
     _call(
         addr,
         root_token,
@@ -121,6 +123,7 @@ def write_role(
             "audience": audience,
             "token_policies": list(policies),
             "token_ttl": ttl,
+            **extra,
         },
     )
 

@@ -123,7 +123,7 @@ class AgentEnv:
             raise AssertionError(f"kustos {' '.join(args)} -> {done.returncode}: {done.stderr}")
         return done
 
-    def agent_args(self, directory: Path, *extra: str) -> list[str]:
+    def agent_args(self, directory: Path, *extra: str, role: str = "app") -> list[str]:
         """The flags the injector passes, plus ``extra``."""
         return [
             *_kustos(),
@@ -131,7 +131,7 @@ class AgentEnv:
             "--address",
             self.server.addr,
             "--role",
-            "app",
+            role,
             "--auth-path",
             "kubernetes",
             "--jwt-file",
@@ -143,12 +143,14 @@ class AgentEnv:
             *extra,
         ]
 
-    def agent(self, *extra: str, listen: bool = True, heartbeat: int = 1) -> AgentProcess:
+    def agent(
+        self, *extra: str, listen: bool = True, heartbeat: int = 1, role: str = "app"
+    ) -> AgentProcess:
         """Start the sidecar (no ``--once``) with ``extra`` flags (``--secret ...``)."""
         directory = Path(os.environ.get("TMPDIR", "/tmp")) / f"agent-{uuid.uuid4().hex[:8]}"
         directory.mkdir(mode=0o700)
         port = free_port() if listen else None
-        args = self.agent_args(directory, *extra, "--heartbeat", str(heartbeat))
+        args = self.agent_args(directory, *extra, "--heartbeat", str(heartbeat), role=role)
         args += ["--listen", f"127.0.0.1:{port}" if port else "off"]
         log_path = self.base / f"{directory.name}.log"
         with log_path.open("wb") as log:

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from tests.integration.agent.conftest import READ_POLICY, AgentEnv, wait_for
+from tests.support.kubeauth import write_role
 
 
 def _mode(path: Path) -> int:
@@ -205,3 +206,29 @@ def test_bound_values_open_in_place_for_the_pod_only(env: AgentEnv, tmp_path: Pa
     assert refused.returncode == 1
     assert "bound to service account" in refused.stderr and "key 'password'" in refused.stderr
     assert "bound-to-web" not in refused.stderr
+
+
+def test_sidecar_renews_its_token_then_logs_in_again(env: AgentEnv) -> None:
+    write_role(
+        env.server.addr,
+        env.server.root_token,
+        "short",
+        namespaces=[env.namespace],
+        service_accounts=["app"],
+        policies=["app-read"],
+        ttl="6s",
+        max_ttl="9s",
+    )
+    env.kustos("kv", "put", f"{env.prefix}/short/db", "password=before-relogin")
+    agent = env.agent("--secret", f"db={env.prefix}/short/db#password", role="short")
+    wait_for(lambda: agent.text("db") == "before-relogin", what="the first file")
+    # renewed at 4 s (TTL 6 s), then refused more than the 9 s max: a new login, a new stream
+    wait_for(
+        lambda: "renewed the token" in agent.log() and agent.log().count("logged in at") >= 2,
+        what="a renewal and a second login",
+    )
+    env.kustos("kv", "put", f"{env.prefix}/short/db", "password=after-relogin")
+    wait_for(lambda: agent.text("db") == "after-relogin", what="a change after the new login")
+    assert agent.ready()
+    assert agent.stop() == 0
+    assert "removed db" not in agent.log()  # the old token's expiry wiped nothing
