@@ -244,6 +244,23 @@ def seal(
             rich_help_panel=_CLUSTER,
         ),
     ] = None,
+    for_service_account: Annotated[
+        str | None,
+        typer.Option(
+            "--for-service-account",
+            help="NAMESPACE/NAME: encrypt one value (--from-file or stdin) so that only a login "
+            "as this ServiceAccount opens it (a bound value; needs a token that may encrypt).",
+            show_default=False,
+        ),
+    ] = None,
+    bind_uid: Annotated[
+        bool,
+        typer.Option(
+            "--bind-uid",
+            help="With --for-service-account: also bind to the account's current UID "
+            "(an account deleted and recreated cannot open it).",
+        ),
+    ] = False,
 ) -> None:
     """Seal Kubernetes Secrets into SealedSecrets (kubeseal compatible)."""
     if ctx.invoked_subcommand is not None:
@@ -256,6 +273,7 @@ def seal(
             "re-encrypt": re_encrypt,
             "raw": raw,
             "merge-into": merge_into_file is not None,
+            "for-service-account": for_service_account is not None,
         }
     )
     target = KubeTarget(kubeconfig=kubeconfig, context=kube_context)
@@ -284,5 +302,7 @@ def seal(
         age_identity=list(age_identity or []),
         allow_empty_data=allow_empty_data,
         key_id_hint=not no_key_id_hint,
+        service_account=for_service_account,
+        bind_uid=bind_uid,
     )
     run(mode, request)

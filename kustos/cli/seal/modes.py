@@ -4,7 +4,9 @@
 print the certificate (``--fetch-cert``), unseal offline
 (``--recovery-unseal``), check (``--validate``), re-encrypt
 (``--re-encrypt``), seal one value (``--raw``), seal into an existing
-SealedSecret (``--merge-into``), or seal Secrets (the default). The command
+SealedSecret (``--merge-into``), encrypt one value so only one
+ServiceAccount's login opens it (``--for-service-account``, a bound value:
+docs/bound.md), or seal Secrets (the default). The command
 (:mod:`kustos.cli.seal.command`) turns the flags into one
 :class:`SealRequest` and calls the mode's function with it and a
 :class:`~kustos.cli.seal.controller.Controller`; each function reads its
@@ -33,6 +35,7 @@ from kustos.cli.seal.inputs import (
     write_output,
 )
 from kustos.cli.writing import write_atomic
+from kustos.crypto.bound import BoundIdentity
 from kustos.crypto.sealing import SealingCertificate, SealingPrivateKey
 from kustos.errors import KustosError
 from kustos.gitops.sealing import (
@@ -85,6 +88,9 @@ class SealRequest:
     age_identity: list[Path] = field(default_factory=list)
     allow_empty_data: bool = False
     key_id_hint: bool = True
+    service_account: str | None = None
+    """``--for-service-account NS/NAME``."""
+    bind_uid: bool = False
 
     @property
     def out_format(self) -> ManifestOutput:
@@ -190,6 +196,40 @@ def raw(request: SealRequest) -> None:
     write_output("\n".join(sealed), request.write)
 
 
+def for_service_account(request: SealRequest) -> None:
+    """``--for-service-account NS/NAME``: one value (``--from-file`` or stdin) bound to that account.
+
+    The server encrypts it (``sys/bound/encrypt``); only a token from a
+    kubernetes login as that account opens it, and with ``--bind-uid`` only
+    while the account keeps its current UID. Prints the bound value, or with
+    ``-o json|yaml`` the server's whole answer (key version, UID).
+    """
+    text = request.service_account or ""
+    namespace, sep, name = text.strip().partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        fail(
+            f"--for-service-account takes NAMESPACE/NAME (e.g. payments/api), got {text!r}", code=2
+        )
+    try:
+        account = BoundIdentity(namespace=namespace, name=name)
+    except KustosError as exc:
+        fail(f"--for-service-account: {exc}", code=2)
+    value = read_bytes(request.from_file.split("=", 1)[-1] if request.from_file else None)
+    if not value:
+        fail("nothing to encrypt: the value is empty", code=2)
+    with request.connection.client() as client:
+        answer = client.bound.encrypt(
+            Sensitive(value),
+            namespace=account.namespace,
+            service_account=account.name,
+            bind_uid=request.bind_uid,
+        )
+    if request.output is None:
+        write_output(answer["ciphertext"] + "\n", request.write)
+    else:
+        write_output(dump_manifest(dict(answer), request.output.value), request.write)
+
+
 def merge(request: SealRequest) -> None:
     """``--merge-into FILE``: seal the input Secret's keys into an existing SealedSecret, in place."""
     target = request.merge_into
@@ -250,6 +290,7 @@ MODES: dict[str, Callable[[SealRequest], None]] = {
     "re-encrypt": re_encrypt,
     "raw": raw,
     "merge-into": merge,
+    "for-service-account": for_service_account,
     "seal": seal,
 }
 """Mode name (its flag without dashes) -> the function that runs it."""
