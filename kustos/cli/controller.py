@@ -100,6 +100,24 @@ def run_controller(
             "where External Secrets itself runs.",
         ),
     ] = True,
+    bound_role: Annotated[
+        str | None,
+        typer.Option(
+            "--bound-role",
+            envvar="KUSTOS_BOUND_ROLE",
+            help="Open bound values (docs/bound.md) in the Secrets written: log in at this "
+            "kubernetes auth role of --kustos-addr as each value's ServiceAccount (needs create "
+            "on serviceaccounts/token).",
+            show_default=False,
+        ),
+    ] = None,
+    bound_audience: Annotated[
+        str,
+        typer.Option("--bound-audience", help="Audience of those ServiceAccount tokens."),
+    ] = "kustos",
+    bound_auth_path: Annotated[
+        str, typer.Option("--bound-auth-path", help="Where that kubernetes auth is mounted.")
+    ] = "kubernetes",
     log_level: Annotated[
         str,
         typer.Option(
@@ -127,6 +145,9 @@ def run_controller(
         kustos_addr=kustos_addr,
         kustos_token=Sensitive(kustos_token) if kustos_token else None,
         kustos_ca_path=kustos_ca,
+        bound_role=bound_role,
+        bound_audience=bound_audience,
+        bound_auth_path=bound_auth_path,
     )
     try:
         run(kubeconfig=kubeconfig, context=context, options=options)

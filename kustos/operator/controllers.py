@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import heapq
@@ -35,6 +36,7 @@ from typing import Final
 
 from kustos.errors import ConfigError, InvalidRequestError, KustosError, NotFoundError
 from kustos.kube import CONFIGMAPS, SECRETS, Body, ConflictError, KubeClient, Resource
+from kustos.operator.bound import BoundOpener, contains_bound
 from kustos.operator.providers import Provider, ProviderRegistry
 from kustos.operator.reloading import SourceKind, Strategy, plan_reloads, source_hash
 from kustos.operator.selecting import Namespaces, selector_matches
@@ -44,6 +46,7 @@ from kustos.operator.syncing import (
     LABEL_MANAGED,
     CreationPolicy,
     DeletionPolicy,
+    DesiredSecret,
     ExternalSecretSpec,
     SecretPlan,
     data_hash,
@@ -57,6 +60,7 @@ from kustos.operator.syncing import (
     status_fingerprint,
 )
 from kustos.operator.templating import template_sources
+from kustos.sensitive import Sensitive
 
 __all__ = [
     "CLUSTER_SECRET_STORES",
@@ -220,6 +224,7 @@ class ExternalSecretController:
         providers: ProviderRegistry,
         workers: int = 16,
         retry_backoff: tuple[float, float] = (2.0, 300.0),
+        bound: BoundOpener | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(tz=datetime.UTC),
         namespaces: Namespaces | None = None,
@@ -227,6 +232,7 @@ class ExternalSecretController:
         self._kube = kube
         self._providers = providers
         self._namespaces = namespaces
+        self._bound = bound
         self._workers = workers
         self._retry_first, self._retry_max = retry_backoff
         self._clock = clock
@@ -454,7 +460,9 @@ class ExternalSecretController:
                 return await self._remote_gone(entry, spec, str(exc))
             if not data and (spec.data_from and not spec.data):
                 return await self._remote_gone(entry, spec, "no remote secret matched")
-            desired = desired_secret(spec, data, sources=await self._template_sources(spec))
+            desired = await self._open_bound(
+                desired_secret(spec, data, sources=await self._template_sources(spec)), spec
+            )
             existing = await self._existing(
                 spec,
                 need=spec.creation_policy in (CreationPolicy.MERGE, CreationPolicy.CREATE_OR_MERGE),
@@ -501,6 +509,21 @@ class ExternalSecretController:
                 )
             sources[(kind, name)] = data
         return sources
+
+    async def _open_bound(self, desired: DesiredSecret, spec: ExternalSecretSpec) -> DesiredSecret:
+        """Open the bound values among the data (docs/bound.md); others stay as they are."""
+        plain = desired.plain()
+        if not contains_bound(plain):
+            return desired
+        where = f"ExternalSecret {spec.namespace}/{spec.name}"
+        if self._bound is None:
+            raise InvalidRequestError(
+                f"{where} holds bound values: start the controller with --bound-role to open them"
+            )
+        opened = await self._bound.open(plain, namespace=spec.namespace, where=where)
+        return dataclasses.replace(
+            desired, data={key: Sensitive(value) for key, value in opened.items()}
+        )
 
     async def _existing(self, spec: ExternalSecretSpec, *, need: bool) -> Body | None:
         """The target Secret as the watch last showed it; read only when ``need`` and not known.

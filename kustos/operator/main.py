@@ -22,6 +22,7 @@ import kopf
 
 from kustos.errors import KustosError
 from kustos.kube import Connection, KubeClient, find_connection
+from kustos.operator.bound import BoundOpener
 from kustos.operator.controllers import (
     ESO_KINDS,
     KUSTOS_KINDS,
@@ -75,6 +76,12 @@ class OperatorOptions:
     kustos_token: Sensitive[str] | None = field(default=None, repr=False)
     """Its token (``--kustos-token`` / ``KUSTOS_TOKEN``); needs ``update`` on ``sys/sealing/unseal``."""
     kustos_ca_path: str | None = None
+    bound_role: str | None = None
+    """Open bound values in the Secrets written (docs/bound.md), logging in at this kubernetes auth
+    role of ``kustos_addr`` as each value's ServiceAccount (``--bound-role``)."""
+    bound_audience: str = "kustos"
+    """Audience of the ServiceAccount tokens requested for it (the role's ``audience``)."""
+    bound_auth_path: str = "kubernetes"
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,18 @@ async def serve(
                 )
         namespaces = Namespaces() if options.external_secrets else None
         registry_of_providers = providers or default_registry()
+        bound = None
+        if options.bound_role and options.kustos_addr:
+            bound = BoundOpener(
+                kube=kube,
+                address=options.kustos_addr,
+                role=options.bound_role,
+                auth_path=options.bound_auth_path,
+                audience=options.bound_audience,
+                ca_path=options.kustos_ca_path,
+            )
+        elif options.bound_role:
+            _log.warning("bound values are not opened: --bound-role needs --kustos-addr")
         controller = (
             ExternalSecretController(
                 kube=kube,
@@ -135,6 +154,7 @@ async def serve(
                 workers=options.workers,
                 retry_backoff=options.retry_backoff,
                 namespaces=namespaces,
+                bound=bound,
             )
             if options.external_secrets
             else None
@@ -162,7 +182,7 @@ async def serve(
                 token=options.kustos_token,
                 ca_path=options.kustos_ca_path,
             )
-            sealed = SealedSecretController(kube=kube, unsealer=unsealer)
+            sealed = SealedSecretController(kube=kube, unsealer=unsealer, bound=bound)
         elif options.sealed_secrets:
             _log.warning(
                 "SealedSecrets are not handled: no Kustos server address (--kustos-addr) to unseal them"
@@ -202,6 +222,8 @@ async def serve(
                 await controller.stop()
             if sealed is not None:
                 await sealed.close()
+            if bound is not None:
+                await bound.close()
         return OperatorReport(
             reconciles=controller.reconciles if controller else 0,
             pushes=controller.pushes if controller else 0,

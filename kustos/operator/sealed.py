@@ -24,6 +24,8 @@ does the I/O. Nothing is written on the SealedSecret but its status.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import hashlib
 import json
@@ -37,6 +39,7 @@ import httpx
 
 from kustos.errors import InvalidRequestError, KustosError, NotFoundError, PermissionDeniedError
 from kustos.kube import SECRETS, Body, ConflictError, KubeClient, KubeError, Resource
+from kustos.operator.bound import BoundOpener, contains_bound
 from kustos.operator.syncing import SecretPlan
 from kustos.sensitive import Sensitive
 
@@ -229,10 +232,12 @@ class SealedSecretController:
         *,
         kube: KubeClient,
         unsealer: Unsealer,
+        bound: BoundOpener | None = None,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(tz=datetime.UTC),
     ) -> None:
         self._kube = kube
         self._unsealer = unsealer
+        self._bound = bound
         self._now = now
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._refused: set[tuple[str, str]] = set()
@@ -296,7 +301,9 @@ class SealedSecretController:
         meta = sealed.get("metadata") or {}
         name, namespace = meta.get("name", ""), meta.get("namespace", "")
         try:
-            unsealed = await self._unsealer.unseal(sealed)
+            unsealed = await self._open_bound(
+                await self._unsealer.unseal(sealed), namespace=namespace, name=name
+            )
         except KustosError as exc:
             await self._outcome(
                 sealed,
@@ -341,6 +348,26 @@ class SealedSecretController:
             self.unsealed += 1
         await self._outcome(sealed, resource, ok=True, reason="Unsealed", message="SealedSecret unsealed successfully",
                             post=plan.action != "none")  # fmt: skip
+
+    async def _open_bound(self, unsealed: Body, *, namespace: str, name: str) -> Body:
+        """Open the bound values among the unsealed data (docs/bound.md); others stay as they are."""
+        data = unsealed.get("data") or {}
+        try:
+            raw = {key: base64.b64decode(value) for key, value in data.items()}
+        except (binascii.Error, TypeError, ValueError):
+            return unsealed  # not base64: plan_sealed_secret names the problem
+        if not contains_bound(raw):
+            return unsealed
+        where = f"SealedSecret {namespace}/{name}"
+        if self._bound is None:
+            raise InvalidRequestError(
+                f"{where} holds bound values: start the controller with --bound-role to open them"
+            )
+        opened = await self._bound.open(raw, namespace=namespace, where=where)
+        return {
+            **unsealed,
+            "data": {key: base64.b64encode(value).decode("ascii") for key, value in opened.items()},
+        }
 
     async def _outcome(
         self,
