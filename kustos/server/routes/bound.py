@@ -9,8 +9,10 @@
 * ``POST sys/bound/decrypt`` ``{ciphertext}`` → ``{plaintext (base64), namespace,
   service_account}``. The token itself is the authorization: it must come
   from a login at the configured kubernetes mount as exactly the account
-  the value names (and carry its UID when the value is pinned). No policy
-  grants this, not even ``root``.
+  the value names (and carry its UID when the value is pinned; a pinned value
+  also needs the account to exist now with that UID, read from the cluster at
+  each open, since a token outlives its account). No policy grants this, not
+  even ``root``.
 * ``GET|POST sys/bound/config`` (``read`` / ``update``), ``POST sys/bound/rotate``
   (``update``), ``GET sys/bound/keys`` (``read``).
 * ``POST sys/bound/kamus/encrypt``: Kamus's ``/api/v1/encrypt`` (the app maps
@@ -214,6 +216,8 @@ class BoundApi:
                 f"with uid {wanted.uid}; this token's account has uid {opener.uid or 'unknown'} "
                 "(deleted and recreated?)"
             )
+        if wanted.uid:
+            await self._check_account_now(config, wanted)
         try:
             plaintext = await self._core.bound.open(value, opener=opener)
         except DecryptionError:
@@ -228,6 +232,27 @@ class BoundApi:
                 "service_account": opener.name,
             }
         )
+
+    async def _check_account_now(self, config: BoundConfig, wanted: BoundIdentity) -> None:
+        """A token outlives the account it logged in as: a value pinned to a UID opens only while
+        the cluster still has that account with that UID (asked now, with the reviewer's token)."""
+        try:
+            current = await self._lookup_uid(config, wanted.namespace, wanted.name)
+        except NotFoundError:
+            raise PermissionDeniedError(
+                f"permission denied: service account {wanted.account} no longer exists "
+                f"(the value is bound to its uid {wanted.uid})"
+            ) from None
+        except InvalidRequestError as exc:
+            raise PermissionDeniedError(
+                "permission denied: a value bound to a uid opens only once the server has read "
+                f"the account's current uid from the cluster, and it cannot: {exc}"
+            ) from None
+        if current != wanted.uid:
+            raise PermissionDeniedError(
+                f"permission denied: service account {wanted.account} was deleted and recreated "
+                f"(its uid is now {current}; the value is bound to {wanted.uid})"
+            )
 
 
 def _identity(namespace: str, name: str, uid: str) -> BoundIdentity:

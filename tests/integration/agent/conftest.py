@@ -123,8 +123,10 @@ class AgentEnv:
             raise AssertionError(f"kustos {' '.join(args)} -> {done.returncode}: {done.stderr}")
         return done
 
-    def agent_args(self, directory: Path, *extra: str, role: str = "app") -> list[str]:
-        """The flags the injector passes, plus ``extra``."""
+    def agent_args(
+        self, directory: Path, *extra: str, role: str = "app", jwt_file: Path | None = None
+    ) -> list[str]:
+        """The flags the injector passes, plus ``extra`` (``jwt_file``: another account's token)."""
         return [
             *_kustos(),
             "agent",
@@ -135,7 +137,7 @@ class AgentEnv:
             "--auth-path",
             "kubernetes",
             "--jwt-file",
-            str(self.jwt_file),
+            str(jwt_file or self.jwt_file),
             "--audience",
             AUDIENCE,
             "--dir",
@@ -144,13 +146,20 @@ class AgentEnv:
         ]
 
     def agent(
-        self, *extra: str, listen: bool = True, heartbeat: int = 1, role: str = "app"
+        self,
+        *extra: str,
+        listen: bool = True,
+        heartbeat: int = 1,
+        role: str = "app",
+        jwt_file: Path | None = None,
     ) -> AgentProcess:
         """Start the sidecar (no ``--once``) with ``extra`` flags (``--secret ...``)."""
         directory = Path(os.environ.get("TMPDIR", "/tmp")) / f"agent-{uuid.uuid4().hex[:8]}"
         directory.mkdir(mode=0o700)
         port = free_port() if listen else None
-        args = self.agent_args(directory, *extra, "--heartbeat", str(heartbeat), role=role)
+        args = self.agent_args(
+            directory, *extra, "--heartbeat", str(heartbeat), role=role, jwt_file=jwt_file
+        )
         args += ["--listen", f"127.0.0.1:{port}" if port else "off"]
         log_path = self.base / f"{directory.name}.log"
         with log_path.open("wb") as log:

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 from tests.integration.agent.conftest import READ_POLICY, AgentEnv, wait_for
-from tests.support.kubeauth import write_role
+from tests.support.kubeauth import AUDIENCE, write_role
 
 
 def _mode(path: Path) -> int:
@@ -232,3 +232,41 @@ def test_sidecar_renews_its_token_then_logs_in_again(env: AgentEnv) -> None:
     assert agent.ready()
     assert agent.stop() == 0
     assert "removed db" not in agent.log()  # the old token's expiry wiped nothing
+
+
+def test_a_uid_pinned_value_is_wiped_once_its_account_is_recreated(env: AgentEnv) -> None:
+    ns, account = env.namespace, "pinned"
+    plane = env.control_plane
+    plane.ensure_service_account(ns, account)
+    write_role(
+        env.server.addr,
+        env.server.root_token,
+        account,
+        namespaces=[ns],
+        service_accounts=[account],
+        policies=["app-read"],
+    )
+    jwt_file = env.base / "pinned-token"
+    jwt_file.write_text(plane.service_account_token(ns, account, audiences=[AUDIENCE]))
+    sealed = env.kustos(
+        "write", "sys/bound/encrypt", f"namespace={ns}", f"service_account={account}",
+        "plaintext=" + "cGlubmVkLXZhbHVl",  # "pinned-value"
+        "bind_uid=true", "-o", "json",
+    )  # fmt: skip
+    text = json.loads(sealed.stdout)["ciphertext"]
+    assert f"{ns}/{account}/" in text  # pinned to the account's UID
+    env.kustos("kv", "put", f"{env.prefix}/pinned/db", f"password={text}", "rev=1")
+    agent = env.agent(
+        "--secret", f"pw={env.prefix}/pinned/db#password", role=account, jwt_file=jwt_file
+    )
+    wait_for(lambda: agent.text("pw") == "pinned-value", what="the pinned value opened")
+    path = f"/api/v1/namespaces/{ns}/serviceaccounts/{account}"
+    assert plane.request("DELETE", path).status_code == 200
+    plane.ensure_service_account(ns, account)  # same name, a new UID
+    # the sidecar's Kustos token still names the old UID; its next read must not open the value
+    env.kustos("kv", "put", f"{env.prefix}/pinned/db", f"password={text}", "rev=2")
+    wait_for(lambda: agent.text("pw") is None, what="the file removed")
+    log = agent.log()
+    assert "removed pw" in log and "was deleted and recreated" in log
+    assert "pinned-value" not in log
+    assert agent.stop() == 0

@@ -128,12 +128,19 @@ def test_uid_bound_value_dies_with_the_service_account(
     assert pinned["uid"] == uid
     assert pinned["ciphertext"].startswith(f"kustos:bound:v1:1:{namespace}/api/{uid}:")
     old_jwt = control_plane.service_account_token(namespace, "api", audiences=[AUDIENCE])
-    with _client(server, login(server.addr, "payments", old_jwt)) as api:
+    old_login = login(server.addr, "payments", old_jwt)
+    with _client(server, old_login) as api:
         assert api.bound.decrypt(pinned["ciphertext"]).reveal() == b"pinned"
     response = control_plane.request(
         "DELETE", f"/api/v1/namespaces/{namespace}/serviceaccounts/api"
     )
     assert response.status_code == 200, response.text
+    # a Kustos token issued before the deletion still carries the old UID: the server asks the
+    # cluster whether that account still exists before it opens a pinned value
+    with _client(server, old_login) as api:
+        with pytest.raises(PermissionDeniedError, match=f"{namespace}/api no longer exists"):
+            api.bound.decrypt(pinned["ciphertext"])
+        assert api.bound.decrypt(by_name["ciphertext"]).reveal() == b"by-name"
     # the old account's JWT no longer logs in (TokenReview: the account is gone)
     deadline = time.monotonic() + 30
     while True:
@@ -151,6 +158,9 @@ def test_uid_bound_value_dies_with_the_service_account(
         with pytest.raises(PermissionDeniedError, match="deleted and recreated"):
             reborn.bound.decrypt(pinned["ciphertext"])
         assert reborn.bound.decrypt(by_name["ciphertext"]).reveal() == b"by-name"
+    with _client(server, old_login) as api:  # the old login, now facing the new account
+        with pytest.raises(PermissionDeniedError, match="deleted and recreated"):
+            api.bound.decrypt(pinned["ciphertext"])
 
 
 def test_kamus_encrypt_shape_and_anonymous_setting(

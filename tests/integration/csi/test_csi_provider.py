@@ -318,3 +318,63 @@ def test_a_value_bound_to_the_pods_service_account_opens_in_place_and_for_no_oth
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
     assert "cannot open the bound value of object 'token'" in error.details(), error.details()
     assert "only-for-shop-app" not in error.details()
+
+
+def test_a_value_pinned_to_the_accounts_uid_does_not_open_once_it_is_recreated(
+    control_plane: ControlPlane,
+    names: dict[str, str],
+    server: RunningServer,
+    provider: pb_grpc.CSIDriverProviderStub,
+) -> None:
+    namespace, account = names["namespace"], "shop-pinned"
+    control_plane.ensure_service_account(namespace, account)
+    write_role(
+        server.addr,
+        server.root_token,
+        account,
+        namespaces=[namespace],
+        service_accounts=[account],
+        policies=["shop-read"],
+        ttl="5m",
+    )
+    sealed = _call(
+        server,
+        "POST",
+        "sys/bound/encrypt",
+        {
+            "namespace": namespace,
+            "service_account": account,
+            "plaintext": base64.b64encode(b"pinned-for-shop").decode(),
+            "bind_uid": True,
+        },
+    )["data"]
+    _call(server, "POST", "secret/data/shop/pinned", {"data": {"token": sealed["ciphertext"]}})
+    objects = _objects(
+        {"objectName": "token", "secretPath": "secret/data/shop/pinned", "secretKey": "token"}
+    )
+    answer = provider.Mount(
+        _mount_request(control_plane, names, objects, account=account, role=account), timeout=30
+    )
+    assert {f.path: f.contents for f in answer.files} == {"token": b"pinned-for-shop"}
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}"
+    response = control_plane.request("DELETE", path)
+    assert response.status_code == 200, response.text
+    control_plane.ensure_service_account(namespace, account)  # same name, a new UID
+    assert control_plane.get(path)["metadata"]["uid"] != sealed["uid"]  # type: ignore[index]
+    # The new account's token logs in once the API server's authenticator has seen it; until
+    # then the login itself is refused. Either way the value never opens.
+    deadline = time.monotonic() + 30
+    while True:
+        with pytest.raises(grpc.RpcError) as caught:
+            provider.Mount(
+                _mount_request(control_plane, names, objects, account=account, role=account),
+                timeout=30,
+            )
+        error: Any = caught.value
+        assert "pinned-for-shop" not in error.details()
+        if "deleted and recreated" in error.details() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
+    assert "cannot open the bound value of object 'token'" in error.details(), error.details()
+    assert "deleted and recreated" in error.details(), error.details()

@@ -186,3 +186,45 @@ async def test_without_a_bound_role_the_controller_says_how(
 
         await wait(failed, what="a condition naming --bound-role", timeout=30)
         assert await api.get("v1", "secrets", api.ns, "db") is None
+
+
+async def test_a_uid_pinned_value_stops_opening_once_its_account_is_recreated(
+    api, run_operator, wait, server: RunningServer, control_plane: ControlPlane, token_rule: None
+) -> None:
+    control_plane.ensure_service_account(api.ns, "pinned")
+    write_role(
+        server.addr, server.root_token, ROLE, namespaces=[api.ns], service_accounts=["pinned"]
+    )
+    with KustosClient(server.addr, server.root_token) as root:
+        pinned = root.bound.encrypt(
+            b"pinned-bound", namespace=api.ns, service_account="pinned", bind_uid=True
+        )
+    value = pinned["ciphertext"]
+    await api.create("sealedsecrets", _sealed(server, api.ns, {"password": value}))
+    async with run_operator(**_options(server)):
+
+        async def opened() -> bool:
+            data = _decoded(await api.get("v1", "secrets", api.ns, "db"))
+            return data == {"user": b"app", "password": b"pinned-bound"}
+
+        await wait(opened, what="the pinned value opened", timeout=30)
+        path = f"/api/v1/namespaces/{api.ns}/serviceaccounts/pinned"
+        assert control_plane.request("DELETE", path).status_code == 200
+        control_plane.ensure_service_account(api.ns, "pinned")  # same name, a new UID
+        # the controller still holds a login of the old account; the value must not open with it
+        await api.create(
+            "sealedsecrets", _sealed(server, api.ns, {"password": value}, name="after")
+        )
+
+        async def refused() -> bool:
+            body = await api.get("bitnami.com/v1alpha1", "sealedsecrets", api.ns, "after")
+            conditions = ((body or {}).get("status") or {}).get("conditions") or []
+            return any(
+                c["type"] == "Synced"
+                and c["status"] == "False"
+                and "deleted and recreated" in c.get("message", "")
+                for c in conditions
+            )
+
+        await wait(refused, what="the recreated account's value refused", timeout=60)
+        assert await api.get("v1", "secrets", api.ns, "after") is None
