@@ -134,6 +134,31 @@ async def test_binary_values_round_trip_unchanged(backend: StorageBackend) -> No
         assert await tx.get("all-bytes") == values["all-bytes"]
 
 
+async def test_keys_that_need_quoting_are_stored_as_given(backend: StorageBackend) -> None:
+    # PostgreSQL groups send keys as quoted literals: quotes, backslashes and
+    # SQL text in a key must land in that key and nowhere else
+    keys = [
+        "q/it's",
+        "q/back\\slash\\",
+        "q/x'); DELETE FROM entries; --",
+        "q/E'\\x41'",
+        "q/$$dollar$$",
+        "q/ünï/秘密",
+    ]
+    await put_all(backend, {"other": b"kept"})
+    async with backend.transaction() as tx:
+        for key in keys:
+            assert await tx.get(key, for_update=True) is None
+            await tx.put(key, key.encode() + b"\x00'\\")
+    for key in keys:
+        assert await backend.get(key) == key.encode() + b"\x00'\\", key
+    async with backend.transaction() as tx:
+        await tx.delete(keys[0])
+        assert await tx.delete_prefix("q/x'") == 1
+    assert await backend.list("q/") == sorted(["back\\slash\\", "E'\\x41'", "$$dollar$$", "ünï/"])
+    assert await backend.get("other") == b"kept"
+
+
 async def test_transaction_reads_its_own_writes(backend: StorageBackend) -> None:
     async with backend.transaction() as tx:
         await tx.put("t/a", b"1")
