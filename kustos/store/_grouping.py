@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
@@ -78,8 +78,12 @@ class GroupOutcome:
 class Physical(Protocol):
     """One open database transaction of a backend, shared by the members of a group."""
 
-    async def get(self, key: str, *, lock: bool) -> bytes | None:
-        """Read ``key`` (seeing the group's writes); with ``lock``, lock it first until the group ends."""
+    async def get(self, key: str, *, lock: bool, ahead: Sequence[str] = ()) -> bytes | None:
+        """Read ``key`` (seeing the group's writes); with ``lock``, lock it first until the group ends.
+
+        ``ahead``: keys that transactions waiting for this lane will lock next
+        (a hint: a backend may lock and read them in the same round trip).
+        """
         ...
 
     async def apply(self, writes: Mapping[str, bytes | None]) -> None:
@@ -125,15 +129,19 @@ class _Lane:
         self._committer = committer
         self.busy = False
         self.queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.locking: dict[asyncio.Future[None], str] = {}  # waiter -> the key it will lock
         self.group: _Group | None = None
         self.ending: set[asyncio.Task[None]] = set()
 
-    async def acquire(self) -> None:
+    async def acquire(self, locking: str | None = None) -> None:
+        """Wait for the slot; ``locking``: the key the transaction will lock first."""
         if not self.busy and not self.queue:
             self.busy = True
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queue.append(waiter)
+        if locking is not None:
+            self.locking[waiter] = locking
         try:
             await waiter
         except BaseException:
@@ -143,6 +151,20 @@ class _Lane:
                 with contextlib.suppress(ValueError):
                     self.queue.remove(waiter)
             raise
+        finally:
+            self.locking.pop(waiter, None)
+
+    def ahead(self, limit: int) -> list[str]:
+        """The keys the next (up to ``limit``) waiting transactions will lock, in their order."""
+        keys: list[str] = []
+        if limit > 0 and self.locking:
+            for waiter in self.queue:
+                key = self.locking.get(waiter)
+                if key is not None and not waiter.done():
+                    keys.append(key)
+                    if len(keys) >= limit:
+                        break
+        return keys
 
     def _waiting(self) -> bool:
         return any(not waiter.done() for waiter in self.queue)
@@ -325,12 +347,16 @@ class _Member:
         self._savepoint = False
         self._locked: set[str] = set()
 
-    async def bind(self, key: str) -> _Group:
-        """Join the lane ``key`` belongs to (waiting for its slot) and its group."""
+    async def bind(self, key: str, *, locking: bool = False) -> _Group:
+        """Join the lane ``key`` belongs to (waiting for its slot) and its group.
+
+        ``locking``: the transaction will lock ``key`` first (a hint for the
+        group running meanwhile, which may lock and read it ahead).
+        """
         if self.group is not None:
             return self.group
         lane = self._committer.lane_for(key)
-        await lane.acquire()
+        await lane.acquire(key if locking else None)
         self.lane = lane
         try:
             self.group = await lane.join()
@@ -377,15 +403,19 @@ class _Member:
             assert reads is not None  # noqa: S101 - unbound members exist only with several lanes
             return await reads.get(key)
         if group is None:
-            group = await self.bind(key)
+            group = await self.bind(key, locking=True)
         lock = for_update and key not in self._locked
+        ahead: Sequence[str] = ()
         if lock:
             self._locked.add(key)
+            lane = self.lane
+            if lane is not None and lane.locking:
+                ahead = lane.ahead(self._committer.max_members - group.outcome.members - 1)
         if key in self._writes:
             if lock:
-                await self._db(group.physical.get(key, lock=True))
+                await self._db(group.physical.get(key, lock=True, ahead=ahead))
             return self._writes[key]
-        return await self._db(group.physical.get(key, lock=lock))
+        return await self._db(group.physical.get(key, lock=lock, ahead=ahead))
 
     async def put(self, key: str, value: bytes) -> None:
         """Insert or replace the value at ``key`` (applied when the transaction ends)."""

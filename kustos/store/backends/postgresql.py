@@ -59,7 +59,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
 import psycopg
@@ -598,6 +598,12 @@ async def _get(conn: psycopg.AsyncConnection[Any], key: str) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
+async def _value(cur: psycopg.AsyncCursor[Any]) -> bytes | None:
+    """The value of the ``SELECT value`` result the cursor is on."""
+    row = await cur.fetchone()
+    return None if row is None else bytes(row[0])
+
+
 async def _list(
     conn: psycopg.AsyncConnection[Any],
     prefix: str,
@@ -641,6 +647,8 @@ class _PostgresGroup:
         self._origin = origin
         self._pending: list[bytes] = [b"BEGIN"]
         self._open = True
+        self._locked: dict[str, bytes | None] = {}  # locked keys -> their value in this group
+        self._tried: set[str] = set()  # keys locked ahead, or tried
 
     def _text(self, text: str) -> bytes:
         """``text`` as a quoted SQL string literal (libpq would cut it at a NUL: refused)."""
@@ -653,25 +661,59 @@ class _PostgresGroup:
 
     async def _run(self, *statements: bytes) -> psycopg.AsyncCursor[Any]:
         """Send the queued statements and ``statements`` in one round trip; the cursor is on the last result."""
-        queued, self._pending = [*self._pending, *statements], []
-        cur = self._cursor
-        await cur.execute(b"; ".join(queued), prepare=False)
+        cur = await self._run_all(statements)
         while cur.nextset():
             pass
         return cur
 
-    async def get(self, key: str, *, lock: bool) -> bytes | None:
+    async def _run_all(self, statements: Sequence[bytes]) -> psycopg.AsyncCursor[Any]:
+        """Send the queued statements and ``statements`` in one round trip; the cursor is on the first of ``statements``."""
+        queued, self._pending = self._pending, []
+        cur = self._cursor
+        await cur.execute(b"; ".join([*queued, *statements]), prepare=False)
+        for _ in queued:
+            cur.nextset()
+        return cur
+
+    async def get(self, key: str, *, lock: bool, ahead: Sequence[str] = ()) -> bytes | None:
+        """Read ``key``; a key this group locked is answered from memory (no round trip).
+
+        With ``lock``, the round trip also tries to lock each key of
+        ``ahead`` (``pg_try_advisory_xact_lock``, never waiting) and reads
+        those it locked, so the transactions waiting for the lane find their
+        first locked read done.
+        """
+        if key in self._locked:
+            return self._locked[key]
         with _errors("get"):
             literal = self._text(key)
-            select = b"SELECT value FROM entries WHERE key = " + literal
+            statements = [b"SELECT value FROM entries WHERE key = " + literal]
             if lock:
-                cur = await self._run(
-                    b"SELECT pg_advisory_xact_lock(hashtextextended(" + literal + b", 0))", select
+                statements.insert(
+                    0, b"SELECT pg_advisory_xact_lock(hashtextextended(" + literal + b", 0))"
                 )
-            else:
-                cur = await self._run(select)
-            row = await cur.fetchone()
-        return None if row is None else bytes(row[0])
+                self._tried.add(key)
+                later = [k for k in dict.fromkeys(ahead) if k not in self._tried]
+                for other in later:
+                    self._tried.add(other)
+                    quoted = self._text(other)
+                    statements.append(
+                        b"SELECT pg_try_advisory_xact_lock(hashtextextended(" + quoted + b", 0))"
+                    )
+                    statements.append(b"SELECT value FROM entries WHERE key = " + quoted)
+            cur = await self._run_all(statements)
+            if lock:
+                cur.nextset()  # past the lock
+            value = await _value(cur)
+            if lock:
+                self._locked[key] = value
+                for other in later:
+                    cur.nextset()
+                    row = await cur.fetchone()
+                    cur.nextset()
+                    if row is not None and row[0]:
+                        self._locked[other] = await _value(cur)
+        return value
 
     async def apply(self, writes: Mapping[str, bytes | None]) -> None:
         with _errors("apply"):
@@ -681,6 +723,11 @@ class _PostgresGroup:
                 if value is not None
             ]
             deletes = [self._text(key) for key, value in writes.items() if value is None]
+        locked = self._locked
+        if locked:
+            for key, value in writes.items():
+                if key in locked:
+                    locked[key] = value
         if rows:
             self._pending.append(
                 b"INSERT INTO entries (key, value) VALUES "
@@ -697,6 +744,9 @@ class _PostgresGroup:
             statement += b" AND key < " + self._text(end)
         with _errors("delete_prefix"):
             cur = await self._run(statement)
+        for key in self._locked:
+            if key.startswith(prefix):
+                self._locked[key] = None
         return max(cur.rowcount, 0)
 
     async def list(self, prefix: str) -> list[str]:
@@ -712,6 +762,9 @@ class _PostgresGroup:
         self._pending.append(b"RELEASE SAVEPOINT kustos_member")
 
     async def rollback_to_savepoint(self) -> None:
+        # undoes writes and releases the locks taken since the savepoint (ahead
+        # of other transactions too): what this group knows is forgotten
+        self._locked.clear()
         self._pending.append(b"ROLLBACK TO SAVEPOINT kustos_member")
         self._pending.append(b"RELEASE SAVEPOINT kustos_member")
 

@@ -30,7 +30,7 @@ import os
 import queue
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -376,7 +376,7 @@ class _SqliteGroup:
         self._backend = backend
         self._conn = conn
 
-    async def get(self, key: str, *, lock: bool) -> bytes | None:
+    async def get(self, key: str, *, lock: bool, ahead: Sequence[str] = ()) -> bytes | None:
         with _errors("get"):
             return _get(self._conn, key)
 

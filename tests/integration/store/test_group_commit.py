@@ -157,3 +157,115 @@ async def test_a_database_failure_inside_a_group_fails_every_member(
         assert await backend.get("broken/after") == b"ok"
     finally:
         await backend.close()
+
+
+def _held_elsewhere(database: str, keys: list[str]) -> set[str]:
+    """The keys whose advisory lock (as ``for_update`` takes it) another session holds now."""
+    with psycopg.connect(database) as admin:  # one transaction, rolled back: takes nothing for good
+        return {
+            key
+            for key in keys
+            if not admin.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)
+            ).fetchone()[0]  # type: ignore[index]
+        }
+
+
+@pytest.mark.postgres
+async def test_keys_locked_ahead_for_waiting_transactions_stay_locked_until_used(
+    postgres_url: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A group locks (and reads) the keys its waiting transactions will lock, in one round trip.
+
+    The first transaction holds its lane's slot while the others queue behind
+    it: their keys get locked ahead. Each waiter's key is locked while it
+    runs, and every increment lands.
+    """
+    database = create_database(postgres_url)
+    backend = PostgresBackend(database, pool_min=1, pool_max=8)  # several lanes
+    await backend.open()
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    ran: set[str] = set()
+    locked_while_running: dict[str, bool] = {}
+    keys = [f"ahead/k{i}" for i in range(30)]
+    try:
+
+        async def first() -> None:
+            async with backend.transaction() as tx:
+                await tx.get("ahead/first", for_update=True)  # the others queue meanwhile
+                started.set()
+                await tx.get("ahead/first/second", for_update=True)  # locks theirs ahead
+                await gate.wait()
+                await tx.put("ahead/first", b"1")
+
+        async def waiter(key: str) -> None:
+            async with backend.transaction() as tx:
+                current = await tx.get(key, for_update=True)
+                ran.add(key)
+                await tx.get(key + "/plain")  # a round trip: whatever the group queued is sent
+                held = await asyncio.to_thread(_held_elsewhere, database, [key])
+                locked_while_running[key] = key in held
+                await tx.put(key, str(int(current or b"0") + 1).encode())
+
+        tasks = [asyncio.ensure_future(first())]
+        tasks += [asyncio.ensure_future(waiter(key)) for key in keys]
+        await started.wait()
+        await asyncio.sleep(0.2)  # the first transaction's second read has been answered
+        held = await asyncio.to_thread(_held_elsewhere, database, keys)
+        held_ahead = held - ran  # locked, but their transactions have not read them yet
+        gate.set()
+        assert not [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r]
+        assert held_ahead  # some waiters' keys were locked before they ran
+        assert sorted(locked_while_running) == sorted(keys)
+        assert all(locked_while_running.values()), locked_while_running
+        for key in keys:
+            assert await backend.get(key) == b"1", key
+    finally:
+        await backend.close()
+
+
+@pytest.mark.postgres
+async def test_a_lock_released_by_a_rollback_to_savepoint_is_taken_again(
+    postgres_url: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A transaction that raises after a savepoint releases the locks it took since.
+
+    The next transaction of the same group that locks the same key must lock
+    it again (not trust the group's memory of it). One lane, so the two share
+    a group unless the first one's group is already older than its limit.
+    """
+    database = create_database(postgres_url)
+    backend = PostgresBackend(database, pool_min=1, pool_max=4)  # one lane
+    await backend.open()
+
+    async def first(key: str, locked: asyncio.Event) -> None:
+        async with backend.transaction() as tx:
+            await tx.put(key + "/scratch", b"1")
+            await tx.list(key + "/")  # applies the write under a savepoint
+            await tx.get(key, for_update=True)
+            locked.set()
+            for _ in range(3):
+                await asyncio.sleep(0)  # second() queues for the slot
+            raise RuntimeError("abort")
+
+    async def second(key: str, locked: asyncio.Event) -> bool:
+        await locked.wait()
+        async with backend.transaction() as tx:
+            await tx.get(key, for_update=True)
+            await tx.get(key + "/plain")  # a round trip: whatever the group queued is sent
+            held = await asyncio.to_thread(_held_elsewhere, database, [key])
+            await tx.put(key, b"2")
+        return key in held
+
+    try:
+        for attempt in range(5):
+            key, locked = f"again/{attempt}", asyncio.Event()
+            outcomes = await asyncio.gather(
+                first(key, locked), second(key, locked), return_exceptions=True
+            )
+            assert isinstance(outcomes[0], RuntimeError) and outcomes[1] is True, outcomes
+            assert await backend.get(key) == b"2"
+            assert await backend.get(key + "/scratch") is None
+    finally:
+        await backend.close()
