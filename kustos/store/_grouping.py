@@ -35,6 +35,10 @@ lane and run one after another there. Before joining, its plain reads see
 committed data (READ COMMITTED, as a transaction of its own would). A
 transaction that locks keys of two lanes waits on the database's lock, held
 until the other lane's group commits.
+While a transaction waits for its lane's slot, the key it will lock is
+known: the running transaction's locked reads pass the keys of those waiting
+(``ahead``) to the backend, which may lock and read them in the same round
+trip (PostgreSQL does; see its backend).
 
 Failures: a database error inside a group (a statement, a savepoint, the
 commit) rolls the whole group back and every member that had ended raises

@@ -28,7 +28,11 @@ and a transaction that notifies holds the database's notification lock from
 its pre-commit until the commit is done, so notifying commits of the whole
 cluster run one at a time. A group pays for that once. Inside a group,
 statements whose result is not needed are queued and sent with the next one
-that is (see :class:`_PostgresGroup`): a KV write costs one round trip.
+that is (see :class:`_PostgresGroup`): a KV write costs at most one round
+trip, and usually none of its own, because the round trip of a locked read
+also locks and reads, where it can without waiting, the keys the
+transactions queued behind it will lock (``ahead``), and the group answers
+reads of the keys it holds locked from memory.
 
 Change notifications (:meth:`PostgresBackend.watch_changes`): a group that
 put or deleted keys, or announced something (:meth:`Transaction.announce`),
