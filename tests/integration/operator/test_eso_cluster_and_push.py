@@ -591,3 +591,79 @@ spec:
         finally:
             if await api.get(ESO, "clustersecretstores", None, store) is not None:
                 await api.delete(ESO, "clustersecretstores", None, store)
+
+
+async def test_a_push_secret_through_the_kustos_provider(
+    api, run_operator, wait, kustos_server: RunningServer
+) -> None:
+    addr, root = kustos_server
+    prefix = f"push-kustos-{api.ns}"
+    await api.create(
+        "secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kustos-token", "namespace": api.ns},
+            "stringData": {"token": root},
+        },
+    )
+    await api.create(
+        "secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "source", "namespace": api.ns},
+            "stringData": {"db_U0040_host": "db1"},  # ReverseUnicode: db@host
+        },
+    )
+    await apply_yaml(
+        api,
+        f"""
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: kustos
+  namespace: NAMESPACE
+spec:
+  provider:
+    kustos:
+      server: "{addr}"
+      auth:
+        tokenSecretRef:
+          name: kustos-token
+          key: token
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata:
+  name: push
+  namespace: NAMESPACE
+spec:
+  secretStoreRefs:
+  - name: kustos
+  selector:
+    secret:
+      name: source
+  data:
+  - conversionStrategy: ReverseUnicode
+    match:
+      secretKey: db@host
+      remoteRef:
+        remoteKey: {prefix}/db
+        property: host
+""",
+    )
+    async with (
+        httpx.AsyncClient(base_url=addr, headers={"X-Vault-Token": root}, timeout=10) as vault,
+        run_operator(),
+    ):
+
+        async def pushed() -> bool:
+            answer = await vault.get(f"/v1/secret/data/{prefix}/db")
+            return answer.status_code == 200 and answer.json()["data"]["data"] == {"host": "db1"}
+
+        await wait(pushed, what="the value pushed through the kustos provider")
+        metadata = (await vault.get(f"/v1/secret/metadata/{prefix}/db")).json()["data"]
+        assert metadata["custom_metadata"] == {"managed-by": "external-secrets"}
+        ps = await api.get(PUSH, "pushsecrets", api.ns, "push")
+        assert ps is not None and list(ps["status"]["syncedPushSecrets"]) == ["SecretStore/kustos"]
