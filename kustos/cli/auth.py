@@ -202,7 +202,7 @@ def login(
     args: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[TOKEN | KEY=VALUE...]",
+            metavar="TOKEN|KEY=VALUE",
             help=(
                 "-method=token: the token ('-' reads it from stdin; omitted: prompt without echo). "
                 "Other methods: KEY=VALUE arguments as in `vault login`: userpass username= password=; "
