@@ -108,6 +108,14 @@ def test_opens_for_the_bound_service_account_only(
             pytest.raises(PermissionDeniedError, match="only a token from a ServiceAccount login"),
         ):
             other.bound.decrypt(text)
+    # the Kubernetes cluster admin's own credential (system:masters) is no ServiceAccount login
+    refused = httpx.post(
+        f"{server.addr}/v1/auth/kubernetes/login",
+        json={"role": "payments", "jwt": control_plane.admin_token},
+        timeout=30,
+    )
+    assert refused.status_code == 403, refused.text
+    assert "auth" not in refused.json()
 
 
 def test_uid_bound_value_dies_with_the_service_account(
