@@ -7,15 +7,18 @@ Kustos reads the environment or a file at import time.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "KeyProviderConfig",
     "ServerConfig",
     "StorageConfig",
+    "redact_storage_url",
 ]
 
 DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
@@ -30,9 +33,15 @@ class StorageConfig:
     PostgreSQL conninfo / URL (``postgresql://user@host:5432/db``).
     """
 
-    url: str
+    url: str = field(repr=False)
+    """May hold a database password: never logged as is (see :attr:`redacted`)."""
     pool_min: int = 1
     pool_max: int = 10
+
+    @property
+    def redacted(self) -> str:
+        """The URL with any password replaced by ``***``, for logs and banners."""
+        return redact_storage_url(self.url)
 
     @property
     def kind(self) -> Literal["sqlite", "postgresql"]:
@@ -79,3 +88,20 @@ class ServerConfig:
     """Serve the web console under ``/ui/`` (``kustos server --no-ui`` turns it off)."""
     initial_kv_mounts: tuple[str, ...] = ()
     """KV version 2 mounts created by ``sys/init`` (``--initial-kv-mount``; e.g. ``secret/``)."""
+
+
+_CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_storage_url(url: str) -> str:
+    """``url`` with its password (URL userinfo or a conninfo ``password=``) shown as ``***``."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            user = parts.username or ""
+            netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+            url = urlunsplit(parts._replace(netloc=netloc))
+    return _CONNINFO_PASSWORD.sub(lambda m: m.group(1) + "***", url)

@@ -18,7 +18,13 @@ import typer
 
 from kustos.cli.connection import save_token, token_file
 from kustos.cli.output import fail, stderr
-from kustos.config import DEFAULT_MAX_VALUE_BYTES, KeyProviderConfig, ServerConfig, StorageConfig
+from kustos.config import (
+    DEFAULT_MAX_VALUE_BYTES,
+    KeyProviderConfig,
+    ServerConfig,
+    StorageConfig,
+    redact_storage_url,
+)
 from kustos.errors import KustosError
 
 __all__ = ["register"]
@@ -60,7 +66,10 @@ def server(
     storage: Annotated[
         str | None,
         typer.Option(
-            help="Storage URL: sqlite:///path/kustos.db or postgresql://... (default: SQLite in --data-dir)."
+            help="Storage URL: sqlite:///path/kustos.db or postgresql://... (default: SQLite in"
+            " --data-dir). Prefer the environment variable for a URL with a password: an argument"
+            " is visible to every process on the host.",
+            envvar="KUSTOS_STORAGE",
         ),
     ] = None,
     key_provider: Annotated[
@@ -216,7 +225,7 @@ def server(
 
         lines = [
             f"Kustos server listening on {address}",
-            f"    Storage:      {storage_url}",
+            f"    Storage:      {redact_storage_url(storage_url)}",
             f"    Key provider: {key_provider}",
         ]
         if ui:

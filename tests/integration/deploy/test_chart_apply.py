@@ -103,7 +103,9 @@ def test_production_values_are_accepted(control_plane: ControlPlane, tmp_path: P
     (server,) = [o for o in objects if o["kind"] == "StatefulSet"]
     pod = server["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert {"--key-provider=shamir", "--storage=$(KUSTOS_POSTGRES_DSN)"} <= set(container["args"])
+    assert "--key-provider=shamir" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--storage")]
+    assert {"name": "KUSTOS_STORAGE", "valueFrom": {"secretKeyRef": {"name": "kustos-postgres", "key": "dsn"}}} in container["env"]  # fmt: skip
     assert {"--tls-cert=/tls/tls.crt", "--tls-key=/tls/tls.key"} <= set(container["args"])
     assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert "volumeClaimTemplates" not in server["spec"] and server["spec"]["replicas"] == 3
