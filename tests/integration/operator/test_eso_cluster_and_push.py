@@ -667,3 +667,28 @@ spec:
         assert metadata["custom_metadata"] == {"managed-by": "external-secrets"}
         ps = await api.get(PUSH, "pushsecrets", api.ns, "push")
         assert ps is not None and list(ps["status"]["syncedPushSecrets"]) == ["SecretStore/kustos"]
+
+        # deletionPolicy Delete, then the source Secret goes: what was pushed goes too.
+        await api.patch(PUSH, "pushsecrets", api.ns, "push", {"spec": {"deletionPolicy": "Delete"}})
+
+        async def guarded() -> bool:
+            ps = await api.get(PUSH, "pushsecrets", api.ns, "push")
+            return "pushsecret.externalsecrets.io/finalizer" in (
+                (ps or {}).get("metadata", {}).get("finalizers") or []
+            )
+
+        await wait(guarded, what="the finalizer added")
+        await api.delete("v1", "secrets", api.ns, "source")
+
+        async def cleaned() -> bool:
+            ps = await api.get(PUSH, "pushsecrets", api.ns, "push")
+            gone = (await vault.get(f"/v1/secret/metadata/{prefix}/db")).status_code == 404
+            return gone and (_ready(ps) or ("", ""))[:2] == ("False", "SourceDeleted")
+
+        await wait(cleaned, what="the pushed secret deleted with its source (SourceDeleted)")
+        await api.delete(PUSH, "pushsecrets", api.ns, "push")  # the finalizer goes with it
+
+        async def released() -> bool:
+            return await api.get(PUSH, "pushsecrets", api.ns, "push") is None
+
+        await wait(released, what="the PushSecret deleted")
