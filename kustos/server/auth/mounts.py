@@ -12,21 +12,20 @@ The table is cached in memory. Another replica's change reaches it when
 that commit is announced (:mod:`kustos.server.replicas` calls
 :meth:`AuthTable.load`); without announcements (or while they are down) it
 is re-read when a request names a path that is not in it, at most once a
-second.
+second. The table itself is the generic :class:`~kustos.server.pathtable.PathTable`,
+shared with the mount table.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
-from kustos.errors import InvalidRequestError, StorageError
+from kustos.errors import InvalidRequestError
+from kustos.server.pathtable import PathEntry, PathTable, normalize_table_path
 from kustos.server.times import Clock
 from kustos.store.base import StorageBackend
 
@@ -41,22 +40,11 @@ __all__ = [
 AUTH_TABLE_KEY: Final = "core/auth"
 METHOD_PREFIX: Final = "auth-methods/"
 """Storage prefix of every auth method's records (``auth-methods/<uuid>/...``)."""
-_SEGMENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_RELOAD_INTERVAL: Final = 1.0
 
 
 @dataclass(frozen=True)
-class AuthMount:
-    """One enabled auth method."""
-
-    path: str
-    """``kubernetes/`` (always with a trailing slash, without ``auth/``)."""
-    type: str
-    uuid: str
-    accessor: str
-    description: str = ""
-    config: Mapping[str, Any] = field(default_factory=dict)
-    created: float = 0.0
+class AuthMount(PathEntry):
+    """One enabled auth method (``path`` is ``kubernetes/``, without ``auth/``)."""
 
     @property
     def storage_prefix(self) -> str:
@@ -67,47 +55,9 @@ class AuthMount:
         """What issued tokens' display names start with (``kubernetes`` for ``auth/kubernetes/``)."""
         return self.path.strip("/").replace("/", "-")
 
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "type": self.type,
-            "uuid": self.uuid,
-            "accessor": self.accessor,
-            "description": self.description,
-            "config": dict(self.config),
-            "created": self.created,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> AuthMount:
-        return cls(
-            path=str(doc["path"]),
-            type=str(doc["type"]),
-            uuid=str(doc["uuid"]),
-            accessor=str(doc["accessor"]),
-            description=str(doc.get("description", "")),
-            config=dict(doc.get("config") or {}),
-            created=float(doc.get("created", 0.0)),
-        )
-
     def describe(self) -> dict[str, Any]:
         """The method as ``sys/auth`` lists it."""
-        return {
-            "accessor": self.accessor,
-            "config": {
-                "default_lease_ttl": int(self.config.get("default_lease_ttl", 0)),
-                "max_lease_ttl": int(self.config.get("max_lease_ttl", 0)),
-                "token_type": "default-service",
-            },
-            "description": self.description,
-            "external_entropy_access": False,
-            "local": False,
-            "options": None,
-            "plugin_version": "",
-            "seal_wrap": False,
-            "type": self.type,
-            "uuid": self.uuid,
-        }
+        return self._listing({"token_type": "default-service"}, options=None)
 
 
 TOKEN_MOUNT: Final = AuthMount(
@@ -121,18 +71,7 @@ TOKEN_MOUNT: Final = AuthMount(
 
 def normalize_auth_path(path: str) -> str:
     """``kubernetes`` or ``kubernetes/`` → ``kubernetes/``; refuse malformed or reserved paths."""
-    text = path.strip().strip("/")
-    if not text:
-        raise InvalidRequestError("auth method path is empty")
-    if len(text) > 256:
-        raise InvalidRequestError("auth method path is longer than 256 characters")
-    for segment in text.split("/"):
-        if not _SEGMENT.fullmatch(segment):
-            raise InvalidRequestError(
-                f"invalid auth method path {text!r}: segments are 1-64 letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit"
-            )
-    normalized = text + "/"
+    normalized = normalize_table_path(path, what="auth method path")
     if normalized == "token/" or normalized.startswith("token/"):
         raise InvalidRequestError(
             "the token auth method is built in at auth/token/ and cannot be changed"
@@ -140,101 +79,39 @@ def normalize_auth_path(path: str) -> str:
     return normalized
 
 
-class AuthTable:
+class AuthTable(PathTable[AuthMount]):
     """The enabled auth methods, cached in memory, stored at ``core/auth``."""
 
     def __init__(self, *, storage: StorageBackend, clock: Clock) -> None:
-        self._storage = storage
-        self._clock = clock
-        self._mounts: dict[str, AuthMount] = {}
-        self._loaded_at = float("-inf")
-        self._loaded = False
-        self.reload_on_miss = True
-        """Re-read the table when a request names an unknown path (off while changes are announced)."""
-
-    async def load(self) -> None:
-        self._mounts = self._parse(await self._storage.get(AUTH_TABLE_KEY))
-        self._loaded_at = self._clock()
-        self._loaded = True
-
-    async def ensure_loaded(self) -> None:
-        if not self._loaded:
-            await self.load()
-
-    @staticmethod
-    def _parse(raw: bytes | None) -> dict[str, AuthMount]:
-        if raw is None:
-            return {}
-        try:
-            doc = orjson.loads(raw)
-            return {str(path): AuthMount.from_doc(entry) for path, entry in doc["mounts"].items()}
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            raise StorageError("the stored auth method table is malformed") from None
-
-    def entries(self) -> list[AuthMount]:
-        """Enabled methods, sorted by path (without the built-in ``token/``)."""
-        return [self._mounts[p] for p in sorted(self._mounts)]
-
-    def resolve(self, path: str) -> tuple[AuthMount, str] | None:
-        """``(mount, rest)`` for an API path after ``auth/`` (longest matching mount path)."""
-        best: AuthMount | None = None
-        for mount_path, mount in self._mounts.items():
-            if (path + "/").startswith(mount_path) and (
-                best is None or len(mount_path) > len(best.path)
-            ):
-                best = mount
-        if best is None:
-            return None
-        return best, path[len(best.path) :] if len(path) >= len(best.path) else ""
-
-    async def resolve_fresh(self, path: str) -> tuple[AuthMount, str] | None:
-        """Like :meth:`resolve`, re-reading the table once if nothing matched and it may be stale."""
-        await self.ensure_loaded()
-        found = self.resolve(path)
-        if (
-            found is None
-            and self.reload_on_miss
-            and self._clock() - self._loaded_at >= _RELOAD_INTERVAL
-        ):
-            await self.load()
-            found = self.resolve(path)
-        return found
+        super().__init__(
+            storage=storage,
+            clock=clock,
+            key=AUTH_TABLE_KEY,
+            parse=AuthMount.from_doc,
+            name="auth method table",
+        )
 
     async def enable(
         self, path: str, *, type: str, description: str, config: Mapping[str, Any]
     ) -> AuthMount:
-        mount = AuthMount(
-            path=path,
-            type=type,
-            uuid=str(uuid.uuid4()),
-            accessor=f"auth_{type}_{secrets.token_hex(4)}",
-            description=description,
-            config=dict(config),
-            created=self._clock(),
-        )
-        async with self._storage.transaction() as tx:
-            mounts = self._parse(await tx.get(AUTH_TABLE_KEY, for_update=True))
-            for existing in mounts:
-                if existing.startswith(path) or path.startswith(existing):
-                    raise InvalidRequestError(f"path is already in use at {existing}")
+        """Enable a method at ``path`` (already normalized); refuse overlaps with enabled ones."""
+
+        def add(mounts: dict[str, AuthMount]) -> AuthMount:
+            self._refuse_overlap(mounts, path)
+            mount = AuthMount(
+                path=path,
+                type=type,
+                uuid=str(uuid.uuid4()),
+                accessor=f"auth_{type}_{secrets.token_hex(4)}",
+                description=description,
+                config=dict(config),
+                created=self._clock(),
+            )
             mounts[path] = mount
-            await tx.put(AUTH_TABLE_KEY, self._dump(mounts))
-        self._mounts = mounts
-        self._loaded_at = self._clock()
-        return mount
+            return mount
+
+        return await self._change(add)
 
     async def disable(self, path: str) -> AuthMount | None:
         """Remove the method at ``path`` and delete all its records; ``None`` if none was there."""
-        async with self._storage.transaction() as tx:
-            mounts = self._parse(await tx.get(AUTH_TABLE_KEY, for_update=True))
-            removed = mounts.pop(path, None)
-            if removed is not None:
-                await tx.put(AUTH_TABLE_KEY, self._dump(mounts))
-                await tx.delete_prefix(removed.storage_prefix)
-        self._mounts = mounts
-        self._loaded_at = self._clock()
-        return removed
-
-    @staticmethod
-    def _dump(mounts: Mapping[str, AuthMount]) -> bytes:
-        return orjson.dumps({"v": 1, "mounts": {p: m.to_doc() for p, m in sorted(mounts.items())}})
+        return await self._remove(path)
