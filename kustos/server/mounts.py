@@ -21,8 +21,6 @@ from typing import Any, Final
 
 from kustos.errors import InvalidRequestError
 from kustos.server.pathtable import PathEntry, PathTable, normalize_table_path
-from kustos.server.times import Clock
-from kustos.store.base import StorageBackend
 
 __all__ = ["MOUNTS_KEY", "RESERVED_PREFIXES", "MountEntry", "MountTable", "normalize_mount_path"]
 
@@ -79,14 +77,11 @@ def normalize_mount_path(path: str) -> str:
 class MountTable(PathTable[MountEntry]):
     """The mount table, cached in memory, stored at ``core/mounts``."""
 
-    def __init__(self, *, storage: StorageBackend, clock: Clock) -> None:
-        super().__init__(
-            storage=storage,
-            clock=clock,
-            key=MOUNTS_KEY,
-            parse=MountEntry.from_doc,
-            name="mount table",
-        )
+    _key = MOUNTS_KEY
+    _name = "mount table"
+
+    def _parse_entry(self, doc: Mapping[str, Any]) -> MountEntry:
+        return MountEntry.from_doc(doc)
 
     async def enable(
         self,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar
 
 import orjson
 
@@ -129,28 +129,26 @@ E = TypeVar("E", bound=_Stored)
 
 
 class PathTable(Generic[E]):
-    """Entries by path, cached in memory, stored as one JSON record at ``key``."""
+    """Entries by path, cached in memory, stored as one JSON record at ``_key``."""
 
-    def __init__(
-        self,
-        *,
-        storage: StorageBackend,
-        clock: Clock,
-        key: str,
-        parse: Callable[[Mapping[str, Any]], E],
-        name: str,
-    ) -> None:
+    _key: ClassVar[str]
+    """Where the table's record is stored (``core/mounts``, ``core/auth``)."""
+    _name: ClassVar[str]
+    """What the table is called in errors."""
+
+    def __init__(self, *, storage: StorageBackend, clock: Clock) -> None:
         self._storage = storage
         self._clock = clock
-        self._key = key
-        self._parse_entry = parse
-        self._name = name
         self._entries: dict[str, E] = {}
         self._nested = False
         self._loaded = False
         self._loaded_at = float("-inf")
         self.reload_on_miss = True
         """Re-read the table when a request names an unknown path (off while changes are announced)."""
+
+    def _parse_entry(self, doc: Mapping[str, Any]) -> E:
+        """The entry ``doc`` stores (each table knows its entry type)."""
+        raise NotImplementedError
 
     async def load(self) -> None:
         self._set(self._parse(await self._storage.get(self._key)))

@@ -26,8 +26,6 @@ from typing import Any, Final
 
 from kustos.errors import InvalidRequestError
 from kustos.server.pathtable import PathEntry, PathTable, normalize_table_path
-from kustos.server.times import Clock
-from kustos.store.base import StorageBackend
 
 __all__ = [
     "AUTH_TABLE_KEY",
@@ -82,14 +80,11 @@ def normalize_auth_path(path: str) -> str:
 class AuthTable(PathTable[AuthMount]):
     """The enabled auth methods, cached in memory, stored at ``core/auth``."""
 
-    def __init__(self, *, storage: StorageBackend, clock: Clock) -> None:
-        super().__init__(
-            storage=storage,
-            clock=clock,
-            key=AUTH_TABLE_KEY,
-            parse=AuthMount.from_doc,
-            name="auth method table",
-        )
+    _key = AUTH_TABLE_KEY
+    _name = "auth method table"
+
+    def _parse_entry(self, doc: Mapping[str, Any]) -> AuthMount:
+        return AuthMount.from_doc(doc)
 
     async def enable(
         self, path: str, *, type: str, description: str, config: Mapping[str, Any]
