@@ -20,8 +20,6 @@ expressions, crypto). Debian's Go is 1.19: no ``else with`` (1.23) or
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -31,11 +29,7 @@ import pytest
 from kustos.errors import InvalidRequestError
 from kustos.gitops.gotext import StringMap, execute, parse
 from kustos.gitops.sprig import eso_functions
-
-_SOURCES = Path("/usr/share/gocode/src")
-_SPRIG = _SOURCES / "github.com/Masterminds/sprig"
-_SEMVER = _SOURCES / "github.com/Masterminds/semver"
-_PROGRAM = Path(__file__).parents[2] / "support" / "gotemplate" / "main.go"
+from tests.support import gotemplate
 
 DATA = {
     "password": "p@ss w/rd&<x>",
@@ -193,37 +187,10 @@ CASES = [
 @pytest.fixture(scope="module")
 def go_render(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go renderer, built offline from Debian's Go and sprig sources."""
-    go = shutil.which("go")
-    if go is None or not _SPRIG.is_dir() or not _SEMVER.is_dir():
-        pytest.skip(
-            "Go or sprig's sources are not installed (scripts/install-system-deps.sh installs "
-            "golang-go and golang-github-masterminds-sprig-dev)"
-        )
-    work = tmp_path_factory.mktemp("gotemplate")
-    gopath = work / "gopath" / "src" / "github.com" / "Masterminds"
-    for name, source in (("sprig", _SPRIG), ("semver", _SEMVER)):
-        (gopath / name).mkdir(parents=True)
-        (gopath / name / "v3").symlink_to(source)  # module paths .../v3 in GOPATH mode
-    binary = work / "render"
-    env = {
-        **os.environ,
-        "GOPATH": f"{work / 'gopath'}:{_SOURCES.parent}",
-        "GO111MODULE": "off",
-        "GOFLAGS": "",
-        "GOCACHE": str(work / "cache"),
-        "GOPROXY": "off",
-        "CGO_ENABLED": "0",
-    }
-    built = subprocess.run(
-        [go, "build", "-o", str(binary), str(_PROGRAM)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    return binary
+    reason = gotemplate.missing()
+    if reason:
+        pytest.skip(reason)
+    return gotemplate.build(tmp_path_factory.mktemp("gotemplate"))
 
 
 def _go(binary: Path, templates: list[str]) -> list[dict[str, Any]]:
