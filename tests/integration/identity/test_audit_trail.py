@@ -58,6 +58,12 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningS
         yield server, log
 
 
+_TIMEOUT = 60
+"""Seconds one probe may take: a hung route still fails, a loaded host does not (the first
+``cert.pem`` may generate the RSA sealing key; with 10 s, two full-suite runs on a busy 2-core
+machine timed out here while the test passed alone)."""
+
+
 def _call(server: RunningServer, method: str, path: str, token: str | None, **kwargs: Any) -> str:
     request_id = str(uuid.uuid4())
     headers = {"X-Request-Id": request_id}
@@ -65,11 +71,13 @@ def _call(server: RunningServer, method: str, path: str, token: str | None, **kw
         headers["X-Vault-Token"] = token
     if method == "STREAM":
         with httpx.stream(
-            "GET", f"{server.addr}/v1/{path}", headers=headers, timeout=10, **kwargs
+            "GET", f"{server.addr}/v1/{path}", headers=headers, timeout=_TIMEOUT, **kwargs
         ) as response:
             response.close()
     else:
-        httpx.request(method, f"{server.addr}/v1/{path}", headers=headers, timeout=10, **kwargs)
+        httpx.request(
+            method, f"{server.addr}/v1/{path}", headers=headers, timeout=_TIMEOUT, **kwargs
+        )
     return request_id
 
 
