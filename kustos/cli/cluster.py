@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 import typer
 
 from kustos.cli.output import OutputFormat, OutputOption, fail, render, stderr
+from kustos.cli.writing import write_atomic
 from kustos.errors import KustosError
 
 if TYPE_CHECKING:
@@ -138,16 +139,8 @@ def encryption_config(
 
 
 def _write_private(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        write_atomic(path, text.encode("utf-8"), private=True)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}")
 

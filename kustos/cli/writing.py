@@ -1,8 +1,8 @@
 """The CLI's one way to write a file: atomically, and private when it holds a secret.
 
 Every command that writes a file it was asked for (``kustos decrypt --output``,
-``encrypt -i``, ``seal -w``, ``seal --merge-into``, a sealing keyring, the
-token file ``kustos login`` keeps) goes through :func:`write_atomic`: the data
+``encrypt -i``, ``seal -w``, ``seal --merge-into``, ``cluster encryption-config
+--output``, a sealing keyring, the token file ``kustos login`` keeps) goes through :func:`write_atomic`: the data
 goes to a temporary file in the same directory (created 0600, so no other user
 sees it even briefly), is flushed to disk, and replaces the target in one
 ``rename(2)``. A reader sees the old file or the new one, never half of one;
