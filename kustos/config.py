@@ -14,6 +14,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_VALUE_BYTES",
     "KeyProviderConfig",
     "ServerConfig",
@@ -23,6 +24,8 @@ __all__ = [
 
 DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
 """Largest accepted request body for one secret write (1 MiB, like a Kubernetes Secret)."""
+DEFAULT_BODY_TIMEOUT: Final = 10.0
+"""Seconds a client has to send a request body (a slow or stalled sender is answered 408)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class ServerConfig:
     data_dir: Path = Path(".kustos")
     dev: bool = False
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    """Seconds a client has to send a request's whole body once its headers arrived (then 408)."""
     log_level: str = "info"
     access_log: bool = False
     ui: bool = True

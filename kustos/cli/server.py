@@ -19,6 +19,7 @@ import typer
 from kustos.cli.connection import save_token, token_file
 from kustos.cli.output import fail, stderr
 from kustos.config import (
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_VALUE_BYTES,
     KeyProviderConfig,
     ServerConfig,
@@ -120,6 +121,13 @@ def server(
             "--max-value-bytes", help="Largest secret (JSON-encoded data) accepted in one write."
         ),
     ] = DEFAULT_MAX_VALUE_BYTES,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout",
+            help="Seconds a client has to send a request body once its headers arrived (then 408).",
+        ),
+    ] = DEFAULT_BODY_TIMEOUT,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
@@ -183,6 +191,8 @@ def server(
         fail(f"--initial-kv-mount: {exc}")
     if max_value_bytes < 1:
         fail("--max-value-bytes must be positive")
+    if not 0 < body_timeout <= 3600:
+        fail("--body-timeout must be more than 0 and at most 3600 seconds")
     if cache_entries is not None and cache_entries < 0:
         fail("--cache-entries must be 0 (off) or more")
     if not 0 < port < 65536:
@@ -212,6 +222,7 @@ def server(
         data_dir=data_dir,
         dev=dev,
         max_value_bytes=max_value_bytes,
+        body_timeout=body_timeout,
         log_level=log_level,
         access_log=access_log,
         ui=ui,

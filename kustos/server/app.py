@@ -60,6 +60,7 @@ from kustos.server.errors import RequestTooLargeError, error_body, public_messag
 from kustos.server.events import StreamReply
 from kustos.server.mounts import MountEntry
 from kustos.server.observability import METRICS_CONTENT_TYPE
+from kustos.server.params import check_nesting
 from kustos.server.routes import PathApi, build_apis
 from kustos.server.routes.bound import KAMUS_ENCRYPT
 from kustos.server.times import Clock
@@ -75,12 +76,18 @@ KAMUS_ENCRYPT_URL: Final = "/api/v1/encrypt"
 _log = logging.getLogger("kustos.server.http")
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BODYLESS: Final = frozenset({"GET", "HEAD", "LIST"})
+_NO_BODY: Final = frozenset({204, 205, 304})
+"""Statuses whose responses carry no body (HTTP forbids one)."""
 _JSON: Final = b"application/json"
 _perf_counter: Final = time.perf_counter
 
 
 class _ClientGoneError(Exception):
     """The client disconnected before sending its whole body."""
+
+
+class _BodyTimeoutError(Exception):
+    """The client did not send its whole body within the body timeout (answered 408, connection closed)."""
 
 
 class _RequestIds:
@@ -123,8 +130,11 @@ class _Holder:
 class _Api:
     """The ``/v1/{path}`` endpoint as a plain ASGI callable (no per-request Request/Response objects)."""
 
-    def __init__(self, holder: _Holder, *, access_log: bool, max_body: int) -> None:
+    def __init__(
+        self, holder: _Holder, *, access_log: bool, max_body: int, body_timeout: float
+    ) -> None:
         self._holder = holder
+        self._body_timeout = body_timeout
         self._access_log = access_log
         self._max_body = max_body
         self._apis_built: list[PathApi] | None = None
@@ -185,6 +195,7 @@ class _Api:
             method = "LIST"
 
         route = "unknown"
+        close = False
         status = 500
         body = b""
         reply_type = _JSON
@@ -210,6 +221,7 @@ class _Api:
                         scope=scope, request_id=request_id, method=method, path=path
                     )
                 unauthenticated = False
+                anonymous_ok = False
                 heads = self._api_heads
                 for api in apis if heads is None or path.partition("/")[0] in heads else ():
                     # a prefix without a trailing "/" is an exact path (cert.pem, verify, rotate)
@@ -218,6 +230,7 @@ class _Api:
                     ):
                         route = api.route(path)
                         unauthenticated = not api.needs_unsealed(path)
+                        anonymous_ok = not api.needs_token(path)
                         handler = api.handle
                         break
                 else:
@@ -240,9 +253,13 @@ class _Api:
                         entry = await core.tokens.lookup(token_text)
                         if entry is None and not is_login_path(path):
                             raise InvalidTokenError()
+                elif not anonymous_ok:  # refused before the body is read or parsed
+                    raise PermissionDeniedError("permission denied")
                 payload = b""
                 if method not in _BODYLESS or content_length:
                     payload = await self._read_body(receive, content_length)
+                    if payload:  # before anything parses it (audit, policy checks, handlers)
+                        check_nesting(payload)
                 call = Call(
                     method=method,
                     path=path,
@@ -294,6 +311,12 @@ class _Api:
                 )
             except _ClientGoneError:
                 status, body = 400, error_body("client disconnected")
+            except _BodyTimeoutError:
+                status = 408
+                body = error_body(
+                    f"the request body was not received within {self._body_timeout:g} seconds"
+                )
+                close = True
             except Exception:
                 status = 500
                 body = error_body(f"internal error; see the server log for request id {request_id}")
@@ -313,18 +336,24 @@ class _Api:
             core.metrics.observe_request(route, method, status, _perf_counter() - started)
             await _send_stream(stream, request_id=request_id, receive=receive, send=send)
             return
+        if status < 200 or status > 599:  # never sent: 1xx is not final, others are not HTTP
+            _log.error("handler answered an invalid status", extra={"request_id": request_id})
+            status, body, reply_type = 500, error_body("internal error: invalid status"), _JSON
         headers = [
             (b"x-request-id", request_id.encode("latin-1")),
             (b"cache-control", b"no-store"),
         ]
-        if status != 204:
+        bodyless = status in _NO_BODY
+        if not bodyless:
             headers.append((b"content-type", reply_type if status < 400 else _JSON))
             headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        if close:
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send(
             {
                 "type": "http.response.body",
-                "body": b"" if method == "HEAD" or status == 204 else body,
+                "body": b"" if method == "HEAD" or bodyless else body,
             }
         )
         elapsed = _perf_counter() - started
@@ -355,9 +384,18 @@ class _Api:
         return await engine.handle(call, mount, rest)
 
     async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
+        """The whole body, within the size limit and the body timeout (``TimeoutError`` after it)."""
         limit = self._max_body
         if content_length is not None and content_length > limit:
             raise RequestTooLargeError(f"request body is larger than the maximum of {limit} bytes")
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                return await self._receive_body(receive, limit)
+        except TimeoutError:
+            raise _BodyTimeoutError() from None
+
+    @staticmethod
+    async def _receive_body(receive: Receive, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -476,7 +514,12 @@ def create_app(
         current.refresh_seal_metrics()
         return Response(current.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
-    api = _Api(holder, access_log=config.access_log, max_body=config.max_value_bytes + BODY_SLACK)
+    api = _Api(
+        holder,
+        access_log=config.access_log,
+        max_body=config.max_value_bytes + BODY_SLACK,
+        body_timeout=config.body_timeout,
+    )
     routes: list[BaseRoute] = [
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/{path:path}", api),

@@ -18,6 +18,7 @@ import orjson
 from kustos.errors import InvalidRequestError, PermissionDeniedError, UnsupportedOperationError
 from kustos.sensitive import Sensitive
 from kustos.server.errors import UnsupportedMediaTypeError
+from kustos.server.params import parse_json_object
 from kustos.server.tokens import TokenEntry
 
 __all__ = [
@@ -76,21 +77,12 @@ def validate_api_path(path: str) -> None:
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object (an empty body or ``null``: ``{}``).
+    """Parse a request body that must be a JSON object (an empty body or ``null``: ``{}``),
+    depth-limited: :func:`kustos.server.params.parse_json_object`.
 
     ``vault write -f`` and ``bao write -f`` send ``null`` when there is no data.
     """
-    if not body.strip():
-        return {}
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"failed to parse JSON input: {exc}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise InvalidRequestError("failed to parse JSON input: the body must be a JSON object")
-    return doc
+    return parse_json_object(body)
 
 
 @dataclass(slots=True)

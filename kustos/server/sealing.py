@@ -50,6 +50,8 @@ __all__ = [
     "CONFIG_KEY",
     "DEFAULT_CHECK_INTERVAL",
     "KEYRING_KEY",
+    "MAX_KEY_BITS",
+    "MIN_KEY_BITS",
     "SealingConfig",
     "SealingService",
 ]
@@ -58,7 +60,9 @@ KEYRING_KEY: Final = "core/sealing/keyring"
 CONFIG_KEY: Final = "core/sealing/config"
 DEFAULT_CHECK_INTERVAL: Final = 60.0
 """Seconds between two renewal checks of the timer task."""
-_MIN_BITS: Final = 2048
+MIN_KEY_BITS: Final = 2048
+MAX_KEY_BITS: Final = 4096
+"""Sealing key sizes accepted: RSA-4096 is Sealed Secrets' default; larger keys take minutes to generate."""
 
 _log = logging.getLogger("kustos.server.sealing")
 
@@ -94,8 +98,23 @@ class SealingConfig:
         return cls(
             renew_period=timedelta(seconds=period) if period > 0 else None,
             key_cutoff_time=datetime.fromisoformat(cutoff) if cutoff else None,
-            key_bits=int(doc.get("key_bits") or 4096),
+            key_bits=_stored_bits(doc.get("key_bits")),
         )
+
+
+def _stored_bits(value: object) -> int:
+    """The stored key size; one outside the accepted range (stored by an older release) becomes 4096."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and MIN_KEY_BITS <= value <= MAX_KEY_BITS
+    ):
+        return value
+    if value not in (None, 0):
+        _log.warning(
+            "stored sealing key_bits is out of range; using 4096", extra={"error": str(value)[:40]}
+        )
+    return MAX_KEY_BITS
 
 
 class SealingService:
@@ -159,8 +178,8 @@ class SealingService:
 
     async def set_config(self, config: SealingConfig) -> SealingConfig:
         """Store new settings; a cut-off time in the past renews the key on next use."""
-        if config.key_bits < _MIN_BITS:
-            raise InvalidRequestError(f"key_bits must be at least {_MIN_BITS}")
+        if not MIN_KEY_BITS <= config.key_bits <= MAX_KEY_BITS:
+            raise InvalidRequestError(f"key_bits must be between {MIN_KEY_BITS} and {MAX_KEY_BITS}")
         config.policy()  # validates the period
         async with self._storage.transaction() as tx:
             await tx.put(CONFIG_KEY, orjson.dumps(config.to_doc()))

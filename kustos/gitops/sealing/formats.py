@@ -54,14 +54,78 @@ class SealFormat(enum.StrEnum):
 
 
 def format_of(doc: Mapping[str, Any], *, source: str = "input") -> SealFormat:
-    """The format of a SealedSecret document; anything else is an error naming it."""
+    """The format of a SealedSecret document; anything else is an error naming it.
+
+    Also checks the shape every reader of the document relies on (mappings
+    where the layout above has mappings, strings where it has strings), so a
+    ``spec`` that is a list or a number is a clear error, not a crash later.
+    """
     if doc.get("kind") != "SealedSecret":
         raise InvalidRequestError(f"{source}: expected a SealedSecret, got {describe(doc)}")
     api = doc.get("apiVersion")
     if api == BITNAMI_API_VERSION:
-        return SealFormat.bitnami
-    if api == NATIVE_API_VERSION:
-        return SealFormat.kustos
-    raise InvalidRequestError(
-        f"{source}: {describe(doc)}: unsupported apiVersion {api!r} (expected {BITNAMI_API_VERSION} or {NATIVE_API_VERSION})"
+        fmt = SealFormat.bitnami
+    elif api == NATIVE_API_VERSION:
+        fmt = SealFormat.kustos
+    else:
+        raise InvalidRequestError(
+            f"{source}: {describe(doc)}: unsupported apiVersion {str(api)[:64]!r} (expected {BITNAMI_API_VERSION} or {NATIVE_API_VERSION})"
+        )
+    _check_shape(doc, where=f"{source}: {describe(doc)}")
+    return fmt
+
+
+def _mapping(value: object, *, where: str, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"{where}: {field} must be a mapping (an object)")
+    return value
+
+
+def _strings(value: Mapping[str, Any], *, where: str, field: str, nullable: bool = False) -> None:
+    for key, item in value.items():
+        if not isinstance(key, str) or not (isinstance(item, str) or (nullable and item is None)):
+            raise InvalidRequestError(f"{where}: {field} must map names to strings")
+
+
+def _check_shape(doc: Mapping[str, Any], *, where: str) -> None:
+    meta = _mapping(doc.get("metadata"), where=where, field="metadata")
+    for name in ("name", "namespace", "uid"):
+        if meta.get(name) is not None and not isinstance(meta[name], str):
+            raise InvalidRequestError(f"{where}: metadata.{name} must be a string")
+    _strings(
+        _mapping(meta.get("annotations"), where=where, field="metadata.annotations"),
+        where=where,
+        field="metadata.annotations",
     )
+    spec = _mapping(doc.get("spec"), where=where, field="spec")
+    _strings(
+        _mapping(spec.get("encryptedData"), where=where, field="spec.encryptedData"),
+        where=where,
+        field="spec.encryptedData",
+    )
+    data_keys = _mapping(spec.get("dataKeys"), where=where, field="spec.dataKeys")
+    for recipients in data_keys.values():
+        if recipients is not None and not (
+            isinstance(recipients, list) and all(isinstance(r, Mapping) for r in recipients)
+        ):
+            raise InvalidRequestError(
+                f"{where}: spec.dataKeys must map data key ids to lists of recipients"
+            )
+    template = _mapping(spec.get("template"), where=where, field="spec.template")
+    template_meta = _mapping(template.get("metadata"), where=where, field="spec.template.metadata")
+    for name in ("labels", "annotations"):
+        _strings(
+            _mapping(template_meta.get(name), where=where, field=f"spec.template.metadata.{name}"),
+            where=where,
+            field=f"spec.template.metadata.{name}",
+        )
+    _strings(
+        _mapping(template.get("data"), where=where, field="spec.template.data"),
+        where=where,
+        field="spec.template.data",
+        nullable=True,
+    )
+    if template.get("type") is not None and not isinstance(template["type"], str):
+        raise InvalidRequestError(f"{where}: spec.template.type must be a string")

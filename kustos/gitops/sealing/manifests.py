@@ -84,6 +84,8 @@ def load_manifests(text: str | bytes, *, source: str = "input") -> list[dict[str
             raise InvalidRequestError(
                 f"{source}: invalid JSON: {exc.msg} at line {exc.lineno}"
             ) from None
+        except RecursionError:
+            raise InvalidRequestError(f"{source}: invalid JSON: nested too deeply") from None
         docs = parsed if isinstance(parsed, list) else [parsed]
     else:
         try:
@@ -92,14 +94,19 @@ def load_manifests(text: str | bytes, *, source: str = "input") -> list[dict[str
             raise InvalidRequestError(
                 f"{source}: invalid YAML: {str(exc).splitlines()[0]}"
             ) from None
+        except RecursionError:
+            raise InvalidRequestError(f"{source}: invalid YAML: nested too deeply") from None
+        for doc in docs:
+            _refuse_aliases(doc, source=source)
     out: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict):
             raise InvalidRequestError(
                 f"{source}: expected a Kubernetes object (a mapping), got {type(doc).__name__}"
             )
-        if doc.get("kind") == "List" or (
-            doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list)
+        kind = doc.get("kind")
+        if kind == "List" or (
+            isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list)
         ):
             for item in doc.get("items") or []:
                 if not isinstance(item, dict):
@@ -122,12 +129,37 @@ def load_manifest(text: str | bytes, *, source: str = "input") -> dict[str, Any]
     return docs[0]
 
 
+def _refuse_aliases(doc: object, *, source: str) -> None:
+    """Refuse YAML aliases to mappings and lists: a few lines of them expand to gigabytes once
+    the document is copied or serialized (the "billion laughs"); manifests never need them."""
+    seen: set[int] = set()
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                raise InvalidRequestError(
+                    f"{source}: YAML anchors and aliases are not supported in manifests"
+                )
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, dict) else node)
+
+
 def describe(doc: Mapping[str, Any]) -> str:
     """``Kind namespace/name`` for error messages."""
     meta = doc.get("metadata") or {}
-    kind = doc.get("kind") or "object"
-    ns, name = meta.get("namespace") or "", meta.get("name") or "<unnamed>"
+    if not isinstance(meta, Mapping):
+        meta = {}
+    kind = _short(doc.get("kind")) or "object"
+    ns, name = _short(meta.get("namespace")), _short(meta.get("name")) or "<unnamed>"
     return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+
+
+def _short(value: object) -> str:
+    """A name for messages: strings as they are (cut at 253 characters), anything else as its type."""
+    if value is None or value == "":
+        return ""
+    return value[:253] if isinstance(value, str) else f"<{type(value).__name__}>"
 
 
 def dump_manifest(doc: Mapping[str, Any], fmt: ManifestFormat) -> str:

@@ -38,11 +38,15 @@ from kustos.server.params import bool_param, int_param
 from kustos.server.times import parse_duration, rfc3339
 from kustos.store.base import Transaction
 
-__all__ = ["INVALID_CREDENTIALS", "AppRoleMethod"]
+__all__ = ["INVALID_CREDENTIALS", "MAX_NUM_USES", "AppRoleMethod"]
 
 INVALID_CREDENTIALS: Final = "invalid role or secret ID"
 _ROLE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._@-]{0,127}")
 _MAX_ID: Final = 512
+MAX_NUM_USES: Final = 2**31 - 1
+"""The largest ``secret_id_num_uses`` / ``num_uses`` accepted."""
+_MAX_METADATA_KEYS: Final = 64
+_MAX_METADATA_TEXT: Final = 512
 
 
 def _not_found() -> NoReturn:
@@ -249,7 +253,7 @@ class AppRoleMethod:
                 ttl = min(requested, ttl) if ttl else requested
             uses = role.secret_id_num_uses
             if body.get("num_uses") not in (None, ""):
-                requested_uses = int_param(body["num_uses"], field="num_uses")
+                requested_uses = int_param(body["num_uses"], field="num_uses", maximum=MAX_NUM_USES)
                 if uses and (requested_uses == 0 or requested_uses > uses):
                     raise InvalidRequestError(
                         "num_uses cannot be higher than the role's secret_id_num_uses"
@@ -417,6 +421,12 @@ def _metadata(raw: Any) -> dict[str, str]:
             raise InvalidRequestError("metadata must be a JSON object of string values") from None
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise InvalidRequestError("metadata must be a JSON object of string values")
+    if len(raw) > _MAX_METADATA_KEYS:
+        raise InvalidRequestError(f"metadata has more than {_MAX_METADATA_KEYS} keys")
+    if any(len(k) > _MAX_METADATA_TEXT or len(v) > _MAX_METADATA_TEXT for k, v in raw.items()):
+        raise InvalidRequestError(
+            f"metadata keys and values must be at most {_MAX_METADATA_TEXT} characters"
+        )
     return {str(k): v for k, v in raw.items()}
 
 
@@ -436,7 +446,9 @@ def _parse_role(body: dict[str, Any], current: _Role) -> _Role:
         ttl = parse_duration(body["secret_id_ttl"], field="secret_id_ttl")
     uses = current.secret_id_num_uses
     if body.get("secret_id_num_uses") not in (None, ""):
-        uses = int_param(body["secret_id_num_uses"], field="secret_id_num_uses")
+        uses = int_param(
+            body["secret_id_num_uses"], field="secret_id_num_uses", maximum=MAX_NUM_USES
+        )
     return replace(
         current,
         bind_secret_id=bind,

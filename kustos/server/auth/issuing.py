@@ -93,7 +93,7 @@ class TokenSettings:
                 policies = tuple(dict.fromkeys(str_list_param(body[name], field=name)))
                 break
         if body.get("token_num_uses") not in (None, 0, "0", ""):
-            int_param(body["token_num_uses"], field="token_num_uses")
+            int_param(body["token_num_uses"], field="token_num_uses", maximum=2**31 - 1)
             raise InvalidRequestError(
                 "token_num_uses is not supported; limited-use tokens are not available"
             )

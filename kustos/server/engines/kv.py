@@ -52,10 +52,10 @@ from kustos.server.engines.kv_rotation import ROTATION_AUTHOR, KvRotation
 from kustos.server.errors import RequestTooLargeError
 from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountEntry, MountTable
-from kustos.server.params import bool_param, int_param
+from kustos.server.params import bool_param, duration_param, int_param
 from kustos.server.passwords import PasswordPolicies
 from kustos.server.timers import Timers
-from kustos.server.times import Clock, format_duration, parse_duration, rfc3339
+from kustos.server.times import Clock, format_duration, rfc3339
 from kustos.server.tokens import TokenEntry
 from kustos.store.base import StorageBackend, Transaction
 from kustos.store.changes import Changes
@@ -74,6 +74,12 @@ ANNOUNCEMENT_TOPIC: Final = "kv"
 version and kind, never a value; other replicas publish it on their change streams."""
 DEFAULT_MAX_VERSIONS: Final = 10
 """Versions kept per secret when neither the secret nor the mount sets ``max_versions`` (Vault's default)."""
+MAX_VERSIONS_LIMIT: Final = 1000
+"""The largest ``max_versions`` accepted: the history of a secret lives in one metadata record."""
+MAX_VERSION_NUMBER: Final = 2**31 - 1
+"""The largest version number a request may name (``version``, ``cas``, ``versions``)."""
+_MAX_VERSIONS_PER_CALL: Final = 1000
+_MAX_SUBKEYS_DEPTH: Final = 1024
 
 _CONTEXT_LABEL: Final = "kustos/kv"
 _MAX_CUSTOM_KEYS: Final = 64
@@ -156,7 +162,9 @@ def _versions_param(body: Mapping[str, Any]) -> list[int]:
         items = list(raw)
     else:
         items = [raw]
-    return [int_param(v, field="versions", minimum=1) for v in items]
+    if len(items) > _MAX_VERSIONS_PER_CALL:
+        raise InvalidRequestError(f"versions has more than {_MAX_VERSIONS_PER_CALL} items")
+    return [int_param(v, field="versions", minimum=1, maximum=MAX_VERSION_NUMBER) for v in items]
 
 
 def _secret_path(rest: str, *, operation: str) -> str:
@@ -369,7 +377,9 @@ class KvEngine:
         elif operation == "subkeys":
             path = _secret_path(path, operation=operation)
             if method == "GET":
-                depth = int_param(call.query.get("depth", "0"), field="depth")
+                depth = int_param(
+                    call.query.get("depth"), field="depth", maximum=_MAX_SUBKEYS_DEPTH, default=0
+                )
                 return self._read(call, mount, path, subkeys_depth=depth)
         elif operation in ("rotation", "rotate") and self.rotation is not None:
             return self.rotation.handle(call, mount, operation, path)
@@ -395,7 +405,7 @@ class KvEngine:
     ) -> Reply:
         self._require(call, "read")
         raw_version = call.query.get("version")
-        version = 0 if raw_version in (None, "") else int_param(raw_version, field="version")
+        version = int_param(raw_version, field="version", maximum=MAX_VERSION_NUMBER, default=0)
         key = self._meta_key(mount, path)
         hit = self._cache.peek(key)
         meta: Meta | None = hit[0] if hit is not None else await self._cache.get(key, _parse_meta)
@@ -529,7 +539,9 @@ class KvEngine:
         if not isinstance(options, dict):
             raise InvalidRequestError("'options' must be a JSON object")
         cas = options.get("cas")
-        return None if cas is None else int_param(cas, field="options.cas")
+        return (
+            None if cas is None else int_param(cas, field="options.cas", maximum=MAX_VERSION_NUMBER)
+        )
 
     def _reason(self, call: Call) -> str | None:
         reason = call.reason
@@ -903,11 +915,13 @@ class KvEngine:
     def _metadata_changes(body: Mapping[str, Any], *, patch: bool) -> dict[str, Any]:
         changes: dict[str, Any] = {}
         if body.get("max_versions") is not None:
-            changes["max_versions"] = int_param(body["max_versions"], field="max_versions")
+            changes["max_versions"] = int_param(
+                body["max_versions"], field="max_versions", maximum=MAX_VERSIONS_LIMIT
+            )
         if body.get("cas_required") is not None:
             changes["cas_required"] = bool_param(body["cas_required"], field="cas_required")
         if body.get("delete_version_after") is not None:
-            changes["delete_version_after"] = parse_duration(
+            changes["delete_version_after"] = duration_param(
                 body["delete_version_after"], field="delete_version_after"
             )
         if body.get("custom_metadata") is not None:
@@ -943,11 +957,13 @@ class KvEngine:
         body = call.json()
         changes: dict[str, Any] = {}
         if body.get("max_versions") is not None:
-            changes["max_versions"] = int_param(body["max_versions"], field="max_versions")
+            changes["max_versions"] = int_param(
+                body["max_versions"], field="max_versions", maximum=MAX_VERSIONS_LIMIT
+            )
         if body.get("cas_required") is not None:
             changes["cas_required"] = bool_param(body["cas_required"], field="cas_required")
         if body.get("delete_version_after") is not None:
-            changes["delete_version_after"] = parse_duration(
+            changes["delete_version_after"] = duration_param(
                 body["delete_version_after"], field="delete_version_after"
             )
         key = self._config_key(mount)

@@ -54,8 +54,14 @@ from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.mounts import MountEntry
-from kustos.server.params import bool_param, int_param
-from kustos.server.times import Clock, parse_duration
+from kustos.server.params import (
+    bool_param,
+    duration_param,
+    enum_param,
+    int_param,
+    status_code_param,
+)
+from kustos.server.times import Clock
 from kustos.store.base import StorageBackend, Transaction
 
 __all__ = ["AUTH_FAILED", "MAX_BATCH", "TransitEngine", "key_info"]
@@ -74,6 +80,7 @@ _DERIVED_WITHOUT_CONTEXT: Final = (
 )
 _TOO_OLD: Final = "ciphertext or signature version is disallowed by policy (too old)"
 _DATAKEY_BITS: Final = (128, 256, 512)
+_MAX_KEY_VERSION: Final = 2**31 - 1
 _CONTEXT_CACHE: Final = 65_536
 
 Memo = dict[int, tc.KeyMaterial]
@@ -357,12 +364,15 @@ class TransitEngine:
 
     @staticmethod
     def _key_type(body: Mapping[str, Any]) -> str:
-        key_type = body.get("type") or tc.DEFAULT_KEY_TYPE
-        if key_type not in tc.KEY_TYPES:
+        key_type = body.get("type")
+        if key_type is None or key_type == "":
+            return tc.DEFAULT_KEY_TYPE
+        if not isinstance(key_type, str) or key_type not in tc.KEY_TYPES:
+            shown = repr(key_type[:64]) if isinstance(key_type, str) else "(not a string)"
             raise InvalidRequestError(
-                f"unknown key type {key_type!r}: this server supports {', '.join(tc.KEY_TYPES)}"
+                f"unknown key type {shown}: this server supports {', '.join(tc.KEY_TYPES)}"
             )
-        return str(key_type)
+        return key_type
 
     @staticmethod
     def _refuse_unsupported(body: Mapping[str, Any]) -> None:
@@ -390,7 +400,7 @@ class TransitEngine:
         body = call.json()
         key_type = self._key_type(body)
         self._refuse_unsupported(body)
-        derived = bool_param(body.get("derived", False), field="derived")
+        derived = bool_param(body.get("derived"), field="derived", default=False)
         auto_rotate = self._auto_rotate(body.get("auto_rotate_period"))
         existing = await self._load_policy(mount, name)
         self._require(call, "create" if existing is None else "update")
@@ -403,7 +413,7 @@ class TransitEngine:
     def _auto_rotate(raw: object) -> float:
         if raw is None or raw == "" or raw == 0:
             return 0.0
-        period = parse_duration(raw, field="auto_rotate_period")
+        period = duration_param(raw, field="auto_rotate_period")
         if 0 < period < 3600:
             raise InvalidRequestError("auto_rotate_period must be 0 (off) or at least 1 hour")
         return period
@@ -461,14 +471,22 @@ class TransitEngine:
             policy = _parse_policy(raw)
             latest = int(policy["latest_version"])
             if body.get("min_decryption_version") is not None:
-                value = int_param(body["min_decryption_version"], field="min_decryption_version")
+                value = int_param(
+                    body["min_decryption_version"],
+                    field="min_decryption_version",
+                    maximum=_MAX_KEY_VERSION,
+                )
                 if value > latest:
                     raise InvalidRequestError(
                         "cannot set min decryption version beyond the latest version"
                     )
                 policy["min_decryption_version"] = max(value, 1)
             if body.get("min_encryption_version") is not None:
-                value = int_param(body["min_encryption_version"], field="min_encryption_version")
+                value = int_param(
+                    body["min_encryption_version"],
+                    field="min_encryption_version",
+                    maximum=_MAX_KEY_VERSION,
+                )
                 if value > latest:
                     raise InvalidRequestError(
                         "cannot set min encryption version beyond the latest version"
@@ -517,7 +535,7 @@ class TransitEngine:
         latest = int(policy["latest_version"])
         if requested is None or requested == "" or requested == 0:
             return latest
-        version = int_param(requested, field="key_version")
+        version = int_param(requested, field="key_version", maximum=_MAX_KEY_VERSION)
         if version > latest:
             raise _ItemError(
                 "requested version for encryption is higher than the latest key version"
@@ -595,8 +613,10 @@ class TransitEngine:
             raise InvalidRequestError("missing batch input to process")
         if len(batch) > MAX_BATCH:
             raise InvalidRequestError(f"batch_input has more than {MAX_BATCH} items")
-        failure_status = int_param(
-            body.get("partial_failure_response_code", 400), field="partial_failure_response_code"
+        failure_status = status_code_param(
+            body.get("partial_failure_response_code"),
+            field="partial_failure_response_code",
+            default=400,
         )
         results: list[dict[str, Any]] = []
         failed = False
@@ -664,7 +684,7 @@ class TransitEngine:
     async def _datakey(self, call: Call, mount: MountEntry, name: str, *, plaintext: bool) -> Reply:
         self._require(call, "update")
         body = call.json()
-        bits = int_param(body.get("bits", 256), field="bits")
+        bits = int_param(body.get("bits"), field="bits", minimum=128, maximum=512, default=256)
         if bits not in _DATAKEY_BITS:
             raise InvalidRequestError("invalid bits length: use 128, 256 or 512")
         policy = await self._policy(mount, name)
@@ -682,12 +702,12 @@ class TransitEngine:
 
     @staticmethod
     def _algorithm(body: Mapping[str, Any], from_path: str | None) -> str:
-        algorithm = from_path or body.get("algorithm") or body.get("hash_algorithm") or "sha2-256"
-        if algorithm not in tc.HMAC_ALGORITHMS:
-            raise InvalidRequestError(
-                f"unsupported algorithm {algorithm!r}; use one of {', '.join(tc.HMAC_ALGORITHMS)}"
-            )
-        return str(algorithm)
+        if from_path is not None:
+            return enum_param(from_path, field="algorithm", choices=tuple(tc.HMAC_ALGORITHMS))
+        name = "algorithm" if body.get("algorithm") not in (None, "") else "hash_algorithm"
+        return enum_param(
+            body.get(name), field=name, choices=tuple(tc.HMAC_ALGORITHMS), default="sha2-256"
+        )
 
     async def _hmac(self, call: Call, mount: MountEntry, name: str, from_path: str | None) -> Reply:
         self._require(call, "update")

@@ -35,6 +35,17 @@ class PathApi(Protocol):
         """False for paths that answer while sealed and without a token (health, seal-status)."""
         ...
 
+    def needs_token(self, path: str) -> bool:
+        """False for paths that may be called without a token (health, init, logins, ``cert.pem``).
+
+        The dispatcher refuses a request that needs a token and sends none
+        with 403 before it reads the body (nothing is parsed for an
+        anonymous caller); the handler still checks the token's capabilities.
+        Answering True for a path that needs none would lock callers out;
+        answering False for one that needs a token only skips this early refusal.
+        """
+        ...
+
     async def handle(self, call: Call) -> Reply: ...
 
 

@@ -50,6 +50,10 @@ class AuditApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        return True
+
     def _require(self, call: Call, *capabilities: str) -> None:
         token = call.require_token()
         for capability in capabilities:

@@ -30,7 +30,7 @@ from kustos.server.auth.issuing import str_field
 from kustos.server.auth.mounts import TOKEN_MOUNT
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.core import Core
-from kustos.server.times import parse_duration
+from kustos.server.params import duration_param
 from kustos.server.tokens import TokenEntry
 
 __all__ = ["AuthMethodsApi", "SysAuthApi"]
@@ -53,6 +53,10 @@ class SysAuthApi:
 
     @staticmethod
     def needs_unsealed(path: str) -> bool:
+        return True
+
+    @staticmethod
+    def needs_token(path: str) -> bool:
         return True
 
     async def handle(self, call: Call) -> Reply:
@@ -109,7 +113,7 @@ class SysAuthApi:
         config: dict[str, Any] = {}
         for name in ("default_lease_ttl", "max_lease_ttl"):
             if raw_config.get(name) not in (None, ""):
-                config[name] = parse_duration(raw_config[name], field=f"config.{name}")
+                config[name] = duration_param(raw_config[name], field=f"config.{name}")
         await self._table.enable(
             mount_path, type=method_type, description=str_field(body, "description"), config=config
         )
@@ -171,6 +175,12 @@ class AuthMethodsApi:
     @staticmethod
     def needs_unsealed(path: str) -> bool:
         return True
+
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        """Logins (``auth/<mount>/login``, ``auth/<mount>/login/<name>``) take no token; a path
+        with a ``login`` segment elsewhere is let through too (its handler checks the token)."""
+        return "login" not in path.rstrip("/").split("/")[2:]
 
     async def handle(self, call: Call) -> Reply:
         found = await self._table.resolve_fresh(call.path[len("auth/") :])

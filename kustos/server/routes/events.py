@@ -78,6 +78,10 @@ class EventsApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        return True
+
     def _may(self, token: TokenEntry, mount: str, path: str) -> bool:
         authorizer = self._core.authorizer
         entry = self._core.mounts.get(mount)
@@ -96,10 +100,12 @@ class EventsApi:
         token = call.require_token()
         prefixes = _prefixes(call.query)
         heartbeat = int_param(
-            call.query.get("heartbeat", str(DEFAULT_HEARTBEAT)), field="heartbeat"
+            call.query.get("heartbeat"),
+            field="heartbeat",
+            minimum=1,
+            maximum=300,
+            default=DEFAULT_HEARTBEAT,
         )
-        if not 1 <= heartbeat <= 300:
-            raise InvalidRequestError("heartbeat must be between 1 and 300 seconds")
         targets: list[tuple[str, str]] = []
         denied: list[str] = []
         for prefix in prefixes:

@@ -56,6 +56,10 @@ class PolicyApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        return True
+
     def _require(self, call: Call, capability: str) -> None:
         require(self._core.authorizer, call.require_token(), call.path.rstrip("/"), capability)
 
@@ -131,6 +135,10 @@ class CapabilitiesApi:
 
     @staticmethod
     def needs_unsealed(path: str) -> bool:
+        return True
+
+    @staticmethod
+    def needs_token(path: str) -> bool:
         return True
 
     async def handle(self, call: Call) -> Reply:

@@ -55,9 +55,8 @@ from kustos.sensitive import Sensitive
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.core import Core
-from kustos.server.params import int_param, str_list_param
-from kustos.server.sealing import SealingService
-from kustos.server.times import parse_duration
+from kustos.server.params import duration_param, int_param, str_list_param
+from kustos.server.sealing import MAX_KEY_BITS, MIN_KEY_BITS, SealingService
 
 __all__ = ["ROOT_PATHS", "SealingRootApi", "SealingSysApi", "sealing_apis"]
 
@@ -91,10 +90,9 @@ def _sealed_secret(call: Call) -> dict[str, Any]:
 
 
 def _parse_period(value: object) -> timedelta | None:
-    if isinstance(value, str) and value.strip().endswith("d") and value.strip()[:-1].isdigit():
-        seconds = int(value.strip()[:-1]) * 86400.0
-    else:
-        seconds = parse_duration(value, field="renew_period")
+    seconds = duration_param(
+        value, field="renew_period", default=0.0
+    )  # "30d" is a Go-style duration here
     return timedelta(seconds=seconds) if seconds > 0 else None
 
 
@@ -136,6 +134,9 @@ class SealingRootApi:
         return self.prefix
 
     def needs_unsealed(self, path: str) -> bool:
+        return self.prefix != "cert.pem"
+
+    def needs_token(self, path: str) -> bool:
         return self.prefix != "cert.pem"
 
     async def handle(self, call: Call) -> Reply:
@@ -187,6 +188,9 @@ class SealingSysApi:
         return trimmed if trimmed in self._exact else "sys/sealing/unknown"
 
     def needs_unsealed(self, path: str) -> bool:
+        return path.rstrip("/") not in _PUBLIC
+
+    def needs_token(self, path: str) -> bool:
         return path.rstrip("/") not in _PUBLIC
 
     async def handle(self, call: Call) -> Reply:
@@ -324,7 +328,16 @@ class SealingSysApi:
             if "key_cutoff_time" in body:
                 changes["key_cutoff_time"] = _parse_time(body["key_cutoff_time"])
             if body.get("key_bits") is not None:
-                changes["key_bits"] = int_param(body["key_bits"], field="key_bits", minimum=2048)
+                changes["key_bits"] = int_param(
+                    body["key_bits"],
+                    field="key_bits",
+                    minimum=MIN_KEY_BITS,
+                    maximum=MAX_KEY_BITS,
+                )
+                if changes["key_bits"] % 1024:
+                    raise InvalidRequestError(
+                        "key_bits must be a multiple of 1024 (2048, 3072 or 4096)"
+                    )
             config = await service.set_config(replace(await service.config(), **changes))
         else:
             raise unsupported(call)

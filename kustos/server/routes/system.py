@@ -23,8 +23,8 @@ from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.core import Core
 from kustos.server.mounts import normalize_mount_path
-from kustos.server.params import int_param
-from kustos.server.times import parse_duration, rfc3339
+from kustos.server.params import bool_param, duration_param, int_param
+from kustos.server.times import rfc3339
 
 __all__ = ["UNAUTHENTICATED", "SystemApi"]
 
@@ -36,16 +36,13 @@ UNAUTHENTICATED: Final = frozenset(
 _Handler = Callable[[Call], Awaitable[Reply]]
 _KEPT_MOVES: Final = 100
 """How many finished mount moves ``sys/remount/status`` remembers."""
+_MAX_SHARES: Final = 255
+"""Shamir's scheme over GF(256): at most 255 shares."""
 
 
 def _status_code(call: Call, name: str, default: int) -> int:
-    raw = call.query.get(name)
-    if raw is None or raw == "":
-        return default
-    code = int_param(raw, field=name, minimum=100)
-    if code > 599:
-        raise InvalidRequestError(f"{name} must be an HTTP status code (100-599)")
-    return code
+    """A status ``sys/health`` answers with (``?activecode=``...): a final status, 200-599."""
+    return int_param(call.query.get(name), field=name, minimum=200, maximum=599, default=default)
 
 
 class SystemApi:
@@ -86,6 +83,9 @@ class SystemApi:
         return trimmed if trimmed.count("/") <= 2 and len(trimmed) <= 40 else "sys/unknown"
 
     def needs_unsealed(self, path: str) -> bool:
+        return path.rstrip("/") not in UNAUTHENTICATED
+
+    def needs_token(self, path: str) -> bool:
         return path.rstrip("/") not in UNAUTHENTICATED
 
     async def handle(self, call: Call) -> Reply:
@@ -168,8 +168,12 @@ class SystemApi:
         if call.method not in ("PUT", "POST"):
             raise unsupported(call)
         body = call.json()
-        shares = int_param(body.get("secret_shares", 0), field="secret_shares")
-        threshold = int_param(body.get("secret_threshold", 0), field="secret_threshold")
+        shares = int_param(
+            body.get("secret_shares"), field="secret_shares", maximum=_MAX_SHARES, default=0
+        )
+        threshold = int_param(
+            body.get("secret_threshold"), field="secret_threshold", maximum=_MAX_SHARES, default=0
+        )
         if self._core.barrier.auto_unseal:
             shares, threshold = 1, 1
         result = await self._core.initialize(secret_shares=shares, secret_threshold=threshold)
@@ -189,7 +193,7 @@ class SystemApi:
         key = body.get("key")
         if key is not None and not isinstance(key, str):
             raise InvalidRequestError("'key' must be a string (an unseal key share, base64 or hex)")
-        reset = bool(body.get("reset", False))
+        reset = bool_param(body.get("reset"), field="reset", default=False)
         await self._core.barrier.unseal(key=key, reset=reset)
         self._core.refresh_seal_metrics()
         return Reply(raw=self._seal_status_doc())
@@ -295,9 +299,9 @@ class SystemApi:
         config: dict[str, Any] = {}
         for name in ("default_lease_ttl", "max_lease_ttl"):
             if raw.get(name) not in (None, ""):
-                config[name] = int(parse_duration(raw[name], field=f"config.{name}"))
+                config[name] = int(duration_param(raw[name], field=f"config.{name}"))
         if raw.get("force_no_cache") is not None:
-            config["force_no_cache"] = bool(raw["force_no_cache"])
+            config["force_no_cache"] = bool_param(raw["force_no_cache"], field="force_no_cache")
         return config
 
     async def _remount(self, call: Call) -> Reply:
@@ -432,7 +436,7 @@ class SystemApi:
             raise InvalidRequestError(
                 "missing required parameter 'version' (the key version to disable)"
             )
-        version = int_param(body["version"], field="version", minimum=1)
+        version = int_param(body["version"], field="version", minimum=1, maximum=2**32 - 1)
         self._require(call, "sudo")
         await self._core.barrier.disable_key_version(version, self._core.ciphertext_families())
         self._core.cache.clear()
@@ -445,7 +449,7 @@ class SystemApi:
         limit = (
             None
             if body.get("max_records") is None
-            else int_param(body["max_records"], field="max_records", minimum=1)
+            else int_param(body["max_records"], field="max_records", minimum=1, maximum=2**31 - 1)
         )
         self._require(call, "sudo")
         report = await self._core.barrier.rewrap(

@@ -116,6 +116,10 @@ class TokenApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        return True
+
     async def handle(self, call: Call) -> Reply:
         name = call.path[len("auth/token/") :].rstrip("/")
         handler = self._handlers.get(name)

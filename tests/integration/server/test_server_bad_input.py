@@ -251,7 +251,7 @@ CASES = [
         b'{"max_versions": -1}',
         JSON,
         400,
-        "max_versions must be 0 or more",
+        "max_versions must be between 0 and 1000",
     ),
     (
         "custom-metadata-not-strings",
