@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-__all__ = ["RunningServer", "free_port", "kustos_server", "start_server"]
+__all__ = ["RunningServer", "free_port", "kustos_command", "kustos_server", "start_server"]
 
 
 def free_port() -> int:
@@ -39,7 +39,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _kustos_command() -> list[str]:
+def kustos_command() -> list[str]:
+    """The ``kustos`` console script of this environment (or ``python -c`` running its entry point)."""
     script = Path(sys.executable).parent / "kustos"
     if script.exists():
         return [str(script)]
@@ -80,7 +81,7 @@ class RunningServer:
         env.pop("KUSTOS_DEV_ROOT_TOKEN_ID", None)
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self.process = subprocess.Popen(
-                [*_kustos_command(), "server", *self.args],
+                [*kustos_command(), "server", *self.args],
                 cwd=self.data_dir.parent,
                 env=env,
                 stdout=out,

@@ -26,6 +26,7 @@ from kustos.sensitive import Sensitive
 
 __all__ = [
     "LAST_APPLIED_ANNOTATIONS",
+    "MAX_MANIFEST_DEPTH",
     "SERVER_SIDE_METADATA",
     "ManifestFormat",
     "SecretManifest",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 ManifestFormat = Literal["json", "yaml"]
+
+MAX_MANIFEST_DEPTH: Final = 64
+"""Deepest nesting of mappings and lists a manifest may have (Kubernetes objects nest a dozen)."""
 
 LAST_APPLIED_ANNOTATIONS: Final = (
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -96,8 +100,8 @@ def load_manifests(text: str | bytes, *, source: str = "input") -> list[dict[str
             ) from None
         except RecursionError:
             raise InvalidRequestError(f"{source}: invalid YAML: nested too deeply") from None
-        for doc in docs:
-            _refuse_aliases(doc, source=source)
+    for doc in docs:
+        _check_structure(doc, source=source)
     out: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict):
@@ -129,20 +133,26 @@ def load_manifest(text: str | bytes, *, source: str = "input") -> dict[str, Any]
     return docs[0]
 
 
-def _refuse_aliases(doc: object, *, source: str) -> None:
-    """Refuse YAML aliases to mappings and lists: a few lines of them expand to gigabytes once
-    the document is copied or serialized (the "billion laughs"); manifests never need them."""
+def _check_structure(doc: object, *, source: str) -> None:
+    """Refuse YAML aliases to mappings and lists (a few lines of them expand to gigabytes once the
+    document is copied or serialized: the "billion laughs"; manifests never need them) and nesting
+    deeper than :data:`MAX_MANIFEST_DEPTH` (serializers and copies recurse)."""
     seen: set[int] = set()
-    stack = [doc]
+    stack: list[tuple[object, int]] = [(doc, 1)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         if isinstance(node, dict | list):
             if id(node) in seen:
                 raise InvalidRequestError(
                     f"{source}: YAML anchors and aliases are not supported in manifests"
                 )
+            if depth > MAX_MANIFEST_DEPTH:
+                raise InvalidRequestError(
+                    f"{source}: the manifest nests deeper than {MAX_MANIFEST_DEPTH} levels"
+                )
             seen.add(id(node))
-            stack.extend(node.values() if isinstance(node, dict) else node)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
 
 
 def describe(doc: Mapping[str, Any]) -> str:
