@@ -80,6 +80,11 @@ class BoundApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        """Encrypting may be anonymous (``allow_unauthenticated_encrypt``; the handler decides)."""
+        return path.rstrip("/") not in ("sys/bound/encrypt", KAMUS_ENCRYPT)
+
     async def handle(self, call: Call) -> Reply:
         path = call.path.rstrip("/")
         if path == "sys/bound/config":
