@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -52,6 +53,7 @@ from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, authorize, is_login_path
 from kustos.server.auditing import AuditCall
 from kustos.server.calls import Call, Reply, envelope, validate_api_path
+from kustos.server.committing import CommitGate
 from kustos.server.console import Settings as ConsoleSettings
 from kustos.server.console import console_routes
 from kustos.server.core import Core
@@ -64,6 +66,7 @@ from kustos.server.params import check_nesting
 from kustos.server.routes import PathApi, build_apis
 from kustos.server.routes.bound import KAMUS_ENCRYPT
 from kustos.server.times import Clock
+from kustos.store.base import COMMIT_HOOK
 
 __all__ = ["BODY_SLACK", "KAMUS_ENCRYPT_URL", "KustosApp", "create_app"]
 
@@ -210,6 +213,8 @@ class _Api:
             rest = ""
             audit: AuditCall | None = None
             audit_reply: Any = None
+            gate: CommitGate | None = None
+            gate_token: contextvars.Token[Callable[[], Awaitable[None]] | None] | None = None
             auditing = core.audit
             try:
                 if auditing.needs_load:
@@ -272,9 +277,11 @@ class _Api:
                     raw_token=Sensitive(token_text) if token_text else None,
                 )
                 if audit is not None:  # before anything happens; AuditWriteError refuses the call
-                    audit.request(
-                        call, mount, read_only=engine is not None and engine.read_only(method, rest)
-                    )
+                    read_only = engine is not None and engine.read_only(method, rest)
+                    audit.request(call, mount, read_only=read_only)
+                    if not read_only:  # its answer is audited before its change commits
+                        gate = CommitGate(audit)
+                        gate_token = COMMIT_HOOK.set(gate)
                 if entry is not None and not entry.is_root:
                     await core.policies.refresh_if_stale()
                     problem = core.policies.parameter_problem(
@@ -282,12 +289,16 @@ class _Api:
                     )
                     if problem is not None:
                         raise PermissionDeniedError(f"permission denied: {problem}")
-                if handler is not None:
-                    reply: Reply = await handler(call)
-                elif engine is not None and mount is not None:
-                    reply = await engine.handle(call, mount, rest)
-                else:
-                    reply = await self._engine(core, call, mount, rest)
+                try:
+                    if handler is not None:
+                        reply: Reply = await handler(call)
+                    elif engine is not None and mount is not None:
+                        reply = await engine.handle(call, mount, rest)
+                    else:
+                        reply = await self._engine(core, call, mount, rest)
+                finally:
+                    if gate_token is not None:
+                        COMMIT_HOOK.reset(gate_token)
                 status = reply.status
                 audit_reply = reply
                 if reply.__class__ is StreamReply:
@@ -325,11 +336,23 @@ class _Api:
                     extra={"request_id": request_id, "route": route, "method": method},
                 )
             if audit is not None:
-                refused = audit.response(status=status, reply=audit_reply, body=body)
-                if (
-                    refused is None and audit.staged is not None
-                ):  # a read: its entries go out with others'
-                    refused = await core.audit.flushed(audit)
+                if gate is not None and gate.written and audit_reply is gate.reply:
+                    refused = None  # its response entry was written before the commit
+                else:
+                    refused = audit.response(status=status, reply=audit_reply, body=body)
+                    if (
+                        refused is None and audit.staged is not None
+                    ):  # a read: its entries go out with others'
+                        refused = await core.audit.flushed(audit)
+                    if gate is not None and gate.reached_commit and not gate.written:
+                        core.metrics.unreserved_commit(route)
+                        if refused is not None and status < 400:
+                            # the change is committed: answer what happened, never "refused"
+                            _log.error(
+                                "audit response entry lost after a commit; answered as committed",
+                                extra={"request_id": request_id, "route": route},
+                            )
+                            refused = None
                 if refused is not None:
                     (status, body), stream = refused, None
         if stream is not None and core is not None:

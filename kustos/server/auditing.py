@@ -536,39 +536,7 @@ class AuditCall:
         if reply.__class__ is not Reply:
             reply = reply if isinstance(reply, Reply) else None
         try:
-            deferred = self._call
-            if deferred is not None:
-                self._auth, self._request = self._describe(deferred, self._mount)
-            elif self._request is None or self._auth is None:
-                self._auth, self._request = self._describe(None, None)
-                self._broker.log_request(auth=self._auth, request=self._request, error=error)
-            data: Any = None
-            auth: AuditAuth | None = None
-            mount_type = ""
-            warnings: tuple[str, ...] = ()
-            if reply is not None:
-                data = reply.raw if reply.raw is not None else reply.data
-                if (
-                    data is not None
-                ):  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
-                    if data.__class__ is not dict and not isinstance(data, Mapping):
-                        data = {"value": data}
-                if reply.auth is not None and isinstance(reply.auth, Mapping):
-                    auth = _issued_auth(reply.auth)
-                mount_type = reply.mount_type
-                if reply.warnings:
-                    warnings = tuple(reply.warnings)
-            response = AuditResponse(
-                status=status, data=data, auth=auth, mount_type=mount_type, warnings=warnings
-            )
-            if deferred is not None:
-                self.staged = self._broker.stage_call(
-                    auth=self._auth, request=self._request, response=response, error=error
-                )
-            else:
-                self._broker.log_response(
-                    auth=self._auth, request=self._request, response=response, error=error
-                )
+            self._log_response(status=status, reply=reply, error=error)
         except AuditWriteError as exc:
             _log.error(
                 "audit response entry could not be written",
@@ -583,3 +551,61 @@ class AuditCall:
                 f"audit log unavailable; see the server log for request id {self._request_id}"
             )
         return None
+
+    def response_before_commit(self, reply: Reply) -> None:
+        """Write the response entry for ``reply`` now, before the call's change commits.
+
+        Raises :class:`AuditWriteError` when no device could write it (the
+        transaction then rolls back; see :mod:`kustos.server.committing`).
+        """
+        try:
+            self._log_response(status=reply.status, reply=reply, error="")
+        except AuditWriteError as exc:
+            _log.error(
+                "audit response entry could not be written before the commit; rolled back",
+                extra={"request_id": self._request_id, "error": str(exc)},
+            )
+            raise
+        except Exception as exc:
+            _log.exception(
+                "audit response entry could not be built", extra={"request_id": self._request_id}
+            )
+            raise AuditWriteError(
+                f"the response entry could not be built (request id {self._request_id})"
+            ) from exc
+
+    def _log_response(self, *, status: int, reply: Reply | None, error: str) -> None:
+        """Describe the call if needed and write (or, for a read, stage) its response entry."""
+        deferred = self._call
+        if deferred is not None:
+            self._auth, self._request = self._describe(deferred, self._mount)
+        elif self._request is None or self._auth is None:
+            self._auth, self._request = self._describe(None, None)
+            self._broker.log_request(auth=self._auth, request=self._request, error=error)
+        data: Any = None
+        auth: AuditAuth | None = None
+        mount_type = ""
+        warnings: tuple[str, ...] = ()
+        if reply is not None:
+            data = reply.raw if reply.raw is not None else reply.data
+            if (
+                data is not None
+            ):  # pre-encoded JSON (orjson.Fragment) is HMAC'd by the device as it is
+                if data.__class__ is not dict and not isinstance(data, Mapping):
+                    data = {"value": data}
+            if reply.auth is not None and isinstance(reply.auth, Mapping):
+                auth = _issued_auth(reply.auth)
+            mount_type = reply.mount_type
+            if reply.warnings:
+                warnings = tuple(reply.warnings)
+        response = AuditResponse(
+            status=status, data=data, auth=auth, mount_type=mount_type, warnings=warnings
+        )
+        if deferred is not None:
+            self.staged = self._broker.stage_call(
+                auth=self._auth, request=self._request, response=response, error=error
+            )
+        else:
+            self._broker.log_response(
+                auth=self._auth, request=self._request, response=response, error=error
+            )

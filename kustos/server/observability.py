@@ -133,6 +133,13 @@ class Metrics:
             "Stored records that failed to decrypt or verify.",
             registry=self.registry,
         )
+        self._unreserved_commits = Counter(
+            "kustos_audit_unreserved_commits_total",
+            "Changes committed before their response was audited (the handler declared no answer "
+            "before its commit; see kustos.server.committing), by route template.",
+            ["route"],
+            registry=self.registry,
+        )
         self._sealed.set(1)
 
     def set_seal_state(self, *, initialized: bool, sealed: bool) -> None:
@@ -148,6 +155,9 @@ class Metrics:
 
     def integrity_error(self) -> None:
         self._integrity_errors.inc()
+
+    def unreserved_commit(self, route: str) -> None:
+        self._unreserved_commits.labels(route).inc()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -40,6 +40,11 @@ known: the running transaction's locked reads pass the keys of those waiting
 (``ahead``) to the backend, which may lock and read them in the same round
 trip (PostgreSQL does; see its backend).
 
+Commit hook: a transaction that changed something awaits the caller's
+:data:`~kustos.store.base.COMMIT_HOOK` when its block ends, before its writes
+join the group; if the hook raises, the writes are dropped (as if the block
+had raised) and the exception propagates.
+
 Failures: a database error inside a group (a statement, a savepoint, the
 commit) rolls the whole group back and every member that had ended raises
 :class:`~kustos.errors.StorageError`: none of them was acknowledged, so a
@@ -59,6 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
 from kustos.errors import StorageError
+from kustos.store.base import run_commit_hook
 from kustos.store.changes import Announcement
 
 __all__ = ["GroupCommitter", "GroupOutcome", "Physical", "Reads"]
@@ -305,6 +311,12 @@ class GroupCommitter:
                 await member.undo()
                 raise
             member.active = False
+            if member.changed:
+                try:  # the caller's commit hook (kustos.store.base.COMMIT_HOOK) may refuse
+                    await run_commit_hook()
+                except BaseException:
+                    await member.undo()
+                    raise
             await member.finish()
         finally:
             if member.lane is not None:
@@ -462,6 +474,11 @@ class _Member:
         self._announcements.append(Announcement(topic=topic, document=dict(document)))
 
     # -- the end ------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        """Whether this transaction wrote or deleted anything."""
+        return bool(self._writes or self._keys or self._prefixes)
 
     async def finish(self) -> None:
         """Apply what is buffered and join the group's outcome (called once the block ended)."""

@@ -18,15 +18,35 @@ Each transaction still commits or rolls back on its own; its ``async with``
 block exits only once the group is durable, and if the group's commit fails,
 every transaction in it raises. A lock taken with ``for_update`` is held until
 the group commits.
+
+Commit hook: a transaction that changed something awaits the callable in
+:data:`COMMIT_HOOK` (when the caller's context set one) after its block
+ended and before it commits; if the hook raises, the transaction rolls back
+and the exception propagates. The server audits a write's response there,
+so a response that cannot be audited leaves nothing committed
+(:mod:`kustos.server.committing`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from contextvars import ContextVar
+from typing import Any, Final, Protocol
 
-__all__ = ["StorageBackend", "Transaction"]
+__all__ = ["COMMIT_HOOK", "StorageBackend", "Transaction", "run_commit_hook"]
+
+COMMIT_HOOK: Final[ContextVar[Callable[[], Awaitable[None]] | None]] = ContextVar(
+    "kustos_commit_hook", default=None
+)
+"""What a transaction that changed something awaits just before it commits (see the module docstring)."""
+
+
+async def run_commit_hook() -> None:
+    """Await the caller's commit hook, if any (backends call this before COMMIT)."""
+    hook = COMMIT_HOOK.get()
+    if hook is not None:
+        await hook()
 
 
 class Transaction(Protocol):

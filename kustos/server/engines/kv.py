@@ -48,6 +48,7 @@ from kustos.server.access import Authorizer, require
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.engines.kv_rotation import ROTATION_AUTHOR, KvRotation
 from kustos.server.errors import RequestTooLargeError
 from kustos.server.events import ChangeHub
@@ -722,8 +723,9 @@ class KvEngine:
                 new=body.get("data"),
             )
             _announce(tx, mount, path, int(result["version"]), "write")
+            reply = answer_at_commit(self._reply(result))
         self._events.publish(mount.path, path, int(result["version"]), "write")
-        return self._reply(result)
+        return reply
 
     async def rotate_fields(
         self,
@@ -811,13 +813,15 @@ class KvEngine:
                     new=merged,
                 )
                 _announce(tx, mount, path, int(result["version"]), "write")
+                reply = answer_at_commit(self._reply(result))
         if not_found is not None:
             return not_found
         self._events.publish(mount.path, path, int(result["version"]), "write")
-        return self._reply(result)
+        return reply
 
     async def _delete_latest(self, call: Call, mount: MountEntry, path: str) -> Reply:
         self._require(call, "delete")
+        done = answer_at_commit(Reply.no_content())
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
             meta = await self._load_meta(tx, mount, path)
             if meta is None or meta["current_version"] == 0:
@@ -834,13 +838,14 @@ class KvEngine:
             else:
                 return Reply.no_content()
         self._events.publish(mount.path, path, deleted, "delete")
-        return Reply.no_content()
+        return done
 
     async def _change_versions(
         self, call: Call, mount: MountEntry, path: str, *, operation: str
     ) -> Reply:
         versions = _versions_param(call.json())
         self._require(call, "update")
+        done = answer_at_commit(Reply.no_content())
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
             meta = await self._load_meta(tx, mount, path)
             if meta is None:
@@ -875,7 +880,7 @@ class KvEngine:
                 _announce(tx, mount, path, int(meta["current_version"]), operation)
         if changed:
             self._events.publish(mount.path, path, int(meta["current_version"]), operation)
-        return Reply.no_content()
+        return done
 
     async def _write_metadata(
         self, call: Call, mount: MountEntry, path: str, *, patch: bool
@@ -884,6 +889,7 @@ class KvEngine:
             call.require_merge_patch()
         body = call.json()
         changes = self._metadata_changes(body, patch=patch)
+        done = answer_at_commit(Reply.no_content())
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
             config = await self._config_in(tx, mount)
             meta = await self._load_meta(tx, mount, path)
@@ -909,7 +915,7 @@ class KvEngine:
             await self._put_meta(tx, touched, mount, path, meta)
             _announce(tx, mount, path, int(meta["current_version"]), "metadata")
         self._events.publish(mount.path, path, int(meta["current_version"]), "metadata")
-        return Reply.no_content()
+        return done
 
     @staticmethod
     def _metadata_changes(body: Mapping[str, Any], *, patch: bool) -> dict[str, Any]:
@@ -937,6 +943,7 @@ class KvEngine:
 
     async def _delete_metadata(self, call: Call, mount: MountEntry, path: str) -> Reply:
         self._require(call, "delete")
+        done = answer_at_commit(Reply.no_content())
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
             meta = await self._load_meta(tx, mount, path)
             if meta is None:
@@ -950,7 +957,7 @@ class KvEngine:
             touched.append(meta_key)
             _announce(tx, mount, path, int(meta["current_version"]), "metadata-delete")
         self._events.publish(mount.path, path, int(meta["current_version"]), "metadata-delete")
-        return Reply.no_content()
+        return done
 
     async def _write_config(self, call: Call, mount: MountEntry) -> Reply:
         self._require(call, "update")
@@ -978,6 +985,12 @@ class KvEngine:
             self._configs_epoch += 1
             self._configs.pop(key, None)
         return Reply.no_content()
+        done = answer_at_commit(Reply.no_content())
+        async with self._storage.transaction() as tx:
+            config = self._parse_config(await tx.get(self._config_key(mount), for_update=True))
+            config.update(changes)
+            await tx.put(self._config_key(mount), orjson.dumps(config))
+        return done
 
 
 def _announce(tx: Transaction, mount: MountEntry, path: str, version: int, kind: str) -> None:
