@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -156,7 +157,9 @@ class BoundService:
         self._cached = (blob, keyring)
         return keyring
 
-    async def _keyring(self, *, add: bool = False) -> _Keyring:
+    async def _keyring(
+        self, *, add: bool = False, before_commit: Callable[[int], object] | None = None
+    ) -> _Keyring:
         blob = await self._storage.get(KEYRING_KEY)
         if blob is not None and not add:
             return await self._decode(blob)
@@ -171,12 +174,17 @@ class BoundService:
             updated = _Keyring(keys=keys, active=version)
             fresh = self._barrier.encrypt(updated.to_bytes(), context=KEYRING_CONTEXT)
             await tx.put(KEYRING_KEY, fresh)
+            if before_commit is not None:
+                before_commit(updated.active)
         self._cached = (fresh, updated)
         return updated
 
-    async def rotate(self) -> int:
-        """Add a root key version that seals from now on; return it."""
-        return (await self._keyring(add=True)).active
+    async def rotate(self, *, before_commit: Callable[[int], object] | None = None) -> int:
+        """Add a root key version that seals from now on; return it.
+
+        ``before_commit(version)`` runs in the transaction, before it commits.
+        """
+        return (await self._keyring(add=True, before_commit=before_commit)).active
 
     async def key_versions(self) -> tuple[int, list[int]]:
         """``(active, every version)``; creates the first key if there is none yet."""

@@ -176,11 +176,16 @@ class SealingService:
         except (orjson.JSONDecodeError, TypeError, ValueError):
             raise StorageError("the stored sealing configuration is not valid") from None
 
-    async def set_config(self, config: SealingConfig) -> SealingConfig:
-        """Store new settings; a cut-off time in the past renews the key on next use."""
+    @staticmethod
+    def check_config(config: SealingConfig) -> None:
+        """Refuse settings :meth:`set_config` would refuse (``InvalidRequestError``)."""
         if not MIN_KEY_BITS <= config.key_bits <= MAX_KEY_BITS:
             raise InvalidRequestError(f"key_bits must be between {MIN_KEY_BITS} and {MAX_KEY_BITS}")
         config.policy()  # validates the period
+
+    async def set_config(self, config: SealingConfig) -> SealingConfig:
+        """Store new settings; a cut-off time in the past renews the key on next use."""
+        self.check_config(config)
         async with self._storage.transaction() as tx:
             await tx.put(CONFIG_KEY, orjson.dumps(config.to_doc()))
         return config
@@ -211,9 +216,16 @@ class SealingService:
         return keyring
 
     async def renew_if_due(
-        self, *, config: SealingConfig | None = None, force: bool = False
+        self,
+        *,
+        config: SealingConfig | None = None,
+        force: bool = False,
+        before_commit: Callable[[SealingKeyEntry], object] | None = None,
     ) -> tuple[SealingKeyring, SealingKeyEntry | None]:
-        """Add a key when due (or ``force``); returns the keyring and the new entry, if any."""
+        """Add a key when due (or ``force``); returns the keyring and the new entry, if any.
+
+        ``before_commit(entry)`` runs in the transaction that adds the key, before it commits.
+        """
         config = config or await self.config()
         policy = RenewalPolicy(period=timedelta(microseconds=1)) if force else config.policy()
         now = self.now()
@@ -230,6 +242,8 @@ class SealingService:
             if entry is None:
                 return None
             added.append(entry)
+            if before_commit is not None:
+                before_commit(entry)
             return updated
 
         keyring = await self._write(change)
@@ -237,9 +251,11 @@ class SealingService:
             _log.info("sealing key added", extra={"key_id": added[0].key_id})
         return keyring, (added[0] if added else None)
 
-    async def rotate(self) -> SealingKeyEntry:
-        """A new sealing key now (``sys/sealing/keys/rotate``)."""
-        _, entry = await self.renew_if_due(force=True)
+    async def rotate(
+        self, *, before_commit: Callable[[SealingKeyEntry], object] | None = None
+    ) -> SealingKeyEntry:
+        """A new sealing key now (``sys/sealing/keys/rotate``); ``before_commit`` as in :meth:`renew_if_due`."""
+        _, entry = await self.renew_if_due(force=True, before_commit=before_commit)
         if entry is None:  # pragma: no cover - force always adds
             raise StorageError("the new sealing key was not stored")
         return entry

@@ -322,8 +322,19 @@ class TokenStore:
 
     # -- renew and revoke -------------------------------------------------------------
 
-    async def renew(self, entry: TokenEntry, *, increment: float | None) -> TokenEntry:
-        """Extend a renewable token's TTL by ``increment`` (default: its TTL) from now."""
+    async def renew(
+        self,
+        entry: TokenEntry,
+        *,
+        increment: float | None,
+        before_commit: Callable[[TokenEntry], object] | None = None,
+    ) -> TokenEntry:
+        """Extend a renewable token's TTL by ``increment`` (default: its TTL) from now.
+
+        ``before_commit(renewed)`` runs inside the transaction, before it
+        commits (the route declares its answer there; see
+        :mod:`kustos.server.committing`).
+        """
         if entry.expire_time is None:
             return entry
         if not entry.renewable:
@@ -341,6 +352,8 @@ class TokenStore:
             current = TokenEntry.from_json(raw)
             renewed = replace(current, expire_time=expire)
             await tx.put(_ID_PREFIX + entry.id_hash, renewed.to_json())
+            if before_commit is not None:
+                before_commit(renewed)
         self._invalidate(entry.id_hash)
         return renewed
 

@@ -34,6 +34,7 @@ from kustos.server.auth.issuing import TokenSettings, issue_login_token, str_fie
 from kustos.server.auth.mounts import AuthMount
 from kustos.server.auth.records import Records
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.params import bool_param, int_param
 from kustos.server.times import parse_duration, rfc3339
 from kustos.store.base import Transaction
@@ -169,6 +170,7 @@ class AppRoleMethod:
             return _not_found() if doc is None else Reply(data=_Role.from_doc(doc).describe())
         if call.method == "DELETE":
             self._deps.require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             async with records.transaction() as tx:
                 doc = await records.get(key, tx=tx, for_update=True)
                 if doc is not None:
@@ -177,10 +179,11 @@ class AppRoleMethod:
                     await records.delete_prefix(f"secret-id/{name}/", tx=tx)
                     await records.delete_prefix(f"secret-id-accessor/{name}/", tx=tx)
                     await records.delete(key, tx=tx)
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         body = call.json()
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             current_doc = await records.get(key, tx=tx, for_update=True)
             self._deps.require(call, "create" if current_doc is None else "update")
@@ -196,7 +199,7 @@ class AppRoleMethod:
                 if current_doc is not None:
                     await records.delete(_role_id_key(current.role_id), tx=tx)
             await records.put(key, role.to_doc(), tx=tx)
-        return Reply.no_content()
+        return done
 
     async def _claim_role_id(
         self, records: Records, tx: Transaction, role_id: str, name: str
@@ -215,13 +218,14 @@ class AppRoleMethod:
             raise unsupported(call)
         self._deps.require(call, "update")
         role_id = _check_id(str_field(call.json(), "role_id"), field="role_id")
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             role = await self._load_role(records, name, tx=tx)
             if role.role_id != role_id:
                 await self._claim_role_id(records, tx, role_id, name)
                 await records.delete(_role_id_key(role.role_id), tx=tx)
                 await records.put(f"role/{name}", replace(role, role_id=role_id).to_doc(), tx=tx)
-        return Reply.no_content()
+        return done
 
     # -- secret ids ----------------------------------------------------------------------------
 
@@ -276,14 +280,17 @@ class AppRoleMethod:
                 tx=tx,
             )
             await records.put(f"secret-id-accessor/{name}/{accessor}", {"mac": mac}, tx=tx)
-        return Reply(
-            data={
-                "secret_id": secret_id,
-                "secret_id_accessor": accessor,
-                "secret_id_ttl": int(ttl),
-                "secret_id_num_uses": uses,
-            }
-        )
+            reply = answer_at_commit(
+                Reply(
+                    data={
+                        "secret_id": secret_id,
+                        "secret_id_accessor": accessor,
+                        "secret_id_ttl": int(ttl),
+                        "secret_id_num_uses": uses,
+                    }
+                )
+            )
+        return reply
 
     async def _secret_id_manage(self, call: Call, records: Records, name: str, sub: str) -> Reply:
         if call.method not in ("POST", "PUT", "DELETE"):
@@ -315,7 +322,7 @@ class AppRoleMethod:
             if destroy:
                 await records.delete(f"secret-id/{name}/{mac}", tx=tx)
                 await records.delete(f"secret-id-accessor/{name}/{entry['accessor']}", tx=tx)
-                return Reply.no_content()
+                return answer_at_commit(Reply.no_content())
         expiration = entry.get("expiration_time")
         return Reply(
             data={
@@ -387,17 +394,20 @@ class AppRoleMethod:
                     metadata.update(
                         {str(k): str(v) for k, v in (entry.get("metadata") or {}).items()}
                     )
+            if not expired:  # the use is counted and the token issued in one transaction
+                auth = await issue_login_token(
+                    tokens=self._deps.tokens,
+                    mount=mount,
+                    settings=role.token,
+                    display_name=None,
+                    metadata=metadata,
+                    now=now,
+                    tx=tx,
+                )
+                reply = answer_at_commit(Reply(auth=auth))
         if expired:
             raise InvalidRequestError(INVALID_CREDENTIALS)
-        auth = await issue_login_token(
-            tokens=self._deps.tokens,
-            mount=mount,
-            settings=role.token,
-            display_name=None,
-            metadata=metadata,
-            now=now,
-        )
-        return Reply(auth=auth)
+        return reply
 
 
 def _check_id(value: str, *, field: str) -> str:

@@ -16,11 +16,14 @@ from typing import Any
 
 from kustos.errors import InvalidRequestError
 from kustos.server.auth.mounts import AuthMount
+from kustos.server.calls import Reply
+from kustos.server.committing import answer_at_commit
 from kustos.server.params import bool_param, int_param, str_list_param
 from kustos.server.times import parse_duration
 from kustos.server.tokens import TokenStore
+from kustos.store.base import StorageBackend, Transaction
 
-__all__ = ["TokenSettings", "issue_login_token", "str_field"]
+__all__ = ["TokenSettings", "issue_login_token", "login_reply", "str_field"]
 
 
 def str_field(body: Mapping[str, Any], name: str, *, default: str = "") -> str:
@@ -125,8 +128,12 @@ async def issue_login_token(
     display_name: str | None,
     metadata: Mapping[str, str],
     now: float,
+    tx: Transaction | None = None,
 ) -> dict[str, Any]:
-    """Create the login token and return Vault's ``auth`` object (the token shown once)."""
+    """Create the login token and return Vault's ``auth`` object (the token shown once).
+
+    ``tx``: create it in the caller's transaction (see :func:`login_reply`).
+    """
     policies = list(settings.policies)
     if not settings.no_default_policy and "default" not in policies:
         policies.append("default")
@@ -141,6 +148,7 @@ async def issue_login_token(
         meta=dict(metadata),
         orphan=True,
         path=f"auth/{mount.path}login",
+        tx=tx,
     )
     token_policies = list(entry.policies)
     return {
@@ -158,3 +166,29 @@ async def issue_login_token(
         "mfa_requirement": None,
         "num_uses": 0,
     }
+
+
+async def login_reply(
+    *,
+    storage: StorageBackend,
+    tokens: TokenStore,
+    mount: AuthMount,
+    settings: TokenSettings,
+    display_name: str | None,
+    metadata: Mapping[str, str],
+    now: float,
+) -> Reply:
+    """A login's answer: the token is created in a transaction whose answer (the ``auth`` object)
+    is audited before it commits (:mod:`kustos.server.committing`)."""
+    async with storage.transaction() as tx:
+        auth = await issue_login_token(
+            tokens=tokens,
+            mount=mount,
+            settings=settings,
+            display_name=display_name,
+            metadata=metadata,
+            now=now,
+            tx=tx,
+        )
+        reply = answer_at_commit(Reply(auth=auth))
+    return reply

@@ -32,7 +32,7 @@ import orjson
 
 from kustos.errors import InvalidRequestError, KustosError, NotFoundError, PermissionDeniedError
 from kustos.server.auth import MethodDeps
-from kustos.server.auth.issuing import TokenSettings, issue_login_token, str_field
+from kustos.server.auth.issuing import TokenSettings, login_reply, str_field
 from kustos.server.auth.jwts import (
     ServiceAccount,
     check_claims,
@@ -47,6 +47,7 @@ from kustos.server.auth.keysets import KeySets, KeySetSource, ca_context
 from kustos.server.auth.mounts import AuthMount
 from kustos.server.auth.records import Records
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.params import bool_param, str_list_param
 
 __all__ = ["KubernetesMethod", "TokenReviewError", "service_account_uid"]
@@ -197,9 +198,10 @@ class KubernetesMethod:
         self._deps.require(call, "update")
         body = call.json()
         config = _parse_config(body)
+        done = answer_at_commit(Reply.no_content())
         await records.put("config", config.to_doc())
         self._keysets.forget(mount.uuid)
-        return Reply.no_content()
+        return done
 
     # -- roles ----------------------------------------------------------------------------
 
@@ -216,17 +218,19 @@ class KubernetesMethod:
             return _not_found() if doc is None else Reply(data=_Role.from_doc(doc).describe())
         if call.method == "DELETE":
             self._deps.require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await records.delete(key)
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         body = call.json()
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             current = await records.get(key, tx=tx, for_update=True)
             self._deps.require(call, "create" if current is None else "update")
             role = _parse_role(body, None if current is None else _Role.from_doc(current))
             await records.put(key, role.to_doc(), tx=tx)
-        return Reply.no_content()
+        return done
 
     # -- login ------------------------------------------------------------------------------
 
@@ -282,7 +286,8 @@ class KubernetesMethod:
             metadata["service_account_pod_name"] = account.pod_name
         if account.pod_uid:
             metadata["service_account_pod_uid"] = account.pod_uid
-        auth = await issue_login_token(
+        return await login_reply(
+            storage=self._deps.storage,
             tokens=self._deps.tokens,
             mount=mount,
             settings=role.token,
@@ -290,7 +295,6 @@ class KubernetesMethod:
             metadata=metadata,
             now=now,
         )
-        return Reply(auth=auth)
 
     async def _signed_claims(self, mount: AuthMount, config: _Config, token: str) -> dict[str, Any]:
         """The claims of ``token`` once its signature checks out with the configured keys.

@@ -25,10 +25,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from kustos.errors import InvalidRequestError, NotFoundError
 from kustos.server.auth import MethodDeps
-from kustos.server.auth.issuing import TokenSettings, issue_login_token, str_field
+from kustos.server.auth.issuing import TokenSettings, login_reply, str_field
 from kustos.server.auth.mounts import AuthMount
 from kustos.server.auth.records import Records
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 
 __all__ = ["INVALID_CREDENTIALS", "UserpassMethod"]
 
@@ -92,13 +93,15 @@ class UserpassMethod:
             return Reply(data=TokenSettings.from_doc(doc.get("token", {})).describe())
         if call.method == "DELETE":
             self._deps.require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await records.delete(key)
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         body = call.json()
         password = _password(body) if body.get("password") not in (None, "") else None
         password_hash = await self._hash(password) if password is not None else None
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             current = await records.get(key, tx=tx, for_update=True)
             self._deps.require(call, "create" if current is None else "update")
@@ -112,7 +115,7 @@ class UserpassMethod:
                 "token": settings.to_doc(),
             }
             await records.put(key, record, tx=tx)
-        return Reply.no_content()
+        return done
 
     async def _user_field(self, call: Call, records: Records, name: str, field: str) -> Reply:
         if call.method not in ("POST", "PUT"):
@@ -120,6 +123,7 @@ class UserpassMethod:
         self._deps.require(call, "update")
         body = call.json()
         password_hash = await self._hash(_password(body)) if field == "password" else None
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             current = await records.get(f"user/{name}", tx=tx, for_update=True)
             if current is None:
@@ -131,7 +135,7 @@ class UserpassMethod:
                     TokenSettings.from_doc(current.get("token", {})).updated(body).to_doc()
                 )
             await records.put(f"user/{name}", current, tx=tx)
-        return Reply.no_content()
+        return done
 
     # -- login -----------------------------------------------------------------------------
 
@@ -153,16 +157,15 @@ class UserpassMethod:
             raise InvalidRequestError(INVALID_CREDENTIALS)
         if not await self._verify(stored, password):
             raise InvalidRequestError(INVALID_CREDENTIALS)
-        now = self._deps.clock()
-        auth = await issue_login_token(
+        return await login_reply(
+            storage=self._deps.storage,
             tokens=self._deps.tokens,
             mount=mount,
             settings=TokenSettings.from_doc(doc.get("token", {})),
             display_name=name,
             metadata={"username": name},
-            now=now,
+            now=self._deps.clock(),
         )
-        return Reply(auth=auth)
 
     async def _verify(self, stored: str, password: str) -> bool:
         def check() -> bool:

@@ -53,6 +53,7 @@ from kustos.server.access import Authorizer, require
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.mounts import MountEntry
 from kustos.server.params import (
     bool_param,
@@ -383,18 +384,31 @@ class TransitEngine:
                 )
 
     async def _create_policy(
-        self, mount: MountEntry, name: str, *, key_type: str, derived: bool, auto_rotate: float
-    ) -> tuple[Policy, bool]:
-        """Create key ``name`` unless it exists; ``(policy, created)``."""
+        self,
+        mount: MountEntry,
+        name: str,
+        *,
+        key_type: str,
+        derived: bool,
+        auto_rotate: float,
+        answer: Callable[[Policy], Reply] | None = None,
+    ) -> tuple[Policy, Reply | None]:
+        """Create key ``name`` unless it exists; ``(policy, answer)``.
+
+        ``answer(policy)`` builds the call's answer when the key is created; it
+        is declared before the creation commits (:mod:`kustos.server.committing`)
+        and returned (``None`` when the key existed).
+        """
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
             raw = await tx.get(self._policy_key(mount, name), for_update=True)
             if raw is not None:
-                return _parse_policy(raw), False
+                return _parse_policy(raw), None
             policy = _new_policy(name, key_type=key_type, derived=derived, now=self._clock())
             policy["auto_rotate_period"] = int(auto_rotate)
             await self._add_version(tx, touched, mount, policy)
             await self._put_policy(tx, touched, mount, policy)
-        return policy, True
+            declared = answer_at_commit(answer(policy)) if answer is not None else None
+        return policy, declared
 
     async def _create(self, call: Call, mount: MountEntry, name: str) -> Reply:
         body = call.json()
@@ -404,10 +418,15 @@ class TransitEngine:
         auto_rotate = self._auto_rotate(body.get("auto_rotate_period"))
         existing = await self._load_policy(mount, name)
         self._require(call, "create" if existing is None else "update")
-        policy, _ = await self._create_policy(
-            mount, name, key_type=key_type, derived=derived, auto_rotate=auto_rotate
+        policy, declared = await self._create_policy(
+            mount,
+            name,
+            key_type=key_type,
+            derived=derived,
+            auto_rotate=auto_rotate,
+            answer=lambda policy: self._reply(key_info(policy)),
         )
-        return self._reply(key_info(policy))
+        return declared or self._reply(key_info(policy))
 
     @staticmethod
     def _auto_rotate(raw: object) -> float:
@@ -435,6 +454,7 @@ class TransitEngine:
 
     async def _delete(self, call: Call, mount: MountEntry, name: str) -> Reply:
         self._require(call, "delete")
+        done = answer_at_commit(Reply.no_content())
         async with self._cache.writing() as touched, self._storage.transaction() as tx:
             raw = await tx.get(self._policy_key(mount, name), for_update=True)
             if raw is None:
@@ -449,7 +469,7 @@ class TransitEngine:
             policy_key = self._policy_key(mount, name)
             await tx.delete(policy_key)
             touched.append(policy_key)
-        return Reply.no_content()
+        return done
 
     async def _config(self, call: Call, mount: MountEntry, name: str) -> Reply:
         self._require(call, "update")
@@ -504,7 +524,8 @@ class TransitEngine:
                     "min encryption version must be at least the min decryption version (or 0 for the latest)"
                 )
             await self._put_policy(tx, touched, mount, policy)
-        return self._reply(key_info(policy))
+            reply = answer_at_commit(self._reply(key_info(policy)))
+        return reply
 
     async def _rotate(self, call: Call, mount: MountEntry, name: str) -> Reply:
         self._require(call, "update")
@@ -515,7 +536,8 @@ class TransitEngine:
             policy = _parse_policy(raw)
             await self._add_version(tx, touched, mount, policy)
             await self._put_policy(tx, touched, mount, policy)
-        return self._reply(key_info(policy))
+            reply = answer_at_commit(self._reply(key_info(policy)))
+        return reply
 
     # -- key use ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 from kustos.errors import InvalidRequestError, NotFoundError
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 
 __all__ = ["AuditApi"]
@@ -93,12 +94,14 @@ class AuditApi:
             if not isinstance(description, str):
                 raise InvalidRequestError("'description' must be a string")
             self._require(call, "update", "sudo")
+            done = answer_at_commit(Reply.no_content())
             await audit.enable(
                 name, type=device_type, description=description, options=body.get("options")
             )
-            return Reply.no_content()
+            return done
         if call.method == "DELETE":
             self._require(call, "delete", "sudo")
+            done = answer_at_commit(Reply.no_content())
             await audit.disable(name)
-            return Reply.no_content()
+            return done
         raise unsupported(call)

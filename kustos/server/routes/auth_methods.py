@@ -29,6 +29,7 @@ from kustos.server.auth import (
 from kustos.server.auth.issuing import str_field
 from kustos.server.auth.mounts import TOKEN_MOUNT
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.params import duration_param
 from kustos.server.tokens import TokenEntry
@@ -114,19 +115,21 @@ class SysAuthApi:
         for name in ("default_lease_ttl", "max_lease_ttl"):
             if raw_config.get(name) not in (None, ""):
                 config[name] = duration_param(raw_config[name], field=f"config.{name}")
+        done = answer_at_commit(Reply.no_content())
         await self._table.enable(
             mount_path, type=method_type, description=str_field(body, "description"), config=config
         )
-        return Reply.no_content()
+        return done
 
     async def _disable(self, call: Call, mount_path: str) -> Reply:
         token = call.require_token()
         require(self._core.authorizer, token, call.path.rstrip("/"), "delete")
         require(self._core.authorizer, token, call.path.rstrip("/"), "sudo")
+        done = answer_at_commit(Reply.no_content())
         removed = await self._table.disable(mount_path)
         if removed is not None:
             await self._revoke_issued(f"auth/{removed.path}")
-        return Reply.no_content()
+        return done
 
     async def _revoke_issued(self, path_prefix: str) -> None:
         """Revoke every token a disabled method issued (their ``path`` starts with its prefix)."""

@@ -42,6 +42,7 @@ from kustos.server.auth.mounts import AuthTable, normalize_auth_path
 from kustos.server.auth.records import Records
 from kustos.server.bound import BoundConfig, opener_of
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.params import bool_param
 
@@ -101,7 +102,13 @@ class BoundApi:
             raise unsupported(call)
         if path == "sys/bound/rotate":
             require(self._core.authorizer, call.require_token(), path, "update")
-            return Reply(data={"active_version": await self._core.bound.rotate()})
+            declared: list[Reply] = []
+            version = await self._core.bound.rotate(
+                before_commit=lambda version: declared.append(
+                    answer_at_commit(Reply(data={"active_version": version}))
+                )
+            )
+            return declared[-1] if declared else Reply(data={"active_version": version})
         if path == "sys/bound/decrypt":
             return await self._decrypt(call)
         config = await self._core.bound.config()
@@ -137,10 +144,11 @@ class BoundApi:
             allow = bool_param(
                 body["allow_unauthenticated_encrypt"], field="allow_unauthenticated_encrypt"
             )
+        done = answer_at_commit(Reply.no_content())
         await service.set_config(
             BoundConfig(kubernetes_mount=mount, allow_unauthenticated_encrypt=allow)
         )
-        return Reply.no_content()
+        return done
 
     # -- encrypt ----------------------------------------------------------------------------
 

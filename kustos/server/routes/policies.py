@@ -24,6 +24,7 @@ from typing import Any, Final
 from kustos.errors import InvalidRequestError, NotFoundError
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.params import str_list_param
 from kustos.server.tokens import TokenEntry
@@ -76,8 +77,9 @@ class PolicyApi:
             return await self._write(call, name)
         if call.method == "DELETE":
             self._require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await self._core.policies.delete(name)
-            return Reply.no_content()
+            return done
         raise unsupported(call)
 
     async def _list(self, call: Call) -> Reply:
@@ -112,8 +114,9 @@ class PolicyApi:
                 "missing required parameter 'policy' (the policy document, HCL or JSON, as a string)"
             )
         self._require(call, "update")
+        done = answer_at_commit(Reply.no_content())
         await self._core.policies.write(name, text)
-        return Reply.no_content()
+        return done
 
 
 class CapabilitiesApi:

@@ -54,9 +54,10 @@ from kustos.gitops.sealing import (
 from kustos.sensitive import Sensitive
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.params import duration_param, int_param, str_list_param
-from kustos.server.sealing import MAX_KEY_BITS, MIN_KEY_BITS, SealingService
+from kustos.server.sealing import MAX_KEY_BITS, MIN_KEY_BITS, SealingConfig, SealingService
 
 __all__ = ["ROOT_PATHS", "SealingRootApi", "SealingSysApi", "sealing_apis"]
 
@@ -226,8 +227,13 @@ class SealingSysApi:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         self._require(call, "update")
-        entry = await self._service.rotate()
-        return Reply(data=_describe(entry, active=True))
+        declared: list[Reply] = []
+        entry = await self._service.rotate(
+            before_commit=lambda entry: declared.append(
+                answer_at_commit(Reply(data=_describe(entry, active=True)))
+            )
+        )
+        return declared[-1] if declared else Reply(data=_describe(entry, active=True))
 
     async def _backup(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
@@ -338,10 +344,17 @@ class SealingSysApi:
                     raise InvalidRequestError(
                         "key_bits must be a multiple of 1024 (2048, 3072 or 4096)"
                     )
-            config = await service.set_config(replace(await service.config(), **changes))
+            config = replace(await service.config(), **changes)
+            service.check_config(config)
+            done = answer_at_commit(await self._config_reply(config))
+            await service.set_config(config)
+            return done
         else:
             raise unsupported(call)
-        keyring = await service.stored_keyring()
+        return await self._config_reply(config)
+
+    async def _config_reply(self, config: SealingConfig) -> Reply:
+        keyring = await self._service.stored_keyring()
         due = config.policy().next_renewal(keyring) if len(keyring) else None
         return Reply(data={**config.to_doc(), "next_renewal": due.isoformat() if due else None})
 

@@ -21,6 +21,7 @@ from kustos import __version__
 from kustos.errors import InvalidRequestError, NotFoundError
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.mounts import normalize_mount_path
 from kustos.server.params import bool_param, duration_param, int_param
@@ -246,6 +247,7 @@ class SystemApi:
             config = self._mount_config(body.get("config"))
             normalized = normalize_mount_path(path)
             self._require(call, "update")
+            done = answer_at_commit(Reply.no_content())
             await mounts.enable(
                 normalized,
                 type=engine_type,
@@ -253,16 +255,17 @@ class SystemApi:
                 options=options,
                 config=config,
             )
-            return Reply.no_content()
+            return done
         if call.method == "DELETE":
             self._require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             normalized = normalize_mount_path(path)
             if mounts.get(normalized) is not None:  # its leases end with it (as in Vault)
                 await self._core.leases.revoke_prefix(normalized)
             removed = await mounts.disable(normalized)
             if removed is not None:
                 self._core.cache.invalidate_prefix(removed.storage_prefix)
-            return Reply.no_content()
+            return done
         raise unsupported(call)
 
     @staticmethod
@@ -369,8 +372,9 @@ class SystemApi:
                 {k: body.get(k) for k in ("default_lease_ttl", "max_lease_ttl", "force_no_cache")}
             )
             self._require(call, "update")
+            done = answer_at_commit(Reply.no_content())
             await mounts.tune(normalized, description=description, config=config)
-            return Reply.no_content()
+            return done
         raise unsupported(call)
 
     async def _ui_mount(self, call: Call, path: str) -> Reply:
@@ -391,8 +395,9 @@ class SystemApi:
         if call.method not in ("PUT", "POST"):
             raise unsupported(call)
         self._require(call, "sudo")
+        done = answer_at_commit(Reply.no_content())
         await self._core.barrier.rotate_key()
-        return Reply.no_content()
+        return done
 
     async def _key_status(self, call: Call) -> Reply:
         if call.method != "GET":
@@ -438,9 +443,10 @@ class SystemApi:
             )
         version = int_param(body["version"], field="version", minimum=1, maximum=2**32 - 1)
         self._require(call, "sudo")
+        done = answer_at_commit(Reply.no_content())
         await self._core.barrier.disable_key_version(version, self._core.ciphertext_families())
         self._core.cache.clear()
-        return Reply.no_content()
+        return done
 
     async def _rewrap(self, call: Call) -> Reply:
         if call.method not in ("PUT", "POST"):

@@ -20,6 +20,7 @@ from kustos.errors import InvalidRequestError, NotFoundError, PermissionDeniedEr
 from kustos.sensitive import Sensitive
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.params import bool_param, str_list_param
 from kustos.server.times import parse_duration, rfc3339
@@ -189,19 +190,22 @@ class TokenApi:
                 raise PermissionDeniedError("root or sudo privileges required to specify token id")
             if not isinstance(token_id, str):
                 raise InvalidRequestError("id must be a string")
-        token, entry = await self._core.tokens.create(
-            policies=policies,
-            ttl=ttl,
-            explicit_max_ttl=explicit_max,
-            display_name=display_name,
-            meta=meta,
-            parent=parent,
-            orphan=orphan,
-            renewable=renewable,
-            token_id=token_id,
-            path="auth/token/create-orphan" if orphan else "auth/token/create",
-        )
-        return Reply(auth=_auth(token, entry, self._core.clock()))
+        async with self._core.storage.transaction() as tx:
+            token, entry = await self._core.tokens.create(
+                policies=policies,
+                ttl=ttl,
+                explicit_max_ttl=explicit_max,
+                display_name=display_name,
+                meta=meta,
+                parent=parent,
+                orphan=orphan,
+                renewable=renewable,
+                token_id=token_id,
+                path="auth/token/create-orphan" if orphan else "auth/token/create",
+                tx=tx,
+            )
+            reply = answer_at_commit(Reply(auth=_auth(token, entry, self._core.clock())))
+        return reply
 
     async def _lookup_self(self, call: Call) -> Reply:
         if call.method not in ("GET", "POST", "PUT"):
@@ -252,27 +256,44 @@ class TokenApi:
             if body.get("increment") in (None, "")
             else parse_duration(body["increment"], field="increment")
         )
-        renewed = await self._core.tokens.renew(entry, increment=increment)
-        token = call.raw_token or Sensitive("")
-        return Reply(auth=_auth(token, renewed, self._core.clock()))
+        return await self._renewed(entry, increment, call.raw_token or Sensitive(""))
 
     async def _renew_other(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         self._require(call, "update")
         entry = await self._target(call, by="token")
-        renewed = await self._core.tokens.renew(entry, increment=self._increment(call))
-        return Reply(auth=_auth(Sensitive(str(call.json()["token"])), renewed, self._core.clock()))
+        token = Sensitive(str(call.json()["token"]))
+        return await self._renewed(entry, self._increment(call), token)
 
     async def _renew_accessor(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         self._require(call, "update")
         entry = await self._target(call, by="accessor")
-        renewed = await self._core.tokens.renew(entry, increment=self._increment(call))
-        auth = _auth(Sensitive(""), renewed, self._core.clock())
-        auth["client_token"] = ""  # an accessor never reveals its token
-        return Reply(auth=auth)
+        return await self._renewed(entry, self._increment(call), None)
+
+    async def _renewed(
+        self, entry: TokenEntry, increment: float | None, token: Sensitive[str] | None
+    ) -> Reply:
+        """Renew ``entry``; the answer (its ``auth``) is declared before the renewal commits.
+
+        ``token`` is the token to echo (``None``: renewed by accessor, which never reveals it).
+        """
+        declared: list[Reply] = []
+
+        def answer(renewed: TokenEntry) -> Reply:
+            auth = _auth(token or Sensitive(""), renewed, self._core.clock())
+            if token is None:
+                auth["client_token"] = ""  # an accessor never reveals its token
+            return Reply(auth=auth)
+
+        renewed = await self._core.tokens.renew(
+            entry,
+            increment=increment,
+            before_commit=lambda renewed: declared.append(answer_at_commit(answer(renewed))),
+        )
+        return declared[-1] if declared else answer(renewed)
 
     @staticmethod
     def _increment(call: Call) -> float | None:
@@ -288,15 +309,17 @@ class TokenApi:
             raise unsupported(call)
         self._require_sudo(call, "update")
         entry = await self._target(call, by="token")
+        done = answer_at_commit(Reply.no_content())
         await self._core.tokens.revoke_orphan(entry)
-        return Reply.no_content()
+        return done
 
     async def _revoke_self(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         entry = self._require(call, "update")
+        done = answer_at_commit(Reply.no_content())
         await self._core.tokens.revoke(entry)
-        return Reply.no_content()
+        return done
 
     async def _revoke_other(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
@@ -307,14 +330,16 @@ class TokenApi:
         if not isinstance(value, str) or not value:
             raise InvalidRequestError("missing required parameter 'token'")
         entry = await self._core.tokens.lookup(value)
+        done = answer_at_commit(Reply.no_content())
         if entry is not None:
             await self._core.tokens.revoke(entry)
-        return Reply.no_content()
+        return done
 
     async def _revoke_accessor(self, call: Call) -> Reply:
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         self._require(call, "update")
         entry = await self._target(call, by="accessor")
+        done = answer_at_commit(Reply.no_content())
         await self._core.tokens.revoke(entry)
-        return Reply.no_content()
+        return done

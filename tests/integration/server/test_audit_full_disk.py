@@ -117,3 +117,60 @@ def test_the_limit_really_fills_the_disk(server: RunningServer, tmp_path: Path) 
             _limit_file_size(server, None)
         assert refused.status_code == 503 and "audit log unavailable" in refused.text
         assert http.get("/v1/sys/mounts").status_code == 200
+
+
+def test_writes_declare_their_answer_before_they_commit(server: RunningServer) -> None:
+    """Every write route below audits its answer before its commit (none is counted in
+    ``kustos_audit_unreserved_commits_total``), so a full disk refuses it instead of losing it."""
+    audit_file = server.data_dir.parent / "audit.log"
+    with httpx.Client(
+        base_url=server.addr, headers={"X-Vault-Token": server.root_token}, timeout=60
+    ) as http:
+        if not audit_file.exists():
+            body = {"type": "file", "options": {"file_path": str(audit_file)}}
+            assert http.post("/v1/sys/audit/file", json=body).status_code == 204
+        writes: list[tuple[str, str, dict[str, object]]] = [
+            ("POST", "sys/mounts/tr", {"type": "transit"}),
+            ("POST", "sys/mounts/tr/tune", {"default_lease_ttl": "1h"}),
+            ("POST", "tr/keys/k", {}),
+            ("POST", "tr/keys/k/rotate", {}),
+            ("POST", "tr/keys/k/config", {"deletion_allowed": True}),
+            ("DELETE", "tr/keys/k", {}),
+            ("POST", "secret/data/w", {"data": {"a": "1"}}),
+            ("POST", "secret/metadata/w", {"max_versions": 3}),
+            ("POST", "secret/delete/w", {"versions": [1]}),
+            ("POST", "secret/undelete/w", {"versions": [1]}),
+            ("DELETE", "secret/data/w", {}),
+            ("POST", "secret/destroy/w", {"versions": [1]}),
+            ("POST", "secret/config", {"max_versions": 5}),
+            ("DELETE", "secret/metadata/w", {}),
+            ("PUT", "sys/policies/acl/p", {"policy": 'path "x" { capabilities = ["read"] }'}),
+            ("DELETE", "sys/policies/acl/p", {}),
+            ("POST", "auth/token/create", {"ttl": "1h"}),
+            ("POST", "auth/token/renew-self", {}),
+            ("POST", "sys/auth/approle", {"type": "approle"}),
+            ("POST", "auth/approle/role/r", {"secret_id_num_uses": 2}),
+            ("POST", "auth/approle/role/r/role-id", {"role_id": "fixed-role-id"}),
+            ("POST", "sys/auth/userpass", {"type": "userpass"}),
+            ("POST", "auth/userpass/users/u", {"password": "pw"}),
+            ("POST", "auth/userpass/users/u/password", {"password": "pw2"}),
+            ("POST", "sys/sealing/config", {"key_bits": 2048}),
+            ("POST", "sys/rotate", {}),
+        ]
+        for method, path, body in writes:
+            response = http.request(method, f"/v1/{path}", json=body)
+            assert response.status_code < 300, (path, response.text)
+        secret_id = http.post("/v1/auth/approle/role/r/secret-id", json={}).json()["data"]
+        login = http.post(
+            "/v1/auth/approle/login",
+            json={"role_id": "fixed-role-id", "secret_id": secret_id["secret_id"]},
+        )
+        assert login.status_code == 200, login.text
+        assert http.post("/v1/auth/userpass/login/u", json={"password": "pw2"}).status_code == 200
+        for method, path in (("DELETE", "sys/auth/userpass"), ("DELETE", "sys/mounts/tr")):
+            assert http.request(method, f"/v1/{path}").status_code == 204
+        metrics = http.get("/metrics").text
+    unreserved = [
+        line for line in metrics.splitlines() if line.startswith("kustos_audit_unreserved_commits")
+    ]
+    assert unreserved == [], unreserved

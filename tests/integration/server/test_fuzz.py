@@ -861,6 +861,18 @@ def test_no_5xx_and_no_dropped_connection(target: Target, family: Family) -> Non
     )
     assert target.sent - sent_before >= EXAMPLES_PER_FAMILY * 0.9
     _verify_audit(target)
+    print(f"{family.name}: commits before their answer was audited so far: {_unreserved(target)}")
+
+
+def _unreserved(target: Target) -> dict[str, float]:
+    """``kustos_audit_unreserved_commits_total`` by route (reported, see kustos.server.committing)."""
+    metrics = httpx.get(f"{target.server.addr}/metrics", timeout=30).text
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("kustos_audit_unreserved_commits_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('route="', 1)[1].split('"', 1)[0]] = float(value)
+    return counts
 
 
 def test_the_families_send_at_least_2000_requests() -> None:
