@@ -233,10 +233,7 @@ def _ttl(value: object, *, field: str) -> int:
 
 
 def _bounded(value: object, *, field: str, minimum: int, maximum: int) -> int:
-    number = int_param(value, field=field, minimum=minimum)
-    if number > maximum:
-        raise InvalidRequestError(f"{field} must be at most {maximum}")
-    return number
+    return int_param(value, field=field, minimum=minimum, maximum=maximum)
 
 
 def _credential_type(body: Mapping[str, Any]) -> None:

@@ -62,6 +62,10 @@ class LeasesApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        return True
+
     def _require(self, call: Call, capability: str, *, sudo: bool = False) -> None:
         token = call.require_token()
         path = call.path.rstrip("/")

@@ -43,6 +43,10 @@ class PasswordPolicyApi:
     def needs_unsealed(path: str) -> bool:
         return True
 
+    @staticmethod
+    def needs_token(path: str) -> bool:
+        return True
+
     def _require(self, call: Call, capability: str) -> None:
         require(self._core.authorizer, call.require_token(), call.path.rstrip("/"), capability)
 
