@@ -35,6 +35,14 @@ through its DEK, which only unwraps under that version and context.
 UTF-8 text, ``0x03`` a decimal integer in ASCII), a 4-byte length and the
 payload, concatenated; no two different part lists share an encoding.
 
+Attestations: :func:`attest` seals nothing (an empty plaintext) under
+``attestation_context(ctx, document)`` = ``context(b"kustos/attest", ctx,
+SHA-256(document))``, so the 96-byte result vouches for ``document`` in that
+place: :func:`verify_attestation` fails for any other document, place or
+key, like a changed ciphertext. It is an envelope like any other, so key
+versions, rewrap and disabling apply to it unchanged. It protects records
+that stay readable without decryption (a secret's version history).
+
 Guarantees: confidentiality and integrity of the plaintext; any change to any
 byte of the blob, another context, an unknown or disabled KEK version or a
 truncated blob raise :class:`kustos.errors.DecryptionError` and nothing else.
@@ -48,6 +56,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 import struct
@@ -62,7 +71,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kustos.crypto import aead
 from kustos.errors import DecryptionError, InvalidRequestError
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "OVERHEAD", "KeyVersionInfo", "Keyring", "context"]
+__all__ = [
+    "ATTESTATION_SIZE",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "OVERHEAD",
+    "KeyVersionInfo",
+    "Keyring",
+    "attest",
+    "attestation_context",
+    "context",
+    "verify_attestation",
+]
 
 MAGIC: Final = b"KSE"
 FORMAT_VERSION: Final = 1
@@ -411,3 +431,27 @@ def _as_bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError("expected a boolean")
     return value
+
+
+_ATTEST_LABEL: Final = b"kustos/attest"
+ATTESTATION_SIZE: Final = OVERHEAD
+"""Bytes of an attestation (an envelope of nothing): 96."""
+
+
+def attestation_context(ctx: bytes, document: bytes) -> bytes:
+    """The context an attestation of ``document`` in place ``ctx`` is sealed under."""
+    return context(_ATTEST_LABEL, ctx, hashlib.sha256(document).digest())
+
+
+def attest(
+    keyring: Keyring, document: bytes, *, context: bytes, randbytes: RandBytes = secrets.token_bytes
+) -> bytes:
+    """An attestation (:data:`ATTESTATION_SIZE` bytes) that ``document`` belongs at ``context``."""
+    return keyring.encrypt(b"", context=attestation_context(context, document), randbytes=randbytes)
+
+
+def verify_attestation(keyring: Keyring, tag: bytes, document: bytes, *, context: bytes) -> None:
+    """Raise :class:`DecryptionError` unless ``tag`` attests ``document`` at ``context``."""
+    if len(tag) != ATTESTATION_SIZE:  # the size of an envelope of nothing
+        raise DecryptionError()
+    keyring.decrypt(tag, context=attestation_context(context, document))

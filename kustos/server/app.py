@@ -249,8 +249,12 @@ class _Api:
                     raise InvalidRequestError(
                         "response wrapping (X-Vault-Wrap-TTL) is not supported by this server"
                     )
-                if not unauthenticated and not core.barrier.serving:
-                    raise SealedError()
+                if not unauthenticated and not core.serving:
+                    raise SealedError(
+                        "the server is finishing its unseal; retry shortly"
+                        if core.migrating
+                        else "Vault is sealed"
+                    )
                 entry = None
                 if token_text and not unauthenticated:
                     entry = core.tokens.cached(token_text)

@@ -33,7 +33,7 @@ from typing import Final
 
 import orjson
 
-from kustos.crypto.envelope import Keyring, KeyVersionInfo
+from kustos.crypto.envelope import Keyring, KeyVersionInfo, attest, verify_attestation
 from kustos.errors import (
     DecryptionError,
     InvalidRequestError,
@@ -335,6 +335,25 @@ class Barrier:
             if not await self._reload_if_newer(blob):
                 raise
         return self._require().decrypt(blob, context=context)
+
+    def attest(self, document: bytes, *, context: bytes) -> bytes:
+        """An attestation that ``document`` belongs at ``context`` (:func:`kustos.crypto.envelope.attest`)."""
+        return attest(self._require(), document, context=context)
+
+    def verify_attestation_loaded(self, tag: bytes, document: bytes, *, context: bytes) -> None:
+        """:meth:`verify_attestation` with the keyring as loaded (``DecryptionError`` also for a
+        newer KEK version; callers then fall back to :meth:`verify_attestation`)."""
+        verify_attestation(self._require(), tag, document, context=context)
+
+    async def verify_attestation(self, tag: bytes, document: bytes, *, context: bytes) -> None:
+        """Raise ``DecryptionError`` unless ``tag`` attests ``document`` at ``context`` (reloading
+        the keyring once when the tag uses a KEK version another replica added)."""
+        try:
+            self.verify_attestation_loaded(tag, document, context=context)
+        except DecryptionError:
+            if not await self._reload_if_newer(tag):
+                raise
+            self.verify_attestation_loaded(tag, document, context=context)
 
     async def _reload_if_newer(self, blob: bytes) -> bool:
         keyring = self._require()

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+import orjson
+
 from kustos.config import ServerConfig
 from kustos.errors import InvalidRequestError
 from kustos.keys import open_provider
@@ -41,14 +43,16 @@ from kustos.server.policies import PolicyStore
 from kustos.server.replicas import Replication
 from kustos.server.sealing import SealingService
 from kustos.server.timers import Timers
-from kustos.server.times import Clock
+from kustos.server.times import Clock, rfc3339
 from kustos.server.tokens import TokenStore, hash_token
 from kustos.store import open_backend
 from kustos.store.base import StorageBackend, Transaction
 from kustos.store.changes import ChangeWatching
 
-__all__ = ["DEFAULT_CACHE_ENTRIES", "Core", "DevBootstrap", "InitResult"]
+__all__ = ["DATA_MIGRATIONS_KEY", "DEFAULT_CACHE_ENTRIES", "Core", "DevBootstrap", "InitResult"]
 
+DATA_MIGRATIONS_KEY: Final = "core/migrations/data"
+"""Written once the data migrations of :meth:`Core.finish_unseal` ran on this storage."""
 DEFAULT_CACHE_ENTRIES: Final = 50_000
 """Records kept in the read cache: SQLite (the server owns it), PostgreSQL with change notifications."""
 
@@ -85,6 +89,9 @@ class Core:
         cache_entries: int,
     ) -> None:
         self.config = config
+        self.migrating = False
+        """True while :meth:`finish_unseal` runs (data paths answer 503)."""
+        self._data_migrated = False
         self.storage = storage
         self.clock = clock
         self.authorizer = authorizer
@@ -226,6 +233,7 @@ class Core:
             await core.auth_table.load()
             await core.policies.load()
             await core.audit.load()
+            await core.finish_unseal()
         except BaseException:
             await backend.close()
             raise
@@ -248,6 +256,42 @@ class Core:
         self.audit.close()
         self.barrier.close()
         await self.storage.close()
+
+    @property
+    def serving(self) -> bool:
+        """Initialized, unsealed and done with :meth:`finish_unseal`: data paths may be served."""
+        return self.barrier.serving and not self.migrating
+
+    async def finish_unseal(self) -> None:
+        """Data migrations that need the keyring, once, right after an unseal (or an init).
+
+        Meanwhile :attr:`migrating` is true and data paths answer 503. Today:
+        KV metadata records of older releases get their attestation
+        (:meth:`KvEngine.migrate_metadata`); a marker at
+        :data:`DATA_MIGRATIONS_KEY` records that it ran, so later starts skip the scan.
+        """
+        if not self.barrier.serving or self._data_migrated:
+            return
+        self.migrating = True
+        try:
+            if await self.storage.get(DATA_MIGRATIONS_KEY) is None:
+                await self.mounts.load()
+                rewritten = 0
+                for mount in self.mounts.entries():
+                    if mount.type == "kv":
+                        rewritten += await self.kv.migrate_metadata(mount)
+                async with self.storage.transaction() as tx:
+                    await tx.put(
+                        DATA_MIGRATIONS_KEY,
+                        orjson.dumps(
+                            {"kv-meta-attested": rfc3339(self.clock()), "records": rewritten}
+                        ),
+                    )
+                if rewritten:
+                    _log.info(f"attested {rewritten} KV metadata records of an older release")
+            self._data_migrated = True
+        finally:
+            self.migrating = False
 
     def refresh_seal_metrics(self) -> None:
         self.metrics.set_seal_state(
@@ -308,6 +352,7 @@ class Core:
                     options={"version": "2"},
                 )
         _log.info(f"server initialized (key provider: {self.barrier.seal_type})")
+        await self.finish_unseal()
         return InitResult(shares=[Sensitive(s) for s in shares], root_token=created[0])
 
     async def dev_bootstrap(self, *, root_token_id: str | None = None) -> DevBootstrap:

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import orjson
 
-from kustos.crypto.envelope import context
+from kustos.crypto.envelope import ATTESTATION_SIZE, attestation_context, context
 from kustos.errors import CheckAndSetError, DecryptionError, InvalidRequestError, NotFoundError
 from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, require
@@ -191,36 +191,65 @@ def _version_metadata(meta: Meta, version: int, vm: Mapping[str, Any]) -> dict[s
     }
 
 
-_META_MAGIC: Final = b"KVM1"
+_META_MAGIC: Final = b"KVM2"
+_OLD_MAGIC: Final = b"KVM1"
+_META_LABEL: Final = "kustos/kv-meta"
 _LATEST: Final = "_latest"
 """In-memory key of the current version's ciphertext inside a parsed metadata dict (never in the JSON)."""
+_HEAD: Final = 8
+_TAG: Final = ATTESTATION_SIZE
+_MIGRATION_BATCH: Final = 128
 
 
-def _parse_meta(raw: bytes) -> Meta:
-    """Decode a metadata record; the current version's ciphertext (if any) goes to ``meta["_latest"]``."""
-    if raw[:1] == b"{":  # a record written before ciphertexts moved into metadata records
-        try:
-            legacy: Meta = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise DecryptionError() from None
-        return legacy
-    if raw[:4] != _META_MAGIC or len(raw) < 8:
-        raise DecryptionError()  # not a record this engine wrote
-    size = int.from_bytes(raw[4:8], "big")
+def _split_meta(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(document, attestation, current version's ciphertext)`` of a metadata record.
+
+    Layout: ``b"KVM2"``, the JSON document's length (uint32, big-endian), the
+    document, its attestation (:data:`ATTESTATION_SIZE` bytes, see
+    :meth:`KvEngine._attest`) and the current version's ciphertext (may be empty).
+    Anything else, including the unauthenticated ``KVM1`` records of older
+    releases (migrated at unseal, :meth:`KvEngine.migrate_metadata`), is an
+    integrity error.
+    """
+    if raw[:4] != _META_MAGIC or len(raw) < _HEAD:
+        raise DecryptionError()
+    end = _HEAD + int.from_bytes(raw[4:_HEAD], "big")
+    if len(raw) < end + _TAG:
+        raise DecryptionError()
+    return raw[_HEAD:end], raw[end : end + _TAG], raw[end + _TAG :]
+
+
+def _decode_meta(document: bytes, latest: bytes) -> Meta:
     try:
-        doc: Meta = orjson.loads(raw[8 : 8 + size])
+        doc: Meta = orjson.loads(document)
     except orjson.JSONDecodeError:
         raise DecryptionError() from None
-    blob = raw[8 + size :]
-    if blob:
-        doc[_LATEST] = blob
+    if not isinstance(doc, dict):
+        raise DecryptionError()
+    if latest:
+        doc[_LATEST] = latest
     return doc
 
 
-def _encode_meta(meta: Meta) -> bytes:
-    blob: bytes = meta.get(_LATEST) or b""
-    document = orjson.dumps({k: v for k, v in meta.items() if k != _LATEST})
-    return _META_MAGIC + len(document).to_bytes(4, "big") + document + blob
+def _is_legacy(raw: bytes) -> bool:
+    """Whether ``raw`` is a readable metadata record of an older release (garbage is not)."""
+    try:
+        return _parse_legacy_meta(raw) is not None
+    except DecryptionError:
+        return False
+
+
+def _parse_legacy_meta(raw: bytes) -> Meta | None:
+    """A metadata record of an older release (``KVM1`` or bare JSON), unauthenticated; ``None``
+    for a record in the current format."""
+    if raw[:4] == _META_MAGIC:
+        return None
+    if raw[:1] == b"{":  # written before ciphertexts moved into metadata records
+        return _decode_meta(raw, b"")
+    if raw[:4] != _OLD_MAGIC or len(raw) < _HEAD:
+        raise DecryptionError()
+    end = _HEAD + int.from_bytes(raw[4:_HEAD], "big")
+    return _decode_meta(raw[_HEAD:end], raw[end:])
 
 
 class KvEngine:
@@ -312,23 +341,104 @@ class KvEngine:
 
         def locate_latest(key: str, record: bytes) -> tuple[bytes, bytes] | None:
             try:
-                meta = _parse_meta(record)
+                document, _, blob = _split_meta(record)
+                meta = _decode_meta(document, b"")
             except DecryptionError:
                 return None
-            blob = meta.get(_LATEST)
             if not blob:
                 return None
             return blob, cls._encode_context(mount, key[len(metas) :], int(meta["current_version"]))
 
         def replace_latest(record: bytes, blob: bytes) -> bytes:
-            meta = _parse_meta(record)
-            meta[_LATEST] = blob
-            return _encode_meta(meta)
+            document, _, _ = _split_meta(record)
+            return record[: _HEAD + len(document) + _TAG] + blob
+
+        def locate_attestation(key: str, record: bytes) -> tuple[bytes, bytes] | None:
+            try:
+                document, tag, _ = _split_meta(record)
+            except DecryptionError:
+                return None
+            where = cls._meta_context(mount, key[len(metas) :])
+            return tag, attestation_context(where, document)
+
+        def replace_attestation(record: bytes, tag: bytes) -> bytes:
+            document, _, blob = _split_meta(record)
+            return record[: _HEAD + len(document)] + tag + blob
 
         return [
             CiphertextFamily.whole_records(versions, context_for),
             CiphertextFamily(prefix=metas, locate=locate_latest, replace=replace_latest),
+            CiphertextFamily(prefix=metas, locate=locate_attestation, replace=replace_attestation),
         ]
+
+    @staticmethod
+    def _meta_context(mount: MountEntry, path: str) -> bytes:
+        """Where a metadata record belongs: its attestation binds the document to it."""
+        return context(_META_LABEL, mount.uuid, path)
+
+    def _attest(self, mount: MountEntry, path: str, document: bytes) -> bytes:
+        return self._barrier.attest(document, context=self._meta_context(mount, path))
+
+    def _verified_meta(self, raw: bytes, mount: MountEntry, path: str) -> Meta:
+        """A metadata record, its document verified (``DecryptionError`` if it was changed)."""
+        document, tag, latest = _split_meta(raw)
+        self._barrier.verify_attestation_loaded(
+            tag, document, context=self._meta_context(mount, path)
+        )
+        return _decode_meta(document, latest)
+
+    async def migrate_metadata(self, mount: MountEntry) -> int:
+        """Attest every metadata record of ``mount`` written by an older release (``KVM1``, or
+        bare JSON) in the current format; return how many were rewritten.
+
+        Runs once the barrier is unsealed and before data paths are served
+        (:meth:`kustos.server.core.Core.finish_unseal`); the engine refuses
+        old records afterwards, so a record someone rewrites in the old
+        format later is an integrity error, not history taken on trust.
+        Each batch re-reads its records under lock; a record changed or
+        deleted meanwhile is left as the other writer left it.
+        """
+        prefix = f"{mount.storage_prefix}meta/"
+        pending = [key async for key, raw in self._storage.scan(prefix) if _is_legacy(raw)]
+        done = 0
+        for start in range(0, len(pending), _MIGRATION_BATCH):
+            async with self._cache.writing() as touched, self._storage.transaction() as tx:
+                for key in pending[start : start + _MIGRATION_BATCH]:
+                    raw = await tx.get(key, for_update=True)
+                    meta = _parse_legacy_meta(raw) if raw is not None and _is_legacy(raw) else None
+                    if meta is None:
+                        continue
+                    path = key[len(prefix) :]
+                    await tx.put(key, self._encode_meta(mount, path, meta))
+                    touched.append(key)
+                    done += 1
+        return done
+
+    async def _get_meta(self, mount: MountEntry, path: str) -> Meta | None:
+        """The verified metadata of ``path`` (through the read cache)."""
+        key = self._meta_key(mount, path)
+        try:
+            return await self._cache.get(key, lambda raw: self._verified_meta(raw, mount, path))
+        except DecryptionError:  # perhaps a KEK version another replica added: reload, once
+            raw = await self._storage.get(key)
+            if raw is None:
+                return None
+            document, tag, latest = _split_meta(raw)
+            await self._barrier.verify_attestation(
+                tag, document, context=self._meta_context(mount, path)
+            )
+            return _decode_meta(document, latest)
+
+    def _encode_meta(self, mount: MountEntry, path: str, meta: Meta) -> bytes:
+        blob: bytes = meta.get(_LATEST) or b""
+        document = orjson.dumps({k: v for k, v in meta.items() if k != _LATEST})
+        return (
+            _META_MAGIC
+            + len(document).to_bytes(4, "big")
+            + document
+            + self._attest(mount, path, document)
+            + blob
+        )
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -409,7 +519,7 @@ class KvEngine:
         version = int_param(raw_version, field="version", maximum=MAX_VERSION_NUMBER, default=0)
         key = self._meta_key(mount, path)
         hit = self._cache.peek(key)
-        meta: Meta | None = hit[0] if hit is not None else await self._cache.get(key, _parse_meta)
+        meta: Meta | None = hit[0] if hit is not None else await self._get_meta(mount, path)
         if meta is None:
             raise NotFoundError("")
         if version == 0:
@@ -445,7 +555,7 @@ class KvEngine:
 
     async def _read_metadata(self, call: Call, mount: MountEntry, path: str) -> Reply:
         self._require(call, "read")
-        meta = await self._cache.get(self._meta_key(mount, path), _parse_meta)
+        meta = await self._get_meta(mount, path)
         if meta is None:
             raise NotFoundError("")
         versions = {
@@ -568,7 +678,7 @@ class KvEngine:
 
     async def _load_meta(self, tx: Transaction, mount: MountEntry, path: str) -> Meta | None:
         raw = await tx.get(self._meta_key(mount, path), for_update=True)
-        return None if raw is None else _parse_meta(raw)
+        return None if raw is None else self._verified_meta(raw, mount, path)
 
     @staticmethod
     def _check_cas(meta: Meta | None, config: Mapping[str, Any], cas: int | None) -> None:
@@ -650,7 +760,7 @@ class KvEngine:
         self, tx: Transaction, touched: list[str], mount: MountEntry, path: str, meta: Meta
     ) -> None:
         key = self._meta_key(mount, path)
-        await tx.put(key, _encode_meta(meta))
+        await tx.put(key, self._encode_meta(mount, path, meta))
         touched.append(key)
 
     async def _config_in(self, tx: Transaction, mount: MountEntry) -> dict[str, Any]:

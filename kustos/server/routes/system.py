@@ -196,6 +196,7 @@ class SystemApi:
             raise InvalidRequestError("'key' must be a string (an unseal key share, base64 or hex)")
         reset = bool_param(body.get("reset"), field="reset", default=False)
         await self._core.barrier.unseal(key=key, reset=reset)
+        await self._core.finish_unseal()
         self._core.refresh_seal_metrics()
         return Reply(raw=self._seal_status_doc())
 

@@ -47,17 +47,21 @@ def _prefix(http: httpx.Client, mount: str = "secret/") -> str:
     return f"logical/{http.get('/v1/sys/mounts').json()['data'][mount]['uuid']}/"
 
 
+ATTESTATION = 96
+
+
 def _split(record: bytes) -> tuple[bytes, bytes]:
-    """A metadata record is b"KVM1" + uint32 length + JSON + the current version's ciphertext."""
-    assert record[:4] == b"KVM1"
-    size = int.from_bytes(record[4:8], "big")
-    return record[: 8 + size], record[8 + size :]
+    """A metadata record is b"KVM2" + uint32 length + JSON + its attestation (96 bytes) + the
+    current version's ciphertext; returns (everything before the ciphertext, the ciphertext)."""
+    assert record[:4] == b"KVM2"
+    end = 8 + int.from_bytes(record[4:8], "big") + ATTESTATION
+    return record[:end], record[end:]
 
 
 async def _ciphertext(storage: SqliteBackend, prefix: str, path: str, version: int) -> bytes:
     """Where version ``version`` of ``path`` is stored: in the metadata record if current, else its own."""
     head, latest = _split(await _must(storage, f"{prefix}meta/{path}"))
-    if json.loads(head[8:])["current_version"] == version:
+    if json.loads(head[8:-ATTESTATION])["current_version"] == version:
         return latest
     return await _must(storage, f"{prefix}ver/{path}@{version}")
 
@@ -68,7 +72,7 @@ async def _replace(
     meta_key = f"{prefix}meta/{path}"
     head, _ = _split(await _must(storage, meta_key))
     async with storage.transaction() as tx:
-        if json.loads(head[8:])["current_version"] == version:
+        if json.loads(head[8:-ATTESTATION])["current_version"] == version:
             await tx.put(meta_key, head + blob)
         else:
             await tx.put(f"{prefix}ver/{path}@{version}", blob)

@@ -39,12 +39,13 @@ async def _versions_in_storage(server: RunningServer) -> Counter[int]:
         async for key, value in backend.scan("logical/"):
             if "/ver/" in key:
                 counts[Keyring.key_version(value)] += 1
-            elif (
-                "/meta/" in key
-            ):  # b"KVM1" + uint32 length + JSON + the current version's ciphertext
-                size = int.from_bytes(value[4:8], "big")
-                if value[8 + size :]:
-                    counts[Keyring.key_version(value[8 + size :])] += 1
+            elif "/meta/" in key:
+                # b"KVM2" + uint32 length + JSON + its attestation (an envelope of 96 bytes)
+                # + the current version's ciphertext: both are wrapped by a key version
+                end = 8 + int.from_bytes(value[4:8], "big")
+                counts[Keyring.key_version(value[end : end + 96])] += 1
+                if value[end + 96 :]:
+                    counts[Keyring.key_version(value[end + 96 :])] += 1
         return counts
     finally:
         await backend.close()
@@ -85,7 +86,7 @@ async def test_rotate_rewrap_disable(server: RunningServer, http: httpx.Client) 
     expected = _expected(http)
     _assert_all_read_back(http, expected)  # fills the read cache with version-1 ciphertexts
     assert http.get("/v1/sys/key-status").json()["data"]["term"] == 1
-    assert await _versions_in_storage(server) == Counter({1: 23})
+    assert await _versions_in_storage(server) == Counter({1: 35})
 
     assert http.put("/v1/sys/rotate").status_code == 204
     assert http.get("/v1/sys/key-status").json()["data"]["term"] == 2
@@ -94,31 +95,31 @@ async def test_rotate_rewrap_disable(server: RunningServer, http: httpx.Client) 
         == 200
     )
     expected[("secret", "after-rotate", 1)] = {"value": "new"}
-    assert await _versions_in_storage(server) == Counter({1: 23, 2: 1})
+    assert await _versions_in_storage(server) == Counter({1: 35, 2: 2})
 
     refused = http.post("/v1/sys/keyring/disable", json={"version": 1})
     assert refused.status_code == 400
     assert refused.json()["errors"] == [
-        "key version 1 still protects 23 stored records; run rewrap first"
+        "key version 1 still protects 35 stored records; run rewrap first"
     ]
 
     partial = http.post("/v1/sys/rewrap", json={"max_records": 5}).json()["data"]
     assert partial == {
         "active_version": 2,
-        "scanned": 24,
+        "scanned": 37,
         "rewrapped": 5,
-        "remaining": 18,
+        "remaining": 30,
         "failed": 0,
     }
     report = http.post("/v1/sys/rewrap").json()["data"]
     assert report == {
         "active_version": 2,
-        "scanned": 24,
-        "rewrapped": 18,
+        "scanned": 37,
+        "rewrapped": 30,
         "remaining": 0,
         "failed": 0,
     }
-    assert await _versions_in_storage(server) == Counter({2: 24})
+    assert await _versions_in_storage(server) == Counter({2: 37})
     _assert_all_read_back(http, expected)
 
     assert http.post("/v1/sys/keyring/disable", json={"version": 1}).status_code == 204

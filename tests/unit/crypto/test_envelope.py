@@ -11,7 +11,16 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kustos.crypto.envelope import OVERHEAD, Keyring, KeyVersionInfo, context
+from kustos.crypto.envelope import (
+    ATTESTATION_SIZE,
+    OVERHEAD,
+    Keyring,
+    KeyVersionInfo,
+    attest,
+    attestation_context,
+    context,
+    verify_attestation,
+)
 from kustos.errors import DecryptionError, InvalidRequestError
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -342,3 +351,51 @@ def test_rewrap_vector() -> None:
         new[8:20], VECTOR_DEK, independent_context(b"kustos/envelope/dek", new[:8], CTX)
     )
     assert new[20:68] == expected_wrapped
+
+
+# -- attestations ------------------------------------------------------------------------
+
+DOCUMENT = b'{"versions":{"1":{"created_by":"root","reason":"rotate"}}}'
+
+
+def test_an_attestation_vouches_for_exactly_one_document_in_one_place() -> None:
+    keyring = Keyring.generate(now=T0)
+    tag = attest(keyring, DOCUMENT, context=CTX)
+    assert len(tag) == ATTESTATION_SIZE == OVERHEAD
+    verify_attestation(keyring, tag, DOCUMENT, context=CTX)
+    edited = DOCUMENT.replace(b"root", b"mallory")
+    for document, ctx in ((edited, CTX), (DOCUMENT, context("3f0c1b8e-mount", "app/other", 3))):
+        with pytest.raises(DecryptionError):
+            verify_attestation(keyring, tag, document, context=ctx)
+    with pytest.raises(DecryptionError):
+        verify_attestation(Keyring.generate(now=T0), tag, DOCUMENT, context=CTX)
+    with pytest.raises(DecryptionError):  # an envelope of something is not an attestation
+        other = keyring.encrypt(b"x", context=attestation_context(CTX, DOCUMENT))
+        verify_attestation(keyring, other, DOCUMENT, context=CTX)
+    for position in (0, 10, len(tag) - 1):
+        flipped = bytearray(tag)
+        flipped[position] ^= 1
+        with pytest.raises(DecryptionError):
+            verify_attestation(keyring, bytes(flipped), DOCUMENT, context=CTX)
+
+
+def test_attestations_follow_key_rotation_rewrap_and_disabling() -> None:
+    keyring = Keyring.generate(now=T0)
+    tag = attest(keyring, DOCUMENT, context=CTX)
+    rotated = keyring.rotate(now=T1)
+    verify_attestation(rotated, tag, DOCUMENT, context=CTX)
+    moved = rotated.rewrap(tag, context=attestation_context(CTX, DOCUMENT))
+    assert Keyring.key_version(moved) == 2
+    disabled = rotated.disable(1)
+    verify_attestation(disabled, moved, DOCUMENT, context=CTX)
+    with pytest.raises(DecryptionError):
+        verify_attestation(disabled, tag, DOCUMENT, context=CTX)
+
+
+def test_attestation_context_vector() -> None:
+    """``context(b"kustos/attest", ctx, SHA-256(document))``, byte for byte."""
+    assert attestation_context(CTX, b"") == independent_context(
+        b"kustos/attest",
+        CTX,
+        bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    )
