@@ -15,6 +15,7 @@ import it into a test module or conftest with::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -29,7 +30,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-__all__ = ["RunningServer", "free_port", "kustos_command", "kustos_server", "start_server"]
+__all__ = [
+    "RunningServer",
+    "assert_audit_file_verifies",
+    "free_port",
+    "kustos_command",
+    "kustos_server",
+    "start_server",
+]
 
 
 def free_port() -> int:
@@ -166,3 +174,14 @@ def kustos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     """A ``kustos server --dev`` for the module; unpacks as ``(addr, root_token)``."""
     with start_server(tmp_path_factory.mktemp("kustos-server")) as server:
         yield server
+
+
+def assert_audit_file_verifies(path: Path) -> None:
+    """``kustos audit verify <path>`` (the real CLI, as an operator runs it) says the chain is sound."""
+    result = subprocess.run(
+        [*kustos_command(), "audit", "verify", str(path), "-o", "json"],
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert json.loads(result.stdout)["ok"] is True

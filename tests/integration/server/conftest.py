@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import hvac
 import pytest
 
-from tests.support.server import RunningServer, kustos_server
+from kustos.store import SqliteBackend
+from tests.support.server import RunningServer, kustos_server, start_server
 
 __all__ = ["kustos_server"]
 
@@ -32,3 +33,22 @@ def http(kustos_server: RunningServer) -> Iterator[httpx.Client]:
         timeout=10.0,
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def uncached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A dev server for the module without a read cache (``--cache-entries 0``): it reads every
+    record from SQLite, where a test changes bytes behind its back (WAL lets two processes share it)."""
+    with start_server(tmp_path_factory.mktemp("uncached"), "--cache-entries", "0") as server:
+        yield server
+
+
+@pytest.fixture
+async def storage(uncached: RunningServer) -> AsyncIterator[SqliteBackend]:
+    """The storage of :func:`uncached`, opened by the test."""
+    backend = SqliteBackend(uncached.data_dir / "kustos.db")
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -11,7 +11,7 @@ Records an older release wrote are attested once, when the server unseals.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,28 +25,12 @@ INTEGRITY = "integrity check failed: a stored record could not be decrypted or v
 ATTESTATION = 96
 
 
-@pytest.fixture(scope="module")
-def uncached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with start_server(tmp_path_factory.mktemp("history"), "--cache-entries", "0") as server:
-        yield server
-
-
 @pytest.fixture
 def http(uncached: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(
         base_url=uncached.addr, headers={"X-Vault-Token": uncached.root_token}, timeout=30
     ) as client:
         yield client
-
-
-@pytest.fixture
-async def storage(uncached: RunningServer) -> AsyncIterator[SqliteBackend]:
-    backend = SqliteBackend(uncached.data_dir / "kustos.db")
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 def _meta_key(http: httpx.Client, path: str, mount: str = "secret/") -> str:

@@ -8,21 +8,15 @@ server runs (WAL lets two processes share the file).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from kustos.store import SqliteBackend
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer
 
 INTEGRITY = "integrity check failed: a stored record could not be decrypted or verified"
-
-
-@pytest.fixture(scope="module")
-def uncached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with start_server(tmp_path_factory.mktemp("integrity"), "--cache-entries", "0") as server:
-        yield server
 
 
 @pytest.fixture
@@ -31,16 +25,6 @@ def http(uncached: RunningServer) -> Iterator[httpx.Client]:
         base_url=uncached.addr, headers={"X-Vault-Token": uncached.root_token}
     ) as client:
         yield client
-
-
-@pytest.fixture
-async def storage(uncached: RunningServer) -> AsyncIterator[SqliteBackend]:
-    backend = SqliteBackend(uncached.data_dir / "kustos.db")
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 def _prefix(http: httpx.Client, mount: str = "secret/") -> str:
