@@ -340,7 +340,11 @@ class _Api:
                     extra={"request_id": request_id, "route": route, "method": method},
                 )
             if audit is not None:
-                if gate is not None and gate.written and audit_reply is gate.reply:
+                if (
+                    gate is not None
+                    and gate.written
+                    and (audit_reply is gate.reply or audit_reply == gate.reply)
+                ):
                     refused = None  # its response entry was written before the commit
                 else:
                     refused = audit.response(status=status, reply=audit_reply, body=body)

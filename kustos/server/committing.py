@@ -25,7 +25,8 @@ How a handler that changes something uses it (the contract for new routes)::
         reply = answer_at_commit(self._reply(result))
     return reply
 
-Return the very object you declared. A handler whose change commits without
+Return the answer you declared (or an equal one, such as another
+``Reply.no_content()``). A handler whose change commits without
 a declared answer still works: its response entry is written after the
 commit, as before, and if that fails the caller still gets the true answer
 (the change happened) while the failure is logged and counted

@@ -54,6 +54,7 @@ from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, require
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.engines.postgresql import (
     DEFAULT_RENEW,
     DEFAULT_REVOKE,
@@ -150,6 +151,12 @@ Doc = dict[str, Any]
 
 
 # -- parameters --------------------------------------------------------------------------
+
+
+_NO_CONTENT_WRITES: Final = frozenset(
+    {"config", "roles", "static-roles", "rotate-role", "rotate-root"}
+)
+"""Operations whose writes answer 204 (declared before they commit, see kustos.server.committing)."""
 
 
 def _name(value: str, *, what: str) -> str:
@@ -396,6 +403,8 @@ class DatabaseEngine:
         name = _name(
             name, what="connection" if operation in ("config", "reset", "rotate-root") else "role"
         )
+        if method in ("POST", "PUT", "DELETE") and operation in _NO_CONTENT_WRITES:
+            answer_at_commit(Reply.no_content())  # audited before the change commits
         if operation == "config":
             return await self._config(call, mount, name)
         if operation == "roles":

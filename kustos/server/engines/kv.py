@@ -1086,6 +1086,7 @@ class KvEngine:
         key = self._config_key(mount)
         self._configs_epoch += 1
         self._configs.pop(key, None)
+        done = answer_at_commit(Reply.no_content())
         try:
             async with self._storage.transaction() as tx:
                 config = self._parse_config(await tx.get(key, for_update=True))
@@ -1094,12 +1095,6 @@ class KvEngine:
         finally:
             self._configs_epoch += 1
             self._configs.pop(key, None)
-        return Reply.no_content()
-        done = answer_at_commit(Reply.no_content())
-        async with self._storage.transaction() as tx:
-            config = self._parse_config(await tx.get(self._config_key(mount), for_update=True))
-            config.update(changes)
-            await tx.put(self._config_key(mount), orjson.dumps(config))
         return done
 
 

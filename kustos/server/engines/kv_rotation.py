@@ -32,6 +32,7 @@ from kustos.errors import InvalidRequestError, NotFoundError, StorageError
 from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.mounts import MountEntry, MountTable
 from kustos.server.passwords import PasswordPolicies, validate_policy_name
 from kustos.server.timers import Timers
@@ -160,11 +161,12 @@ class KvRotation:
             return Reply(data=self._describe(rule), mount_type="kv")
         if call.method == "DELETE":
             self._require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             async with self._storage.transaction() as tx:
                 raw = await tx.get(self._key(mount, path), for_update=True)
                 if raw is not None:
                     await tx.delete(self._key(mount, path))
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         return await self._write(call, mount, path)
@@ -201,12 +203,13 @@ class KvRotation:
         old_next = rule.get("next_rotation")
         rule["next_rotation"] = start + float(rule["rotation_period"])
         ref = f"{mount.uuid}/{path}"
+        done = answer_at_commit(Reply.no_content())
         async with self._storage.transaction() as tx:
             await tx.put(self._key(mount, path), orjson.dumps(rule))
             if old_next is not None:
                 await self._timers.cancel(tx, float(old_next), "kv-rotate", ref)
             await self._timers.schedule(tx, rule["next_rotation"], "kv-rotate", ref)
-        return Reply.no_content()
+        return done
 
     async def _rotate(self, mount: MountEntry, path: str, rule: Rule, *, reason: str) -> int:
         policy = await self._passwords.get(str(rule.get("password_policy") or ""))

@@ -22,6 +22,7 @@ from typing import Final
 from kustos.errors import InvalidRequestError, NotFoundError
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.leases import validate_lease_id
 from kustos.server.times import parse_duration, rfc3339
@@ -122,14 +123,16 @@ class LeasesApi:
         if action == "revoke":
             self._require(call, "update")
             lease_id = validate_lease_id(rest or call.json().get("lease_id"))
+            done = answer_at_commit(Reply.no_content())
             await leases.revoke(lease_id)
-            return Reply.no_content()
+            return done
         if action in ("revoke-prefix", "revoke-force"):
             self._require(call, "update", sudo=True)
             prefix = rest or call.json().get("prefix")
             prefix = validate_lease_id(prefix, field="prefix")
+            done = answer_at_commit(Reply.no_content())
             await leases.revoke_prefix(prefix, force=action == "revoke-force")
-            return Reply.no_content()
+            return done
         if action == "tidy" and not rest:
             self._require(call, "update")
             report = await leases.tidy()

@@ -17,6 +17,7 @@ from typing import Final
 from kustos.errors import InvalidRequestError, NotFoundError
 from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
 from kustos.server.passwords import validate_policy_name
 
@@ -87,10 +88,12 @@ class PasswordPolicyApi:
             text = body.get("policy")
             if not isinstance(text, str):
                 raise InvalidRequestError("policy must be a string of HCL")
+            done = answer_at_commit(Reply.no_content())
             await passwords.write(name, text)
-            return Reply.no_content()
+            return done
         if call.method == "DELETE":
             self._require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await passwords.delete(name)
-            return Reply.no_content()
+            return done
         raise unsupported(call)
