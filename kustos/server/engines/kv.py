@@ -199,6 +199,7 @@ _LATEST: Final = "_latest"
 _HEAD: Final = 8
 _TAG: Final = ATTESTATION_SIZE
 _MIGRATION_BATCH: Final = 128
+_KNOWN_META: Final = 4096
 
 
 def _split_meta(raw: bytes) -> tuple[bytes, bytes, bytes]:
@@ -280,6 +281,8 @@ class KvEngine:
         self._authorizer = authorizer
         self._max_value_bytes = max_value_bytes
         self._contexts: dict[tuple[str, str, int], bytes] = {}
+        self._known_meta: dict[str, bytes] = {}
+        """Metadata records (storage key → bytes) this engine wrote or verified last (bounded)."""
         self.rotation: KvRotation | None = None
         """Scheduled rotation of fields (:mod:`.kv_rotation`), when the server wires it in."""
         if passwords is not None and timers is not None and mounts is not None:
@@ -380,12 +383,26 @@ class KvEngine:
         return self._barrier.attest(document, context=self._meta_context(mount, path))
 
     def _verified_meta(self, raw: bytes, mount: MountEntry, path: str) -> Meta:
-        """A metadata record, its document verified (``DecryptionError`` if it was changed)."""
+        """A metadata record, its document verified (``DecryptionError`` if it was changed).
+
+        Bytes equal to the last record this engine wrote or verified at that
+        key need no second verification (a write re-reads the record it
+        wrote moments before; equal bytes are the same attested record).
+        """
         document, tag, latest = _split_meta(raw)
-        self._barrier.verify_attestation_loaded(
-            tag, document, context=self._meta_context(mount, path)
-        )
+        key = self._meta_key(mount, path)
+        if self._known_meta.get(key) != raw:
+            self._barrier.verify_attestation_loaded(
+                tag, document, context=self._meta_context(mount, path)
+            )
+            self._remember_meta(key, raw)
         return _decode_meta(document, latest)
+
+    def _remember_meta(self, key: str, raw: bytes) -> None:
+        known = self._known_meta
+        if len(known) >= _KNOWN_META and key not in known:
+            known.clear()
+        known[key] = raw
 
     async def migrate_metadata(self, mount: MountEntry) -> int:
         """Attest every metadata record of ``mount`` written by an older release (``KVM1``, or
@@ -760,7 +777,9 @@ class KvEngine:
         self, tx: Transaction, touched: list[str], mount: MountEntry, path: str, meta: Meta
     ) -> None:
         key = self._meta_key(mount, path)
-        await tx.put(key, self._encode_meta(mount, path, meta))
+        record = self._encode_meta(mount, path, meta)
+        await tx.put(key, record)
+        self._remember_meta(key, record)
         touched.append(key)
 
     async def _config_in(self, tx: Transaction, mount: MountEntry) -> dict[str, Any]:
