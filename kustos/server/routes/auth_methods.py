@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from kustos.errors import InvalidRequestError, NotFoundError, StorageError
-from kustos.server.access import require
+from kustos.server.access import is_login_path, require
 from kustos.server.auth import (
     METHOD_TYPES,
     AuthMethod,
@@ -181,9 +181,8 @@ class AuthMethodsApi:
 
     @staticmethod
     def needs_token(path: str) -> bool:
-        """Logins (``auth/<mount>/login``, ``auth/<mount>/login/<name>``) take no token; a path
-        with a ``login`` segment elsewhere is let through too (its handler checks the token)."""
-        return "login" not in path.rstrip("/").split("/")[2:]
+        """Logins (``auth/<mount>/login``, ``auth/<mount>/login/<name>``) take no token."""
+        return not is_login_path(path)
 
     async def handle(self, call: Call) -> Reply:
         found = await self._table.resolve_fresh(call.path[len("auth/") :])
