@@ -48,11 +48,12 @@ from defusedxml.common import DefusedXmlException
 
 from kustos.errors import InvalidRequestError, KustosError, NotFoundError, PermissionDeniedError
 from kustos.server.auth import MethodDeps
-from kustos.server.auth.issuing import TokenSettings, issue_login_token, str_field
+from kustos.server.auth.issuing import TokenSettings, login_reply, str_field
 from kustos.server.auth.jwts import glob_match
 from kustos.server.auth.keysets import check_url
 from kustos.server.auth.mounts import AuthMount
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.params import bool_param, int_param, str_list_param
 
 __all__ = ["DEFAULT_STS_ENDPOINT", "AwsMethod", "CallerIdentity", "StsUnavailableError"]
@@ -236,9 +237,7 @@ def _parse_config(body: Mapping[str, Any]) -> _Config:
             )
     retries = -1
     if body.get("max_retries") not in (None, ""):
-        retries = int_param(body["max_retries"], field="max_retries", minimum=-1)
-        if retries > 10:
-            raise InvalidRequestError("max_retries must be between -1 and 10")
+        retries = int_param(body["max_retries"], field="max_retries", minimum=-1, maximum=10)
     return _Config(
         sts_endpoint=endpoint,
         sts_region=region,
@@ -556,14 +555,16 @@ class AwsMethod:
             return _not_found() if doc is None else Reply(data=_Config.from_doc(doc).describe())
         if call.method == "DELETE":
             self._deps.require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await records.delete("config/client")
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         self._deps.require(call, "update")
         config = _parse_config(call.json())
+        done = answer_at_commit(Reply.no_content())
         await records.put("config/client", config.to_doc())
-        return Reply.no_content()
+        return done
 
     async def _role(self, call: Call, mount: AuthMount, name: str) -> Reply:
         if not _ROLE_NAME.fullmatch(name):
@@ -576,17 +577,19 @@ class AwsMethod:
             return _not_found() if doc is None else Reply(data=_Role.from_doc(doc).describe())
         if call.method == "DELETE":
             self._deps.require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await records.delete(key)
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         body = call.json()
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             current = await records.get(key, tx=tx, for_update=True)
             self._deps.require(call, "create" if current is None else "update")
             role = _parse_role(body, None if current is None else _Role.from_doc(current))
             await records.put(key, role.to_doc(), tx=tx)
-        return Reply.no_content()
+        return done
 
     async def _login(self, call: Call, mount: AuthMount) -> Reply:
         if call.method not in ("POST", "PUT"):
@@ -619,7 +622,8 @@ class AwsMethod:
             "client_arn": identity.arn,
             "client_user_id": identity.user_id,
         }
-        auth = await issue_login_token(
+        return await login_reply(
+            storage=self._deps.storage,
             tokens=self._deps.tokens,
             mount=mount,
             settings=role.token,
@@ -627,4 +631,3 @@ class AwsMethod:
             metadata=metadata,
             now=self._deps.clock(),
         )
-        return Reply(auth=auth)

@@ -43,7 +43,7 @@ from typing import Any, Final, NoReturn
 
 from kustos.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from kustos.server.auth import MethodDeps
-from kustos.server.auth.issuing import TokenSettings, issue_login_token, str_field
+from kustos.server.auth.issuing import TokenSettings, login_reply, str_field
 from kustos.server.auth.jwts import (
     ALLOWED_ALGORITHMS,
     DEFAULT_LEEWAY,
@@ -56,6 +56,7 @@ from kustos.server.auth.jwts import (
 from kustos.server.auth.keysets import KeySets, KeySetSource, ca_context, check_url
 from kustos.server.auth.mounts import AuthMount
 from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.committing import answer_at_commit
 from kustos.server.params import bool_param, str_list_param
 from kustos.server.times import parse_duration
 
@@ -101,7 +102,7 @@ def claim_value(claims: Mapping[str, Any], name: str, *, pointer: bool | None = 
         part = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(node, Mapping):
             node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
             return None
@@ -526,9 +527,10 @@ class JwtMethod:
         config = _parse_config(call.json())
         if config.source is not None:
             await self._keysets.check(config.source)
+        done = answer_at_commit(Reply.no_content())
         await records.put("config", config.to_doc())
         self._keysets.forget(mount.uuid)
-        return Reply.no_content()
+        return done
 
     async def _role(self, call: Call, mount: AuthMount, name: str) -> Reply:
         if not _ROLE_NAME.fullmatch(name):
@@ -543,17 +545,19 @@ class JwtMethod:
             return _not_found() if doc is None else Reply(data=_Role.from_doc(doc).describe())
         if call.method == "DELETE":
             self._deps.require(call, "delete")
+            done = answer_at_commit(Reply.no_content())
             await records.delete(key)
-            return Reply.no_content()
+            return done
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         body = call.json()
+        done = answer_at_commit(Reply.no_content())
         async with records.transaction() as tx:
             current = await records.get(key, tx=tx, for_update=True)
             self._deps.require(call, "create" if current is None else "update")
             role = _parse_role(body, None if current is None else _Role.from_doc(current))
             await records.put(key, role.to_doc(), tx=tx)
-        return Reply.no_content()
+        return done
 
     async def _login(self, call: Call, mount: AuthMount) -> Reply:
         if call.method not in ("POST", "PUT"):
@@ -597,7 +601,8 @@ class JwtMethod:
             if text is None:
                 raise PermissionDeniedError(f"error converting claim {claim!r} to string")
             metadata[target] = text[:_MAX_TEXT]
-        auth = await issue_login_token(
+        return await login_reply(
+            storage=self._deps.storage,
             tokens=self._deps.tokens,
             mount=mount,
             settings=role.token,
@@ -605,7 +610,6 @@ class JwtMethod:
             metadata=metadata,
             now=self._deps.clock(),
         )
-        return Reply(auth=auth)
 
     async def _verified_claims(
         self, token: str, *, mount: AuthMount, config: _Config, role: _Role

@@ -611,7 +611,7 @@ class KvEngine:
         limit = (
             None
             if raw_limit in (None, "")
-            else int_param(raw_limit, field="limit", minimum=-(2**31))
+            else int_param(raw_limit, field="limit", minimum=-(2**31), maximum=2**31 - 1)
         )
         keys = await self._storage.list(
             f"{mount.storage_prefix}meta/{prefix}",

@@ -14,7 +14,7 @@ must pass ``kustos audit verify``.
 
 Bounded in time: ``derandomize=True`` (the same examples on every run, no
 example database), a fixed number of examples per family. A new route
-family (a new PathApi prefix or secrets engine) must be added to
+family (a new PathApi prefix, secrets engine or auth method) must be added to
 :data:`FAMILIES`; :func:`test_every_route_family_is_fuzzed` fails until it is.
 """
 
@@ -31,11 +31,14 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kustos.config import KeyProviderConfig, ServerConfig, StorageConfig
 from kustos.server import Core
+from kustos.server.auth import METHOD_TYPES
 from kustos.server.routes import build_apis
 from tests.support.server import RunningServer, assert_audit_file_verifies, start_server
 
@@ -276,7 +279,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
             "secret_id_bound_cidrs",
             *TOKEN_FIELDS,
         ),
-        covers=("auth/",),
+        covers=("auth/", "auth:approle"),
     ),
     Family(
         "auth-userpass-kubernetes",
@@ -312,6 +315,56 @@ FAMILIES: Final[tuple[Family, ...]] = (
             "alias_name_source",
             *TOKEN_FIELDS,
         ),
+        covers=("auth:userpass", "auth:kubernetes"),
+    ),
+    Family(
+        "auth-jwt-aws",
+        paths=(
+            "POST,GET auth/jwt/config",
+            "auth/jwt/role",
+            "POST,GET,DELETE auth/jwt/role/{n}",
+            "POST,GET auth/jwt/role/j",
+            "POST auth/jwt/login",
+            "GET auth/aws/config/client",
+            "auth/aws/role",
+            "POST,GET,DELETE auth/aws/role/{n}",
+            "POST,GET auth/aws/role/a",
+            "POST auth/aws/login",
+        ),
+        fields=(
+            "jwt",
+            "role",
+            "oidc_discovery_url",
+            "oidc_discovery_ca_pem",
+            "jwks_url",
+            "jwks_ca_pem",
+            "jwt_validation_pubkeys",
+            "jwt_supported_algs",
+            "bound_issuer",
+            "default_role",
+            "role_type",
+            "user_claim",
+            "user_claim_json_pointer",
+            "groups_claim",
+            "bound_audiences",
+            "bound_subject",
+            "bound_claims",
+            "bound_claims_type",
+            "disable_bound_claims_parsing",
+            "claim_mappings",
+            "clock_skew_leeway",
+            "expiration_leeway",
+            "not_before_leeway",
+            "auth_type",
+            "bound_iam_principal_arn",
+            "resolve_aws_unique_ids",
+            "iam_http_request_method",
+            "iam_request_url",
+            "iam_request_body",
+            "iam_request_headers",
+            *TOKEN_FIELDS,
+        ),
+        covers=("auth:jwt", "auth:aws"),
     ),
     Family(
         "kv",
@@ -675,7 +728,17 @@ NAMES = (
     "tune",
 )
 GOOD: Final[dict[str, tuple[object, ...]]] = {
-    "type": ("kv", "kv-v2", "transit", "approle", "userpass", "kubernetes", "file", "aes256-gcm96"),
+    "type": (
+        "kv",
+        "kv-v2",
+        "transit",
+        "approle",
+        "userpass",
+        "kubernetes",
+        "jwt",
+        "file",
+        "aes256-gcm96",
+    ),
     "options": ({"version": "2"}, {"cas": 1}, {"cas": 0}, {}),
     "data": ({"k": "v"}, {"a": {"b": "c"}}, {"k": None}, "aGVsbG8="),
     "plaintext": ("aGk=", "", "AAAA"),
@@ -745,6 +808,10 @@ PROTECTED = (
     ("DELETE", "sys/audit/fuzz"),  # the device whose file is verified
     ("POST", "auth/token/revoke-self"),
     ("PUT", "auth/token/revoke-self"),  # the root token
+    # the aws method's STS endpoint stays on loopback (without a config: AWS's own)
+    ("POST", "auth/aws/config/client"),
+    ("PUT", "auth/aws/config/client"),
+    ("DELETE", "auth/aws/config/client"),
 )
 
 
@@ -813,6 +880,16 @@ def _prepare(http_client: httpx.Client, audit_file: Path) -> None:
         ("POST", "sys/auth/userpass", {"type": "userpass"}),
         ("POST", "auth/userpass/users/u", {"password": "correct horse"}),
         ("POST", "sys/auth/kubernetes", {"type": "kubernetes"}),
+        ("POST", "sys/auth/jwt", {"type": "jwt"}),
+        ("POST", "auth/jwt/config", {"jwt_validation_pubkeys": [_public_key_pem()]}),
+        ("POST", "auth/jwt/role/j", {"user_claim": "sub", "bound_audiences": ["kustos"]}),
+        ("POST", "sys/auth/aws", {"type": "aws"}),
+        ("POST", "auth/aws/config/client", {"sts_endpoint": "http://127.0.0.1:1"}),
+        (
+            "POST",
+            "auth/aws/role/a",
+            {"bound_iam_principal_arn": ["arn:aws:iam::123456789012:user/a"]},
+        ),
         ("POST", "sys/sealing/config", {"key_bits": 2048}),
         ("POST", "secret/data/app", {"data": {"k": "v", "n": {"a": 1}}}),
         (
@@ -824,6 +901,16 @@ def _prepare(http_client: httpx.Client, audit_file: Path) -> None:
     for method, path, body in steps:
         response = http_client.request(method, f"/v1/{path}", json=body)
         assert response.status_code < 300, (path, response.text)
+
+
+def _public_key_pem() -> str:
+    """A fresh EC public key (PEM) for the jwt method's configuration."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 # -- one request -----------------------------------------------------------------------------------
@@ -912,6 +999,8 @@ def _protected(request: Request) -> bool:
             "sys/auth/approle",
             "sys/auth/userpass",
             "sys/auth/kubernetes",
+            "sys/auth/jwt",
+            "sys/auth/aws",
         )
     )
 
@@ -995,7 +1084,7 @@ def test_the_families_send_at_least_2000_requests() -> None:
 
 
 async def test_every_route_family_is_fuzzed(tmp_path: Path) -> None:
-    """Every PathApi prefix and every secrets engine is covered by a family of :data:`FAMILIES`."""
+    """Every PathApi prefix, secrets engine and auth method is covered by a family of :data:`FAMILIES`."""
     config = ServerConfig(
         storage=StorageConfig(url=f"sqlite:{tmp_path / 'kustos.db'}"),
         keys=KeyProviderConfig(kind="local", key_file=tmp_path / "kustos.key"),
@@ -1004,6 +1093,7 @@ async def test_every_route_family_is_fuzzed(tmp_path: Path) -> None:
     core = await Core.open(config)
     try:
         wanted = {api.prefix for api in build_apis(core)} | set(core.engines)
+        wanted |= {f"auth:{method}" for method in METHOD_TYPES}
     finally:
         await core.close()
     covered = {prefix for family in FAMILIES for prefix in family.covers}
