@@ -83,8 +83,13 @@ class RunningServer:
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace")
 
-    def start(self, *, expect: tuple[int, ...] = (200,), timeout: float = 30.0) -> None:
-        """Start the process and wait until ``sys/health`` answers one of ``expect``."""
+    def start(self, *, expect: tuple[int, ...] = (200,), timeout: float = 90.0) -> None:
+        """Start the process and wait until ``sys/health`` answers one of ``expect``.
+
+        Patient on purpose: on a loaded 2-core host a fresh clone's full run saw a dev server
+        take more than 30 s to answer its first request (it builds its routes then); a server
+        that never answers still fails, only later.
+        """
         env = {**os.environ, **self.env, "HOME": str(self.home)}
         env.pop("KUSTOS_DEV_ROOT_TOKEN_ID", None)
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
@@ -103,7 +108,7 @@ class RunningServer:
                     f"kustos server exited with {self.process.returncode}:\n{self.stderr()[-4000:]}"
                 )
             try:
-                response = httpx.get(f"{self.addr}/v1/sys/health", timeout=1.0, verify=False)  # noqa: S501 - self-signed test certificates
+                response = httpx.get(f"{self.addr}/v1/sys/health", timeout=5.0, verify=False)  # noqa: S501 - self-signed test certificates
                 if response.status_code in expect:
                     return
                 last_error = f"status {response.status_code}"
