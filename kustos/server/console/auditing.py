@@ -29,12 +29,17 @@ from kustos.errors import InvalidRequestError
 from kustos.server.console.browsing import page_of
 from kustos.server.console.rendering import Pages
 from kustos.server.console.sessions import Session
+from kustos.server.params import enum_param, int_param, str_param
 
 __all__ = ["OPERATIONS", "AuditPages"]
 
 OPERATIONS: Final = ("create", "read", "update", "patch", "delete", "list")
 """The operations an audit entry records, offered as a search filter."""
 _ENTRY_TYPES: Final = ("response", "request", "")
+_MAX_PATH: Final = 512
+_MAX_WHO: Final = 256
+_MAX_TIME: Final = 40
+_MAX_PAGE: Final = 2**31 - 1
 
 
 def _moment(text: str, *, field: str) -> datetime | None:
@@ -97,16 +102,16 @@ class AuditPages(Pages):
         devices, problem = await self._devices(request, session)
         query = request.query_params
         filters = {
-            "path": query.get("path", "").strip()[:512],
-            "who": query.get("who", "").strip()[:256],
-            "operation": query.get("operation", ""),
+            "path": str_param(query.get("path"), field="path", max_length=_MAX_PATH, default=""),
+            "who": str_param(query.get("who"), field="who", max_length=_MAX_WHO, default=""),
+            "operation": enum_param(
+                query.get("operation"), field="operation", choices=OPERATIONS, default=""
+            ),
             "type": query.get("type", "response"),
-            "since": query.get("since", "")[:40],
-            "until": query.get("until", "")[:40],
+            "since": str_param(query.get("since"), field="since", max_length=_MAX_TIME, default=""),
+            "until": str_param(query.get("until"), field="until", max_length=_MAX_TIME, default=""),
         }
-        if filters["operation"] not in ("", *OPERATIONS):
-            raise InvalidRequestError(f"operation must be one of {', '.join(OPERATIONS)}")
-        if filters["type"] not in _ENTRY_TYPES:
+        if filters["type"] not in _ENTRY_TYPES:  # "" (the form's "both") is a choice here
             raise InvalidRequestError("type must be request, response or empty (both)")
         context: dict[str, Any] = {
             "devices": devices,
@@ -135,12 +140,12 @@ class AuditPages(Pages):
                 entry_type=filters["type"] or None,
             )
             found.reverse()  # newest first
-            number = query.get("page", "1")
+            number = int_param(
+                query.get("page"), field="page", minimum=1, maximum=_MAX_PAGE, default=1
+            )
             rows, page, pages = page_of(
                 found,
-                page=int(number)
-                if number.isascii() and number.isdigit() and len(number) < 9
-                else 1,
+                page=number,
                 size=self.settings.audit_page_size,
             )
             context.update(
@@ -156,8 +161,12 @@ class AuditPages(Pages):
     async def access(self, request: Request) -> Response:
         session = await self.session(request)
         devices, problem = await self._devices(request, session)
-        prefix = request.query_params.get("path", "").strip().lstrip("/")[:512]
-        since = _moment(request.query_params.get("since", "")[:40], field="since")
+        query = request.query_params
+        prefix = str_param(
+            query.get("path"), field="path", max_length=_MAX_PATH, default=""
+        ).lstrip("/")
+        since_text = str_param(query.get("since"), field="since", max_length=_MAX_TIME, default="")
+        since = _moment(since_text, field="since")
         rows: list[dict[str, Any]] = []
         device = None
         status = None
@@ -176,5 +185,5 @@ class AuditPages(Pages):
             chain_state=status,
             rows=rows,
             path=prefix,
-            since=request.query_params.get("since", "")[:40],
+            since=since_text,
         )

@@ -45,6 +45,7 @@ from kustos.server.console.dispatching import ApiAnswer
 from kustos.server.console.rendering import Pages
 from kustos.server.console.sessions import Form, Session
 from kustos.server.mounts import MountEntry
+from kustos.server.params import enum_param, int_param, str_param
 
 __all__ = ["ACTIONS", "Browsing", "Capabilities", "page_of"]
 
@@ -58,6 +59,11 @@ ACTIONS: Final = {
 _MERGE_PATCH: Final = "application/merge-patch+json"
 _BLANK_ROWS: Final = 3
 _MAX_REASON: Final = 512
+_MAX_NUMBER: Final = 2**31 - 1
+"""The largest version, page or check-and-set value a URL or form may name."""
+_MAX_FILTER: Final = 256
+_MAX_PATH: Final = 1024
+_MODES: Final = ("replace", "patch")
 _REVEAL_HEADER: Final = "x-kustos-console"
 
 T = TypeVar("T")
@@ -126,11 +132,12 @@ def _crumbs(mount: MountEntry, rest: str) -> list[dict[str, str]]:
 
 
 def _int(text: str | None, *, field: str, default: int | None = None) -> int | None:
-    if text in (None, ""):
-        return default
-    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # not "²"
-        raise InvalidRequestError(f"{field} must be a positive whole number")
-    return int(text)
+    """A version, page or check-and-set number from a URL or form (the server's parameter rules)."""
+    if default is None and (text is None or not text.strip()):
+        return None
+    return int_param(
+        text, field=field, maximum=_MAX_NUMBER, default=0 if default is None else default
+    )
 
 
 def _reason(form: Form, *, required: bool) -> str | None:
@@ -190,7 +197,9 @@ class Browsing(Pages):
 
     async def go(self, request: Request) -> Response:
         await self.session(request)
-        target = request.query_params.get("path", "").strip().lstrip("/")
+        target = str_param(
+            request.query_params.get("path"), field="path", max_length=_MAX_PATH, default=""
+        ).lstrip("/")
         return self.redirect(_url(f"/secrets/{target}") if target else "/secrets/")
 
     # -- mounts and folders ------------------------------------------------------------------------
@@ -233,8 +242,10 @@ class Browsing(Pages):
         """One page of a folder: ``LIST ?after=&limit=`` (a filter lists it all and pages the matches)."""
         query = request.query_params
         size = self.settings.page_size
-        needle = query.get("q", "").strip()[:256]
-        cursor = query.get("after", "")[:1024]
+        needle = str_param(query.get("q"), field="q", max_length=_MAX_FILTER, default="")
+        cursor = str_param(
+            query.get("after"), field="after", max_length=_MAX_PATH, default="", strip=False
+        )
         here = f"/secrets/{mount.path}{rest}"
         listing: dict[str, str] = {} if needle else {"limit": str(size + 1)}
         if cursor and not needle:
@@ -391,7 +402,7 @@ class Browsing(Pages):
             history=history,
             diff=diff,
             versions=sorted((int(v) for v in (meta or {}).get("versions", {})), reverse=True),
-            notice=query.get("done", "")[:200],
+            notice=str_param(query.get("done"), field="done", max_length=200, default=""),
             reveal_action=_url(f"/reveal/{where}"),
             write_href=_url(f"/write/{where}"),
             self_href=_url(f"/secrets/{where}"),
@@ -550,7 +561,7 @@ class Browsing(Pages):
             if key in data:
                 raise InvalidRequestError(f"key {key!r} is given twice")
             data[key] = None if key in removed else value
-        mode = form.get("mode", "replace")
+        mode = enum_param(form.get("mode"), field="mode", choices=_MODES, default="replace")
         reason = _reason(form, required=False)
         cas = _int(form.get("cas"), field="cas")
         if mode == "patch":
@@ -575,8 +586,8 @@ class Browsing(Pages):
             answer = await self.call(
                 request, session, "POST", f"{mount.path}data/{secret}", json=body, reason=reason
             )
-        else:
-            raise InvalidRequestError("mode must be replace or patch")
+        else:  # enum_param allows nothing else
+            raise AssertionError(mode)
         if not answer.ok:  # the form again, with the key names but never the values typed
             caps = await self._capabilities(request, session, mount, secret)
             return self._write_page(
@@ -598,9 +609,9 @@ class Browsing(Pages):
         session = await self.session(request)
         mount, rest = self._locate(request.path_params["path"])
         secret = self._secret_of(rest)
-        action = request.query_params.get("action", "")
-        if action not in ACTIONS:
-            raise InvalidRequestError(f"action must be one of {', '.join(ACTIONS)}")
+        action = enum_param(
+            request.query_params.get("action"), field="action", choices=tuple(ACTIONS)
+        )
         version = _int(request.query_params.get("version"), field="version")
         if not version:
             raise InvalidRequestError("name the version")
@@ -623,9 +634,7 @@ class Browsing(Pages):
         mount, rest = self._locate(request.path_params["path"])
         secret = self._secret_of(rest)
         where = f"{mount.path}{secret}"
-        action = form.get("action")
-        if action not in ACTIONS:
-            raise InvalidRequestError(f"action must be one of {', '.join(ACTIONS)}")
+        action = enum_param(form.get("action"), field="action", choices=tuple(ACTIONS))
         version = _int(form.get("version"), field="version")
         if not version:
             raise InvalidRequestError("name the version")

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kustos.errors import InvalidRequestError, PermissionDeniedError
+from kustos.errors import PermissionDeniedError
 from kustos.sensitive import Sensitive
 from kustos.server.console.rendering import Pages
 from kustos.server.console.sessions import (
@@ -39,6 +39,7 @@ from kustos.server.console.sessions import (
     read_form,
     session_cookie_name,
 )
+from kustos.server.params import enum_param, str_param
 
 __all__ = ["LOGIN_METHODS", "SESSION_TTL", "Identity"]
 
@@ -102,9 +103,9 @@ class Identity(Pages):
             raise PermissionDeniedError(
                 "the login form's CSRF token is missing or wrong: reload the login page"
             )
-        method = form.get("method", "token")
-        if method not in LOGIN_METHODS:
-            raise InvalidRequestError(f"method must be one of {', '.join(LOGIN_METHODS)}")
+        method = enum_param(
+            form.get("method"), field="method", choices=LOGIN_METHODS, default="token"
+        )
         if method == "token":
             token, ttl, error = await self._with_token(request, form.get("token").strip())
         else:
@@ -218,7 +219,9 @@ class Identity(Pages):
 
     async def capabilities(self, request: Request) -> Response:
         session = await self.session(request)
-        path = request.query_params.get("path", "").strip().lstrip("/")
+        path = str_param(
+            request.query_params.get("path"), field="path", max_length=1024, default=""
+        ).lstrip("/")
         found: list[str] | None = None
         problem = ""
         if path:

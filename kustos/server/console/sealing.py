@@ -32,6 +32,7 @@ from kustos.gitops.sealing import (
     seal_secret,
 )
 from kustos.server.console.rendering import Pages
+from kustos.server.params import enum_param
 
 __all__ = ["SCOPES", "SealingPages"]
 
@@ -73,16 +74,19 @@ class SealingPages(Pages):
         session = await self.session(request)
         form = await self.submitted(request, session)
         chosen = {
-            "format": form.get("format", "bitnami"),
-            "scope": form.get("scope", ""),
-            "output": form.get("output", "yaml"),
+            "format": enum_param(
+                form.get("format"),
+                field="format",
+                choices=tuple(f.value for f in SealFormat),
+                default="bitnami",
+            ),
+            "scope": enum_param(
+                form.get("scope"), field="scope", choices=tuple(s for s in SCOPES if s), default=""
+            ),
+            "output": enum_param(
+                form.get("output"), field="output", choices=_OUTPUTS, default="yaml"
+            ),
         }
-        if chosen["format"] not in {f.value for f in SealFormat}:
-            raise InvalidRequestError("format must be bitnami or kustos")
-        if chosen["scope"] not in SCOPES:
-            raise InvalidRequestError(f"scope must be one of {', '.join(s for s in SCOPES if s)}")
-        if chosen["output"] not in _OUTPUTS:
-            raise InvalidRequestError("output must be yaml or json")
         try:
             secrets = [
                 parse_secret(doc, source="the manifest")

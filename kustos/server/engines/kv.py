@@ -47,13 +47,13 @@ from kustos.sensitive import Sensitive
 from kustos.server.access import Authorizer, require
 from kustos.server.barrier import Barrier, CiphertextFamily
 from kustos.server.caching import RecordCache
-from kustos.server.calls import Call, Reply, unsupported
+from kustos.server.calls import MAX_PATH_LENGTH, Call, Reply, unsupported
 from kustos.server.committing import answer_at_commit
 from kustos.server.engines.kv_rotation import ROTATION_AUTHOR, KvRotation
 from kustos.server.errors import RequestTooLargeError
 from kustos.server.events import ChangeHub
 from kustos.server.mounts import MountEntry, MountTable
-from kustos.server.params import bool_param, duration_param, int_param
+from kustos.server.params import bool_param, duration_param, int_param, str_param
 from kustos.server.passwords import PasswordPolicies
 from kustos.server.timers import Timers
 from kustos.server.times import Clock, format_duration, rfc3339
@@ -607,16 +607,20 @@ class KvEngine:
             prefix += "/"
         # OpenBao's paginated lists: the names after ``after`` (which need not exist), at most
         # ``limit`` of them (0 or less: all); storage reads one index entry per name returned
-        raw_limit = call.query.get("limit")
-        limit = (
-            None
-            if raw_limit in (None, "")
-            else int_param(raw_limit, field="limit", minimum=-(2**31), maximum=2**31 - 1)
+        limit = int_param(
+            call.query.get("limit"), field="limit", minimum=-(2**31), maximum=2**31 - 1, default=0
         )
         keys = await self._storage.list(
             f"{mount.storage_prefix}meta/{prefix}",
-            after=call.query.get("after") or None,
-            limit=limit if limit is not None and limit > 0 else None,
+            after=str_param(
+                call.query.get("after"),
+                field="after",
+                max_length=MAX_PATH_LENGTH,
+                default="",
+                strip=False,
+            )
+            or None,
+            limit=limit if limit > 0 else None,
         )
         if not keys:
             raise NotFoundError("")

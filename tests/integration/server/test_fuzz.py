@@ -401,7 +401,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
             "password_policy",
             "rotation_period",
         ),
-        query=("version", "depth", "list"),
+        query=("version", "depth", "list", "after", "limit"),
         covers=("kv",),
     ),
     Family(
