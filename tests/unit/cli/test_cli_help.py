@@ -58,3 +58,27 @@ def test_help_shows_escaped_brackets(cli_runner: CliRunner) -> None:
     assert "SOPS_AGE_RECIPIENTS" in shown.stdout
     sealed = cli_runner.invoke(app, ["seal", "--help"])
     assert "[key=]path" in sealed.stdout
+
+
+_NO_DATA = {
+    "seal keys cert": "prints a PEM certificate, as kubeseal --fetch-cert does",
+    "agent": "a long-running process",
+    "csi-provider": "a long-running process",
+    "injector": "a long-running process",
+    "kms-plugin": "a long-running process",
+}
+
+
+def test_every_command_that_talks_to_a_server_takes_output_json() -> None:
+    """Vault's habit: every data command answers ``-o json`` (``-format=json``)."""
+    lacking = []
+    for path, command in _VISIBLE:
+        options = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        if "--address" in options and " ".join(path) not in _NO_DATA and "--output" not in options:
+            lacking.append(" ".join(path))
+    assert lacking == []
+
+
+@pytest.mark.parametrize("path", sorted(_NO_DATA))
+def test_the_exceptions_are_real_commands(path: str) -> None:
+    assert path in {" ".join(p) for p, _ in _VISIBLE}
