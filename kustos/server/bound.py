@@ -158,7 +158,7 @@ class BoundService:
         return keyring
 
     async def _keyring(
-        self, *, add: bool = False, before_commit: Callable[[int], object] | None = None
+        self, *, add: bool = False, before_commit: Callable[[_Keyring], object] | None = None
     ) -> _Keyring:
         blob = await self._storage.get(KEYRING_KEY)
         if blob is not None and not add:
@@ -175,7 +175,7 @@ class BoundService:
             fresh = self._barrier.encrypt(updated.to_bytes(), context=KEYRING_CONTEXT)
             await tx.put(KEYRING_KEY, fresh)
             if before_commit is not None:
-                before_commit(updated.active)
+                before_commit(updated)
         self._cached = (fresh, updated)
         return updated
 
@@ -184,11 +184,23 @@ class BoundService:
 
         ``before_commit(version)`` runs in the transaction, before it commits.
         """
-        return (await self._keyring(add=True, before_commit=before_commit)).active
+        hook = None if before_commit is None else lambda keyring: before_commit(keyring.active)
+        return (await self._keyring(add=True, before_commit=hook)).active
 
-    async def key_versions(self) -> tuple[int, list[int]]:
-        """``(active, every version)``; creates the first key if there is none yet."""
-        keyring = await self._keyring()
+    async def key_versions(
+        self, *, before_commit: Callable[[int, list[int]], object] | None = None
+    ) -> tuple[int, list[int]]:
+        """``(active, every version)``; creates the first key if there is none yet.
+
+        ``before_commit(active, versions)`` runs in the transaction that creates it, before it
+        commits (the caller declares its answer there, :mod:`kustos.server.committing`).
+        """
+        hook = (
+            None
+            if before_commit is None
+            else lambda keyring: before_commit(keyring.active, sorted(keyring.keys))
+        )
+        keyring = await self._keyring(before_commit=hook)
         return keyring.active, sorted(keyring.keys)
 
     # -- values -----------------------------------------------------------------------------

@@ -207,12 +207,18 @@ class SealingService:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    async def keyring(self) -> SealingKeyring:
-        """The current keyring, renewed first when the policy says a key is due (lazy renewal)."""
+    async def keyring(
+        self, *, renewed: Callable[[SealingKeyring], object] | None = None
+    ) -> SealingKeyring:
+        """The current keyring, renewed first when the policy says a key is due (lazy renewal).
+
+        ``renewed(keyring)`` runs in the transaction that renews it, before it commits (a
+        read that renews declares its answer there, :mod:`kustos.server.committing`).
+        """
         keyring = await self.stored_keyring()
         config = await self.config()
         if config.policy().renewal_due(keyring, now=self.now()):
-            keyring, _ = await self.renew_if_due(config=config)
+            keyring, _ = await self.renew_if_due(config=config, renewed=renewed)
         return keyring
 
     async def renew_if_due(
@@ -221,10 +227,12 @@ class SealingService:
         config: SealingConfig | None = None,
         force: bool = False,
         before_commit: Callable[[SealingKeyEntry], object] | None = None,
+        renewed: Callable[[SealingKeyring], object] | None = None,
     ) -> tuple[SealingKeyring, SealingKeyEntry | None]:
         """Add a key when due (or ``force``); returns the keyring and the new entry, if any.
 
-        ``before_commit(entry)`` runs in the transaction that adds the key, before it commits.
+        ``before_commit(entry)`` and ``renewed(keyring)`` run in the transaction that adds the
+        key, before it commits.
         """
         config = config or await self.config()
         policy = RenewalPolicy(period=timedelta(microseconds=1)) if force else config.policy()
@@ -244,6 +252,8 @@ class SealingService:
             added.append(entry)
             if before_commit is not None:
                 before_commit(entry)
+            if renewed is not None:
+                renewed(updated)
             return updated
 
         keyring = await self._write(change)

@@ -892,6 +892,8 @@ class KvEngine:
                 author=ROTATION_AUTHOR,
             )
             _announce(tx, mount, path, int(result["version"]), "write")
+            # rotate/<path>'s answer, audited before this commits (a timer's rotation: no call)
+            answer_at_commit(Reply(data={"version": int(result["version"])}, mount_type="kv"))
         version = int(result["version"])
         self._events.publish(mount.path, path, version, "write")
         return version

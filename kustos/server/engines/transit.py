@@ -343,7 +343,8 @@ class TransitEngine:
 
     async def _add_version(
         self, tx: Transaction, touched: list[str], mount: MountEntry, policy: Policy
-    ) -> None:
+    ) -> tc.KeyMaterial:
+        """Add a key version to ``policy`` (stored in ``tx``); its key material."""
         version = int(policy["latest_version"]) + 1
         material = tc.KeyMaterial.generate(randbytes=self._randbytes)
         name = policy["name"]
@@ -355,6 +356,7 @@ class TransitEngine:
         touched.append(key)
         policy["versions"][str(version)] = int(self._clock())
         policy["latest_version"] = version
+        return material
 
     async def _put_policy(
         self, tx: Transaction, touched: list[str], mount: MountEntry, policy: Policy
@@ -619,11 +621,16 @@ class TransitEngine:
         mount: MountEntry,
         policy: Policy,
         one: Callable[[MountEntry, Policy, Mapping[str, Any], Memo], Any],
+        *,
+        memo: Memo | None = None,
     ) -> Reply:
-        """One item from the body, or every item of ``batch_input`` (errors per item, like Vault)."""
+        """One item from the body, or every item of ``batch_input`` (errors per item, like Vault).
+
+        ``memo``: key material already in hand (a key not committed yet).
+        """
         body = call.json()
         batch = body.get("batch_input")
-        memo: Memo = {}
+        memo = {} if memo is None else memo
         if batch is None:
             try:
                 return self._reply(await one(mount, policy, body, memo))
@@ -658,23 +665,41 @@ class TransitEngine:
         policy = await self._load_policy(mount, name)
         if policy is None:  # Vault's upsert: encrypt creates a missing key for callers allowed to
             self._require(call, "create")
-            batch = body.get("batch_input")
-            first = (
-                batch[0]
-                if isinstance(batch, list) and batch and isinstance(batch[0], dict)
-                else body
-            )
-            policy, _ = await self._create_policy(
-                mount,
-                name,
-                key_type=self._key_type(body),
-                derived=bool(first.get("context")),
-                auto_rotate=0.0,
-            )
+            upserted = await self._upsert(call, mount, name, body)
+            if upserted is not None:
+                return upserted
+            policy = await self._policy(mount, name)  # another request created it meanwhile
         else:
             self._require(call, "update")
-            policy = await self._rotate_if_due(mount, policy)
+        policy = await self._rotate_if_due(mount, policy)
         return await self._run(call, mount, policy, self._encrypt_one)
+
+    async def _upsert(
+        self, call: Call, mount: MountEntry, name: str, body: Mapping[str, Any]
+    ) -> Reply | None:
+        """Create key ``name`` and encrypt with it in one transaction; ``None`` if it exists.
+
+        The encryption runs before the key commits (with the new key material in
+        hand), so its answer is audited first (:mod:`kustos.server.committing`)
+        and a refused item leaves no key behind.
+        """
+        batch = body.get("batch_input")
+        first = (
+            batch[0] if isinstance(batch, list) and batch and isinstance(batch[0], dict) else body
+        )
+        key_type = self._key_type(body)
+        async with self._cache.writing() as touched, self._storage.transaction() as tx:
+            if await tx.get(self._policy_key(mount, name), for_update=True) is not None:
+                return None
+            policy = _new_policy(
+                name, key_type=key_type, derived=bool(first.get("context")), now=self._clock()
+            )
+            material = await self._add_version(tx, touched, mount, policy)
+            await self._put_policy(tx, touched, mount, policy)
+            reply = answer_at_commit(
+                await self._run(call, mount, policy, self._encrypt_one, memo={1: material})
+            )
+        return reply
 
     async def _rotate_if_due(self, mount: MountEntry, policy: Policy) -> Policy:
         """Rotate a key whose ``auto_rotate_period`` has passed since its latest version (on use)."""

@@ -94,7 +94,12 @@ class BoundApi:
             if call.method != "GET":
                 raise unsupported(call)
             require(self._core.authorizer, call.require_token(), path, "read")
-            active, versions = await self._core.bound.key_versions()
+            # the first read creates the first key: its answer is audited before that commits
+            active, versions = await self._core.bound.key_versions(
+                before_commit=lambda active, versions: answer_at_commit(
+                    Reply(data={"active_version": active, "versions": versions})
+                )
+            )
             return Reply(data={"active_version": active, "versions": versions})
         if path not in _ROUTES:
             raise NotFoundError(f'no handler for route "{call.path}". route entry not found.')

@@ -40,6 +40,7 @@ from typing import Any, Final
 from kustos.errors import DecryptionError, InvalidRequestError, NotFoundError, SealedError
 from kustos.gitops.sealing import (
     SealingKeyEntry,
+    SealingKeyring,
     format_of,
     import_sealed_secrets_keys,
     is_backup,
@@ -145,8 +146,17 @@ class SealingRootApi:
             if call.method not in ("GET", "HEAD"):
                 raise unsupported(call)
             _require_unsealed(self._core)
-            keyring = await _service(self._core).keyring()
-            return Reply(body=keyring.sealing_certificate().pem(), content_type=PEM_CONTENT_TYPE)
+
+            def answer(keyring: SealingKeyring) -> Reply:
+                return Reply(
+                    body=keyring.sealing_certificate().pem(), content_type=PEM_CONTENT_TYPE
+                )
+
+            # a read that renews the key declares its answer before the new key commits
+            keyring = await _service(self._core).keyring(
+                renewed=lambda renewed: answer_at_commit(answer(renewed))
+            )
+            return answer(keyring)
         if call.method not in ("POST", "PUT"):
             raise unsupported(call)
         require(self._core.authorizer, call.require_token(), f"sys/sealing/{self.prefix}", "update")
@@ -211,8 +221,15 @@ class SealingSysApi:
         if call.method not in ("GET", "HEAD"):
             raise unsupported(call)
         _require_unsealed(self._core)
-        keyring = await self._service.keyring()
-        return Reply(body=keyring.sealing_bundle().bundle_pem(), content_type=PEM_CONTENT_TYPE)
+
+        def answer(keyring: SealingKeyring) -> Reply:
+            return Reply(body=keyring.sealing_bundle().bundle_pem(), content_type=PEM_CONTENT_TYPE)
+
+        # a read that renews the key declares its answer before the new key commits
+        keyring = await self._service.keyring(
+            renewed=lambda renewed: answer_at_commit(answer(renewed))
+        )
+        return answer(keyring)
 
     async def _keys(self, call: Call) -> Reply:
         if call.method not in ("GET", "LIST"):

@@ -122,9 +122,12 @@ def test_writes_declare_their_answer_before_they_commit(server: RunningServer) -
             body = {"type": "file", "options": {"file_path": str(audit_file)}}
             assert http.post("/v1/sys/audit/file", json=body).status_code == 204
         writes: list[tuple[str, str, dict[str, object]]] = [
+            ("GET", "cert.pem", {}),  # reads that create a key on first use
+            ("GET", "sys/bound/keys", {}),
             ("POST", "sys/mounts/tr", {"type": "transit"}),
             ("POST", "sys/mounts/tr/tune", {"default_lease_ttl": "1h"}),
             ("POST", "tr/keys/k", {}),
+            ("POST", "tr/encrypt/upserted", {"plaintext": "aGk="}),  # creates its key
             ("POST", "tr/keys/k/rotate", {}),
             ("POST", "tr/keys/k/config", {"deletion_allowed": True}),
             ("DELETE", "tr/keys/k", {}),
@@ -148,6 +151,8 @@ def test_writes_declare_their_answer_before_they_commit(server: RunningServer) -
             ("POST", "auth/userpass/users/u/password", {"password": "pw2"}),
             ("POST", "sys/sealing/config", {"key_bits": 2048}),
             ("POST", "sys/rotate", {}),
+            ("POST", "secret/rotation/r", {"fields": ["pw"], "rotation_period": "24h"}),
+            ("POST", "secret/rotate/r", {}),
         ]
         for method, path, body in writes:
             response = http.request(method, f"/v1/{path}", json=body)
