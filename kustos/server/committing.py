@@ -30,7 +30,7 @@ Return the answer you declared (or an equal one, such as another
 a declared answer still works: its response entry is written after the
 commit, as before, and if that fails the caller still gets the true answer
 (the change happened) while the failure is logged and counted
-(``kustos_audit_unreserved_commits_total``); the fuzz test reports such
+(``kustos_audit_unreserved_commits_total``); the fuzz test fails on such
 commits. Only the first commit of a call writes the entry (a handler with
 several transactions should declare before the first). Without an audit
 device, or outside a request, :func:`answer_at_commit` does nothing.

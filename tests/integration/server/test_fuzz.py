@@ -1065,11 +1065,13 @@ def test_no_5xx_and_no_dropped_connection(target: Target, family: Family) -> Non
     )
     assert target.sent - sent_before >= EXAMPLES_PER_FAMILY * 0.9
     _verify_audit(target)
-    print(f"{family.name}: commits before their answer was audited so far: {_unreserved(target)}")
+    unreserved = _unreserved(target)
+    print(f"{family.name}: commits before their answer was audited so far: {unreserved}")
+    assert unreserved == {}, "these routes commit before declaring their answer (committing.py)"
 
 
 def _unreserved(target: Target) -> dict[str, float]:
-    """``kustos_audit_unreserved_commits_total`` by route (reported, see kustos.server.committing)."""
+    """``kustos_audit_unreserved_commits_total`` by route (none allowed, see kustos.server.committing)."""
     metrics = httpx.get(f"{target.server.addr}/metrics", timeout=30).text
     counts: dict[str, float] = {}
     for line in metrics.splitlines():
