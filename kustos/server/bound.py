@@ -205,13 +205,35 @@ class BoundService:
 
     # -- values -----------------------------------------------------------------------------
 
-    async def seal(self, plaintext: bytes, *, identity: BoundIdentity) -> tuple[str, int]:
-        """The bound value of ``plaintext`` for ``identity`` and the key version used."""
-        keyring = await self._keyring()
-        text = bound.seal_value(
-            keyring.keys[keyring.active], plaintext, version=keyring.active, identity=identity
-        )
-        return text, keyring.active
+    async def seal(
+        self,
+        plaintext: bytes,
+        *,
+        identity: BoundIdentity,
+        before_commit: Callable[[str, int], object] | None = None,
+    ) -> tuple[str, int]:
+        """The bound value of ``plaintext`` for ``identity`` and the key version used.
+
+        When this creates the first root key, the value is sealed in that transaction and
+        ``before_commit(value, version)`` runs there, before it commits (the caller declares
+        its answer, :mod:`kustos.server.committing`).
+        """
+        made: list[tuple[str, int]] = []
+
+        def seal_with(keyring: _Keyring) -> str:
+            return bound.seal_value(
+                keyring.keys[keyring.active], plaintext, version=keyring.active, identity=identity
+            )
+
+        def created(keyring: _Keyring) -> None:
+            made.append((seal_with(keyring), keyring.active))
+            if before_commit is not None:
+                before_commit(*made[0])
+
+        keyring = await self._keyring(before_commit=created)
+        if made:
+            return made[0]
+        return seal_with(keyring), keyring.active
 
     async def open(self, value: BoundValue, *, opener: BoundIdentity) -> bytes:
         """Open ``value`` as ``opener``; :class:`DecryptionError` on any failure."""

@@ -168,16 +168,25 @@ class BoundApi:
             if bool_param(body["bind_uid"], field="bind_uid"):
                 uid = await self._lookup_uid(config, namespace, name)
         identity = _identity(namespace, name, uid)
-        text, version = await self._core.bound.seal(plaintext, identity=identity)
-        return Reply(
-            data={
-                "ciphertext": text,
-                "namespace": identity.namespace,
-                "service_account": identity.name,
-                "uid": identity.uid,
-                "key_version": version,
-            }
+
+        def answer(text: str, version: int) -> Reply:
+            return Reply(
+                data={
+                    "ciphertext": text,
+                    "namespace": identity.namespace,
+                    "service_account": identity.name,
+                    "uid": identity.uid,
+                    "key_version": version,
+                }
+            )
+
+        # the first value sealed creates the first root key: its answer is declared before that
+        text, version = await self._core.bound.seal(
+            plaintext,
+            identity=identity,
+            before_commit=lambda text, version: answer_at_commit(answer(text, version)),
         )
+        return answer(text, version)
 
     async def _kamus(self, body: dict[str, Any]) -> Reply:
         namespace = str_field(body, "namespace").strip()
@@ -189,10 +198,16 @@ class BoundApi:
             )
         if len(data) > _MAX_PLAINTEXT:
             raise InvalidRequestError(f"data is larger than {_MAX_PLAINTEXT} bytes")
+
+        def answer(text: str) -> Reply:
+            return Reply(body=text.encode("ascii"), content_type="text/plain; charset=utf-8")
+
         text, _ = await self._core.bound.seal(
-            data.encode("utf-8"), identity=_identity(namespace, name, "")
+            data.encode("utf-8"),
+            identity=_identity(namespace, name, ""),
+            before_commit=lambda text, _version: answer_at_commit(answer(text)),
         )
-        return Reply(body=text.encode("ascii"), content_type="text/plain; charset=utf-8")
+        return answer(text)
 
     async def _lookup_uid(self, config: BoundConfig, namespace: str, name: str) -> str:
         await self._auth.load()

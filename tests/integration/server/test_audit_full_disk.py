@@ -122,7 +122,12 @@ def test_writes_declare_their_answer_before_they_commit(server: RunningServer) -
             body = {"type": "file", "options": {"file_path": str(audit_file)}}
             assert http.post("/v1/sys/audit/file", json=body).status_code == 204
         writes: list[tuple[str, str, dict[str, object]]] = [
-            ("GET", "cert.pem", {}),  # reads that create a key on first use
+            ("GET", "cert.pem", {}),  # calls that create a key on first use
+            (
+                "POST",
+                "sys/bound/encrypt",
+                {"namespace": "ns", "service_account": "sa", "plaintext": "aGk="},
+            ),
             ("GET", "sys/bound/keys", {}),
             ("POST", "sys/mounts/tr", {"type": "transit"}),
             ("POST", "sys/mounts/tr/tune", {"default_lease_ttl": "1h"}),
