@@ -35,7 +35,7 @@ import logging
 import re
 import secrets
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -287,8 +287,17 @@ class LeaseManager:
 
     # -- renew --------------------------------------------------------------------------
 
-    async def renew(self, lease_id: str, *, increment: float | None) -> Lease:
-        """Extend a lease by ``increment`` (default: its TTL) from now, up to its max TTL."""
+    async def renew(
+        self,
+        lease_id: str,
+        *,
+        increment: float | None,
+        before_commit: Callable[[Lease], object] | None = None,
+    ) -> Lease:
+        """Extend a lease by ``increment`` (default: its TTL) from now, up to its max TTL.
+
+        ``before_commit(renewed)`` runs in the transaction that stores it, before it commits.
+        """
         lease = await self._load(validate_lease_id(lease_id))
         if lease is None:
             raise InvalidRequestError("lease not found")
@@ -309,6 +318,8 @@ class LeaseManager:
             await self._store(tx, renewed)
             await self._timers.cancel(tx, current.expire_time, "lease", lease_id)
             await self._timers.schedule(tx, expire, "lease", lease_id)
+            if before_commit is not None:
+                before_commit(renewed)
         return renewed
 
     # -- revoke -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from kustos.server.access import require
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.committing import answer_at_commit
 from kustos.server.core import Core
-from kustos.server.leases import validate_lease_id
+from kustos.server.leases import Lease, validate_lease_id
 from kustos.server.times import parse_duration, rfc3339
 
 __all__ = ["LeasesApi"]
@@ -113,13 +113,22 @@ class LeasesApi:
                 if body.get("increment") in (None, "", 0)
                 else parse_duration(body["increment"], field="increment")
             )
-            lease = await leases.renew(lease_id, increment=increment)
-            return Reply(
-                data=None,
-                lease_id=lease.lease_id,
-                lease_duration=lease.remaining(self._core.clock()),
-                renewable=lease.renewable,
+
+            def answer(lease: Lease) -> Reply:
+                return Reply(
+                    data=None,
+                    lease_id=lease.lease_id,
+                    lease_duration=lease.remaining(self._core.clock()),
+                    renewable=lease.renewable,
+                )
+
+            declared: list[Reply] = []  # the answer, audited before the renewal commits
+            lease = await leases.renew(
+                lease_id,
+                increment=increment,
+                before_commit=lambda renewed: declared.append(answer_at_commit(answer(renewed))),
             )
+            return declared[-1] if declared else answer(lease)
         if action == "revoke":
             self._require(call, "update")
             lease_id = validate_lease_id(rest or call.json().get("lease_id"))

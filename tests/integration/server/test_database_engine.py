@@ -239,6 +239,30 @@ def test_static_role_rotates_on_schedule(vault: hvac.Client, database: Database)
     vault.secrets.database.delete_static_role(name="static-app")
 
 
+def test_a_renewal_is_audited_before_it_commits(
+    vault: hvac.Client, server: RunningServer, database: Database
+) -> None:
+    """With an audit device, a lease renewal declares its answer before it commits (it is not
+    counted in ``kustos_audit_unreserved_commits_total``, see kustos.server.committing)."""
+    audit_log = server.data_dir.parent / "renew-audit.log"
+    vault.sys.enable_audit_device("file", path="renew-audit", options={"file_path": str(audit_log)})
+    try:
+        answer = vault.secrets.database.generate_credentials(name="short")
+        renewed = vault.sys.renew_lease(answer["lease_id"], increment=30)
+        assert renewed["lease_id"] == answer["lease_id"]
+        vault.sys.revoke_lease(answer["lease_id"])
+    finally:
+        vault.sys.disable_audit_device("renew-audit")
+    metrics = httpx.get(f"{server.addr}/metrics", timeout=30).text
+    unreserved = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("kustos_audit_unreserved_commits_total") and "renew" in line
+    ]
+    assert unreserved == []
+    assert "sys/leases/renew" in audit_log.read_text()
+
+
 def test_root_credential_is_never_returned_and_rotates(
     vault: hvac.Client, server: RunningServer, database: Database
 ) -> None:
