@@ -680,28 +680,34 @@ class DatabaseEngine:
             role["creation_statements"], values, operation="create user", pool=self._pool
         )
         lease_path = f"{mount.path}creds/{name}"
+        lease_id = self._leases.new_lease_id(lease_path)
+        # the answer is audited before the lease commits (a refused one drops the user below)
+        reply = answer_at_commit(
+            Reply(
+                data={"username": username, "password": password.reveal()},
+                mount_type="database",
+                lease_id=lease_id,
+                lease_duration=int(ttl),
+                renewable=True,
+            )
+        )
         try:
-            lease = await self._leases.issue(
-                lease_id=self._leases.new_lease_id(lease_path),
+            await self._leases.issue(
+                lease_id=lease_id,
                 mount=mount,
                 path=lease_path,
                 ttl=ttl,
                 max_ttl=max_ttl,
                 token=token,
                 internal={"username": username, "role": name, "db_name": role["db_name"]},
+                renewable=True,
                 issue_time=now,
             )
         except BaseException:
             statements = role.get("revocation_statements") or list(DEFAULT_REVOKE)
             await connection.run(statements, {"name": username}, operation="roll back user")
             raise
-        return Reply(
-            data={"username": username, "password": password.reveal()},
-            mount_type="database",
-            lease_id=lease.lease_id,
-            lease_duration=int(ttl),
-            renewable=lease.renewable,
-        )
+        return reply
 
     # -- leases (LeaseHolder) ----------------------------------------------------------------
 

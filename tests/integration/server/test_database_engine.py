@@ -239,11 +239,12 @@ def test_static_role_rotates_on_schedule(vault: hvac.Client, database: Database)
     vault.secrets.database.delete_static_role(name="static-app")
 
 
-def test_a_renewal_is_audited_before_it_commits(
+def test_creds_and_renewal_are_audited_before_they_commit(
     vault: hvac.Client, server: RunningServer, database: Database
 ) -> None:
-    """With an audit device, a lease renewal declares its answer before it commits (it is not
-    counted in ``kustos_audit_unreserved_commits_total``, see kustos.server.committing)."""
+    """With an audit device, issuing credentials and renewing their lease declare their answer
+    before they commit (neither is counted in ``kustos_audit_unreserved_commits_total``, see
+    kustos.server.committing)."""
     audit_log = server.data_dir.parent / "renew-audit.log"
     vault.sys.enable_audit_device("file", path="renew-audit", options={"file_path": str(audit_log)})
     try:
@@ -257,7 +258,8 @@ def test_a_renewal_is_audited_before_it_commits(
     unreserved = [
         line
         for line in metrics.splitlines()
-        if line.startswith("kustos_audit_unreserved_commits_total") and "renew" in line
+        if line.startswith("kustos_audit_unreserved_commits_total")
+        and ("renew" in line or "creds" in line)
     ]
     assert unreserved == []
     assert "sys/leases/renew" in audit_log.read_text()
