@@ -271,9 +271,17 @@ class SealingService:
         return entry
 
     async def import_entries(
-        self, entries: Sequence[SealingKeyEntry]
+        self,
+        entries: Sequence[SealingKeyEntry],
+        *,
+        before_commit: Callable[[SealingKeyring, list[tuple[SealingKeyEntry, bool]]], object]
+        | None = None,
     ) -> list[tuple[SealingKeyEntry, bool]]:
-        """Add keys (Sealed Secrets key Secrets, a backup); returns each with whether it was new."""
+        """Add keys (Sealed Secrets key Secrets, a backup); returns each with whether it was new.
+
+        ``before_commit(keyring, results)`` runs in the transaction that adds them, before it
+        commits (not at all when every key was known).
+        """
         if not entries:
             raise InvalidRequestError("nothing to import: no sealing key found in the request")
         seen: list[str] = []
@@ -281,7 +289,11 @@ class SealingService:
         def change(current: SealingKeyring) -> SealingKeyring | None:
             seen.extend(e.key_id for e in current.entries)
             updated = current.with_entries(entries)
-            return updated if len(updated) != len(current) else None
+            if len(updated) == len(current):
+                return None
+            if before_commit is not None:
+                before_commit(updated, [(e, e.key_id not in seen) for e in entries])
+            return updated
 
         await self._write(change)
         return [(e, e.key_id not in seen) for e in entries]

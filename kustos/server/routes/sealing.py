@@ -316,20 +316,31 @@ class SealingSysApi:
             raise InvalidRequestError(
                 "give 'secrets' (key Secret objects), 'manifest' (YAML/JSON text) or 'backup'"
             )
-        results = await self._service.import_entries(entries)
-        keyring = await self._service.stored_keyring()
-        newest = keyring.newest
-        return Reply(
-            data={
-                "keys": [
-                    {
-                        **_describe(e, active=newest is not None and e.key_id == newest.key_id),
-                        "imported": new,
-                    }
-                    for e, new in results
-                ]
-            }
+
+        def answer(keyring: SealingKeyring, results: list[tuple[SealingKeyEntry, bool]]) -> Reply:
+            newest = keyring.newest
+            return Reply(
+                data={
+                    "keys": [
+                        {
+                            **_describe(e, active=newest is not None and e.key_id == newest.key_id),
+                            "imported": new,
+                        }
+                        for e, new in results
+                    ]
+                }
+            )
+
+        declared: list[Reply] = []  # the answer, audited before the keys commit
+        results = await self._service.import_entries(
+            entries,
+            before_commit=lambda keyring, results: declared.append(
+                answer_at_commit(answer(keyring, results))
+            ),
         )
+        if declared:
+            return declared[-1]
+        return answer(await self._service.stored_keyring(), results)
 
     async def _config(self, call: Call) -> Reply:
         service = self._service

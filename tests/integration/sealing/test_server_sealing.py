@@ -403,6 +403,24 @@ def _raw_files(server: RunningServer) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(server.data_dir.rglob("*")) if p.is_file())
 
 
+def test_an_import_is_audited_before_it_commits(server: RunningServer, tmp_path: Path) -> None:
+    """With an audit device, a key import declares its answer before the keys commit (it is not
+    counted in ``kustos_audit_unreserved_commits_total``, see kustos.server.committing)."""
+    _, key_secret = _sealed_secrets_key(datetime(2023, 6, 1, tzinfo=UTC))
+    audit_log = tmp_path / "import-audit.log"
+    device = {"type": "file", "options": {"file_path": str(audit_log)}}
+    assert api(server, "POST", "sys/audit/import-audit", json=device).status_code == 204
+    try:
+        imported = api(server, "POST", "sys/sealing/keys/import", json={"secrets": [key_secret]})
+    finally:
+        assert api(server, "DELETE", "sys/audit/import-audit").status_code == 204
+    assert imported.status_code == 200, imported.text
+    assert [k["imported"] for k in imported.json()["data"]["keys"]] == [True]
+    metrics = httpx.get(f"{server.addr}/metrics", timeout=60.0).text
+    assert 'kustos_audit_unreserved_commits_total{route="sys/sealing/keys/import"}' not in metrics
+    assert "sys/sealing/keys/import" in audit_log.read_text()
+
+
 def test_no_private_key_in_plaintext_and_recovery_unseal_with_server_stopped(
     tmp_path: Path,
 ) -> None:
