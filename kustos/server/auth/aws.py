@@ -52,6 +52,7 @@ from kustos.server.auth.issuing import TokenSettings, login_reply, str_field
 from kustos.server.auth.jwts import glob_match
 from kustos.server.auth.keysets import check_url
 from kustos.server.auth.mounts import AuthMount
+from kustos.server.auth.roles import role_endpoint
 from kustos.server.calls import Call, Reply, unsupported
 from kustos.server.committing import answer_at_commit
 from kustos.server.params import bool_param, int_param, str_list_param
@@ -567,29 +568,16 @@ class AwsMethod:
         return done
 
     async def _role(self, call: Call, mount: AuthMount, name: str) -> Reply:
-        if not _ROLE_NAME.fullmatch(name):
-            raise InvalidRequestError("role name must be 1-128 letters, digits or any of '._@+=,-'")
-        records = self._deps.records(mount)
-        key = f"role/{name}"
-        if call.method == "GET":
-            self._deps.require(call, "read")
-            doc = await records.get(key)
-            return _not_found() if doc is None else Reply(data=_Role.from_doc(doc).describe())
-        if call.method == "DELETE":
-            self._deps.require(call, "delete")
-            done = answer_at_commit(Reply.no_content())
-            await records.delete(key)
-            return done
-        if call.method not in ("POST", "PUT"):
-            raise unsupported(call)
-        body = call.json()
-        done = answer_at_commit(Reply.no_content())
-        async with records.transaction() as tx:
-            current = await records.get(key, tx=tx, for_update=True)
-            self._deps.require(call, "create" if current is None else "update")
-            role = _parse_role(body, None if current is None else _Role.from_doc(current))
-            await records.put(key, role.to_doc(), tx=tx)
-        return done
+        return await role_endpoint(
+            call,
+            self._deps,
+            mount,
+            name,
+            name_rule=_ROLE_NAME,
+            name_error="role name must be 1-128 letters, digits or any of '._@+=,-'",
+            from_doc=_Role.from_doc,
+            parse=_parse_role,
+        )
 
     async def _login(self, call: Call, mount: AuthMount) -> Reply:
         if call.method not in ("POST", "PUT"):
