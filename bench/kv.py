@@ -670,7 +670,10 @@ def _bao_ready(port: int, timeout: float = 60.0) -> None:
 @contextlib.contextmanager
 def _openbao(bao: str, work: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str]]:
     """``bao server`` with integrated raft storage, initialised and unsealed; yields (process, port, root token)."""
-    port, cluster = _free_port(), _free_port()
+    port = _free_port()
+    cluster = _free_port()
+    while cluster == port:  # two calls may return one port; bao then never starts
+        cluster = _free_port()
     raft = work / "openbao-raft"
     raft.mkdir(parents=True)
     config = work / "openbao.hcl"

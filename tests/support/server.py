@@ -34,6 +34,7 @@ __all__ = [
     "RunningServer",
     "assert_audit_file_verifies",
     "free_port",
+    "free_ports",
     "kustos_command",
     "kustos_server",
     "start_server",
@@ -42,9 +43,23 @@ __all__ = [
 
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago.
+
+    The sockets stay bound until all are chosen: two calls of :func:`free_port`
+    in a row may return the same port (a server given it twice, as its API
+    and cluster address, then never starts).
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def kustos_command() -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import RunningServer, free_port, kustos_server
+from tests.support.server import RunningServer, free_ports, kustos_server
 
 __all__ = ["kustos_server"]
 
@@ -57,7 +57,7 @@ log_level     = "warn"
 @contextlib.contextmanager
 def openbao(work: Path) -> Iterator[tuple[str, str]]:
     """A one-node ``bao server`` on loopback, initialised and unsealed, KV v2 at ``secret/``."""
-    port, cluster = free_port(), free_port()
+    port, cluster = free_ports(2)
     (work / "raft").mkdir()
     config = work / "bao.hcl"
     config.write_text(CONFIG % {"raft": work / "raft", "port": port, "cluster": cluster})
