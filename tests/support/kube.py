@@ -117,9 +117,19 @@ def _die_with_parent() -> None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return _free_ports(1)[0]
+
+
+def _free_ports(count: int) -> list[int]:
+    # Distinct: the sockets stay bound until all are chosen (two calls in a row may
+    # return one port, and etcd or the API server would then fail to listen).
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def _pem_cert(cert: x509.Certificate) -> bytes:
@@ -237,9 +247,7 @@ class ControlPlane:
         self.root = root or Path(tempfile.mkdtemp(prefix="kcp-", dir="/tmp"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.pki = _Pki()
-        self.etcd_port = _free_port()
-        self.etcd_peer_port = _free_port()
-        self.port = _free_port()
+        self.etcd_port, self.etcd_peer_port, self.port = _free_ports(3)
         self.admin_token = uuid.uuid4().hex
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._write_pki()
